@@ -1,0 +1,117 @@
+"""The ``dlavm`` command. Thin: every command calls the library."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .targets import targets
+
+
+class _Group(click.Group):
+    """Show library errors as one clean line instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as e:  # library errors carry the user-facing message
+            from ..ir import IRError
+            from ..models import ModelNotFound
+            if isinstance(e, (IRError, ModelNotFound, ValueError, KeyError)):
+                click.echo(f"error: {e}", err=True)
+                sys.exit(2)
+            raise
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dlavm")
+def main():
+    """DLAVM: compile PyTorch models to an FPGA LLM accelerator.
+
+    MODEL arguments are a built-in recipe name (see `dlavm models`) or
+    path/to/file.py:factory, where the factory returns a ModelSpec or
+    (module, example_inputs, dynamic_shapes).
+    """
+
+
+@main.command("models")
+def models_cmd():
+    """List the built-in model recipes."""
+    from ..models import list_recipes
+    for r in list_recipes():
+        click.echo(f"{r.name:<18} {r.summary}")
+
+
+@main.command("import")
+@click.argument("model")
+@click.option("--max-seq", type=int, default=None, help="Upper bound of the sequence dim.")
+@click.option("--summary", is_flag=True, help="Print a summary instead of the whole IR.")
+@click.option("--spans", is_flag=True, help="Annotate each value with its source line.")
+@click.option("--dump-ir", "dump_ir", type=click.Path(file_okay=False), default=None,
+              help="Also write the IR text to DIR/00-input.txt.")
+def import_cmd(model, max_seq, summary, spans, dump_ir):
+    """Import MODEL through torch.export and print its graph IR."""
+    from ..frontend.api import import_model
+    from ..ir import PassContext, PassManager, print_module, summarize_module
+
+    res = import_model(model, max_seq=max_seq)
+    if dump_ir:
+        PassManager([]).run(res.module, PassContext(dump_dir=dump_ir))
+    click.echo(summarize_module(res.module) if summary else print_module(res.module, show_spans=spans))
+    t = res.timings
+    click.echo(f"# import: build {t['build_s']:.2f}s, torch.export {t['export_s']:.2f}s, "
+               f"decompose {t['decompose_s']:.2f}s, convert {t['convert_s']:.2f}s", err=True)
+
+
+@main.command("ops")
+@click.option("--aten", is_flag=True, help="List the ATen overloads the torch frontend converts.")
+def ops_cmd(aten):
+    """List the graph-IR ops (or the supported ATen ops)."""
+    if aten:
+        from ..frontend.torch import CONVERTERS
+        for name in sorted({str(k) for k in CONVERTERS}):
+            click.echo(name)
+        return
+    from ..ir import list_ops
+    for op in list_ops():
+        attrs = ", ".join(f"{k}:{v.kind}" for k, v in op.attr_specs.items())
+        click.echo(f"{op.name:<14} ({', '.join(op.inputs)}) [{attrs}]  {op.doc}")
+
+
+@main.command("check")
+@click.argument("model")
+@click.option("--dims", "dims", multiple=True, help="Dim binding like seq=7 (repeatable).")
+@click.option("--max-seq", type=int, default=None, help="Upper bound of the sequence dim.")
+def check_cmd(model, dims, max_seq):
+    """Run MODEL's graph IR on the reference executor and compare with torch eager."""
+    from ..frontend.api import import_model
+    from ..reference import compare_with_torch
+
+    res = import_model(model, max_seq=max_seq)
+    if res.spec.shape_only:
+        raise click.ClickException(f"'{model}' is shape-only (meta device) and cannot be executed")
+    bindings = [dict(_parse_dims(dims))] if dims else [
+        {k: v} for k, (lo, hi) in res.spec.dims.items() for v in sorted({lo, (lo + hi) // 2 + 1, hi})]
+    bad = 0
+    for b in bindings:
+        agreement = compare_with_torch(res.module, "forward", res.spec.module, res.spec.make_inputs(**b), b)
+        click.echo(str(agreement))
+        bad += not agreement.ok
+    if bad:
+        sys.exit(1)
+
+
+def _parse_dims(items):
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not val.strip().lstrip("-").isdigit():
+            raise click.BadParameter(f"expected NAME=INT, got '{item}'", param_hint="--dims")
+        yield key.strip(), int(val)
+
+
+main.add_command(targets)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Finding and loading device descriptions: built-in names or user files.
+
+A target file is JSON (always) or YAML (when PyYAML is installed) holding
+the fields of :class:`~dlavm.target.schema.Target`. The optional key ``base``
+names a built-in target or another file (relative to this one) whose fields
+are inherited, so a variant states only what differs.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from dlavm.target.schema import Target, TargetError, target_from_dict
+
+BUILTIN_DIR = Path(__file__).with_name("builtin")
+
+
+def builtin_names() -> list[str]:
+    """Names of the built-in targets, sorted."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.json"))
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise TargetError(f"target file {str(path)!r} does not exist")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml  # optional dependency: JSON is always available
+        except ImportError as exc:
+            raise TargetError(f"target file {str(path)!r} is YAML but PyYAML is not installed; "
+                              "use JSON or install pyyaml") from exc
+        data = yaml.safe_load(text)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TargetError(f"target file {str(path)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TargetError(f"target file {str(path)!r} must hold an object of target fields")
+    return data
+
+
+def _resolve(data: dict[str, Any], origin: str, here: Path | None, seen: tuple[str, ...]) -> Target:
+    data = dict(data)
+    base_ref = data.pop("base", None)
+    if base_ref is None:
+        return target_from_dict(data)
+    base = _load(str(base_ref), here, seen + (origin,))
+    return target_from_dict(data, base=base)
+
+
+def _load(ref: str, here: Path | None, seen: tuple[str, ...]) -> Target:
+    if ref in builtin_names():
+        key, path = ref, BUILTIN_DIR / f"{ref}.json"
+    else:
+        path = Path(ref)
+        if not path.is_absolute() and here is not None and not path.exists():
+            path = here / path
+        if path.suffix not in (".json", ".yaml", ".yml") and not path.is_file():
+            raise TargetError(f"unknown target {ref!r}; built-in targets are {builtin_names()}, "
+                              "or give a path to a .json/.yaml file")
+        key = str(path.resolve())
+    if key in seen:
+        raise TargetError(f"'base' chain loops: {' -> '.join(seen + (key,))}")
+    return _resolve(_read_file(path), key, path.parent, seen)
+
+
+@lru_cache(maxsize=64)
+def _cached_builtin(name: str) -> Target:
+    return _load(name, None, ())
+
+
+def get_target(name_or_path: str | Path | Target) -> Target:
+    """The target named ``name_or_path``: a built-in name, a file path, or a Target.
+
+    Raises :class:`TargetError` naming the unknown target, missing file or
+    bad field.
+    """
+    if isinstance(name_or_path, Target):
+        return name_or_path
+    ref = str(name_or_path)
+    if ref in builtin_names():
+        return _cached_builtin(ref)
+    return _load(ref, Path.cwd(), ())
+
+
+def list_targets() -> list[Target]:
+    """All built-in targets, in name order."""
+    return [get_target(n) for n in builtin_names()]

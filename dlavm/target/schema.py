@@ -1,0 +1,183 @@
+"""The device description schema: every hardware parameter, as plain data.
+
+A :class:`Target` is a frozen dataclass of primitive fields (ints, floats,
+strings, a tuple of format names). Nothing here is derived: every figure
+computed from these fields (peak MAC/cycle, bytes/cycle, roofline, address
+map sizes, host latency in cycles) lives in :mod:`dlavm.target.derived`, and is
+reached through ``target.figures``. Variants are other instances of the same
+schema, never subclasses.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+#: Weight formats the ISA can encode (see doc/isa.md, "MVM weight formats").
+KNOWN_WEIGHT_FORMATS = ("int4", "int8", "fp16")
+
+#: Byte granule of every device address field in an instruction (doc/isa.md).
+ADDRESS_UNIT = 32
+
+
+class TargetError(ValueError):
+    """A device description is malformed; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One accelerator, described as data. Units are in the field names.
+
+    Every field but ``description`` is required: the built-in ``vcu128.json``
+    is the one place the reference values are written, and variants inherit
+    them with ``"base": "vcu128"`` (see loader.py).
+
+    Guarantees after construction: every integer field is positive where a
+    size or count is meant, the three memory regions do not overlap and fit
+    in ``address_bits``, and ``weight_formats`` only names formats the ISA
+    knows. A violation raises :class:`TargetError` naming the field.
+    """
+
+    name: str
+    clock_mhz: float
+
+    # Off-chip memory. HBM addresses are interleaved across channels every
+    # ``hbm_interleave_bytes`` (doc/simulator.md, "Memory model").
+    hbm_channels: int
+    hbm_bits_per_cycle: int
+    hbm_channel_bytes: int
+    hbm_interleave_bytes: int
+    ddr_bytes: int
+    ddr_bits_per_cycle: int
+
+    # On-chip memory: the SRAM region is the addressable scratch buffer;
+    # the activation buffer bounds one MVM's activation operand (M x K fp16).
+    sram_bytes: int
+    act_buffer_bytes: int
+
+    # Address map (byte addresses of the three regions).
+    hbm_base: int
+    ddr_base: int
+    sram_base: int
+    address_bits: int
+    mem_align_bytes: int
+
+    # MVM engine: Tin inputs x Tout outputs per cycle per channel group.
+    tin: int
+    tout: int
+    mvm_groups: int
+    mvm_latency: int
+    weight_formats: tuple[str, ...]
+    int4_group: int
+
+    # fp16 matrix (attention) path.
+    mat_tin: int
+    mat_tout: int
+    mat_latency: int
+
+    # Special-function unit: elements per cycle per pass.
+    sfu_lanes: int
+    sfu_latency: int
+
+    # DMA / HBM access costs.
+    dma_burst_bytes: int
+    dma_setup_cycles: int
+    burst_overhead_cycles: int
+    dma_latency: int
+
+    # Host interface and sequencing.
+    host_rtt_us: float
+    host_bytes_per_cycle: int
+    aux_cycles_per_insn: int
+    queue_depth: int
+    max_seq_len: int
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", "float") and not isinstance(value, bool):
+                if not isinstance(value, (int, float)):
+                    raise TargetError(f"target {self.name!r}: field {f.name} must be a number, got {value!r}")
+                if value < 0 or (value == 0 and f.name not in _MAY_BE_ZERO):
+                    raise TargetError(f"target {self.name!r}: field {f.name} must be > 0, got {value!r}")
+        object.__setattr__(self, "weight_formats", tuple(self.weight_formats))
+        for fmt in self.weight_formats:
+            if fmt not in KNOWN_WEIGHT_FORMATS:
+                raise TargetError(f"target {self.name!r}: weight format {fmt!r} unknown; "
+                                  f"the ISA knows {KNOWN_WEIGHT_FORMATS}")
+        if self.mem_align_bytes % ADDRESS_UNIT:
+            raise TargetError(f"target {self.name!r}: mem_align_bytes must be a multiple of {ADDRESS_UNIT}")
+        if self.int4_group % 2:
+            raise TargetError(f"target {self.name!r}: int4_group must be even, got {self.int4_group}")
+        for name in ("hbm_bits_per_cycle", "ddr_bits_per_cycle"):
+            if getattr(self, name) % 8:
+                raise TargetError(f"target {self.name!r}: {name} must be a multiple of 8")
+        if self.hbm_interleave_bytes % ADDRESS_UNIT:
+            raise TargetError(f"target {self.name!r}: hbm_interleave_bytes must be a multiple of {ADDRESS_UNIT}")
+        regions = sorted([("hbm", self.hbm_base, self.hbm_channels * self.hbm_channel_bytes),
+                          ("ddr", self.ddr_base, self.ddr_bytes),
+                          ("sram", self.sram_base, self.sram_bytes)], key=lambda r: r[1])
+        for (n0, b0, s0), (n1, b1, _) in zip(regions, regions[1:]):
+            if b0 + s0 > b1:
+                raise TargetError(f"target {self.name!r}: region {n0} [{b0:#x}, {b0 + s0:#x}) "
+                                  f"overlaps region {n1} at {b1:#x}")
+        for n, b, s in regions:
+            if b % ADDRESS_UNIT:
+                raise TargetError(f"target {self.name!r}: {n}_base {b:#x} is not {ADDRESS_UNIT}-byte aligned")
+            if b + s > (1 << self.address_bits):
+                raise TargetError(f"target {self.name!r}: region {n} ends at {b + s:#x}, "
+                                  f"past address_bits={self.address_bits}")
+        if self.address_bits > 32 + ADDRESS_UNIT.bit_length() - 1:
+            raise TargetError(f"target {self.name!r}: address_bits={self.address_bits} exceeds what a "
+                              f"32-bit address field in units of {ADDRESS_UNIT} bytes can reach (37)")
+
+    @cached_property
+    def figures(self):
+        """Every derived figure (:class:`dlavm.target.derived.Figures`), computed once."""
+        from dlavm.target.derived import derive
+        return derive(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The description as JSON-ready data (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["weight_formats"] = list(self.weight_formats)
+        return d
+
+    def replace(self, **changes: Any) -> "Target":
+        """A variant of this target with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+_MAY_BE_ZERO = {"hbm_base", "burst_overhead_cycles", "dma_latency", "mvm_latency",
+                "mat_latency", "sfu_latency", "dma_setup_cycles"}
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Target))
+
+
+def target_from_dict(data: dict[str, Any], base: Target | None = None) -> Target:
+    """Build a Target from plain data, optionally as overrides of ``base``.
+
+    Unknown keys raise :class:`TargetError` naming them, so a typo in a user
+    target file never silently falls back to a default.
+    """
+    unknown = sorted(set(data) - set(FIELD_NAMES))
+    if unknown:
+        raise TargetError(f"unknown target field(s) {unknown}; known fields: {', '.join(FIELD_NAMES)}")
+    values = dict(data)
+    if "weight_formats" in values:
+        values["weight_formats"] = tuple(values["weight_formats"])
+    if base is None:
+        if "name" not in values:
+            raise TargetError("a target needs a 'name' (or a 'base' to inherit from)")
+        missing = [f for f in FIELD_NAMES if f not in values and f != "description"]
+        if missing:
+            raise TargetError(f"target {values['name']!r} lacks field(s) {missing}; give them or "
+                              "inherit them with \"base\": \"vcu128\"")
+        return Target(**values)
+    return dataclasses.replace(base, **values)
+
+
+__all__ = ["Target", "TargetError", "target_from_dict", "FIELD_NAMES", "KNOWN_WEIGHT_FORMATS",
+           "ADDRESS_UNIT"]

@@ -1,0 +1,172 @@
+"""The timing model: unit timelines, issue queues, dependencies, memory channels.
+
+Rules (doc/simulator.md, "Timing model", states them with the formulas):
+
+* Each unit (dma, mvm, mat, sfu) executes its instructions in issue order,
+  one at a time through its issue slot; its queue holds ``queue_depth``
+  instructions not yet started. An issuer (host or AUX) that finds the queue
+  full stalls until the oldest queued instruction starts.
+* An instruction starts at ``max(issue time, unit free, fence floor,
+  completion of the last instruction of every unit in its wait mask)``.
+* Its off-chip operands occupy memory channels: each HBM pseudo-channel
+  (addresses interleaved every ``hbm_interleave_bytes``) and the DDR port is
+  a timeline; the instruction's bytes on channel c take
+  ``dma_setup_cycles + ceil(b_c / width_c) + ceil(b_c / dma_burst_bytes) *
+  burst_overhead_cycles``, starting when both the instruction and the
+  channel are free. On-chip SRAM costs no channel time.
+* The unit is busy until both its compute cycles and its channel transfers
+  have finished; the result is visible ``latency`` cycles later (pipeline
+  drain), which is when waiting instructions may start.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from dlavm.target import Target
+from dlavm.target.isa import UNITS, WAIT_UNITS
+from hw_models.units import Access
+
+
+@dataclass
+class Record:
+    """When one instruction ran (cycles)."""
+
+    index: int
+    op: str
+    unit: str
+    issue: int
+    start: int
+    busy_end: int
+    done: int
+    mem_end: int
+    compute_cycles: int
+
+
+def channel_bytes(offsets: np.ndarray, length: int, granule: int, channels: int) -> np.ndarray:
+    """Bytes of each HBM channel touched by ranges ``[o, o + length)`` (HBM offsets).
+
+    Channel of byte x is ``(x // granule) % channels``; computed in closed
+    form per range, vectorised over ranges and channels.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 1)
+    c = np.arange(channels, dtype=np.int64).reshape(1, -1)
+    period = granule * channels
+
+    def below(x: np.ndarray) -> np.ndarray:
+        return (x // period) * granule + np.clip(x % period - c * granule, 0, granule)
+
+    return (below(offsets + length) - below(offsets)).sum(axis=0)
+
+
+class TimingModel:
+    """Cycle bookkeeping for one simulated device (see module docstring)."""
+
+    def __init__(self, target: Target):
+        self.t = target
+        fig = target.figures
+        self.n_hbm = target.hbm_channels
+        self.hbm = fig.region("hbm")
+        self.ddr = fig.region("ddr")
+        # Channel widths: HBM pseudo-channels then the DDR port.
+        self.width = np.array([fig.hbm_bytes_per_cycle_per_channel] * self.n_hbm
+                              + [fig.ddr_bytes_per_cycle], dtype=np.int64)
+        self.chan_free = np.zeros(self.n_hbm + 1, dtype=np.int64)
+        self.chan_bytes = np.zeros(self.n_hbm + 1, dtype=np.int64)
+        self.chan_busy = np.zeros(self.n_hbm + 1, dtype=np.int64)
+        self.unit_free = {u: 0 for u in UNITS}
+        self.unit_done = {u: 0 for u in UNITS}
+        self.unit_busy = {u: 0 for u in UNITS}
+        self.unit_count = {u: 0 for u in UNITS}
+        self.starts = {u: deque(maxlen=target.queue_depth) for u in UNITS}
+        self.fence_floor = 0
+        self.records: list[Record] = []
+        self.channel_events: list[tuple[int, int, int]] = []   # (channel, start, end)
+        self.record_channels = False
+        self.macs = 0
+
+    # ----------------------------------------------------------- channels
+    def traffic(self, accesses: list[Access]) -> np.ndarray:
+        """Bytes per channel (HBM channels, then DDR) of an instruction's operands."""
+        b = np.zeros(self.n_hbm + 1, dtype=np.int64)
+        for a in accesses:
+            if a.nbytes == 0:
+                continue
+            if self.hbm.contains(a.addr):
+                offs = a.addr - self.hbm.base + np.arange(a.rows, dtype=np.int64) * a.stride
+                if a.rows == 1 or a.stride == a.row_bytes:
+                    offs, length = offs[:1], a.nbytes
+                else:
+                    length = a.row_bytes
+                b[: self.n_hbm] += channel_bytes(offs, length, self.t.hbm_interleave_bytes, self.n_hbm)
+            elif self.ddr.contains(a.addr):
+                b[self.n_hbm] += a.nbytes
+        return b
+
+    def _channel_phase(self, t0: int, per_chan: np.ndarray) -> int:
+        used = np.nonzero(per_chan)[0]
+        if used.size == 0:
+            return t0
+        b = per_chan[used]
+        dur = (self.t.dma_setup_cycles + -(-b // self.width[used])
+               + -(-b // self.t.dma_burst_bytes) * self.t.burst_overhead_cycles)
+        start = np.maximum(self.chan_free[used], t0)
+        end = start + dur
+        self.chan_free[used] = end
+        self.chan_bytes += per_chan
+        self.chan_busy[used] += dur
+        if self.record_channels:
+            self.channel_events.extend(zip(used.tolist(), start.tolist(), end.tolist()))
+        return int(end.max())
+
+    # ----------------------------------------------------------- issue
+    def issue_ready(self, unit: str, t_issue: int) -> int:
+        """Earliest time an issuer at ``t_issue`` can hand ``unit`` a new instruction."""
+        q = self.starts[unit]
+        if len(q) == q.maxlen:
+            t_issue = max(t_issue, q[0])
+        return t_issue
+
+    def schedule(self, op: str, unit: str, wait: frozenset[str], t_issue: int,
+                 accesses: list[Access], compute_cycles: int, latency: int, macs: int = 0) -> Record:
+        """Place one instruction on the timelines; returns its :class:`Record`.
+
+        ``t_issue`` must already account for queue stalls (:meth:`issue_ready`).
+        """
+        deps = max((self.unit_done[u] for u in wait), default=0)
+        if unit == "seq":
+            # nop/fence: a fence raises the floor under every later start.
+            if op == "fence":
+                self.fence_floor = max(self.fence_floor, deps, t_issue)
+            rec = Record(len(self.records), op, unit, t_issue, max(t_issue, deps), max(t_issue, deps),
+                         max(t_issue, deps), t_issue, 0)
+            self.records.append(rec)
+            return rec
+        t0 = max(t_issue, self.unit_free[unit], deps, self.fence_floor)
+        mem_end = self._channel_phase(t0, self.traffic(accesses))
+        busy_end = max(mem_end, t0 + compute_cycles)
+        done = busy_end + latency
+        self.unit_free[unit] = busy_end
+        self.unit_done[unit] = max(self.unit_done[unit], done)
+        self.unit_busy[unit] += busy_end - t0
+        self.unit_count[unit] += 1
+        self.starts[unit].append(t0)
+        self.macs += macs
+        rec = Record(len(self.records), op, unit, t_issue, t0, busy_end, done, mem_end, compute_cycles)
+        self.records.append(rec)
+        return rec
+
+    def idle_at(self) -> int:
+        """Cycle at which every issued instruction has completed."""
+        return max(self.unit_done[u] for u in WAIT_UNITS)
+
+    def busy_units(self, t: int) -> list[str]:
+        return [u for u in WAIT_UNITS if self.unit_done[u] > t]
+
+    def queue_full(self, t: int) -> bool:
+        return any(len(q) == q.maxlen and q[0] > t for q in self.starts.values())
+
+    def retired(self, t: int) -> int:
+        return sum(1 for r in self.records if r.done <= t)

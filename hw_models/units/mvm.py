@@ -1,0 +1,103 @@
+"""MVM engine: fp16 activations x int4/int8/fp16 weights, fp32 accumulation,
+fused epilogue (affine, residual add/mul, ReLU, argmax). doc/isa.md, ``mvm``."""
+from __future__ import annotations
+
+import numpy as np
+
+from dlavm.target import Target
+from dlavm.target.isa import Instruction
+from hw_models.numerics import F16, F32, INT8_BLOCK, dot_f16, grouped_dot_exact, unpack_int4
+from hw_models.units import Access, OpModel, cdiv, register, require, require_positive
+
+
+def _kp(i: Instruction, t: Target) -> int:
+    return cdiv(i["k"], t.int4_group) * t.int4_group
+
+
+def _weight_bytes(i: Instruction, t: Target) -> tuple[int, int]:
+    n, k = i["n"], i["k"]
+    if i["wfmt"] == "int4":
+        kp = _kp(i, t)
+        return n * kp // 2, n * (kp // t.int4_group) * 2
+    if i["wfmt"] == "int8":
+        return n * k, n * 2
+    return n * k * 2, 0
+
+
+def _accesses(i: Instruction, t: Target) -> list[Access]:
+    require_positive(i, "m", "k", "n")
+    require(i["wfmt"] in t.weight_formats, i,
+            f"weight format {i['wfmt']} is not supported by target {t.name} ({list(t.weight_formats)})")
+    m, k, n = i["m"], i["k"], i["n"]
+    require(m * k * 2 <= t.act_buffer_bytes, i,
+            f"activation operand m*k*2 = {m * k * 2} bytes exceeds act_buffer_bytes={t.act_buffer_bytes}")
+    require(not (i["argmax"] and i["out_fp32"]), i, "argmax and out_fp32 are exclusive")
+    wbytes, sbytes = _weight_bytes(i, t)
+    acc = [Access("x", i["x"], m * k * 2), Access("w", i["w"], wbytes)]
+    if sbytes:
+        acc.append(Access("wscale", i["wscale"], sbytes))
+    if i["affine"]:
+        acc.append(Access("aff", i["aff"], 2 * n * 2))
+    if i["res"] != "none":
+        acc.append(Access("resid", i["resid"], m * n * 2))
+    out_bytes = m * 8 if i["argmax"] else m * n * (4 if i["out_fp32"] else 2)
+    acc.append(Access("out", i["out"], out_bytes, write=True))
+    return acc
+
+
+def _cycles(i: Instruction, t: Target) -> int:
+    # One token row per pass; each cycle consumes Tin inputs for Tout outputs
+    # in each of mvm_groups channel groups.
+    return i["m"] * cdiv(i["k"], t.tin) * cdiv(i["n"], t.tout * t.mvm_groups)
+
+
+def accumulate(i: Instruction, mem, t: Target) -> np.ndarray:
+    """fp32 [M, N] accumulator of the MVM before its epilogue."""
+    m, k, n = i["m"], i["k"], i["n"]
+    x = mem.read_array(i["x"], F16, (m, k), "mvm.x")
+    if i["wfmt"] == "int4":
+        kp, g = _kp(i, t), t.int4_group
+        packed = mem.read_array(i["w"], np.uint8, (n, kp // 2), "mvm.w")
+        scales = mem.read_array(i["wscale"], F16, (n, kp // g), "mvm.wscale")
+        xp = np.zeros((m, kp), dtype=F16)
+        xp[:, :k] = x
+        return grouped_dot_exact(xp, unpack_int4(packed, kp), g, scales)
+    if i["wfmt"] == "int8":
+        q = mem.read_array(i["w"], np.int8, (n, k), "mvm.w")
+        scales = mem.read_array(i["wscale"], F16, (n,), "mvm.wscale")
+        kp = cdiv(k, INT8_BLOCK) * INT8_BLOCK
+        xp = np.zeros((m, kp), dtype=F16)
+        xp[:, :k] = x
+        qp = np.zeros((n, kp), dtype=np.int8)
+        qp[:, :k] = q
+        acc = grouped_dot_exact(xp, qp, INT8_BLOCK, None)
+        return acc * scales.astype(F32)[None, :]
+    w = mem.read_array(i["w"], F16, (n, k), "mvm.w")
+    return dot_f16(x, w)
+
+
+def _execute(i: Instruction, mem, t: Target) -> dict | None:
+    m, n = i["m"], i["n"]
+    y = accumulate(i, mem, t)
+    if i["affine"]:
+        aff = mem.read_array(i["aff"], F16, (2, n), "mvm.aff").astype(F32)
+        y = (y * aff[0][None, :]) + aff[1][None, :]
+    if i["res"] != "none":
+        r = mem.read_array(i["resid"], F16, (m, n), "mvm.resid").astype(F32)
+        y = y + r if i["res"] == "add" else y * r
+    if i["relu"]:
+        y = np.where(y < 0, F32(0), y)
+    if i["argmax"]:
+        idx = np.argmax(y, axis=1).astype(np.int32)
+        val = y[np.arange(m), idx].astype(F32)
+        rec = np.empty((m, 2), dtype=np.uint32)
+        rec[:, 0] = idx.view(np.uint32)
+        rec[:, 1] = val.view(np.uint32)
+        mem.write_array(i["out"], rec, "mvm.out")
+        return {"argmax_index": int(idx[-1]), "argmax_value_bits": int(rec[-1, 1])}
+    mem.write_array(i["out"], y.astype(F32) if i["out_fp32"] else y.astype(F16), "mvm.out")
+    return None
+
+
+register(OpModel("mvm", _accesses, _cycles, lambda t: t.mvm_latency, _execute,
+                 macs=lambda i: i["m"] * i["k"] * i["n"]))
