@@ -22,7 +22,7 @@ demo: setup
 	$(VPY) script/main.py
 
 test: setup
-	$(VPY) -m pytest -q -p no:cacheprovider tests
+	$(VPY) -m pytest -q tests
 
 bench: setup
 	$(VPY) bench/import_time.py

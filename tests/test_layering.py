@@ -11,6 +11,7 @@ FORBIDDEN = {
                  "dlavm.target", "dlavm.runtime", "hw_models"],
     "dlavm/target": ["torch", "dlavm.ir", "dlavm.frontend", "dlavm.reference", "dlavm.cli", "hw_models"],
     "dlavm/runtime": ["torch", "dlavm.ir", "dlavm.frontend", "dlavm.reference", "dlavm.models"],
+    "dlavm/passes": ["torch", "dlavm.frontend", "dlavm.reference", "dlavm.models", "dlavm.cli", "hw_models"],
     "dlavm/frontend": ["dlavm.cli", "hw_models", "dlavm.runtime"],
     "dlavm/reference": ["dlavm.frontend", "dlavm.cli", "dlavm.models", "hw_models"],
     "hw_models": ["dlavm.ir", "dlavm.frontend", "dlavm.reference", "dlavm.models", "dlavm.cli", "torch"],

@@ -49,20 +49,24 @@ def models_cmd():
 @click.option("--max-seq", type=int, default=None, help="Upper bound of the sequence dim.")
 @click.option("--summary", is_flag=True, help="Print a summary instead of the whole IR.")
 @click.option("--spans", is_flag=True, help="Annotate each value with its source line.")
+@click.option("--raw", is_flag=True, help="Skip the import pipeline (canonicalize): the IR as converted.")
 @click.option("--dump-ir", "dump_ir", type=click.Path(file_okay=False), default=None,
-              help="Also write the IR text to DIR/00-input.txt.")
-def import_cmd(model, max_seq, summary, spans, dump_ir):
+              help="Write the IR before and after each pass to DIR/NN-pass.txt.")
+@click.option("--time-passes", is_flag=True, help="Print a table of pass timings.")
+def import_cmd(model, max_seq, summary, spans, raw, dump_ir, time_passes):
     """Import MODEL through torch.export and print its graph IR."""
     from ..frontend.api import import_model
-    from ..ir import PassContext, PassManager, print_module, summarize_module
+    from ..ir import PassContext, format_records, print_module, summarize_module
 
-    res = import_model(model, max_seq=max_seq)
-    if dump_ir:
-        PassManager([]).run(res.module, PassContext(dump_dir=dump_ir))
+    ctx = PassContext(dump_dir=dump_ir,
+                      on_progress=lambda name, i, n: click.echo(f"# pass {i}/{n}: {name}", err=True))
+    res = import_model(model, max_seq=max_seq, canonicalize=not raw, pass_ctx=ctx)
     click.echo(summarize_module(res.module) if summary else print_module(res.module, show_spans=spans))
     t = res.timings
     click.echo(f"# import: build {t['build_s']:.2f}s, torch.export {t['export_s']:.2f}s, "
                f"decompose {t['decompose_s']:.2f}s, convert {t['convert_s']:.2f}s", err=True)
+    if time_passes:
+        click.echo(format_records(ctx.records), err=True)
 
 
 @main.command("ops")

@@ -12,10 +12,13 @@ class ImportResult:
 
 
 def import_model(model: str, max_seq: int | None = None, keep_weights: bool = True,
-                 fn_name: str = "forward") -> ImportResult:
+                 fn_name: str = "forward", canonicalize: bool = True, pass_ctx=None) -> ImportResult:
     """Build MODEL (recipe name or ``file.py:factory``), export it and convert it to graph IR.
 
-    ``timings`` gets ``build_s``, ``export_s``, ``decompose_s`` and ``convert_s``.
+    With ``canonicalize`` the import pipeline (``dlavm.passes.IMPORT_PIPELINE``)
+    runs on the result under ``pass_ctx`` (a ``PassContext``: IR dumps, timings).
+    ``timings`` gets ``build_s``, ``export_s``, ``decompose_s``, ``convert_s``
+    and ``passes_s``.
     """
     import time
 
@@ -28,4 +31,10 @@ def import_model(model: str, max_seq: int | None = None, keep_weights: bool = Tr
     timings = {"build_s": time.perf_counter() - t0}
     mod = from_torch(spec.module, spec.example_inputs, spec.dynamic_shapes, name=fn_name,
                      keep_weights=keep_weights and not spec.shape_only, timings=timings)
+    if canonicalize:
+        from ..ir import PassContext, PassManager
+        from ..passes import IMPORT_PIPELINE
+        t0 = time.perf_counter()
+        mod = PassManager(IMPORT_PIPELINE).run(mod, pass_ctx or PassContext())
+        timings["passes_s"] = time.perf_counter() - t0
     return ImportResult(spec, mod, timings)

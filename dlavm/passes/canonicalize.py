@@ -1,0 +1,74 @@
+"""``canonicalize``: remove identities the exporter leaves behind.
+
+After this pass no call is an identity: no ``add``/``sub`` of a zero literal
+or ``mul``/``div`` by a one literal that keeps the type, no ``reshape`` /
+``expand`` to the input's own shape, no ``cast`` to the input's dtype, no
+identity ``permute``; chains of ``reshape`` collapse to one, and a
+``permute`` of a ``permute`` to one. Values and types are unchanged.
+"""
+from __future__ import annotations
+
+from ..ir import Call, Literal, call, function_pass
+from .rewrite import Rule, rewrite
+
+
+def _is_literal(node, value) -> bool:
+    return isinstance(node, Literal) and node.value == value and not isinstance(node.value, bool)
+
+
+def _drop_neutral(neutral, right_only: bool):
+    def fn(node: Call):
+        a, b = node.args
+        if _is_literal(b, neutral) and a.type == node.type:
+            return a
+        if not right_only and _is_literal(a, neutral) and b.type == node.type:
+            return b
+        return None
+    return fn
+
+
+def _same_shape_identity(node: Call):
+    x = node.args[0]
+    return x if x.type == node.type else None
+
+
+def _reshape_of_reshape(node: Call):
+    x = node.args[0]
+    if isinstance(x, Call) and x.op.name == "reshape":
+        return call("reshape", x.args[0], shape=node.attrs["shape"], span=node.span)
+    return None
+
+
+def _identity_permute(node: Call):
+    dims = node.attrs["dims"]
+    return node.args[0] if tuple(d % len(dims) for d in dims) == tuple(range(len(dims))) else None
+
+
+def _permute_of_permute(node: Call):
+    x = node.args[0]
+    if isinstance(x, Call) and x.op.name == "permute":
+        n = len(node.attrs["dims"])
+        inner = [d % n for d in x.attrs["dims"]]
+        outer = [d % n for d in node.attrs["dims"]]
+        return call("permute", x.args[0], dims=tuple(inner[d] for d in outer), span=node.span)
+    return None
+
+
+RULES = [
+    Rule("add-zero", "add", _drop_neutral(0, right_only=False)),
+    Rule("sub-zero", "sub", _drop_neutral(0, right_only=True)),
+    Rule("mul-one", "mul", _drop_neutral(1, right_only=False)),
+    Rule("div-one", "div", _drop_neutral(1, right_only=True)),
+    Rule("reshape-noop", "reshape", _same_shape_identity),
+    Rule("reshape-reshape", "reshape", _reshape_of_reshape),
+    Rule("expand-noop", "expand", _same_shape_identity),
+    Rule("cast-noop", "cast", _same_shape_identity),
+    Rule("permute-identity", "permute", _identity_permute),
+    Rule("permute-permute", "permute", _permute_of_permute),
+]
+
+
+@function_pass("canonicalize")
+def canonicalize(fn):
+    """Remove identity ops and collapse reshape/permute chains (see module docstring)."""
+    return rewrite(fn, RULES)
