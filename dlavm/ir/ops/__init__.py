@@ -1,2 +1,2 @@
 """The registered graph-level ops. Importing this package registers them all."""
-from . import creation, elementwise, nn, reduce, shape  # noqa: F401
+from . import creation, device, elementwise, nn, reduce, shape  # noqa: F401
