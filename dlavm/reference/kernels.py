@@ -310,3 +310,4 @@ def _shape_value(args, attrs, ev, device=None):
 
 
 CREATION = ("arange", "full", "shape_value")
+from . import device_kernels  # noqa: E402,F401  (registers the dev.* kernels)

@@ -1,0 +1,56 @@
+#include "dlavm/stream.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace dlavm {
+namespace {
+
+size_t offset_of(size_t count, size_t entry, size_t w) {
+  if (entry >= count || w >= kInsnWords) {
+    throw std::out_of_range("stream word (entry " + std::to_string(entry) + ", word " + std::to_string(w) +
+                            ") is outside a stream of " + std::to_string(count) + " entries x 16 words");
+  }
+  return entry * kInsnBytes + 4 * w;
+}
+
+}  // namespace
+
+Stream::Stream(std::vector<uint8_t> bytes) : bytes_(std::move(bytes)) {
+  if (bytes_.size() % kInsnBytes) {
+    throw std::invalid_argument("a stream is a whole number of 64-byte entries, got " + std::to_string(bytes_.size()) +
+                                " bytes");
+  }
+}
+
+uint32_t Stream::word(size_t entry, size_t w) const {
+  const uint8_t* p = bytes_.data() + offset_of(count(), entry, w);
+  return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 | static_cast<uint32_t>(p[2]) << 16 |
+         static_cast<uint32_t>(p[3]) << 24;
+}
+
+void Stream::patch(size_t entry, size_t w, uint32_t value) {
+  uint8_t* p = bytes_.data() + offset_of(count(), entry, w);
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(value >> (8 * i));
+}
+
+void Stream::upload(Device& dev, uint64_t addr) const {
+  if (addr % kInsnBytes) {
+    throw DeviceError("UnalignedAccessError", "AUX stream address " + std::to_string(addr) + " is not 64-byte aligned");
+  }
+  dev.write_mem(addr, bytes_);
+}
+
+void Stream::run(Device& dev, uint64_t addr) const {
+  upload(dev, addr);
+  dev.run_stream(addr, static_cast<uint32_t>(count()));
+}
+
+void patch_device_word(Device& dev, uint64_t stream_addr, size_t entry, size_t w, uint32_t value) {
+  if (w >= kInsnWords) throw std::out_of_range("instruction word " + std::to_string(w) + " is not in 0..15");
+  const uint8_t b[4] = {static_cast<uint8_t>(value), static_cast<uint8_t>(value >> 8), static_cast<uint8_t>(value >> 16),
+                        static_cast<uint8_t>(value >> 24)};
+  dev.write_mem(stream_addr + entry * kInsnBytes + 4 * w, b, 4);
+}
+
+}  // namespace dlavm
