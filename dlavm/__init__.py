@@ -6,3 +6,13 @@ backend -> runtime. ``target`` is plain data describing the hardware.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # ``dlavm.compile`` / ``dlavm.load`` are loaded on first use so that
+    # ``import dlavm.runtime`` on a deployment host pulls in neither torch nor
+    # the compiler.
+    if name in ("compile", "load"):
+        from . import compiler
+        return getattr(compiler, name)
+    raise AttributeError(f"module 'dlavm' has no attribute {name!r}")

@@ -10,8 +10,13 @@ FORBIDDEN = {
     "dlavm/ir": ["torch", "dlavm.frontend", "dlavm.reference", "dlavm.models", "dlavm.cli",
                  "dlavm.target", "dlavm.runtime", "hw_models"],
     "dlavm/target": ["torch", "dlavm.ir", "dlavm.frontend", "dlavm.reference", "dlavm.cli", "hw_models"],
-    "dlavm/runtime": ["torch", "dlavm.ir", "dlavm.frontend", "dlavm.reference", "dlavm.models"],
+    "dlavm/runtime": ["torch", "dlavm.ir", "dlavm.frontend", "dlavm.reference", "dlavm.models", "dlavm.passes",
+                      "dlavm.task", "dlavm.backend", "dlavm.compiler", "dlavm.cli"],
     "dlavm/passes": ["torch", "dlavm.frontend", "dlavm.reference", "dlavm.models", "dlavm.cli", "hw_models"],
+    "dlavm/task": ["torch", "dlavm.frontend", "dlavm.reference", "dlavm.models", "dlavm.cli", "dlavm.backend",
+                   "dlavm.compiler", "hw_models"],
+    "dlavm/backend": ["torch", "dlavm.frontend", "dlavm.reference", "dlavm.models", "dlavm.cli",
+                      "dlavm.compiler", "hw_models"],
     "dlavm/frontend": ["dlavm.cli", "hw_models", "dlavm.runtime"],
     "dlavm/reference": ["dlavm.frontend", "dlavm.cli", "dlavm.models", "hw_models"],
     "hw_models": ["dlavm.ir", "dlavm.frontend", "dlavm.reference", "dlavm.models", "dlavm.cli", "torch"],
@@ -44,3 +49,14 @@ def test_no_upward_imports():
                     if name == f or name.startswith(f + "."):
                         bad.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not bad, "\n".join(bad)
+
+
+def test_runtime_imports_without_torch_or_compiler():
+    """A deployment host has neither torch nor the compiler: loading the runtime must not import them."""
+    import subprocess
+    import sys
+    code = ("import sys, dlavm.runtime.runtime, dlavm.runtime.loader, dlavm.runtime.socket_client; "
+            "bad = [m for m in ('torch', 'dlavm.ir', 'dlavm.frontend', 'dlavm.passes', 'dlavm.backend') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

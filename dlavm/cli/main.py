@@ -5,6 +5,7 @@ import sys
 
 import click
 
+from .compile_cmds import COMMANDS as COMPILE_COMMANDS
 from .targets import targets
 
 
@@ -116,6 +117,8 @@ def _parse_dims(items):
 
 
 main.add_command(targets)
+for _cmd in COMPILE_COMMANDS:
+    main.add_command(_cmd)
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,6 @@ from .fold import fold_views, fold_weights
 from .fuse import FUSIONS, fuse
 from .legalize import PATTERNS as LEGALIZE_PATTERNS
 from .legalize import legalize
-from .quantize import fake_quant, fake_quantized_params, quantize
+from .quantize import fake_quant, fake_quantized_module, fake_quantized_params, quantize
 __all__ += ["device_pipeline", "host_ops", "report_host_ops", "fold_views", "fold_weights", "FUSIONS",
-            "fuse", "LEGALIZE_PATTERNS", "legalize", "fake_quant", "fake_quantized_params", "quantize"]
+            "fuse", "LEGALIZE_PATTERNS", "legalize", "fake_quant", "fake_quantized_module", "fake_quantized_params", "quantize"]

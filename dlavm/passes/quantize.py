@@ -171,3 +171,33 @@ def fake_quantized_params(mod: Module, source_params: dict) -> dict:
         elif r["source"] in out:
             out[r["source"]] = _write_back(out[r["source"]], r["steps"], fq)
     return out
+
+
+def fake_quantized_module(source: Module, device: Module) -> Module:
+    """``source`` (an imported, ATen-level module) computing with the weights the
+    device multiplies by (``fake_quantized_params``), as a reference for the
+    compiled model.
+
+    A weight the host reads for an ``embedding`` lookup keeps its original
+    values there, as on the device: with tied embeddings (GPT-2's LM head is
+    the token embedding) only the LM-head use is quantised. The lookup then
+    reads a copy named ``<name>@host``.
+    """
+    params = fake_quantized_params(device, source.params)
+    changed = {k for k, v in params.items()
+               if source.params.get(k) is not None and not np.array_equal(v, source.params[k])}
+
+    class _UntieLookups(Mutator):
+        def visit_call(self, node):
+            node = super().visit_call(node)
+            if node.op.name == "embedding" and isinstance(node.args[0], Constant) and node.args[0].name in changed:
+                w = node.args[0]
+                host = Constant(f"{w.name}@host", w.type, w.span)
+                params[host.name] = np.asarray(source.params[w.name], dtype=np.float32)
+                return Call(node.op, (host,) + node.args[1:], node.attrs, span=node.span)
+            return node
+
+    out = Module(params=params, attrs=dict(source.attrs))
+    for fn in source.functions.values():
+        out.add(_UntieLookups().mutate_function(fn))
+    return out

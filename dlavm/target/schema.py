@@ -145,6 +145,13 @@ class Target:
         d["weight_formats"] = list(self.weight_formats)
         return d
 
+    def fingerprint(self) -> str:
+        """sha256 of every field (sorted JSON): artifacts record it, and loading
+        refuses an artifact whose target description differs."""
+        import hashlib
+        import json
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
     def replace(self, **changes: Any) -> "Target":
         """A variant of this target with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)

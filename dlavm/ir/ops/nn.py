@@ -5,7 +5,7 @@ from __future__ import annotations
 from ... import sym
 from ..op import IRTypeError, attr, register_op
 from ..types import TensorType, dtype_category
-from .common import broadcast_shapes, norm_axis, tensor
+from .common import broadcast_shapes, tensor
 
 
 def _float_operands(ts, op):

@@ -1,0 +1,252 @@
+"""The user API: ``dlavm.compile`` and ``dlavm.load``.
+
+``compile`` takes a model (a recipe name, ``file.py:factory``, a graph-IR
+``Module`` or a ``torch.nn.Module`` with example inputs), runs the graph
+pipeline down to the device graph (``dlavm.passes.device_pipeline``; a
+module that is already device-level is taken as is), lowers it to task IR,
+encodes streams and packs weights. The returned :class:`CompiledModel`
+runs on the in-process simulator (or a HAL you pass), saves an artifact,
+and reports where every op runs. :func:`profile` measures one run on the
+simulator (cycles, per-op busy cycles, fraction of the roofline).
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from dlavm.backend.artifact import write_artifact
+from dlavm.backend.build import Build, build_module
+from dlavm.backend.driver import generate_driver
+from dlavm.backend.report import format_report
+from dlavm.runtime.loader import artifact_target, open_simulator, verify_artifact
+from dlavm.runtime.runtime import Runtime, eval_expr
+from dlavm.target import get_target
+
+
+class CompileError(ValueError):
+    """The model cannot be compiled (unsupported op, missing pipeline stage); names the cause."""
+
+
+def _is_device_module(mod) -> bool:
+    from dlavm.ir import Call, post_order
+    for fn in mod.functions.values():
+        for n in post_order([fn.body]):
+            if isinstance(n, Call) and n.op.name in ("dev.to_device", "dev.to_host"):
+                return True
+    return False
+
+
+def _to_device_graph(mod, weights: str, timings: dict):
+    if _is_device_module(mod):
+        return mod
+    try:
+        from dlavm.passes import device_pipeline
+    except ImportError:
+        raise CompileError("the model is a graph-level module and the device pipeline "
+                           "(dlavm.passes.device_pipeline) is not available in this build; "
+                           "pass a device-level module (dev.* ops)") from None
+    from dlavm.ir import PassContext, PassManager
+    ctx = PassContext()
+    t0 = time.perf_counter()
+    out = PassManager(device_pipeline(weights=weights)).run(mod, ctx)
+    timings["device_pipeline"] = time.perf_counter() - t0
+    for r in getattr(ctx, "records", []) or []:
+        name = getattr(r, "name", None) or (r[0] if isinstance(r, (tuple, list)) else str(r))
+        secs = getattr(r, "seconds", None) or getattr(r, "time_s", None)
+        if secs is not None:
+            timings[f"pass.{name}"] = secs
+    return out
+
+
+def _check_host_ops(manifest: dict) -> None:
+    """Every host-fallback op must have a numpy kernel in the runtime, else the model cannot run."""
+    from dlavm.runtime.host_kernels import KERNELS
+    missing = sorted({s["op"] for e in manifest["entries"].values() for s in e["steps"]
+                      if s["kind"] == "host" and s["op"] not in KERNELS})
+    if missing:
+        raise CompileError(f"host-fallback op(s) {missing} have no device lowering and no host kernel "
+                           f"(dlavm.runtime.host_kernels); the model cannot run")
+
+
+class CompiledModel:
+    """A compiled model: run it, save it, report on it."""
+
+    def __init__(self, manifest: dict, read_file, build: Build | None = None, timings: dict | None = None):
+        self.manifest, self._read, self.build = manifest, read_file, build
+        self.timings = dict(timings or {})
+        self._runtime: Runtime | None = None
+        self.hal = None
+        #: the device graph this model was lowered from (None for a loaded artifact)
+        self.device_module = None
+
+    @property
+    def target(self):
+        return artifact_target(self.manifest)
+
+    @property
+    def entries(self) -> list:
+        return list(self.manifest["entries"])
+
+    def runtime(self, hal=None, mode: str = "aux", **sim_kwargs) -> Runtime:
+        """The runtime on ``hal`` (default: a fresh in-process simulator, ``sim_kwargs`` passed on),
+        weights loaded. With ``functional=False`` it runs for timing only (shape-only models too)."""
+        if hal is None and self._runtime is not None and not sim_kwargs and self._runtime.mode == mode:
+            return self._runtime
+        hal = hal or open_simulator(self.manifest, **sim_kwargs)
+        timing_only = sim_kwargs.get("functional", True) is False
+        self.hal = hal
+        self._runtime = Runtime(self.manifest, self._read, hal, mode, timing_only=timing_only)
+        return self._runtime
+
+    def run(self, *inputs, entry: str | None = None):
+        """Outputs (a list of numpy arrays) of ``entry`` (default: the first) for ``inputs``."""
+        rt = self.runtime()
+        return rt.run(entry or self.entries[0], *inputs)
+
+    def save(self, directory, driver: bool = True) -> Path:
+        """Write the artifact (doc/backend.md) to ``directory``, with the C++ driver unless ``driver=False``."""
+        if self.build is None:
+            raise CompileError("a loaded model is already an artifact; copy its directory instead")
+        extra = generate_driver(self.build, self.manifest["model"]) if driver else {}
+        return write_artifact(self.build, directory, extra)
+
+    def report(self) -> str:
+        """The compile report: every op, where it runs, instructions, estimated cycles and memory."""
+        return format_report(self.manifest, self.build, self.timings)
+
+
+def compile(model, example_inputs=None, dynamic_shapes=None, target="vcu128", weights: str = "int4",
+            max_seq: int | None = None, name: str | None = None) -> CompiledModel:
+    """Compile ``model`` for ``target`` (see the module docstring)."""
+    from dlavm.ir import Module
+    tgt = get_target(target)
+    if weights not in tgt.weight_formats:
+        raise CompileError(f"weight format {weights!r} is not supported by target '{tgt.name}' "
+                           f"({list(tgt.weight_formats)})")
+    timings: dict = {}
+    t0 = time.perf_counter()
+    model_name = "model"
+    if isinstance(model, Module):
+        mod = model
+    elif isinstance(model, str):
+        from dlavm.frontend.api import import_model
+        model_name = Path(model).stem if ":" not in model else model.split(":")[-1]
+        mod = import_model(model, max_seq=max_seq).module
+    else:
+        from dlavm.frontend.torch import from_torch
+        if example_inputs is None:
+            raise CompileError("compiling a torch.nn.Module needs example_inputs")
+        model_name = type(model).__name__
+        mod = from_torch(model, tuple(example_inputs), dynamic_shapes)
+    timings["import"] = time.perf_counter() - t0
+    mod = _to_device_graph(mod, weights, timings)
+    build = build_module(mod, tgt, model=name or model_name, weights=weights)
+    _check_host_ops(build.manifest)
+    timings.update(build.timings)
+    files = build.files
+    cm = CompiledModel(build.manifest, lambda rel: files[rel], build, timings)
+    cm.device_module = mod
+    return cm
+
+
+def load(directory, hal=None) -> CompiledModel:
+    """A compiled model from an artifact directory (verified; refuses a corrupt or foreign one).
+
+    ``hal``: run on this device instead of a fresh in-process simulator.
+    """
+    root = Path(directory)
+    cm = CompiledModel(verify_artifact(root), lambda rel: (root / rel).read_bytes())
+    if hal is not None:
+        cm.runtime(hal)
+    return cm
+
+
+# --- profiling (runs the runtime on the simulator; lives here, above both compiler and runtime) ---
+
+def random_inputs(manifest: dict, entry: str, seq: int, seed: int = 0) -> list:
+    """Random inputs for ``entry`` with every dim = ``seq`` clipped to its bounds (ints in [0, 16))."""
+    env = {d: min(max(seq, lo), hi) for d, (lo, hi) in manifest["dims"].items()}
+    rng = np.random.default_rng(seed)
+    out = []
+    for spec in manifest["entries"][entry]["inputs"]:
+        shape = [eval_expr(d, env) for d in spec["shape"]]
+        if spec["dtype"].startswith(("int", "uint")):
+            out.append(rng.integers(0, 16, shape).astype(spec["dtype"]))
+        else:
+            out.append(rng.standard_normal(shape).astype(spec["dtype"]))
+    return out
+
+
+def profile(manifest: dict, read_file, seq: int, entry: str | None = None, functional: bool = True,
+            trace_path: str | None = None) -> dict:
+    """Measured profile of one run of ``entry`` on the simulator, with :func:`random_inputs`.
+
+    Reports device cycles and time at the target clock, per-op busy cycles
+    (each stream entry carries its op tag) and utilisation against the roofline
+    ``max(MACs / peak MAC per cycle, HBM bytes / HBM bytes per cycle)``, the
+    fewest cycles the same work could take. ``functional=False`` uses the
+    timing-only simulator (shape-only 7B models in milliseconds). Writes a
+    Perfetto trace to ``trace_path`` if given.
+    """
+    entry = entry or next(iter(manifest["entries"]))
+    target = artifact_target(manifest)
+    sim = open_simulator(manifest, functional=functional, trace=trace_path is not None)
+    rt = Runtime(manifest, read_file, sim, "aux", timing_only=not functional)
+    inputs = random_inputs(manifest, entry, seq)
+    before = sim.stats()
+    outputs = rt.run(entry, *inputs)
+    after = sim.stats()
+    per_op: dict = defaultdict(lambda: [0, 0])
+    for name, first in rt.stream_log:
+        s = manifest["streams"][name]
+        for k, rec in enumerate(sim.records[first:first + s["count"]]):
+            tag = s["ops"][k] if k < len(s["ops"]) else rec.op
+            per_op[tag][0] += rec.busy_end - rec.start
+            per_op[tag][1] += 1
+    fig = target.figures
+    cycles = after["cycles"] - before["cycles"]
+    macs = after["macs"] - before["macs"]
+    hbm = after["hbm_bytes"] - before["hbm_bytes"]
+    roof = max(macs / fig.peak_macs_per_cycle, hbm / fig.hbm_bytes_per_cycle)
+    result = {
+        "target": target.name, "entry": entry, "seq": seq, "functional": functional,
+        "cycles": cycles, "time_us": fig.cycles_to_us(cycles), "clock_mhz": target.clock_mhz,
+        "macs": macs, "hbm_bytes": hbm, "roofline_cycles": roof,
+        "roofline_fraction": roof / cycles if cycles else 0.0,
+        "instructions": after["instructions"] - before["instructions"],
+        "per_op": sorted(((k, v[0], v[1]) for k, v in per_op.items()), key=lambda r: -r[1]),
+        "outputs": [(list(o.shape), str(o.dtype)) for o in outputs],
+    }
+    if trace_path:
+        with open(trace_path, "w") as f:
+            json.dump(sim.trace(), f)
+    return result
+
+
+def format_profile(p: dict, top: int = 20) -> str:
+    """Text table of :func:`profile`'s result."""
+    lines = [f"{p['entry']} seq={p['seq']} on {p['target']} ({'functional' if p['functional'] else 'timing-only'}):"
+             f" {p['cycles']:,} cycles = {p['time_us']:.1f} us at {p['clock_mhz']} MHz",
+             f"roofline {p['roofline_cycles']:,.0f} cycles (MACs {p['macs']:,}, HBM bytes {p['hbm_bytes']:,})"
+             f" -> {100 * p['roofline_fraction']:.1f}% of roofline"]
+    kinds: dict = {}
+    for tag, cyc, n in p["per_op"]:
+        k = kinds.setdefault(tag.split("#")[0], [0, 0, 0])
+        k[0], k[1], k[2] = k[0] + cyc, k[1] + n, k[2] + 1
+    total = sum(k[0] for k in kinds.values()) or 1
+    lines.append(f"{'op kind':<24} {'busy cycles':>12} {'insns':>6} {'ops':>5} {'share':>6}")
+    for kind, (cyc, n, ops) in sorted(kinds.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"{kind:<24} {cyc:>12,} {n:>6} {ops:>5} {100 * cyc / total:>5.1f}%")
+    lines.append(f"{'op':<24} {'busy cycles':>12} {'insns':>6}")
+    for tag, cyc, n in p["per_op"][:top]:
+        lines.append(f"{tag:<24} {cyc:>12,} {n:>6}")
+    if len(p["per_op"]) > top:
+        lines.append(f"... {len(p['per_op']) - top} more ops")
+    return "\n".join(lines)
+
+
+__all__ = ["compile", "load", "CompiledModel", "CompileError", "profile", "format_profile", "random_inputs"]

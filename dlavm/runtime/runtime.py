@@ -1,0 +1,217 @@
+"""Run a compiled model (an artifact's manifest and files) on a :class:`DeviceHAL`.
+
+Needs numpy, ``dlavm.target`` and ``dlavm.runtime`` only: no torch, no
+compiler, no simulator import (the caller passes the HAL; see
+:func:`dlavm.runtime.loader.open_simulator` for the default).
+
+What :meth:`Runtime.run` guarantees:
+
+* dynamic dims are bound from the input shapes and checked against their
+  bounds (:class:`BoundsError` names the input, dim and bounds);
+* every AUX stream is patched for those dims (dynamic fields rewritten,
+  guarded entries past a loop's trip count turned into ``nop``), only the
+  64-byte entries that changed since the stream was last written are
+  re-written to the device, and the stream is started and waited for;
+* host-fallback ops run with numpy (:mod:`dlavm.runtime.host_kernels`);
+* outputs are numpy arrays of the entry's output dtypes.
+
+``mode="direct"`` pushes every (patched) instruction through the INSN
+staging registers instead of the AUX sequencer (debugging; 17 register
+writes per instruction).
+"""
+from __future__ import annotations
+
+import re
+import struct
+from typing import Callable, Mapping
+
+import numpy as np
+
+from dlavm.runtime.hal import DeviceHAL
+from dlavm.runtime.expr_eval import eval_expr
+from dlavm.runtime.host_kernels import run_host_op
+from dlavm.target.isa import INSN_BYTES, INSN_WORDS, op_format
+
+_ADDRESS_UNIT = 32
+_NOP = op_format("nop").opcode
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class RunError(RuntimeError):
+    """A compiled model cannot run these inputs (wrong count, rank or shape; a value past its field)."""
+
+
+class BoundsError(RunError, ValueError):
+    """An input's dynamic dim is outside the bounds the model was compiled for."""
+
+
+class Runtime:
+    """A loaded model: weights preloaded on ``hal``; :meth:`run` executes an entry."""
+
+    def __init__(self, manifest: dict, read_file: Callable[[str], bytes], hal: DeviceHAL, mode: str = "aux",
+                 timing_only: bool = False):
+        if mode not in ("aux", "direct"):
+            raise ValueError(f"mode must be 'aux' or 'direct', got {mode!r}")
+        if not manifest.get("weights_complete", True) and not timing_only:
+            raise RunError("this model was compiled without weight data (shape-only): it can only be "
+                                "run for timing (timing_only=True on a timing-only simulator)")
+        device_target = hal.stats().get("target")
+        if device_target is not None and device_target != manifest["target"]["name"]:
+            raise RunError(f"the artifact was compiled for target '{manifest['target']['name']}' but the device "
+                           f"implements '{device_target}'")
+        self.manifest, self.hal, self.mode, self.timing_only = manifest, hal, mode, timing_only
+        #: (stream name, index of its first instruction in the device's issue order) per stream run
+        self.stream_log: list = []
+        self._streams = {n: bytes(read_file(s["file"])) for n, s in manifest["streams"].items()}
+        self._written: dict = {}
+        self.host_consts = {}
+        for c in manifest.get("host_consts", []):
+            data = np.frombuffer(read_file(c["file"]), dtype=np.dtype(c["dtype"]).newbyteorder("<"))
+            self.host_consts[c["name"]] = data.reshape([int(d) for d in c["shape"]])
+        for w in manifest["weights"]:
+            hal.write_mem(w["addr"], read_file(w["file"]))
+        self.last_cycles = 0
+
+    @property
+    def entries(self) -> list:
+        return list(self.manifest["entries"])
+
+    # --- dims ---------------------------------------------------------------------------------
+    def bind_dims(self, entry: str, inputs) -> dict:
+        """Dim values from input shapes, checked against bounds and every input dim."""
+        fn = self.manifest["entries"][entry]
+        dims = self.manifest["dims"]
+        if len(inputs) != len(fn["inputs"]):
+            names = ", ".join(i["name"] for i in fn["inputs"])
+            raise RunError(f"entry '{entry}' takes {len(fn['inputs'])} inputs ({names}), got {len(inputs)}")
+        env: dict = {}
+        for spec, x in zip(fn["inputs"], inputs):
+            shape = np.shape(x)
+            if len(shape) != len(spec["shape"]):
+                raise RunError(f"input '{spec['name']}' must have rank {len(spec['shape'])} "
+                                    f"(shape [{', '.join(spec['shape'])}]), got shape {tuple(shape)}")
+            for d, n in zip(spec["shape"], shape):
+                if _IDENT.match(d) and d not in env:
+                    lo, hi = dims[d]
+                    if n < lo or n > hi:
+                        raise BoundsError(f"input '{spec['name']}': dim {d}={n} is outside the bounds "
+                                          f"[{lo}, {hi}] the model was compiled for")
+                    env[d] = int(n)
+        for spec, x in zip(fn["inputs"], inputs):
+            for i, (d, n) in enumerate(zip(spec["shape"], np.shape(x))):
+                want = eval_expr(d, env)
+                if want != n:
+                    raise RunError(f"input '{spec['name']}' dim {i} must be {d} = {want}, got {n}")
+        return env
+
+    # --- execution ----------------------------------------------------------------------------
+    def run(self, entry: str, *inputs) -> list:
+        """Outputs of ``entry`` for ``inputs`` (numpy arrays), see the module guarantees."""
+        if entry not in self.manifest["entries"]:
+            raise RunError(f"no entry '{entry}'; entries are {self.entries}")
+        fn = self.manifest["entries"][entry]
+        env = self.bind_dims(entry, inputs)
+        self.stream_log = []
+        vals: dict = {spec["value"]: np.asarray(x) for spec, x in zip(fn["inputs"], inputs)}
+        values = fn["values"]
+        start = self.hal.stats().get("cycles", 0)
+        for step in fn["steps"]:
+            kind = step["kind"]
+            if kind == "to_device":
+                x = np.asarray(self._operand(step["src"], vals, env), dtype=np.float32).astype(np.float16)
+                self.hal.write_mem(values[step["dst"]]["addr"], x.tobytes())
+            elif kind == "to_host":
+                vals[step["dst"]] = self._read(values[step["src"]], env, step["dtype"])
+            elif kind == "host" and self.timing_only:  # shape-only: values do not matter
+                v = values[step["dst"]]
+                vals[step["dst"]] = np.zeros([eval_expr(d, env) for d in v["shape"]], dtype=v["dtype"])
+            elif kind == "host":
+                args = [self._operand(a, vals, env) for a in step["args"]]
+                attrs = {k: self._attr(v, env) for k, v in step["attrs"].items()}
+                vals[step["dst"]] = run_host_op(step["op"], args, attrs, values[step["dst"]]["dtype"])
+            elif kind == "stream":
+                self._run_stream(step["stream"], env)
+            else:
+                raise RunError(f"unknown step kind {kind!r} in the manifest")
+        self.last_cycles = self.hal.stats().get("cycles", 0) - start
+        return [vals[o["value"]] for o in fn["outputs"]]
+
+    def _operand(self, ref: dict, vals: dict, env: dict):
+        if "literal" in ref:
+            return ref["literal"]
+        if "const" in ref:
+            return self.host_consts[ref["const"]]
+        return vals[ref["value"]]
+
+    def _attr(self, v, env):
+        if isinstance(v, dict) and set(v) == {"sym"}:
+            return eval_expr(v["sym"], env)
+        if isinstance(v, list):
+            return [self._attr(x, env) for x in v]
+        return v
+
+    def _read(self, value: dict, env: dict, dtype: str) -> np.ndarray:
+        shape = tuple(eval_expr(d, env) for d in value["shape"])
+        n = int(np.prod(shape, dtype=np.int64))
+        if value["layout"] == "argmax":
+            rec = np.frombuffer(self.hal.read_mem(value["addr"], 8 * n), dtype="<i4").reshape(n, 2)
+            return rec[:, 0].reshape(shape).astype(dtype)
+        x = np.frombuffer(self.hal.read_mem(value["addr"], 2 * n), dtype="<f2").reshape(shape)
+        return x.astype(dtype)
+
+    def patched_stream(self, name: str, env: Mapping[str, int]) -> bytearray:
+        """The bytes of stream ``name`` patched for ``env`` (dims)."""
+        s = self.manifest["streams"][name]
+        data = bytearray(self._streams[name])
+        off_entries = {g["index"] for g in s["guards"] if not eval_expr(g["expr"], env)}
+        for p in s["patches"]:
+            if p["index"] in off_entries:  # past a loop's trip count: its fields are meaningless
+                continue
+            v = eval_expr(p["expr"], env)
+            if p["kind"] == "addr":
+                v //= _ADDRESS_UNIT
+            mask = (1 << p["width"]) - 1
+            if not 0 <= v <= mask:
+                raise RunError(f"stream '{name}' entry {p['index']}: {p['field']} = {v} does not fit "
+                                    f"its {p['width']}-bit field (dims {dict(env)})")
+            off = p["index"] * INSN_BYTES + 4 * p["word"]
+            (w,) = struct.unpack_from("<I", data, off)
+            struct.pack_into("<I", data, off, (w & ~(mask << p["lo"]) & 0xFFFFFFFF) | (v << p["lo"]))
+        for i in off_entries:
+            off = i * INSN_BYTES
+            (w0,) = struct.unpack_from("<I", data, off)
+            struct.pack_into(f"<{INSN_WORDS}I", data, off, _NOP | (w0 & 0xFF00), *([0] * (INSN_WORDS - 1)))
+        return data
+
+    def _run_stream(self, name: str, env: dict) -> None:
+        s = self.manifest["streams"][name]
+        data = self.patched_stream(name, env)
+        self.stream_log.append((name, self.hal.stats().get("instructions", 0)))
+        if self.mode == "direct":
+            for i in range(s["count"]):
+                words = struct.unpack_from(f"<{INSN_WORDS}I", data, i * INSN_BYTES)
+                if words[0] & 0xFF == _NOP:  # a disabled entry: its wait only delayed itself
+                    continue
+                self.hal.push(words)
+            self.hal.wait()
+            return
+        old = self._written.get(name)
+        if old is None:
+            self.hal.write_mem(s["addr"], bytes(data))
+        else:  # rewrite only the runs of entries that changed
+            i, n = 0, s["count"]
+            while i < n:
+                if data[i * INSN_BYTES:(i + 1) * INSN_BYTES] == old[i * INSN_BYTES:(i + 1) * INSN_BYTES]:
+                    i += 1
+                    continue
+                j = i + 1
+                while j < n and data[j * INSN_BYTES:(j + 1) * INSN_BYTES] != old[j * INSN_BYTES:(j + 1) * INSN_BYTES]:
+                    j += 1
+                self.hal.write_mem(s["addr"] + i * INSN_BYTES, bytes(data[i * INSN_BYTES:j * INSN_BYTES]))
+                i = j
+        self._written[name] = data
+        self.hal.run_stream(s["addr"], s["count"])
+        self.hal.wait()
+
+
+__all__ = ["Runtime", "BoundsError", "RunError", "eval_expr"]

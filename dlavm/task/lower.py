@@ -1,0 +1,334 @@
+"""Lowering a device graph (doc/compiler.md contract) to task IR.
+
+:func:`lower_function` walks a device-level :class:`dlavm.ir.Function` in
+dataflow order and produces a :class:`LoweredFunction`: an ordered list of
+*steps* the runtime executes:
+
+* ``to_device`` / ``to_host``: host <-> device copies at the boundaries;
+* ``host``: a host-fallback op (run with numpy by the runtime);
+* ``stream``: a task :class:`Program` (one AUX stream after the backend),
+  made of the instructions of consecutive device ops. Host steps split
+  streams, so a host op between device ops costs one extra stream kick.
+
+Device ops are lowered by rules looked up in :mod:`dlavm.task.rules` by op
+name and target capability. ``reshape`` of a device tensor is a view (same
+address). Weights are packed here (per the mvm's ``wfmt``) into blobs the
+artifact stores and the runtime preloads.
+
+Memory comes from ``dlavm.passes.memory_plan`` (activations reused by
+lifetime, persistent ``weights`` and ``kv`` pools). Lowering therefore runs
+in two phases (:func:`lower_module`): a *dry run* of every function records
+the packed-weight blobs and scratch buffers (attention caches, scores) the
+rules ask for; each function is then planned with all of them (so shared
+weights get one address in every function) and lowered for real.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from dlavm import sym
+from dlavm.ir import Call, Constant, Function, GetItem, Literal, Tuple, Var, dtype_bytes, post_order
+from dlavm.target.isa import op_format
+
+from .ir import Emit, For, If, Program
+from dlavm.passes.memory_plan import plan_function
+
+
+class LoweringError(ValueError):
+    """A device op cannot be lowered for this target; names the op, its source and the reason."""
+
+
+VIEW_OPS = ("reshape",)
+
+
+def numel(shape) -> sym.Expr:
+    n = sym.const(1)
+    for d in shape:
+        n = n * d
+    return n
+
+
+def ub(e) -> int:
+    return sym.upper_bound(sym.as_expr(e))
+
+
+@dataclass
+class LoweredFunction:
+    """Steps, values and dims of one lowered function (see module docstring)."""
+
+    name: str
+    dims: tuple
+    inputs: list
+    outputs: list
+    values: dict
+    steps: list
+    ops: list = field(default_factory=list)
+    shapes: dict = field(default_factory=dict)  # value id -> tuple of sym.Expr (for code generators)
+
+
+class LowerContext:
+    """Shared state while lowering a module: target, plan, weight blobs and scratch buffers.
+
+    ``plan is None`` during the dry run: addresses are placeholders (region
+    bases) and only blob / scratch names and sizes are recorded.
+    """
+
+    def __init__(self, target, params: dict, weights: str = "int4"):
+        self.target = target
+        self.params = params
+        self.weights = weights
+        self.plan = None
+        self.blob_sizes: dict = {}     # blob name -> bytes (pool 'weights'), in first-use order
+        self.scratch_sizes: dict = {}  # scratch name -> bytes (pool 'kv')
+        self.blobs: dict = {}          # blob name -> np.ndarray (raw bytes) or None (shape-only)
+        self.host_consts: dict = {}    # weight name -> np.ndarray used by host ops
+        self.node_index = 0            # position of the node being lowered in its function's post order
+        self.fn_name = ""
+        self._hbm = target.figures.region("hbm").base
+        self._ddr = target.figures.region("ddr").base
+        # per-function
+        self.vid: dict = {}
+        self.values: dict = {}
+        self.body: list = []
+
+    # --- operands -------------------------------------------------------------------------------
+    def addr(self, node) -> int:
+        """Device address of a device value (an earlier device op, to_device or view)."""
+        v = self.values.get(self.vid.get(node))
+        if v is None or v.get("addr") is None:
+            raise LoweringError(f"{_where(node)}: operand is not a device tensor")
+        return v["addr"]
+
+    def node_addr(self, node) -> int:
+        return self._ddr if self.plan is None else self.plan.address(node)
+
+    def blob(self, name: str, make, nbytes: int) -> int:
+        """Address of weight blob ``name`` of ``nbytes``; ``make()`` gives its bytes (real phase, once)."""
+        if self.plan is None:
+            self.blob_sizes.setdefault(name, int(nbytes))
+            return self._hbm
+        if name not in self.blobs:
+            data = make()
+            if data is not None:
+                data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+                if data.nbytes != self.blob_sizes[name]:
+                    raise LoweringError(f"weight blob {name}: packed {data.nbytes} bytes, planned "
+                                        f"{self.blob_sizes[name]}")
+            self.blobs[name] = data
+        return self.plan.address(name)
+
+    def scratch(self, role: str, nbytes: int) -> int:
+        """Address of the function's scratch buffer ``role`` (pool 'kv', HBM), sized for its largest user.
+
+        Nodes of one function run one after the other, so they share a role's
+        buffer (the wait bits order their accesses); e.g. every attention
+        layer uses the same score buffer instead of one each.
+        """
+        name = f"{self.fn_name}.{role}"
+        if self.plan is None:
+            self.scratch_sizes[name] = max(self.scratch_sizes.get(name, 0), int(nbytes))
+            return self._hbm
+        return self.plan.address(name)
+
+    def param(self, node):
+        """Float data of a weight Constant (None for shape-only models)."""
+        if not isinstance(node, Constant):
+            raise LoweringError(f"{_where(node)}: expected a weight constant, got {type(node).__name__}")
+        data = self.params.get(node.name)
+        return None if data is None else np.asarray(data)
+
+    def fp16_operand(self, node) -> int:
+        """Address of an fp16 vector operand: a device tensor, or a Constant packed as fp16."""
+        if isinstance(node, Constant):
+            n = int(numel(node.type.shape).value)
+            return self.blob(f"{node.name}.f16", lambda: _opt(self.param(node), np.float16), n * 2)
+        return self.addr(node)
+
+    def emit(self, op: str, reads=(), writes=(), comment: str = "", **fields) -> Emit:
+        fmt = op_format(op)
+        return Emit(op, fields, fmt.unit, tuple(reads), tuple(writes), frozenset(), comment)
+
+
+def _opt(data, dtype):
+    return None if data is None else np.asarray(data, dtype=np.float32).astype(dtype)
+
+
+def _where(node) -> str:
+    op = node.op.name if isinstance(node, Call) else type(node).__name__
+    span = f" at {node.span}" if getattr(node, "span", None) else ""
+    return f"'{op}'{span}"
+
+
+def _shape_str(shape) -> list:
+    return [str(sym.as_expr(d)) for d in shape]
+
+
+def _attr_json(v):
+    if isinstance(v, sym.Expr):
+        return {"sym": str(v)}
+    if isinstance(v, (list, tuple)):
+        return [_attr_json(x) for x in v]
+    return v
+
+
+def lower_function(ctx: LowerContext, fn: Function) -> LoweredFunction:
+    """Lower ``fn`` (device graph) into steps, with addresses from ``ctx.plan`` (see :func:`lower_module`)."""
+    from .rules import find_rule  # rules import this module
+
+    ctx.vid, ctx.values, ctx.body, ctx.fn_name = {}, {}, [], fn.name
+    steps, ops, shapes = [], [], {}
+    dims = tuple(fn.sym_vars())
+
+    def flush():
+        if ctx.body:
+            prog = Program(f"{fn.name}.{sum(s['kind'] == 'stream' for s in steps)}", tuple(ctx.body), dims)
+            steps.append({"kind": "stream", "program": prog})
+            ctx.body = []
+
+    def new_value(node, addr=None, layout="dense", dtype=None):
+        vid = f"v{len(ctx.values)}"
+        ctx.vid[node] = vid
+        shapes[vid] = tuple(sym.as_expr(d) for d in node.type.shape)
+        ctx.values[vid] = {"shape": _shape_str(node.type.shape), "dtype": dtype or node.type.dtype,
+                           "addr": addr, "layout": layout}
+        return vid
+
+    def alloc_device(node, layout="dense"):
+        return new_value(node, ctx.node_addr(node), layout, "int32" if layout == "argmax" else "float16")
+
+    inputs = []
+    for p in fn.params:
+        inputs.append((p.name, new_value(p)))
+    for index, node in enumerate(post_order([fn.body])):
+        ctx.node_index = index
+        if isinstance(node, Var) or node in ctx.vid:
+            continue
+        if isinstance(node, (Literal, Tuple)):
+            continue
+        if isinstance(node, GetItem):
+            raise LoweringError(f"{_where(node)}: tuple-valued ops are not supported by lowering")
+        if isinstance(node, Constant):
+            continue  # packed by the rule that consumes it, or stored for host ops below
+        op = node.op.name
+        on_device = [a for a in node.args if ctx.values.get(ctx.vid.get(a), {}).get("addr") is not None]
+        if op == "dev.to_device":
+            flush()
+            src = _host_operand(ctx, node.args[0])
+            dst = alloc_device(node)
+            steps.append({"kind": "to_device", "src": src, "dst": dst})
+            ops.append({"op": op, "where": "host->device", "bytes": ub(numel(node.type.shape)) * 2})
+        elif op == "dev.to_host":
+            flush()
+            src = ctx.vid[node.args[0]]
+            dst = new_value(node)
+            steps.append({"kind": "to_host", "src": src, "dst": dst, "dtype": node.attrs["dtype"]})
+            ops.append({"op": op, "where": "device->host", "bytes": ub(numel(node.type.shape)) * 2})
+        elif op.startswith("dev."):
+            rule = find_rule(op, ctx.target)
+            if rule is None:
+                raise LoweringError(f"{_where(node)}: no lowering rule for target '{ctx.target.name}'")
+            layout = "argmax" if op == "dev.mvm" and node.attrs.get("argmax") else "dense"
+            alloc_device(node, layout)
+            before = len(ctx.body)
+            tag = f"{op}#{len(ops)}"
+            try:
+                ctx.body.extend(_tag(rule(ctx, node), tag))
+            except (ValueError, KeyError) as e:
+                if isinstance(e, LoweringError):
+                    raise
+                raise LoweringError(f"{_where(node)}: {e}") from e
+            ops.append({"op": op, "tag": tag, "where": "device", "insns": len(ctx.body) - before,
+                        "bytes": ub(numel(node.type.shape)) * 2, "stmts": tuple(ctx.body[before:])})
+        elif op in VIEW_OPS and on_device:
+            v = ctx.values[ctx.vid[node.args[0]]]
+            if ctx.plan is not None and ctx.plan.address(node) != v["addr"]:
+                raise LoweringError(f"{_where(node)}: the memory plan does not alias this view to its input")
+            new_value(node, v["addr"], v["layout"], v["dtype"])
+        else:
+            if on_device:
+                raise LoweringError(f"{_where(node)}: host op reads a device tensor; "
+                                    f"insert dev.to_host before it")
+            flush()
+            args = [_host_operand(ctx, a) for a in node.args]
+            dst = new_value(node)
+            steps.append({"kind": "host", "op": op, "args": args,
+                          "attrs": {k: _attr_json(v) for k, v in node.attrs.items()}, "dst": dst})
+            ops.append({"op": op, "where": "host", "bytes": 0})
+    flush()
+    body = fn.body
+    outs = list(body.fields) if isinstance(body, Tuple) else [body]
+    outputs = []
+    for o in outs:
+        v = ctx.values.get(ctx.vid.get(o))
+        if v is None or v["addr"] is not None:
+            raise LoweringError(f"function '{fn.name}': every output must be a host tensor (end with dev.to_host)")
+        outputs.append(ctx.vid[o])
+    return LoweredFunction(fn.name, dims, inputs, outputs, ctx.values, steps, ops, shapes)
+
+
+def device_size_of(node):
+    """Byte size of a value in device memory: fp16 tensors, argmax records (8 bytes per row)."""
+    if isinstance(node, Constant):
+        return 0  # float master weights stay on the host; their packed blobs are planned by name
+    if isinstance(node, Call) and node.op.name == "dev.mvm" and node.attrs.get("argmax"):
+        return numel(node.type.shape) * 8
+    if isinstance(node, Call) and (node.op.name.startswith("dev.") or node.op.name in VIEW_OPS):
+        return numel(node.type.shape) * 2
+    return None
+
+
+def _size_of(node):
+    n = device_size_of(node)
+    if n is not None:
+        return n
+    return numel(node.type.shape) * dtype_bytes(node.type.dtype)
+
+
+def lower_module(ctx: LowerContext, mod) -> tuple:
+    """``([LoweredFunction], {function name: MemoryPlan})`` for every function of ``mod``."""
+    fns = list(mod.functions.values())
+    for fn in fns:  # dry run: collect blobs and scratch buffers
+        lower_function(ctx, fn)
+    lowered, plans = [], {}
+    for fn in fns:
+        ctx.plan = plans[fn.name] = plan_function(fn, ctx.target, weights=ctx.blob_sizes, kv=ctx.scratch_sizes,
+                                                  size_of=_size_of)
+        lowered.append(lower_function(ctx, fn))
+    ctx.plan = None
+    return lowered, plans
+
+
+def _tag(stmts, tag: str) -> list:
+    """Prefix every instruction's comment with the op tag (for listings and profiles)."""
+    out = []
+    for s in stmts:
+        if isinstance(s, Emit):
+            s = replace(s, comment=f"{tag} {s.comment}".strip())
+        elif isinstance(s, For):
+            s = For(s.var, s.extent, tuple(_tag(s.body, tag)))
+        elif isinstance(s, If):
+            s = If(s.cond, tuple(_tag(s.then, tag)), tuple(_tag(s.orelse, tag)))
+        out.append(s)
+    return out
+
+
+def _host_operand(ctx: LowerContext, node):
+    """Reference to a host value for a host step: a value id, a literal or a host constant."""
+    if isinstance(node, Literal):
+        return {"literal": node.value}
+    if isinstance(node, Constant):
+        data = ctx.params.get(node.name)
+        ctx.host_consts[node.name] = None if data is None else np.asarray(data)
+        return {"const": node.name, "shape": _shape_str(node.type.shape), "dtype": node.type.dtype}
+    vid = ctx.vid.get(node)
+    if vid is None:
+        raise LoweringError(f"{_where(node)}: operand was not computed")
+    if ctx.values[vid]["addr"] is not None:
+        raise LoweringError(f"{_where(node)}: host op reads a device tensor; insert dev.to_host before it")
+    return {"value": vid}
+
+
+__all__ = ["LoweringError", "LowerContext", "LoweredFunction", "lower_function", "lower_module", "numel", "ub",
+           "device_size_of"]
