@@ -1,10 +1,10 @@
 """DLAVM: a compiler from PyTorch models to an FPGA LLM accelerator."""
 from setuptools import find_packages, setup
 
-# The deployment runtime needs only numpy; the compiler side (torch frontend,
+# The deployment runtime needs only numpy (and HF tokenizers for text); the compiler side (torch frontend,
 # reference executor, model recipes) needs torch. torch is pinned to the CPU
 # build so that a plain install never pulls a multi-GB CUDA wheel.
-TORCH = ["torch==2.13.0", "transformers>=5.0", "tokenizers>=0.20", "safetensors>=0.4"]
+TORCH = ["torch==2.13.0", "transformers>=5.0", "safetensors>=0.4"]
 DEV = TORCH + ["pytest>=8", "hypothesis>=6.100"]
 
 setup(
@@ -13,7 +13,7 @@ setup(
     description="Compile PyTorch models to instruction streams and host drivers of an FPGA LLM accelerator",
     packages=find_packages(include=["dlavm", "dlavm.*", "hw_models", "hw_models.*"]),
     python_requires=">=3.11",
-    install_requires=["numpy>=1.26", "click>=8.1"],
+    install_requires=["numpy>=1.26", "click>=8.1", "tokenizers>=0.20"],
     extras_require={"torch": TORCH, "dev": DEV},
     package_data={"dlavm.target": ["builtin/*.json"]},
     entry_points={"console_scripts": ["dlavm = dlavm.cli.main:main"]},

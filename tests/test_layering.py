@@ -17,6 +17,8 @@ FORBIDDEN = {
                    "dlavm.compiler", "hw_models"],
     "dlavm/backend": ["torch", "dlavm.frontend", "dlavm.reference", "dlavm.models", "dlavm.cli",
                       "dlavm.compiler", "hw_models"],
+    "dlavm/tokenizer": ["torch", "dlavm.ir", "dlavm.frontend", "dlavm.reference", "dlavm.passes", "dlavm.task",
+                        "dlavm.backend", "dlavm.compiler", "dlavm.cli", "hw_models"],
     "dlavm/frontend": ["dlavm.cli", "hw_models", "dlavm.runtime"],
     "dlavm/reference": ["dlavm.frontend", "dlavm.cli", "dlavm.models", "hw_models"],
     "hw_models": ["dlavm.ir", "dlavm.frontend", "dlavm.reference", "dlavm.models", "dlavm.cli", "torch"],

@@ -1,4 +1,4 @@
-"""Model lookup: a built-in recipe name or ``path/to/file.py:factory``."""
+"""Model lookup: a built-in recipe name, ``hf:path/to/checkpoint_dir`` or ``path/to/file.py:factory``."""
 from __future__ import annotations
 
 import importlib.util
@@ -39,12 +39,16 @@ def list_recipes() -> list:
 
 
 def load_model(spec: str, **kwargs) -> ModelSpec:
-    """Build the model named by ``spec``: a recipe name or ``path/to/file.py:factory``.
+    """Build the model named by ``spec``: a recipe name, ``hf:DIR`` (a local Hugging Face
+    checkpoint, see ``hf_checkpoint.load_hf_checkpoint``) or ``path/to/file.py:factory``.
 
     ``kwargs`` go to the recipe or factory (e.g. ``max_seq=128``).
     """
     if spec in RECIPES:
         return RECIPES[spec].factory(**kwargs)
+    if spec.startswith("hf:"):
+        from .hf_checkpoint import load_hf_checkpoint
+        return load_hf_checkpoint(spec[len("hf:"):], **kwargs)
     if ":" in spec:
         path, _, fname = spec.rpartition(":")
         if not os.path.isfile(path):
@@ -57,4 +61,4 @@ def load_model(spec: str, **kwargs) -> ModelSpec:
             raise ModelNotFound(f"'{path}' has no callable '{fname}'")
         return ModelSpec.from_factory_result(fname, factory(**kwargs))
     raise ModelNotFound(f"unknown model '{spec}': not a recipe ({', '.join(RECIPES)}) "
-                        "and not of the form path/to/file.py:factory")
+                        "and not of the form hf:DIR or path/to/file.py:factory")

@@ -14,6 +14,8 @@ class ModelSpec:
     for given dim values (e.g. ``seq=7``), so tests and the CLI can run the
     model at any size within its bounds. ``shape_only`` models live on torch's
     ``meta`` device: they import and compile but cannot be executed.
+    ``extras`` holds what a loader knows beyond that (``hf:DIR`` checkpoints:
+    ``checkpoint``, ``model_type``, ``tokenizer``).
     """
 
     name: str
@@ -24,6 +26,7 @@ class ModelSpec:
     dims: dict = field(default_factory=dict)  # dim name -> (min, max)
     shape_only: bool = False
     description: str = ""
+    extras: dict = field(default_factory=dict)  # loader-specific facts, e.g. hf: checkpoint and tokenizer paths
 
     @classmethod
     def from_factory_result(cls, name: str, result) -> "ModelSpec":
