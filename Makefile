@@ -5,7 +5,7 @@ VENV   := .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup clib demo test bench clean
+.PHONY: setup clib demo test golden bench clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: setup
 
 test: setup
 	$(VPY) -m pytest -q tests
+
+# Rewrite the golden instruction streams in compare/ on purpose; review their diff.
+golden: setup
+	$(VENV)/bin/dlavm golden --update
 
 bench: setup
 	$(VPY) bench/import_time.py

@@ -130,6 +130,25 @@ def simulate(build) -> list:
     return out
 
 
+def llm_profile(model: str, max_ctx: int) -> dict:
+    """Generation figures of ``model`` compiled with a KV cache (doc/llm.md), timing-only simulator:
+    decode (one token after ``max_ctx // 2`` and after ``max_ctx - 1`` cached ones; HBM-bandwidth bound,
+    judged against the HBM roofline) and prefill of 512 tokens (compute bound, judged against peak MACs)."""
+    from dlavm.compiler import profile
+    from dlavm.llm import compile_llm
+    t0 = time.perf_counter()
+    cm = compile_llm(model, target="vcu128", weights="int4", max_ctx=max_ctx)
+    compile_s = time.perf_counter() - t0
+    files = cm.build.files
+    runs = []
+    for phase, seq, ctx in (("decode", 1, max_ctx // 2), ("decode", 1, max_ctx), ("prefill", 512, 512)):
+        p = profile(cm.manifest, lambda rel: files[rel], seq, "greedy", functional=False, ctx=ctx)
+        p.pop("per_op")
+        p["phase"] = phase
+        runs.append(p)
+    return {"model": model, "max_ctx": max_ctx, "compile_s": compile_s, "runs": runs}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="llama2-7b-shape")
@@ -137,6 +156,8 @@ def main() -> int:
     ap.add_argument("--tvm-path", default=None, help="directory holding a pip --target install of apache-tvm")
     ap.add_argument("--tvm-timeout", type=int, default=540)
     ap.add_argument("--skip-tvm", action="store_true")
+    ap.add_argument("--llm-max-ctx", type=int, default=1024, help="KV cache length of the generation profile")
+    ap.add_argument("--skip-llm", action="store_true", help="skip the KV-cached decode/prefill profile")
     args = ap.parse_args()
 
     rows, totals, build = dlavm_compile_times(args.model, args.max_seq)
@@ -163,7 +184,16 @@ def main() -> int:
     for p, phase in zip(sims, ("decode", "prefill")):
         print(f"{phase:<14} {p['seq']:>5} {p['cycles']:>14,} {p['time_us'] / 1e3:>10.2f} {p['us_per_token']:>10.1f} "
               f"{100 * p['roofline_fraction']:>8.1f}% {p['wall_s']:>10.2f}")
-    result = {"model": args.model, "max_seq": args.max_seq, "machine": platform.platform(),
+    llm = None
+    if not args.skip_llm:
+        llm = llm_profile(args.model, args.llm_max_ctx)
+        print(f"generation ({args.model}, KV cache {args.llm_max_ctx} positions, int4, vcu128 at "
+              f"{llm['runs'][0]['clock_mhz']} MHz; compiled in {llm['compile_s']:.1f} s)")
+        print(f"{'phase':<9} {'seq':>5} {'ctx':>5} {'ms':>10} {'ms/token':>9} {'HBM BW':>7} {'MACs':>7}")
+        for p in llm["runs"]:
+            print(f"{p['phase']:<9} {p['seq']:>5} {p['state']['ctx']:>5} {p['time_us'] / 1e3:>10.2f} "
+                  f"{p['ms_per_token']:>9.3f} {100 * p['hbm_fraction']:>6.1f}% {100 * p['mac_fraction']:>6.1f}%")
+    result = {"model": args.model, "llm": llm, "max_seq": args.max_seq, "machine": platform.platform(),
               "python": platform.python_version(), "dlavm_rows": rows, "dlavm_totals": totals, "tvm": tvm,
               "simulated": sims}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)

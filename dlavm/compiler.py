@@ -107,6 +107,15 @@ class CompiledModel:
         rt = self.runtime()
         return rt.run(entry or self.entries[0], *inputs)
 
+    def generate(self, prompt_ids, max_new_tokens: int = 32, **kwargs):
+        """Iterator of new token ids after ``prompt_ids`` on this model's runtime (an LLM artifact:
+        ``dlavm.llm.compile_llm``); keyword arguments as :meth:`dlavm.runtime.generate.Generator.generate`
+        (``temperature``, ``top_k``, ``top_p``, ``seed``, ``eos_id``). ``self.generator`` keeps the loop's
+        state (``stop_reason``, ``stop_message``)."""
+        from dlavm.runtime.generate import Generator
+        self.generator = Generator(self.runtime())
+        return self.generator.generate(prompt_ids, max_new_tokens, **kwargs)
+
     def save(self, directory, driver: bool = True) -> Path:
         """Write the artifact (doc/backend.md) to ``directory``, with the C++ driver unless ``driver=False``."""
         if self.build is None:
@@ -182,7 +191,7 @@ def random_inputs(manifest: dict, entry: str, seq: int, seed: int = 0) -> list:
 
 
 def profile(manifest: dict, read_file, seq: int, entry: str | None = None, functional: bool = True,
-            trace_path: str | None = None) -> dict:
+            trace_path: str | None = None, ctx: int | None = None) -> dict:
     """Measured profile of one run of ``entry`` on the simulator, with :func:`random_inputs`.
 
     Reports device cycles and time at the target clock, per-op busy cycles
@@ -190,15 +199,21 @@ def profile(manifest: dict, read_file, seq: int, entry: str | None = None, funct
     ``max(MACs / peak MAC per cycle, HBM bytes / HBM bytes per cycle)``, the
     fewest cycles the same work could take. ``functional=False`` uses the
     timing-only simulator (shape-only 7B models in milliseconds). Writes a
-    Perfetto trace to ``trace_path`` if given.
+    Perfetto trace to ``trace_path`` if given. An LLM entry's state dim (the
+    KV length after the call, doc/llm.md) is ``ctx`` (default ``seq``:
+    prefill); decode at context ``n`` is ``seq=1, ctx=n``.
     """
     entry = entry or next(iter(manifest["entries"]))
     target = artifact_target(manifest)
     sim = open_simulator(manifest, functional=functional, trace=trace_path is not None)
     rt = Runtime(manifest, read_file, sim, "aux", timing_only=not functional)
     inputs = random_inputs(manifest, entry, seq)
+    state = {d: ctx if ctx is not None else seq for d in manifest["entries"][entry].get("state_dims", [])}
+    past = max(state.values(), default=seq) - seq
+    if past > 0:  # decode after a real prefill of the `past` cached tokens (not measured)
+        rt.run(entry, *random_inputs(manifest, entry, past, seed=1), dims={d: past for d in state})
     before = sim.stats()
-    outputs = rt.run(entry, *inputs)
+    outputs = rt.run(entry, *inputs, dims=state)
     after = sim.stats()
     per_op: dict = defaultdict(lambda: [0, 0])
     for name, first in rt.stream_log:
@@ -213,10 +228,14 @@ def profile(manifest: dict, read_file, seq: int, entry: str | None = None, funct
     hbm = after["hbm_bytes"] - before["hbm_bytes"]
     roof = max(macs / fig.peak_macs_per_cycle, hbm / fig.hbm_bytes_per_cycle)
     result = {
-        "target": target.name, "entry": entry, "seq": seq, "functional": functional,
+        "target": target.name, "entry": entry, "seq": seq, "functional": functional, "state": state,
         "cycles": cycles, "time_us": fig.cycles_to_us(cycles), "clock_mhz": target.clock_mhz,
         "macs": macs, "hbm_bytes": hbm, "roofline_cycles": roof,
         "roofline_fraction": roof / cycles if cycles else 0.0,
+        # the two limits separately: decode is judged against HBM bandwidth, prefill against the MACs
+        "hbm_fraction": hbm / fig.hbm_bytes_per_cycle / cycles if cycles else 0.0,
+        "mac_fraction": macs / fig.peak_macs_per_cycle / cycles if cycles else 0.0,
+        "ms_per_token": fig.cycles_to_us(cycles) / 1e3 / max(seq, 1),
         "instructions": after["instructions"] - before["instructions"],
         "per_op": sorted(((k, v[0], v[1]) for k, v in per_op.items()), key=lambda r: -r[1]),
         "outputs": [(list(o.shape), str(o.dtype)) for o in outputs],
@@ -229,10 +248,13 @@ def profile(manifest: dict, read_file, seq: int, entry: str | None = None, funct
 
 def format_profile(p: dict, top: int = 20) -> str:
     """Text table of :func:`profile`'s result."""
-    lines = [f"{p['entry']} seq={p['seq']} on {p['target']} ({'functional' if p['functional'] else 'timing-only'}):"
+    state = "".join(f" {k}={v}" for k, v in p.get("state", {}).items())
+    lines = [f"{p['entry']} seq={p['seq']}{state} on {p['target']} ({'functional' if p['functional'] else 'timing-only'}):"
              f" {p['cycles']:,} cycles = {p['time_us']:.1f} us at {p['clock_mhz']} MHz",
              f"roofline {p['roofline_cycles']:,.0f} cycles (MACs {p['macs']:,}, HBM bytes {p['hbm_bytes']:,})"
-             f" -> {100 * p['roofline_fraction']:.1f}% of roofline"]
+             f" -> {100 * p['roofline_fraction']:.1f}% of roofline",
+             f"HBM bandwidth {100 * p['hbm_fraction']:.1f}% of peak, MACs {100 * p['mac_fraction']:.1f}% of peak; "
+             f"{p['ms_per_token']:.3f} ms per token ({p['seq']} token(s) in {p['time_us'] / 1e3:.3f} ms)"]
     kinds: dict = {}
     for tag, cyc, n in p["per_op"]:
         k = kinds.setdefault(tag.split("#")[0], [0, 0, 0])

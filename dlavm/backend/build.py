@@ -52,6 +52,7 @@ def build_module(mod, target, model: str = "model", weights: str = "int4") -> Bu
     """Lower and encode ``mod`` for ``target``; see the module docstring."""
     t0 = time.perf_counter()
     ctx = LowerContext(target, mod.params, weights)
+    ctx.state_dims = tuple(mod.attrs.get("state_dims", ()))
     lowered, plans = lower_module(ctx, mod)
     any_plan = next(iter(plans.values()))
     ddr = target.figures.region("ddr")
@@ -89,7 +90,9 @@ def build_module(mod, target, model: str = "model", weights: str = "int4") -> Bu
                                   "ops": [c.split(" ")[0] for c in st.comments]}
             steps.append({"kind": "stream", "stream": prog.name})
         values = lf.values
+        state = [d.name for d in ctx.state_dims if d in lf.dims]
         entries[lf.name] = {
+            "state_dims": state, "requires": list((mod.attrs.get("llm") or {}).get("requires", [])) if state else [],
             "inputs": [{"name": n, "value": v, "shape": values[v]["shape"], "dtype": values[v]["dtype"]}
                        for n, v in lf.inputs],
             "outputs": [{"value": v, "shape": values[v]["shape"], "dtype": values[v]["dtype"]}
@@ -122,6 +125,7 @@ def build_module(mod, target, model: str = "model", weights: str = "int4") -> Bu
         "dims": dims, "memory": _memory_json(plans, ctx, ddr.base, stream_top[0]),
         "weights": wfiles, "host_consts": hconsts,
         "entries": entries, "streams": streams,
+        "llm": mod.attrs.get("llm"),
         "host_ops": json.loads(json.dumps(list(mod.attrs.get("host_ops", [])), default=str)),
     }
     timings = {"lower": t1 - t0, "streams": t2 - t1, "pack": time.perf_counter() - t2}

@@ -18,7 +18,7 @@ import re
 
 from dlavm import sym
 
-CPP_HOST_OPS = ("embedding", "reshape")
+CPP_HOST_OPS = ("embedding", "reshape", "arange")
 
 
 def _ident(name: str) -> str:
@@ -173,6 +173,14 @@ const StreamInfo kStreams[] = {{
   return out;
 }}
 
+[[maybe_unused]] Tensor arange(int64_t start, int64_t end, int64_t step) {{
+  Tensor out;
+  out.is_int = true;
+  for (int64_t v = start; v < end; v += step) out.i.push_back(v);
+  out.shape = {{static_cast<int64_t>(out.i.size())}};
+  return out;
+}}
+
 [[maybe_unused]] Tensor reshape(Tensor t, std::vector<int64_t> shape) {{
   if (product(shape) != t.numel()) throw std::runtime_error("reshape: element count differs");
   t.shape = std::move(shape);
@@ -229,8 +237,14 @@ def generate_driver(build, model: str) -> dict:
     decls, bodies = [], []
     for lf in build.lowered:
         fname = _ident(lf.name)
-        decls.append(f"  // Entry '{lf.name}': inputs in signature order; returns its outputs.\n"
-                     f"  std::vector<Tensor> {fname}(const std::vector<Tensor>& inputs);")
+        if lf.state_dims:
+            names = ", ".join(d.name for d in lf.state_dims)
+            decls.append(f"  // Entry '{lf.name}': inputs in signature order; the state dims ({names}) are read from\n"
+                         f"  // `state` (doc/llm.md); returns its outputs.\n"
+                         f"  std::vector<Tensor> {fname}(const std::vector<Tensor>& inputs, const Dims& state);")
+        else:
+            decls.append(f"  // Entry '{lf.name}': inputs in signature order; returns its outputs.\n"
+                         f"  std::vector<Tensor> {fname}(const std::vector<Tensor>& inputs);")
         bodies.append(_entry(lf, m, build, dims, sidx, cidx))
     dims_txt = "\n".join(f"  int64_t {d.name} = 0;  // [{d.lo}, {d.hi}]" for d in dims) or "  int unused = 0;"
     header = _HEADER.format(model=model, target=m["target"]["name"], isa=m["isa_version"], ns=ns,
@@ -244,15 +258,22 @@ def generate_driver(build, model: str) -> dict:
     source = _SOURCE_HEAD.format(model=model, target=m["target"]["name"], ns=ns, model_file=mf, weights=weights,
                                  streams=streams, consts=consts_txt) + "\n".join(bodies) + \
         f"\n}}  // namespace {ns}\n"
-    return {f"driver/{mf}.h": header.encode(), f"driver/{mf}.cc": source.encode(),
-            f"driver/{mf}_main.cc": _main(build.lowered[0], ns, mf, dims).encode()}
+    files = {f"driver/{mf}.h": header.encode(), f"driver/{mf}.cc": source.encode()}
+    if not build.lowered[0].state_dims:
+        files[f"driver/{mf}_main.cc"] = _main(build.lowered[0], ns, mf, dims).encode()
+    llm = m.get("llm")
+    if llm:
+        files[f"driver/{mf}_generate.cc"] = _generate_main(llm, ns, mf).encode()
+    return files
 
 
 def _entry(lf, m, build, dims, sidx, cidx) -> str:
     name = _ident(lf.name)
     vals = lf.values
     var = {vid: f"v_{vid}" for vid in vals}
-    L = [f"std::vector<Tensor> Driver::{name}(const std::vector<Tensor>& inputs) {{",
+    sig = "const std::vector<Tensor>& inputs, const Dims& state" if lf.state_dims else \
+        "const std::vector<Tensor>& inputs"
+    L = [f"std::vector<Tensor> Driver::{name}({sig}) {{",
          f"  if (inputs.size() != {len(lf.inputs)}) throw std::runtime_error(\"entry '{lf.name}' takes "
          f"{len(lf.inputs)} inputs\");",
          "  Dims d;"]
@@ -265,6 +286,16 @@ def _entry(lf, m, build, dims, sidx, cidx) -> str:
                 L.append(f"  if (d.{e.name} < {e.lo} || d.{e.name} > {e.hi})\n"
                          f"    throw std::runtime_error(\"input '{pname}': dim {e.name}=\" + "
                          f"std::to_string(d.{e.name}) + \" is outside [{e.lo}, {e.hi}]\");")
+    for e in lf.state_dims:
+        L.append(f"  d.{e.name} = state.{e.name};")
+        L.append(f"  if (d.{e.name} < {e.lo} || d.{e.name} > {e.hi})\n"
+                 f"    throw std::runtime_error(\"dim {e.name}=\" + std::to_string(d.{e.name}) + "
+                 f"\" is outside [{e.lo}, {e.hi}]\");")
+    llm = m.get("llm")
+    if lf.state_dims and llm:
+        sd, cd = llm["seq_dim"], llm["ctx_dim"]
+        L.append(f"  if (d.{sd} > d.{cd}) throw std::runtime_error(\"{sd} <= {cd} does not hold: {sd}=\" + "
+                 f"std::to_string(d.{sd}) + \", {cd}=\" + std::to_string(d.{cd}));")
     for k, (pname, vid) in enumerate(lf.inputs):
         L.append(f"  if (inputs[{k}].shape != std::vector<int64_t>{_shape(lf.shapes[vid], dims)}) "
                  f"throw std::runtime_error(\"input '{pname}' has the wrong shape\");")
@@ -286,16 +317,24 @@ def _entry(lf, m, build, dims, sidx, cidx) -> str:
             for a in step["args"]:
                 if "value" in a:
                     args.append(var[a["value"]])
+                elif "const" in a and a["const"] not in cidx:  # a shape-only model: no weight data
+                    return (f"std::vector<Tensor> Driver::{name}({sig.replace(' inputs', '').replace(' state', '')}) {{\n"
+                            f"  throw std::runtime_error(\"entry '{lf.name}': the artifact has no data for host "
+                            f"weight '{a['const']}' (compiled shape-only); it can only be profiled\");\n}}\n")
                 elif "const" in a:
                     args.append(f"consts_[{cidx[a['const']]}]")
                 else:
                     args.append(None)
             if step["op"] == "embedding" and None not in args:
                 L.append(f"  Tensor {var[step['dst']]} = embedding({args[0]}, {args[1]});")
+            elif step["op"] == "arange" and not args:
+                a = lf.host_attrs[step["dst"]]
+                L.append(f"  Tensor {var[step['dst']]} = arange({_cpp(a['start'], dims)}, {_cpp(a['end'], dims)}, "
+                         f"{int(a.get('step', 1))});")
             elif step["op"] == "reshape" and args and args[0]:
                 L.append(f"  Tensor {var[step['dst']]} = reshape({args[0]}, {_shape(lf.shapes[step['dst']], dims)});")
             else:
-                return (f"std::vector<Tensor> Driver::{name}(const std::vector<Tensor>&) {{\n"
+                return (f"std::vector<Tensor> Driver::{name}({sig.replace(' inputs', '').replace(' state', '')}) {{\n"
                         f"  throw std::runtime_error(\"entry '{lf.name}': host op '{step['op']}' is not supported "
                         f"by the C++ driver; use the Python runtime\");\n}}\n")
         elif kind == "stream":
@@ -387,6 +426,79 @@ int main(int argc, char** argv) {{
                    static_cast<std::streamsize>(outs[k].f.size() * 4));
     }}
     std::printf("cycles %llu\\n", static_cast<unsigned long long>(c1 - c0));
+    return 0;
+  }} catch (const std::exception& e) {{
+    std::cerr << "error: " << e.what() << "\\n";
+    return 1;
+  }}
+}}
+"""
+
+
+def _generate_main(llm, ns, mf) -> str:
+    """``<model>_generate``: the greedy generation loop of doc/llm.md in C++ (prefill, then one decode
+    call per token), printing each token id as it is produced."""
+    cd, entry = llm["ctx_dim"], _ident(llm["entries"]["greedy"])
+    return f"""// Generated by dlavm. Usage: {mf}_generate DEVICE_URI ARTIFACT_DIR PROMPT_IDS.bin MAX_NEW [EOS_ID]
+// Greedy generation (doc/llm.md): PROMPT_IDS.bin holds the prompt as raw little-endian int64 token ids.
+// Prefill runs the prompt (past = 0); each decode call runs the last token (seq = 1) against the
+// device KV cache; the loop stops after MAX_NEW tokens, at EOS_ID, or when the cache ({llm["max_ctx"]}
+// positions) is full. Prints one token id per line as it is produced, then the reason it stopped.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+
+#include "{mf}.h"
+
+using namespace {ns};
+
+int main(int argc, char** argv) {{
+  try {{
+    if (argc != 5 && argc != 6) {{
+      std::cerr << "usage: " << argv[0] << " DEVICE_URI ARTIFACT_DIR PROMPT_IDS.bin MAX_NEW [EOS_ID]\\n";
+      return 2;
+    }}
+    const int64_t kMaxCtx = {int(llm["max_ctx"])};
+    std::ifstream f(argv[3], std::ios::binary | std::ios::ate);
+    if (!f) throw std::runtime_error(std::string("cannot open ") + argv[3]);
+    const std::streamsize nbytes = f.tellg();
+    f.seekg(0);
+    std::vector<int64_t> prompt(static_cast<size_t>(nbytes / 8));
+    f.read(reinterpret_cast<char*>(prompt.data()), static_cast<std::streamsize>(prompt.size() * 8));
+    const int64_t max_new = std::stoll(argv[4]);
+    const bool has_eos = argc == 6;
+    const int64_t eos = has_eos ? std::stoll(argv[5]) : -1;
+    if (prompt.empty()) throw std::runtime_error("the prompt is empty");
+    if (static_cast<int64_t>(prompt.size()) > kMaxCtx)
+      throw std::runtime_error("the prompt has " + std::to_string(prompt.size()) +
+                               " tokens but the model's maximum context is " + std::to_string(kMaxCtx));
+    dlavm::Artifact art = dlavm::Artifact::open(argv[2]);
+    auto dev = dlavm::open_device(argv[1]);
+    Driver drv(*dev, art);
+    drv.load_weights();
+    std::vector<int64_t> ids = prompt;
+    int64_t past = 0, produced = 0;
+    std::string reason = "max_new_tokens";
+    while (produced < max_new) {{
+      if (past + static_cast<int64_t>(ids.size()) > kMaxCtx) {{ reason = "context"; break; }}
+      Tensor t;
+      t.shape = {{1, static_cast<int64_t>(ids.size())}};
+      t.is_int = true;
+      t.i = ids;
+      Dims state;
+      state.{cd} = past + static_cast<int64_t>(ids.size());
+      std::vector<Tensor> outs = drv.{entry}({{t}}, state);
+      past = state.{cd};
+      const int64_t tok = outs[0].i.back();
+      ++produced;
+      std::printf("%lld\\n", static_cast<long long>(tok));
+      std::fflush(stdout);
+      if (has_eos && tok == eos) {{ reason = "eos"; break; }}
+      ids.assign(1, tok);
+    }}
+    std::printf("stop %s\\n", reason.c_str());
     return 0;
   }} catch (const std::exception& e) {{
     std::cerr << "error: " << e.what() << "\\n";

@@ -1,4 +1,4 @@
-"""``dlavm compile | run | disasm | profile``: thin wrappers over dlavm.compiler and dlavm.backend.
+"""``dlavm compile | run | disasm | profile | generate``: thin wrappers over dlavm.compiler and dlavm.backend.
 
 ``COMMANDS`` is registered on the main group by dlavm/cli/main.py.
 """
@@ -16,10 +16,17 @@ import click
 @click.option("--max-seq", type=int, default=None, help="Upper bound of the sequence dim.")
 @click.option("-o", "--output", "out", type=click.Path(file_okay=False), required=True, help="Artifact directory.")
 @click.option("--driver/--no-driver", default=True, show_default=True, help="Generate the host C++ driver.")
-def compile_cmd(model, target, weights, max_seq, out, driver):
+@click.option("--llm", is_flag=True,
+              help="Compile a decoder LM for generation: KV-cached entries 'logits' and 'greedy' (doc/llm.md); "
+                   "--max-seq is then the maximum context.")
+def compile_cmd(model, target, weights, max_seq, out, driver, llm):
     """Compile MODEL for a target into an artifact directory and print the compile report."""
-    from dlavm.compiler import compile as dlavm_compile
-    cm = dlavm_compile(model, target=target, weights=weights, max_seq=max_seq)
+    if llm:
+        from dlavm.llm import compile_llm
+        cm = compile_llm(model, target=target, weights=weights, max_ctx=max_seq)
+    else:
+        from dlavm.compiler import compile as dlavm_compile
+        cm = dlavm_compile(model, target=target, weights=weights, max_seq=max_seq)
     path = cm.save(out, driver=driver)
     click.echo(cm.report())
     click.echo(f"artifact written to {path}")
@@ -37,7 +44,8 @@ def run_cmd(artifact, seq, entry, direct):
     cm = load(artifact)
     entry = entry or cm.entries[0]
     rt = cm.runtime(mode="direct" if direct else "aux")
-    outs = rt.run(entry, *random_inputs(cm.manifest, entry, seq))
+    state = {d: seq for d in cm.manifest["entries"][entry].get("state_dims", [])}  # LLM: a prefill of seq tokens
+    outs = rt.run(entry, *random_inputs(cm.manifest, entry, seq), dims=state)
     for i, o in enumerate(outs):
         summary = f"min {o.min():.4g} max {o.max():.4g} mean {o.mean():.4g}" if o.size else "empty"
         click.echo(f"output {i}: shape {list(o.shape)} {o.dtype}  {summary}")
@@ -63,16 +71,87 @@ def disasm_cmd(artifact):
 @click.option("--timing-only", is_flag=True, help="Timing-only simulation (no numerics).")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
               help="Write a Perfetto/Chrome trace JSON.")
-def profile_cmd(artifact, seq, entry, timing_only, trace_path):
+@click.option("--ctx", type=int, default=None,
+              help="LLM artifacts: tokens in the KV cache after the call (default --seq: prefill; "
+                   "decode at context n is --seq 1 --ctx n).")
+def profile_cmd(artifact, seq, entry, timing_only, trace_path, ctx):
     """Cycles, time at the target clock, % of roofline and a per-op table for one run of ARTIFACT."""
     from dlavm.compiler import format_profile, profile
     from dlavm.runtime.loader import verify_artifact
     m = verify_artifact(artifact)
     functional = not timing_only and m.get("weights_complete", True)
-    p = profile(m, lambda rel: (Path(artifact) / rel).read_bytes(), seq, entry, functional, trace_path)
+    p = profile(m, lambda rel: (Path(artifact) / rel).read_bytes(), seq, entry, functional, trace_path, ctx)
     click.echo(format_profile(p))
     if trace_path:
         click.echo(f"trace written to {trace_path}")
 
 
-COMMANDS = [compile_cmd, run_cmd, disasm_cmd, profile_cmd]
+@click.command("generate")
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.option("--prompt", default=None, help="Prompt text (needs a tokenizer: --tokenizer or --demo-tokenizer).")
+@click.option("--prompt-ids", default=None, help="Prompt as token ids, e.g. '1,2,3' (no tokenizer needed).")
+@click.option("--max-new-tokens", type=int, default=32, show_default=True)
+@click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy (argmax on the device).")
+@click.option("--top-k", type=int, default=0, show_default=True, help="Sample among the k most likely (0 = all).")
+@click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus sampling mass.")
+@click.option("--seed", type=int, default=None, help="Sampling seed.")
+@click.option("--tokenizer", "tokenizer_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="tokenizer.json to encode the prompt and decode the tokens.")
+@click.option("--demo-tokenizer", is_flag=True, help="Use the demo BPE trained on the project's text "
+                                                    "(vocabulary = the model's).")
+@click.option("--eos-id", type=int, default=None, help="Stop at this token (default: the tokenizer's EOS).")
+def generate_cmd(artifact, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, tokenizer_path,
+                 demo_tokenizer, eos_id):
+    """Generate text with the LLM artifact ARTIFACT on the simulator, streaming tokens as they come."""
+    import time
+
+    from dlavm.compiler import load
+    cm = load(artifact)
+    llm = cm.manifest.get("llm")
+    if not llm:
+        raise click.ClickException(f"{artifact} has no generation entries: compile it with `dlavm compile --llm`")
+    tok = None
+    if tokenizer_path or demo_tokenizer:
+        from dlavm.tokenizer import Tokenizer, train_demo_tokenizer
+        tok = Tokenizer.from_file(tokenizer_path) if tokenizer_path else train_demo_tokenizer(llm["vocab"])
+    if (prompt is None) == (prompt_ids is None):
+        raise click.ClickException("give exactly one of --prompt TEXT or --prompt-ids IDS")
+    if prompt_ids is not None:
+        try:
+            ids = [int(t) for t in prompt_ids.replace(",", " ").split()]
+        except ValueError:
+            raise click.ClickException(f"--prompt-ids must be integers separated by commas or spaces, "
+                                       f"got {prompt_ids!r}") from None
+    elif tok is None:
+        raise click.ClickException("--prompt TEXT needs a tokenizer (--tokenizer FILE or --demo-tokenizer); "
+                                   "or give --prompt-ids")
+    else:
+        ids = tok.encode(prompt)
+    bad = [t for t in ids if not 0 <= t < llm["vocab"]]
+    if bad:
+        raise click.ClickException(f"token ids {bad[:5]} are outside the model's vocabulary [0, {llm['vocab']})")
+    if eos_id is None and tok is not None:
+        eos_id = tok.eos_id
+    from dlavm.runtime.generate import ContextOverflowError
+    stream = None
+    if tok is not None:
+        from dlavm.tokenizer import DecodeStream
+        stream = DecodeStream(tok)
+        click.echo(prompt if prompt is not None else tok.decode(ids), nl=False)
+    t0, n = time.perf_counter(), 0
+    try:
+        for t in cm.generate(ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                             eos_id=eos_id):
+            n += 1
+            click.echo(stream.step(t) if stream else f"{t} ", nl=False)
+    except ContextOverflowError as e:
+        raise click.ClickException(str(e)) from None
+    if stream:
+        click.echo(stream.flush(), nl=False)
+    click.echo()
+    gen = cm.generator
+    secs = time.perf_counter() - t0
+    click.echo(f"[{gen.stop_message}; {n} tokens in {secs:.2f} s on the simulator]", err=True)
+
+
+COMMANDS = [compile_cmd, run_cmd, disasm_cmd, profile_cmd, generate_cmd]

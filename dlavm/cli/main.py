@@ -5,6 +5,7 @@ import sys
 
 import click
 
+from .compare_cmds import COMMANDS as COMPARE_COMMANDS
 from .compile_cmds import COMMANDS as COMPILE_COMMANDS
 from .targets import targets
 
@@ -31,9 +32,10 @@ class _Group(click.Group):
 def main():
     """DLAVM: compile PyTorch models to an FPGA LLM accelerator.
 
-    MODEL arguments are a built-in recipe name (see `dlavm models`) or
-    path/to/file.py:factory, where the factory returns a ModelSpec or
-    (module, example_inputs, dynamic_shapes).
+    MODEL arguments are a built-in recipe name (see `dlavm models`),
+    hf:path/to/checkpoint (a local Hugging Face directory with config.json and
+    safetensors), or path/to/file.py:factory, where the factory returns a
+    ModelSpec or (module, example_inputs, dynamic_shapes).
     """
 
 
@@ -117,7 +119,7 @@ def _parse_dims(items):
 
 
 main.add_command(targets)
-for _cmd in COMPILE_COMMANDS:
+for _cmd in COMPILE_COMMANDS + COMPARE_COMMANDS:
     main.add_command(_cmd)
 
 if __name__ == "__main__":

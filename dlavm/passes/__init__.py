@@ -14,3 +14,5 @@ from .legalize import legalize
 from .quantize import fake_quant, fake_quantized_module, fake_quantized_params, quantize
 __all__ += ["device_pipeline", "host_ops", "report_host_ops", "fold_views", "fold_weights", "FUSIONS",
             "fuse", "LEGALIZE_PATTERNS", "legalize", "fake_quant", "fake_quantized_module", "fake_quantized_params", "quantize"]
+from .kv_cache import KVCacheError, add_kv_cache, kv_cache
+__all__ += ["KVCacheError", "add_kv_cache", "kv_cache"]

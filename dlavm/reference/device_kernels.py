@@ -173,6 +173,10 @@ def dev_softmax(args, attrs, ev):
 
 
 def dev_attention(args, attrs, ev):
+    if attrs.get("cache") is not None:
+        raise NotImplementedError(f"dev.attention with the persistent KV cache {attrs['cache']!r} keeps state "
+                                  "between calls: run it on the runtime (dlavm.runtime.generate), not the "
+                                  "stateless reference executor")
     q, k, v = args
     m, h, d = q.shape
     lk, hkv, _ = k.shape

@@ -77,8 +77,10 @@ class Runtime:
         return list(self.manifest["entries"])
 
     # --- dims ---------------------------------------------------------------------------------
-    def bind_dims(self, entry: str, inputs) -> dict:
-        """Dim values from input shapes, checked against bounds and every input dim."""
+    def bind_dims(self, entry: str, inputs, state: Mapping[str, int] | None = None) -> dict:
+        """Dim values from input shapes plus the entry's *state dims* given in ``state`` (dims no input
+        carries, e.g. an LLM's KV length ``ctx``), checked against bounds, every input dim and the
+        entry's ``requires`` conditions."""
         fn = self.manifest["entries"][entry]
         dims = self.manifest["dims"]
         if len(inputs) != len(fn["inputs"]):
@@ -97,6 +99,21 @@ class Runtime:
                         raise BoundsError(f"input '{spec['name']}': dim {d}={n} is outside the bounds "
                                           f"[{lo}, {hi}] the model was compiled for")
                     env[d] = int(n)
+        state = dict(state or {})
+        for d in fn.get("state_dims", []):
+            if d not in state:
+                raise RunError(f"entry '{entry}' needs the state dim '{d}' (pass dims={{'{d}': ...}})")
+            lo, hi = dims[d]
+            if not lo <= int(state[d]) <= hi:
+                raise BoundsError(f"dim {d}={state[d]} is outside the bounds [{lo}, {hi}] the model was "
+                                  f"compiled for")
+            env[d] = int(state[d])
+        unknown = set(state) - set(fn.get("state_dims", []))
+        if unknown:
+            raise RunError(f"entry '{entry}' has no state dim(s) {sorted(unknown)}")
+        for cond in fn.get("requires", []):
+            if not eval_expr(cond, env):
+                raise BoundsError(f"entry '{entry}': {cond} does not hold for dims {env}")
         for spec, x in zip(fn["inputs"], inputs):
             for i, (d, n) in enumerate(zip(spec["shape"], np.shape(x))):
                 want = eval_expr(d, env)
@@ -105,12 +122,13 @@ class Runtime:
         return env
 
     # --- execution ----------------------------------------------------------------------------
-    def run(self, entry: str, *inputs) -> list:
-        """Outputs of ``entry`` for ``inputs`` (numpy arrays), see the module guarantees."""
+    def run(self, entry: str, *inputs, dims: Mapping[str, int] | None = None) -> list:
+        """Outputs of ``entry`` for ``inputs`` (numpy arrays), see the module guarantees; ``dims``
+        gives the entry's state dims (doc/llm.md)."""
         if entry not in self.manifest["entries"]:
             raise RunError(f"no entry '{entry}'; entries are {self.entries}")
         fn = self.manifest["entries"][entry]
-        env = self.bind_dims(entry, inputs)
+        env = self.bind_dims(entry, inputs, dims)
         self.stream_log = []
         vals: dict = {spec["value"]: np.asarray(x) for spec, x in zip(fn["inputs"], inputs)}
         values = fn["values"]

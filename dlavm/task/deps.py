@@ -12,7 +12,9 @@ X; U runs its instructions in order). An instruction on U conflicts with
 every earlier X instruction after ``known[U][X]`` whose ranges overlap its
 own as above; it then waits on X. A *guarded* instruction (it may be turned
 into a NOP at run time) gets its wait bits but does not advance ``known``,
-because a NOP runs on the issue stage, not on U.
+because a NOP runs on the issue stage, not on U. It does advance
+``known_under[guard]``, which only instructions with the very same guard
+use: when one of them runs, the earlier ones with that guard ran too.
 """
 from __future__ import annotations
 
@@ -47,23 +49,25 @@ def assign_waits(entries: list) -> list:
     units = WAIT_UNITS
     history = {u: [] for u in units}  # unit -> [(index, reads, writes)]
     known = {u: {x: -1 for x in units} for u in units + ("seq",)}
+    known_under: dict = {}  # guard -> unit -> unit -> index (see the module docstring)
     out = []
     for idx, (e, guard) in enumerate(entries):
         reads, writes = _ranges(e.reads), _ranges(e.writes)
         u = e.unit
         wait = set(e.wait)
+        mine = known_under.setdefault(guard, {v: {x: -1 for x in units} for v in units + ("seq",)}) \
+            if guard is not None else None
         for x in units:
-            floor = known[u][x]
+            floor = known[u][x] if mine is None else max(known[u][x], mine[u][x])
             for j, r, w in reversed(history[x]):
                 if j <= floor:
                     break
                 if _overlap(w, reads) or (x != u and (_overlap(w, writes) or _overlap(r, writes))):
                     wait.add(x)
                     break
-        if guard is None:
-            for x in wait:
-                if history[x]:
-                    known[u][x] = history[x][-1][0]
+        for x in wait:
+            if history[x]:
+                (known if guard is None else mine)[u][x] = history[x][-1][0]
         if u in history:
             history[u].append((idx, reads, writes))
         out.append((replace(e, wait=frozenset(wait)), guard))

@@ -66,6 +66,8 @@ class LoweredFunction:
     steps: list
     ops: list = field(default_factory=list)
     shapes: dict = field(default_factory=dict)  # value id -> tuple of sym.Expr (for code generators)
+    host_attrs: dict = field(default_factory=dict)  # host step's dst value id -> op attrs (sym.Expr kept)
+    state_dims: tuple = ()                           # dims the caller binds (no input carries them)
 
 
 class LowerContext:
@@ -85,6 +87,8 @@ class LowerContext:
         self.blobs: dict = {}          # blob name -> np.ndarray (raw bytes) or None (shape-only)
         self.host_consts: dict = {}    # weight name -> np.ndarray used by host ops
         self.node_index = 0            # position of the node being lowered in its function's post order
+        #: dims no input shape carries (an LLM's ``ctx``): every function reads them, the caller binds them
+        self.state_dims: tuple = ()
         self.fn_name = ""
         self._hbm = target.figures.region("hbm").base
         self._ddr = target.figures.region("ddr").base
@@ -127,6 +131,14 @@ class LowerContext:
         layer uses the same score buffer instead of one each.
         """
         name = f"{self.fn_name}.{role}"
+        if self.plan is None:
+            self.scratch_sizes[name] = max(self.scratch_sizes.get(name, 0), int(nbytes))
+            return self._hbm
+        return self.plan.address(name)
+
+    def persistent(self, name: str, nbytes: int) -> int:
+        """Address of the persistent buffer ``name`` (pool 'kv', HBM) shared by every function, e.g. a
+        layer's KV cache: unlike :meth:`scratch`, its contents survive between runs and entries."""
         if self.plan is None:
             self.scratch_sizes[name] = max(self.scratch_sizes.get(name, 0), int(nbytes))
             return self._hbm
@@ -178,8 +190,9 @@ def lower_function(ctx: LowerContext, fn: Function) -> LoweredFunction:
     from .rules import find_rule  # rules import this module
 
     ctx.vid, ctx.values, ctx.body, ctx.fn_name = {}, {}, [], fn.name
-    steps, ops, shapes = [], [], {}
+    steps, ops, shapes, host_attrs = [], [], {}, {}
     dims = tuple(fn.sym_vars())
+    dims += tuple(d for d in ctx.state_dims if d not in dims)
 
     def flush():
         if ctx.body:
@@ -255,6 +268,7 @@ def lower_function(ctx: LowerContext, fn: Function) -> LoweredFunction:
             dst = new_value(node)
             steps.append({"kind": "host", "op": op, "args": args,
                           "attrs": {k: _attr_json(v) for k, v in node.attrs.items()}, "dst": dst})
+            host_attrs[dst] = dict(node.attrs)
             ops.append({"op": op, "where": "host", "bytes": 0})
     flush()
     body = fn.body
@@ -265,7 +279,8 @@ def lower_function(ctx: LowerContext, fn: Function) -> LoweredFunction:
         if v is None or v["addr"] is not None:
             raise LoweringError(f"function '{fn.name}': every output must be a host tensor (end with dev.to_host)")
         outputs.append(ctx.vid[o])
-    return LoweredFunction(fn.name, dims, inputs, outputs, ctx.values, steps, ops, shapes)
+    state = tuple(d for d in ctx.state_dims if d in dims)
+    return LoweredFunction(fn.name, dims, inputs, outputs, ctx.values, steps, ops, shapes, host_attrs, state)
 
 
 def device_size_of(node):

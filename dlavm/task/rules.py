@@ -19,7 +19,7 @@ import numpy as np
 from dlavm import sym
 from dlavm.target import layout, pwl
 
-from .ir import For
+from .ir import For, If
 from .lower import LowerContext, LoweringError, numel, ub
 
 _RULES: list = []
@@ -222,6 +222,8 @@ def lower_attention(ctx, node):
     one placement serves every length; scores are fp32 ``[H, M, L]``. The
     caches and score buffers are shared by every attention of the function.
     """
+    if node.attrs["cache"] is not None:
+        return _lower_cached_attention(ctx, node)
     q, k, v = node.args
     mq, h, d = q.type.shape
     lk, hkv, _ = k.type.shape
@@ -255,6 +257,98 @@ def lower_attention(ctx, node):
         ctx.emit("mat_pv", reads=[(probs, h * mq * lk * 2), (vc, hkv * stride)], writes=[(out, mq * h * d * 2)],
                  p=probs, vc=vc, out=out, v_stride=stride, **att),
     ]
+
+
+def _lower_cached_attention(ctx, node):
+    """Attention over a persistent KV cache (doc/llm.md): kv_append the M new K/V rows at
+    ``pos = kv_len - M`` into the layer's caches, then mat_qk / softmax / mat_pv over ``kv_len`` keys.
+
+    The caches (``kv.<cache>.k`` / ``.v``, fp16 ``[HKV, capacity, D]``) are persistent buffers shared by
+    every entry, so what prefill appends, decode reads.
+    """
+    q, k, v = node.args
+    mq, h, d = q.type.shape
+    _, hkv, _ = k.type.shape
+    h, hkv, d = int(h), int(hkv), int(d)
+    a = node.attrs
+    cap, lk = int(a["capacity"]), sym.as_expr(a["kv_len"])
+    if cap > ctx.target.max_seq_len:
+        raise LoweringError(f"dev.attention: KV cache capacity {cap} exceeds the target's max_seq_len "
+                            f"({ctx.target.max_seq_len}); lower the max context")
+    if ub(lk) > cap:
+        raise LoweringError(f"dev.attention: key length bound {ub(lk)} exceeds the cache capacity {cap}")
+    if d % 16:
+        raise LoweringError(f"dev.attention: head dim {d} must be a multiple of 16 (doc/isa.md section 8)")
+    stride = cap * d * 2
+    kc = ctx.persistent(f"kv.{a['cache']}.k", hkv * stride)
+    vc = ctx.persistent(f"kv.{a['cache']}.v", hkv * stride)
+    scores = ctx.scratch("attn.scores", ub(h * mq * lk) * 4)
+    probs = ctx.scratch("attn.probs", ub(h * mq * lk) * 2)
+    qa, ka, va, out = ctx.addr(q), ctx.addr(k), ctx.addr(v), ctx.addr(node)
+    pos = lk - mq
+    kvn = mq * hkv * d * 2
+    scale = a["scale"]
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    kv = dict(m=mq, kv_heads=hkv, d=d, pos=pos, head_stride=stride, capacity=cap)
+    att = dict(m=mq, heads=h, kv_heads=hkv, l=lk, d=d)
+    append = [
+        ctx.emit("kv_append", reads=[(ka, kvn)], writes=[(kc, hkv * stride)], src=ka, dst=kc, **kv),
+        ctx.emit("kv_append", reads=[(va, kvn)], writes=[(vc, hkv * stride)], src=va, dst=vc, **kv),
+    ]
+    whole = [
+        ctx.emit("mat_qk", reads=[(qa, mq * h * d * 2), (kc, hkv * stride)], writes=[(scores, h * mq * lk * 4)],
+                 out_fp32=True, q=qa, kc=kc, out=scores, k_stride=stride, scale=scale, **att),
+        ctx.emit("softmax", reads=[(scores, h * mq * lk * 4)], writes=[(probs, h * mq * lk * 2)], in_fp32=True,
+                 causal=bool(a["causal"]), src=scores, dst=probs, rows=h * mq, cols=lk, m=mq, pos0=pos),
+        ctx.emit("mat_pv", reads=[(probs, h * mq * lk * 2), (vc, hkv * stride)], writes=[(out, mq * h * d * 2)],
+                 p=probs, vc=vc, out=out, v_stride=stride, **att),
+    ]
+    chunks = next((c for c in DECODE_HEAD_CHUNKS if hkv % c == 0 and c <= hkv), 1)
+    if chunks == 1:
+        return append + whole
+    decode = _decode_attention_pipeline(ctx, chunks, qa, kc, vc, out, h, hkv, d, cap, lk, pos, stride, scale,
+                                        bool(a["causal"]))
+    if sym.bounds(sym.as_expr(mq))[0] > 1:
+        return append + whole
+    if ub(mq) == 1:
+        return append + decode
+    return append + [If(sym.eq(mq, 1), tuple(decode), tuple(whole))]
+
+
+#: Head chunks of the one-token (decode) attention pipeline, first that divides the kv heads wins.
+DECODE_HEAD_CHUNKS = (4, 2)
+
+
+def _decode_attention_pipeline(ctx, chunks, qa, kc, vc, out, h, hkv, d, cap, lk, pos, stride, scale, causal):
+    """One query token: the heads in ``chunks`` groups (whole GQA groups), issued as
+    ``qk0 sm0 qk1 pv0 sm1 qk2 pv1 ... pv_last`` so that each group's softmax (SFU) runs while the
+    mat unit computes the next group's scores. With one token, a group's queries and outputs are
+    contiguous slices of ``[1, H, D]``; each group has its own score/probability buffers (fixed
+    offsets), so the wait bits order only what depends. Same numerics as the whole-head form
+    (heads are independent)."""
+    hkc = hkv // chunks
+    hc = hkc * (h // hkv)
+    sbytes = -(-hc * cap * 4 // 64) * 64
+    pbytes = -(-hc * cap * 2 // 64) * 64
+    scores = ctx.scratch("attn.decode_scores", chunks * sbytes)
+    probs = ctx.scratch("attn.decode_probs", chunks * pbytes)
+    att = dict(m=1, heads=hc, kv_heads=hkc, l=lk, d=d)
+    qk, sm, pv = [], [], []
+    for c in range(chunks):
+        q_c, o_c = qa + c * hc * d * 2, out + c * hc * d * 2
+        k_c, v_c = kc + c * hkc * stride, vc + c * hkc * stride
+        s_c, p_c = scores + c * sbytes, probs + c * pbytes
+        qk.append(ctx.emit("mat_qk", reads=[(q_c, hc * d * 2), (k_c, hkc * stride)], writes=[(s_c, hc * lk * 4)],
+                           out_fp32=True, q=q_c, kc=k_c, out=s_c, k_stride=stride, scale=scale, **att,
+                           comment=f"heads {c * hc}..{(c + 1) * hc - 1}"))
+        sm.append(ctx.emit("softmax", reads=[(s_c, hc * lk * 4)], writes=[(p_c, hc * lk * 2)], in_fp32=True,
+                           causal=causal, src=s_c, dst=p_c, rows=hc, cols=lk, m=1, pos0=pos))
+        pv.append(ctx.emit("mat_pv", reads=[(p_c, hc * lk * 2), (v_c, hkc * stride)], writes=[(o_c, hc * d * 2)],
+                           p=p_c, vc=v_c, out=o_c, v_stride=stride, **att))
+    order = [qk[0], sm[0]]
+    for c in range(1, chunks):
+        order += [qk[c], pv[c - 1], sm[c]]
+    return order + [pv[-1]]
 
 
 __all__ = ["lowering", "find_rule", "rule_table", "mvm_rows_per_tile"]

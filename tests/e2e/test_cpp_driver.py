@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,44 +12,20 @@ import pytest
 from dlavm import sym
 
 from dlavm.compiler import compile as dlavm_compile, load
+from tests.driver_support import build_driver, sim_server
 from tests.e2e import device_graphs as G
-
-ROOT = Path(__file__).resolve().parents[2]
-CLIB = ROOT / "clib"
-LIB = CLIB / "build" / "libdlavm_rt.a"
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not LIB.exists():
-        subprocess.run(["make", "-C", str(CLIB), "lib"], check=True, capture_output=True)
-    port_file = tmp_path_factory.mktemp("srv") / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "hw_models.server", "--target", "tiny", "--port", "0",
-                             "--port-file", str(port_file)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            if port_file.exists() and port_file.read_text().strip():
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("simulator server did not start")
-        yield f"sim://127.0.0.1:{port_file.read_text().strip()}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with sim_server(tmp_path_factory.mktemp("srv")) as (uri, _):
+        yield uri
 
 
 def _build(art: Path, name: str) -> Path:
-    d = art / "driver"
-    exe = art / f"{name}_main"
-    cmd = ["g++", "-std=c++17", "-O2", "-Wall", "-Werror", f"-I{CLIB / 'include'}", f"-I{d}",
-           str(d / f"{name}.cc"), str(d / f"{name}_main.cc"), str(LIB), "-o", str(exe)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    return exe
+    return build_driver(art, name)
 
 
 def test_cpp_driver_is_bit_identical_to_the_python_runtime(server, tmp_path):

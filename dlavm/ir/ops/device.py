@@ -77,10 +77,13 @@ _norm("dev.layernorm", 2)
 
 
 @register_op("dev.attention", ("q", "k", "v"),
-             {"causal": attr("bool", True), "scale": attr("float"), "pos0": attr("?sym", None)},
+             {"causal": attr("bool", True), "scale": attr("float"), "pos0": attr("?sym", None),
+              "cache": attr("?str", None), "kv_len": attr("?sym", None), "capacity": attr("int", 0)},
              doc="q f16 [M, H, D], k/v f16 [L, HKV, D] (HKV divides H); softmax(q k^T * scale) v with "
                  "query i at position pos0 + i (default L - M) seeing keys <= its position when causal; "
-                 "out f16 [M, H, D]")
+                 "out f16 [M, H, D]. With ``cache`` (a persistent KV cache of ``capacity`` positions, "
+                 "doc/llm.md): k/v are the M new tokens, appended at kv_len - M, and the queries attend "
+                 "to the cache's keys [0, kv_len)")
 def _attention(types, attrs):
     q, k, v = (_f16(t, "dev.attention", n) for t, n in zip(types, "qkv"))
     if q.ndim != 3 or k.ndim != 3 or v.ndim != 3:
@@ -88,6 +91,8 @@ def _attention(types, attrs):
     if k.shape != v.shape or q.shape[2] != k.shape[2]:
         raise IRTypeError(f"op 'dev.attention': k {k} and v {v} must match, and q {q} must share the head dim")
     h, hkv = q.shape[1], k.shape[1]
+    if attrs["cache"] is not None and (attrs["kv_len"] is None or attrs["capacity"] < 1):
+        raise IRTypeError("op 'dev.attention': a cached attention needs kv_len and a positive capacity")
     if not (h.is_const and hkv.is_const and h.value % hkv.value == 0):
         raise IRTypeError(f"op 'dev.attention': q heads {h} must be a multiple of kv heads {hkv}")
     return TensorType(q.shape, "float16")

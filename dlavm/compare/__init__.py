@@ -1,0 +1,2 @@
+"""Instruction-level comparison of compiled models: listings, the diff engine, golden streams
+and the host-trace check (doc/compare.md)."""

@@ -1,0 +1,62 @@
+"""``compile_llm``: see the package docstring and doc/llm.md."""
+from __future__ import annotations
+
+import time
+
+from dlavm.compiler import CompileError, CompiledModel, compile as compile_module
+from dlavm.passes.kv_cache import KVCacheError, add_kv_cache
+
+
+def _import(model, max_ctx: int | None):
+    """Graph-IR module of ``model``: a recipe name / ``file.py:factory``, a HF causal LM, or a Module."""
+    from dlavm.ir import Module
+    if isinstance(model, Module):
+        return model, "model"
+    if isinstance(model, str):
+        from pathlib import Path
+
+        from dlavm.frontend.api import import_model
+        name = Path(model).stem if ":" not in model else model.split(":")[-1]
+        return import_model(model, max_seq=max_ctx).module, name
+    import torch
+
+    from dlavm.frontend.torch import from_torch
+    from dlavm.models.builtin import CausalLMLogits
+    if max_ctx is None:
+        raise CompileError("compiling a torch causal LM needs max_ctx (the KV cache length)")
+    wrapped = CausalLMLogits(model).eval()
+    ids = torch.zeros((1, min(8, max_ctx)), dtype=torch.long)
+    seq = torch.export.Dim("seq", min=1, max=max_ctx)
+    return from_torch(wrapped, (ids,), {"input_ids": {1: seq}}), type(model).__name__
+
+
+def llm_module(model, weights: str = "int4", max_ctx: int | None = None, per_layer=None):
+    """The device graph with the KV cache (entries ``logits`` and ``greedy``) of ``model``."""
+    from dlavm.ir import PassManager
+    from dlavm.passes import device_pipeline
+    mod, name = _import(model, max_ctx)
+    dev = PassManager(device_pipeline(weights, per_layer)).run(mod)
+    try:
+        return add_kv_cache(dev, max_ctx), name
+    except KVCacheError as e:
+        raise CompileError(f"cannot compile {name} for generation: {e}") from None
+
+
+def compile_llm(model, target="vcu128", weights: str = "int4", max_ctx: int | None = None,
+                name: str | None = None, per_layer=None) -> CompiledModel:
+    """Compile a decoder-only LM for generation with a device KV cache of ``max_ctx`` positions.
+
+    ``model``: a recipe name (``"tiny-llama"``), ``file.py:factory``, a HF causal LM (``input_ids ->
+    .logits``) or a graph-IR module. ``max_ctx`` bounds prompt + generated tokens (default: the
+    recipe's sequence bound). The artifact's entries are ``logits`` and ``greedy`` (doc/llm.md).
+    """
+    t0 = time.perf_counter()
+    mod, default_name = llm_module(model, weights, max_ctx, per_layer)
+    t1 = time.perf_counter()
+    cm = compile_module(mod, target=target, weights=weights, name=name or default_name)
+    cm.timings["device_pipeline+kv_cache"] = t1 - t0
+    cm.source_module = mod
+    return cm
+
+
+__all__ = ["compile_llm", "llm_module"]

@@ -1,0 +1,47 @@
+"""The torch side of generation checks: a HF causal LM with the device's fake-quantised weights,
+decoded greedily with its own KV cache (``use_cache=True``)."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+
+def _set_weight(module, name: str, value) -> None:
+    """Replace one weight by a new Parameter (so a tied embedding / LM head pair is untied)."""
+    import torch
+    *path, leaf = name.split(".")
+    for p in path:
+        module = getattr(module, p)
+    old = getattr(module, leaf)
+    t = torch.from_numpy(value).to(old.dtype)
+    setattr(module, leaf, torch.nn.Parameter(t, requires_grad=False) if isinstance(old, torch.nn.Parameter) else t)
+
+
+def quantized_torch_model(wrapper, device_module, source_params: dict):
+    """A copy of ``wrapper`` (the imported ``CausalLMLogits``) whose weights are what the device
+    computes with (``fake_quantized_params``); returns the wrapped HF model."""
+    from dlavm.passes import fake_quantized_params
+    tm = copy.deepcopy(wrapper)
+    for k, v in fake_quantized_params(device_module, source_params).items():
+        if (v != source_params[k]).any():
+            _set_weight(tm, k, v)
+    return tm.model.eval()
+
+
+def torch_greedy(model, prompt, n: int) -> tuple:
+    """``(tokens, last-row float32 logits per step)`` of ``n`` greedy steps with the HF KV cache."""
+    import torch
+    ids, past, toks, logits = torch.tensor([list(prompt)]), None, [], []
+    with torch.no_grad():
+        for _ in range(n):
+            out = model(input_ids=ids, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            row = out.logits[0, -1]
+            logits.append(row.numpy().astype(np.float32))
+            toks.append(int(row.argmax()))
+            ids = torch.tensor([[toks[-1]]])
+    return toks, logits
+
+
+__all__ = ["quantized_torch_model", "torch_greedy"]

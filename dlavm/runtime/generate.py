@@ -1,0 +1,133 @@
+"""Token generation on a KV-cached LLM artifact (doc/llm.md): numpy only, like the runtime.
+
+An LLM artifact (``manifest["llm"]``, made by ``dlavm.llm.compile_llm``) has
+entries ``greedy`` (``input_ids [1, seq] -> int32 [1, seq]``, argmax on the
+device) and ``logits`` (``-> f32 [1, seq, vocab]``), both with the state dim
+``ctx`` = tokens in the device KV cache after the call. :class:`Generator`
+keeps ``past`` (tokens cached so far) between calls:
+
+* prefill: ``seq = len(prompt)``, ``ctx = seq`` (the cache is overwritten
+  from position 0, so a new prompt needs no reset);
+* decode: ``seq = 1``, ``ctx = past + 1``, one call per new token.
+
+Greedy (``temperature == 0``) reads back one int32 per call (the last row's
+index); sampling reads the last row's logits and samples on the host with
+``temperature``, ``top_k``, ``top_p`` and a seeded numpy generator.
+
+Guarantees: tokens are yielded as soon as each is produced; generation
+stops at ``eos_id``, after ``max_new_tokens``, or when the cache is full
+(``stop_reason`` says which, ``stop_message`` in words); a prompt longer
+than the context raises :class:`ContextOverflowError` before anything runs.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from .runtime import RunError, Runtime
+
+
+class ContextOverflowError(RunError, ValueError):
+    """Prompt (plus generated tokens) does not fit the model's maximum context."""
+
+
+class Generator:
+    """Generation loop over a :class:`Runtime` of an LLM artifact (module docstring)."""
+
+    def __init__(self, runtime: Runtime):
+        llm = runtime.manifest.get("llm")
+        if not llm:
+            raise RunError("this artifact has no generation entries (compile it with dlavm.llm.compile_llm "
+                           "or `dlavm compile --llm`)")
+        self.rt, self.llm = runtime, llm
+        self.max_ctx = int(llm["max_ctx"])
+        self.past = 0
+        self.stop_reason: str | None = None
+        self.stop_message = ""
+        #: per call: the last row's logits (float32 [vocab]) when ``keep_logits`` or sampling
+        self.logits: list = []
+        #: per call: {"tokens", "cycles", "hbm_bytes"} measured on the device (prefill first)
+        self.steps: list = []
+
+    def step(self, ids, logits: bool = False) -> np.ndarray:
+        """Run ``ids`` (the next tokens) after the ``past`` cached ones; the last row's argmax
+        (int) or logits (float32 [vocab]). Advances ``past``."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(1, -1)
+        ctx = self.past + ids.shape[1]
+        if ctx > self.max_ctx:
+            raise ContextOverflowError(f"{self.past} cached + {ids.shape[1]} new tokens = {ctx} exceed the "
+                                       f"model's maximum context of {self.max_ctx} tokens")
+        entry = self.llm["entries"]["logits" if logits else "greedy"]
+        before = self.rt.hal.stats()
+        (out,) = self.rt.run(entry, ids, dims={self.llm["ctx_dim"]: ctx})
+        after = self.rt.hal.stats()
+        self.steps.append({"tokens": int(ids.shape[1]), "cycles": after["cycles"] - before["cycles"],
+                           "hbm_bytes": after.get("hbm_bytes", 0) - before.get("hbm_bytes", 0)})
+        self.past = ctx
+        return np.asarray(out[0, -1], dtype=np.float32) if logits else int(out[0, -1])
+
+    def generate(self, prompt_ids, max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
+                 top_p: float = 1.0, seed: int | None = None, eos_id: int | None = None,
+                 keep_logits: bool = False) -> Iterator[int]:
+        """Yield up to ``max_new_tokens`` new token ids after ``prompt_ids`` (module docstring)."""
+        prompt = [int(t) for t in np.asarray(prompt_ids).reshape(-1)]
+        if not prompt:
+            raise RunError("the prompt is empty: give at least one token")
+        if len(prompt) > self.max_ctx:
+            raise ContextOverflowError(f"the prompt has {len(prompt)} tokens but the model's maximum context "
+                                       f"is {self.max_ctx}")
+        if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
+            raise ValueError(f"bad sampling parameters: temperature={temperature} (>= 0), top_k={top_k} "
+                             f"(>= 0), top_p={top_p} (in (0, 1])")
+        return self._loop(prompt, int(max_new_tokens), float(temperature), int(top_k), float(top_p), seed,
+                          eos_id, keep_logits)
+
+    def _loop(self, prompt, max_new, temperature, top_k, top_p, seed, eos_id, keep_logits):
+        rng = np.random.default_rng(seed)
+        self.past, self.logits, self.steps, self.stop_reason, self.stop_message = 0, [], [], None, ""
+        sampling = temperature > 0
+        ids = prompt
+        produced = 0
+        while True:
+            if produced >= max_new:
+                self._stop("max_new_tokens", f"generated {produced} tokens (max_new_tokens)")
+                return
+            if self.past + len(ids) > self.max_ctx:
+                self._stop("context", f"stopped at the context bound: the KV cache holds its maximum of "
+                                      f"{self.max_ctx} tokens ({len(prompt)} prompt + {produced - 1} generated; "
+                                      f"{produced} new tokens in all)")
+                return
+            if sampling or keep_logits:
+                row = self.step(ids, logits=True)
+                self.logits.append(row)
+                tok = sample(row, temperature, top_k, top_p, rng) if sampling else int(np.argmax(row))
+            else:
+                tok = self.step(ids)
+            produced += 1
+            yield tok
+            if eos_id is not None and tok == eos_id:
+                self._stop("eos", f"stopped at the end-of-sequence token {eos_id} after {produced} tokens")
+                return
+            ids = [tok]
+
+    def _stop(self, reason: str, message: str) -> None:
+        self.stop_reason, self.stop_message = reason, message
+
+
+def sample(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> int:
+    """One token from ``softmax(logits / temperature)`` restricted to the ``top_k`` most likely
+    (0 = all), then to the smallest set whose probability reaches ``top_p`` (float64 on the host)."""
+    z = np.asarray(logits, np.float64) / temperature
+    order = np.argsort(-z, kind="stable")
+    if top_k:
+        order = order[:top_k]
+    p = np.exp(z[order] - z[order[0]])
+    p /= p.sum()
+    if top_p < 1.0:
+        keep = int(np.searchsorted(np.cumsum(p), top_p) + 1)
+        order, p = order[:keep], p[:keep] / p[:keep].sum()
+    return int(order[rng.choice(len(order), p=p)])
+
+
+__all__ = ["Generator", "ContextOverflowError", "sample"]
