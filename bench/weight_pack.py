@@ -5,7 +5,8 @@ For each format (int4 g128, int8 per channel, fp16) and each matrix shape
 (random fp32, fixed seed), times quantise + pack into the device layout of
 doc/isa.md section 6 and reports MB/s of fp32 input consumed (input MB /
 seconds; best of ``--repeat`` runs) and the packed output size. The
-``int4-fused`` row is a proposed faster int4 path (same bytes, checked). A progress
+``int4`` row is quantise then pack (two passes); ``int4-fused`` is
+``layout.quantize_pack_int4``, the compiler's path (same bytes, checked). A progress
 line goes to stderr. Writes bench/results/weight_pack.json.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ def packers(group: int):
     """Format -> function(w fp32 [N, K]) -> tuple of packed device arrays."""
     import numpy as np
 
-    from dlavm.target.layout import pack_int4, quantize_int4, quantize_int8
+    from dlavm.target.layout import pack_int4, quantize_int4, quantize_pack_int4, quantize_int8
 
     def int4(w):
         q, scales = quantize_int4(w, group)
@@ -39,35 +40,9 @@ def packers(group: int):
         return (np.ascontiguousarray(w, dtype=np.float16),)
 
     def int4_fused(w):
-        return fused_int4(w, group)
+        return quantize_pack_int4(w, group)
 
     return {"int4": int4, "int8": int8, "fp16": fp16, "int4-fused": int4_fused}
-
-
-def fused_int4(w, group: int):
-    """A proposal for layout.py: the same bytes as ``pack_int4(*quantize_int4(w))`` (checked below
-    on every matrix) in fewer passes: no padding copy when K is a multiple of the group, rint and
-    clip in place, and nibbles packed straight from the int8 view.
-    """
-    import numpy as np
-
-    from dlavm.target.layout import padded_k
-
-    w = np.asarray(w, dtype=np.float32)
-    n, k = w.shape
-    kp = padded_k(k, group)
-    if kp != k:
-        wp = np.zeros((n, kp), dtype=np.float32)
-        wp[:, :k] = w
-        w = wp
-    g = w.reshape(n, kp // group, group)
-    scale = (np.abs(g).max(axis=2) / np.float32(7.0)).astype(np.float16)
-    scale[scale == 0] = 1.0
-    q = np.divide(g, scale.astype(np.float32)[:, :, None])
-    np.rint(q, out=q)
-    np.clip(q, -8, 7, out=q)
-    u = q.astype(np.int8).view(np.uint8).reshape(n, kp)
-    return (u[:, 0::2] & 0x0F) | (u[:, 1::2] << 4), scale
 
 
 def main() -> int:
@@ -97,7 +72,7 @@ def main() -> int:
                 best = min(best, time.perf_counter() - t0)
                 done += 1
                 print(f"\r[{done}/{total}] {fmt} {n}x{k}: {best:.3f} s", end="", file=sys.stderr, flush=True)
-            if fmt == "int4-fused":  # the proposal must produce the very bytes layout.py does
+            if fmt == "int4-fused":  # the fused path must produce the very bytes of the two-step one
                 ref = fns["int4"](w)
                 if not all(np.array_equal(a, b) for a, b in zip(ref, out)):
                     raise SystemExit(f"int4-fused differs from layout.py on {n}x{k}")

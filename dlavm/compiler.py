@@ -40,25 +40,17 @@ def _is_device_module(mod) -> bool:
     return False
 
 
-def _to_device_graph(mod, weights: str, timings: dict):
+def _to_device_graph(mod, weights: str, timings: dict, on_progress=None):
     if _is_device_module(mod):
         return mod
-    try:
-        from dlavm.passes import device_pipeline
-    except ImportError:
-        raise CompileError("the model is a graph-level module and the device pipeline "
-                           "(dlavm.passes.device_pipeline) is not available in this build; "
-                           "pass a device-level module (dev.* ops)") from None
     from dlavm.ir import PassContext, PassManager
-    ctx = PassContext()
+    from dlavm.passes import device_pipeline
+    ctx = PassContext(on_progress=(lambda name, i, n: on_progress("pass", i, n, name)) if on_progress else None)
     t0 = time.perf_counter()
     out = PassManager(device_pipeline(weights=weights)).run(mod, ctx)
     timings["device_pipeline"] = time.perf_counter() - t0
-    for r in getattr(ctx, "records", []) or []:
-        name = getattr(r, "name", None) or (r[0] if isinstance(r, (tuple, list)) else str(r))
-        secs = getattr(r, "seconds", None) or getattr(r, "time_s", None)
-        if secs is not None:
-            timings[f"pass.{name}"] = secs
+    for r in ctx.records:
+        timings[f"pass.{r.name}"] = r.seconds
     return out
 
 
@@ -129,8 +121,13 @@ class CompiledModel:
 
 
 def compile(model, example_inputs=None, dynamic_shapes=None, target="vcu128", weights: str = "int4",
-            max_seq: int | None = None, name: str | None = None) -> CompiledModel:
-    """Compile ``model`` for ``target`` (see the module docstring)."""
+            max_seq: int | None = None, name: str | None = None, on_progress=None) -> CompiledModel:
+    """Compile ``model`` for ``target`` (see the module docstring).
+
+    ``on_progress(stage, done, total, detail)`` is called as work proceeds: each
+    graph pass (``stage='pass'``), each weight packed (``'pack'``, total None),
+    each stream encoded (``'stream'``).
+    """
     from dlavm.ir import Module
     tgt = get_target(target)
     if weights not in tgt.weight_formats:
@@ -152,8 +149,8 @@ def compile(model, example_inputs=None, dynamic_shapes=None, target="vcu128", we
         model_name = type(model).__name__
         mod = from_torch(model, tuple(example_inputs), dynamic_shapes)
     timings["import"] = time.perf_counter() - t0
-    mod = _to_device_graph(mod, weights, timings)
-    build = build_module(mod, tgt, model=name or model_name, weights=weights)
+    mod = _to_device_graph(mod, weights, timings, on_progress)
+    build = build_module(mod, tgt, model=name or model_name, weights=weights, on_progress=on_progress)
     _check_host_ops(build.manifest)
     timings.update(build.timings)
     files = build.files

@@ -48,10 +48,13 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def build_module(mod, target, model: str = "model", weights: str = "int4") -> Build:
-    """Lower and encode ``mod`` for ``target``; see the module docstring."""
+def build_module(mod, target, model: str = "model", weights: str = "int4", on_progress=None) -> Build:
+    """Lower and encode ``mod`` for ``target``; see the module docstring.
+
+    ``on_progress(stage, done, total, detail)`` reports weight packing and stream encoding."""
     t0 = time.perf_counter()
     ctx = LowerContext(target, mod.params, weights)
+    ctx.on_progress = on_progress
     ctx.state_dims = tuple(mod.attrs.get("state_dims", ()))
     lowered, plans = lower_module(ctx, mod)
     any_plan = next(iter(plans.values()))
@@ -78,6 +81,8 @@ def build_module(mod, target, model: str = "model", weights: str = "int4") -> Bu
                 continue
             prog = simplify_loops(step["program"])
             programs[prog.name] = prog
+            if on_progress:
+                on_progress("stream", len(programs), None, prog.name)
             st = build_stream(prog)
             stream_objs[prog.name] = st
             data = st.to_bytes()

@@ -9,6 +9,12 @@ from pathlib import Path
 import click
 
 
+def _progress(stage, done, total, detail):
+    """One status line on stderr, rewritten in place: pass i/n, weights packed, streams encoded."""
+    count = f"{done}/{total}" if total else str(done)
+    click.echo(f"\r\033[K[{stage} {count}] {detail}"[:120], err=True, nl=False)
+
+
 @click.command("compile")
 @click.argument("model")
 @click.option("--target", "-t", default="vcu128", show_default=True, help="Target name or file.")
@@ -23,10 +29,11 @@ def compile_cmd(model, target, weights, max_seq, out, driver, llm):
     """Compile MODEL for a target into an artifact directory and print the compile report."""
     if llm:
         from dlavm.llm import compile_llm
-        cm = compile_llm(model, target=target, weights=weights, max_ctx=max_seq)
+        cm = compile_llm(model, target=target, weights=weights, max_ctx=max_seq, on_progress=_progress)
     else:
         from dlavm.compiler import compile as dlavm_compile
-        cm = dlavm_compile(model, target=target, weights=weights, max_seq=max_seq)
+        cm = dlavm_compile(model, target=target, weights=weights, max_seq=max_seq, on_progress=_progress)
+    click.echo("", err=True)
     path = cm.save(out, driver=driver)
     click.echo(cm.report())
     click.echo(f"artifact written to {path}")

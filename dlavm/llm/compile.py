@@ -43,17 +43,18 @@ def llm_module(model, weights: str = "int4", max_ctx: int | None = None, per_lay
 
 
 def compile_llm(model, target="vcu128", weights: str = "int4", max_ctx: int | None = None,
-                name: str | None = None, per_layer=None) -> CompiledModel:
+                name: str | None = None, per_layer=None, on_progress=None) -> CompiledModel:
     """Compile a decoder-only LM for generation with a device KV cache of ``max_ctx`` positions.
 
     ``model``: a recipe name (``"tiny-llama"``), ``file.py:factory``, a HF causal LM (``input_ids ->
     .logits``) or a graph-IR module. ``max_ctx`` bounds prompt + generated tokens (default: the
     recipe's sequence bound). The artifact's entries are ``logits`` and ``greedy`` (doc/llm.md).
+    ``on_progress`` as in :func:`dlavm.compiler.compile`.
     """
     t0 = time.perf_counter()
     mod, default_name = llm_module(model, weights, max_ctx, per_layer)
     t1 = time.perf_counter()
-    cm = compile_module(mod, target=target, weights=weights, name=name or default_name)
+    cm = compile_module(mod, target=target, weights=weights, name=name or default_name, on_progress=on_progress)
     cm.timings["device_pipeline+kv_cache"] = t1 - t0
     cm.source_module = mod
     return cm

@@ -103,6 +103,17 @@ def tiny_qwen2(max_seq: int = 256) -> ModelSpec:
                       "Qwen2 (qkv bias, GQA 6q/2kv heads), 2 layers, hidden 96")
 
 
+def tiny_qwen2_pad(max_seq: int = 256) -> ModelSpec:
+    """Qwen2 with head dim 12 (hidden 96, 8 q heads, 2 kv heads, qkv bias): the device pads each
+    head to 16 lanes (``dlavm.passes.pad_heads``, doc/passes.md "Head padding")."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=512, hidden_size=96, intermediate_size=256, num_hidden_layers=2,
+                      num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=max_seq)
+    return _causal_lm("tiny-qwen2-pad", Qwen2ForCausalLM(cfg), 512, max_seq,
+                      "Qwen2 with head dim 12 (qkv bias, GQA 8q/2kv heads), 2 layers, hidden 96: padded heads")
+
+
 def tiny_gpt2(max_seq: int = 256) -> ModelSpec:
     from transformers import GPT2Config, GPT2LMHeadModel
     torch.manual_seed(0)

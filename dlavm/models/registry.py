@@ -21,6 +21,7 @@ class Recipe:
 RECIPES = {r.name: r for r in [
     Recipe("tiny-llama", builtin.tiny_llama, "tiny Llama: RMSNorm, RoPE, GQA, SwiGLU (random weights)"),
     Recipe("tiny-qwen2", builtin.tiny_qwen2, "tiny Qwen2: qkv bias, GQA 6q/2kv (random weights)"),
+    Recipe("tiny-qwen2-pad", builtin.tiny_qwen2_pad, "tiny Qwen2 with head dim 12: padded to 16 on the device"),
     Recipe("tiny-gpt2", builtin.tiny_gpt2, "tiny GPT-2: LayerNorm, GELU, learned positions (random weights)"),
     Recipe("tiny-vit", builtin.tiny_vit, "tiny ViT encoder: conv2d patch embed (random weights)"),
     Recipe("mlp", builtin.mlp, "two-layer MLP over a sequence (random weights)"),

@@ -16,3 +16,5 @@ __all__ += ["device_pipeline", "host_ops", "report_host_ops", "fold_views", "fol
             "fuse", "LEGALIZE_PATTERNS", "legalize", "fake_quant", "fake_quantized_module", "fake_quantized_params", "quantize"]
 from .kv_cache import KVCacheError, add_kv_cache, kv_cache
 __all__ += ["KVCacheError", "add_kv_cache", "kv_cache"]
+from .pad_heads import pad_heads, pad_heads_module
+__all__ += ["pad_heads", "pad_heads_module"]

@@ -8,8 +8,9 @@
 4. ``fuse``           residual add / SwiGLU into the mvm epilogue;
 5. ``fold_weights``   row slices of fused QKV weights become weights;
 6. ``fold_views``     reshape chains collapsed, CSE (one host->device cast per input), unused weights dropped;
-7. ``quantize``       weight format per model or per weight;
-8. ``report_host_ops`` ``mod.attrs["host_ops"]``.
+7. ``pad_heads``      attention head dims padded to the device's multiple (16) where needed;
+8. ``quantize``       weight format per model or per weight;
+9. ``report_host_ops`` ``mod.attrs["host_ops"]``.
 
 Guarantees afterwards: every call is a ``dev.*`` op, a ``reshape`` view of a
 device tensor, or a host-fallback op listed in ``mod.attrs["host_ops"]`` as
@@ -25,6 +26,7 @@ from .canonicalize import canonicalize
 from .fold import fold_views, fold_weights, is_size_only
 from .fuse import fuse
 from .legalize import legalize
+from .pad_heads import pad_heads
 from .patterns_match import report_key
 from .quantize import quantize
 
@@ -97,5 +99,5 @@ def device_pipeline(weights: str = "int4", per_layer=None) -> list:
     ``weights``: default format ``"int4" | "int8" | "fp16"``; ``per_layer``:
     dict or callable mapping a weight name to a format (None = default).
     """
-    return [canonicalize, fold_weights, legalize, fuse, fold_weights, fold_views,
+    return [canonicalize, fold_weights, legalize, fuse, fold_weights, fold_views, pad_heads,
             quantize(weights, per_layer), report_host_ops]

@@ -15,8 +15,9 @@ The master weights in ``mod.params`` stay float32: packing quantises them
 fake-quantise them the same way, so ``fake_quantized_params`` gives, for the
 model's own weights, exactly the values the device multiplies by.
 
-Not done here (see doc/passes.md): padding GQA heads to a head granularity;
-the reference target has none beyond ``heads % kv_heads == 0``.
+Head dims the device cannot run are padded before this pass (``pad_heads``);
+the padded weights are derived weights with a recipe, so their formats follow
+their source weights' choice and ``fake_quantized_params`` maps them back.
 """
 from __future__ import annotations
 
@@ -126,6 +127,9 @@ def _apply(step, x):
         return x[tuple(idx)]
     if op == "reshape":
         return x.reshape(a["shape"])
+    if op == "pad_heads":
+        from .pad_heads import pad_axis
+        return pad_axis(x, a["axis"], a["heads"], a["d"], a["d_pad"], a["layout"])
     return x
 
 
@@ -145,6 +149,9 @@ def _write_back(src, steps, value):
             cur = base
         elif op == "reshape":
             cur = cur.reshape(prev.shape)
+        elif op == "pad_heads":
+            from .pad_heads import unpad_axis
+            cur = unpad_axis(cur, a["axis"], a["heads"], a["d"], a["d_pad"], a["layout"])
         else:
             cur = cur.astype(prev.dtype)
     return cur
@@ -155,7 +162,10 @@ def fake_quantized_params(mod: Module, source_params: dict) -> dict:
     the device multiplies by: mvm weights fake-quantised in their format, biases and norm
     parameters rounded to fp16. Weights the device does not read are returned unchanged; a
     derived weight (``param_recipes``) is written back through its recipe (every format is
-    row-wise in the mvm orientation, so slices quantise independently)."""
+    row-wise in the mvm orientation, so slices quantise independently). A head-padded weight
+    (``pad_heads``) is fake-quantised padded, as the device packs it, and its real lanes are
+    written back: for an output projection padded along K, int4 groups then differ from the
+    unpadded weight's, and the result is what the device multiplies by (doc/passes.md)."""
     out = {k: np.asarray(v, dtype=np.float32).copy() for k, v in source_params.items() if v is not None}
     recipes = mod.attrs.get("param_recipes", {})
     for name, fmt in sorted(device_param_uses(mod).items()):

@@ -27,6 +27,11 @@ INSN_BYTES = INSN_WORDS * 4
 WAIT_UNITS = ("dma", "mvm", "mat", "sfu")
 #: All execution units; "seq" is the issue stage itself (NOP, FENCE).
 UNITS = WAIT_UNITS + ("seq",)
+#: Head dims of ``kv_append``, ``mat_qk`` and ``mat_pv`` must be a multiple of this (doc/isa.md
+#: sections 2 and 8: 16 fp16 lanes = one 32-byte row); ``dlavm.passes.pad_heads`` pads other head dims.
+HEAD_DIM_MULTIPLE = 16
+#: Head dims of ``rope`` must be a multiple of this (doc/isa.md section 8).
+ROPE_DIM_MULTIPLE = 8
 
 
 class EncodingError(ValueError):

@@ -60,6 +60,30 @@ def quantize_int4(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray]:
     return q.reshape(n, kp)[:, :k], scale
 
 
+def quantize_pack_int4(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(pack_int4(q), scales)`` for ``q, scales = quantize_int4(w, group)``: the same
+    bytes in fewer passes over the data (no padding copy when K is a multiple of the
+    group, rounding and clipping in place, nibbles packed straight from the int8
+    view). The weight-packing path of the compiler; see bench/weight_pack.py."""
+    w = np.asarray(w, dtype=np.float32)
+    if w.ndim != 2:
+        raise ValueError(f"int4 weights must be 2-D [N, K], got shape {w.shape}")
+    n, k = w.shape
+    kp = padded_k(k, group)
+    if kp != k:
+        wp = np.zeros((n, kp), dtype=np.float32)
+        wp[:, :k] = w
+        w = wp
+    g = w.reshape(n, kp // group, group)
+    scale = (np.abs(g).max(axis=2) / np.float32(7.0)).astype(np.float16)
+    scale[scale == 0] = 1.0
+    q = np.divide(g, scale.astype(np.float32)[:, :, None])
+    np.rint(q, out=q)
+    np.clip(q, -8, 7, out=q)
+    u = q.astype(np.int8).view(np.uint8).reshape(n, kp)
+    return ((u[:, 0::2] & 0x0F) | (u[:, 1::2] << 4)).astype(np.uint8), scale
+
+
 def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-output-channel int8: (q int8 [N,K] in [-127,127], scales fp16 [N])."""
     w = np.asarray(w, dtype=np.float32)

@@ -90,6 +90,9 @@ class LowerContext:
         #: dims no input shape carries (an LLM's ``ctx``): every function reads them, the caller binds them
         self.state_dims: tuple = ()
         self.fn_name = ""
+        #: ``on_progress(stage, done, total, detail)`` or None (weight packing reports through it)
+        self.on_progress = None
+        self.packed = 0
         self._hbm = target.figures.region("hbm").base
         self._ddr = target.figures.region("ddr").base
         # per-function

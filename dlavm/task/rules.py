@@ -18,6 +18,7 @@ import numpy as np
 
 from dlavm import sym
 from dlavm.target import layout, pwl
+from dlavm.target.isa import HEAD_DIM_MULTIPLE
 
 from .ir import For, If
 from .lower import LowerContext, LoweringError, numel, ub
@@ -60,12 +61,14 @@ def _pack_weight(ctx: LowerContext, w, fmt: str):
             if data is None:
                 cache["q"] = (None, None)
             elif fmt == "int4":
-                q, s = layout.quantize_int4(data, g)
-                cache["q"] = (layout.pack_int4(q, g), s)
+                cache["q"] = layout.quantize_pack_int4(data, g)
             elif fmt == "int8":
                 cache["q"] = layout.quantize_int8(data)
             else:
                 cache["q"] = (np.asarray(data, np.float32).astype(np.float16), None)
+            if data is not None and ctx.on_progress:
+                ctx.packed += 1
+                ctx.on_progress("pack", ctx.packed, None, f"{w.name} -> {fmt} ({(wbytes + sbytes) / 2**20:.2f} MiB)")
         return cache["q"]
 
     wa = ctx.blob(f"{w.name}.{fmt}", lambda: quant()[0], wbytes)
@@ -214,6 +217,13 @@ def _f32(data):
 
 # --- attention ------------------------------------------------------------------------------------
 
+def _check_head_dim(d: int) -> None:
+    if d % HEAD_DIM_MULTIPLE:
+        raise LoweringError(f"dev.attention: head dim {d} must be a multiple of {HEAD_DIM_MULTIPLE} "
+                            "(doc/isa.md section 8); the pad_heads pass pads attentions fed by q/k/v "
+                            "projections, see attrs['pad_heads_declined'] for why this one was not")
+
+
 @lowering("dev.attention")
 def lower_attention(ctx, node):
     """kv_append K and V into a scratch cache, then mat_qk -> softmax (causal, pos0) -> mat_pv.
@@ -232,8 +242,7 @@ def lower_attention(ctx, node):
     if cap > ctx.target.max_seq_len:
         raise LoweringError(f"dev.attention: key length bound {cap} exceeds the target's max_seq_len "
                             f"({ctx.target.max_seq_len})")
-    if d % 16:
-        raise LoweringError(f"dev.attention: head dim {d} must be a multiple of 16 (doc/isa.md section 8)")
+    _check_head_dim(d)
     stride = cap * d * 2
     kc = ctx.scratch("attn.kcache", hkv * stride)
     vc = ctx.scratch("attn.vcache", hkv * stride)
@@ -277,8 +286,7 @@ def _lower_cached_attention(ctx, node):
                             f"({ctx.target.max_seq_len}); lower the max context")
     if ub(lk) > cap:
         raise LoweringError(f"dev.attention: key length bound {ub(lk)} exceeds the cache capacity {cap}")
-    if d % 16:
-        raise LoweringError(f"dev.attention: head dim {d} must be a multiple of 16 (doc/isa.md section 8)")
+    _check_head_dim(d)
     stride = cap * d * 2
     kc = ctx.persistent(f"kv.{a['cache']}.k", hkv * stride)
     vc = ctx.persistent(f"kv.{a['cache']}.v", hkv * stride)

@@ -153,3 +153,17 @@ def test_asm_file_tool_round_trip(tmp_path):
     listing = (tmp_path / "p.txt").read_text()
     assert listing.splitlines()[1] == "00001040: fence wait=dma"
     assert asm.assemble(listing) == (tmp_path / "p.bin").read_bytes()
+
+
+def test_fused_int4_packing_equals_quantize_then_pack():
+    """layout.quantize_pack_int4 (the compiler's path) gives the bytes of the two-step path."""
+    import numpy as np
+
+    from dlavm.target import layout
+    rng = np.random.default_rng(11)
+    for n, k in [(1, 1), (3, 127), (5, 128), (4, 129), (8, 300), (2, 256)]:
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        w[0, : min(k, 128)] = 0.0                      # an all-zero group takes scale 1
+        q, s = layout.quantize_int4(w, 128)
+        packed, scales = layout.quantize_pack_int4(w, 128)
+        assert np.array_equal(packed, layout.pack_int4(q, 128)) and np.array_equal(scales, s)
