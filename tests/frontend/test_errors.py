@@ -75,3 +75,20 @@ def test_decomposition_fallback_matches_direct_conversion():
     for b in (1, 9):
         x = torch.randn(b, 5, generator=torch.Generator().manual_seed(b))
         assert compare_with_torch(mod, "forward", Fancy(), (x,)).ok
+
+
+def test_spans_point_at_model_code_not_into_torch():
+    """A torch.nn module's op is attributed to the line that called the module."""
+    from dlavm.ir import Call, post_order
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(10, 4)
+
+        def forward(self, ids):
+            return self.emb(ids) * 2
+
+    mod = from_torch(Net(), (torch.tensor([[1, 2]]),))
+    (emb,) = [n for n in post_order(mod["forward"].body) if isinstance(n, Call) and n.op.name == "embedding"]
+    assert emb.span.file.endswith("test_errors.py") and "self.emb(ids)" in emb.span.text

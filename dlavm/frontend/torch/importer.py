@@ -8,6 +8,7 @@ checking the IR type it gets against torch's own metadata for the node.
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import time
 
@@ -40,12 +41,17 @@ def dtype_name(dtype) -> str:
         raise IRError(f"unsupported torch dtype {dtype}") from None
 
 
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+
+
 def span_of(node) -> Span:
-    """The user's source line of an fx node (the innermost frame of its stack trace)."""
+    """The user's source line of an fx node: the innermost frame of its stack trace
+    outside torch itself (``nn.Embedding.forward`` is not where the user wrote the op)."""
     trace = node.meta.get("stack_trace") or ""
     frames = _FRAME.findall(trace)
+    outside = [f for f in frames if not f[0].startswith(_TORCH_DIR)]
     if frames:
-        file, line, text = frames[-1]
+        file, line, text = (outside or frames)[-1]
         return Span(file, int(line), text, node.name)
     return Span(origin=node.name)
 
