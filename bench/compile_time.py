@@ -6,8 +6,8 @@ result on vcu128 (timing-only simulator): decode (seq=1) and prefill (seq=512), 
 and fraction of the roofline. Prints tables and writes bench/results/compile_time.json.
 
 TVM is not a project dependency. To get the column without touching the venv:
-``pip install --target /tmp/tvmpkgs --no-deps apache-tvm apache-tvm-ffi ml_dtypes`` then run with
-``--tvm-path /tmp/tvmpkgs``.
+``pip install --target DIR --no-deps apache-tvm apache-tvm-ffi ml_dtypes`` then run with
+``--tvm-path DIR``.
 """
 from __future__ import annotations
 
