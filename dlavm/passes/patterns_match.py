@@ -4,9 +4,10 @@ A pattern table entry is a ``Pattern(name, op, fn, doc)``: ``fn(node, ctx)``
 returns a replacement for a call of ``op`` or ``None`` (it may record in
 ``ctx`` why it declined, for the compile report). ``run_table`` binds the
 context and applies the table with ``dlavm.passes.rewrite`` until the graph
-stops changing; each sweep recomputes the use counts, so a rule can ask
-``ctx.single_use(node)`` before it fuses a value another user still needs
-(a node rebuilt during the current sweep counts as shared until the next).
+stops changing; each sweep recomputes the use counts, which ``rewrite`` keeps
+exact as it rebuilds nodes, so a rule can ask ``ctx.single_use(node)`` before
+it fuses a value another user still needs (a residual chain through 32 layers
+fuses in one sweep).
 
 The constructors below build the canonical forms directly (a permute of a
 permute composes, a reshape of a reshape collapses, a device round trip
@@ -18,8 +19,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
-from ..ir import Call, Function, Literal, Mutator, Node, call, users
-from .rewrite import MAX_STEPS_PER_NODE, Rule
+from ..ir import Call, Function, Literal, Node, call, users
+from .rewrite import Rule, rewrite
 
 MAX_SWEEPS = 32
 
@@ -58,48 +59,12 @@ def report_key(node: Call) -> str:
     return f"{node.op.name}|{node.span}" if node.span else f"{node.op.name}|"
 
 
-class _TableRewriter(Mutator):
-    """``rewrite``'s engine (rules bottom-up, each call to a fixed point, types kept), except
-    that a rebuilt or replaced node inherits the users of the node it stands for, so
-    ``single_use`` stays exact within a sweep (a residual chain through 32 layers fuses in
-    one sweep, not 32)."""
-
-    def __init__(self, rules, ctx):
-        super().__init__()
-        self.by_op: dict = {}
-        for r in rules:
-            self.by_op.setdefault(r.op, []).append(r)
-        self.ctx = ctx
-
-    def visit_call(self, node: Call) -> Node:
-        uses = self.ctx.uses
-        old_uses = uses.get(node)
-        cur = super().visit_call(node)
-        for _ in range(MAX_STEPS_PER_NODE):
-            if old_uses is not None:
-                uses.setdefault(cur, old_uses)
-            if not isinstance(cur, Call):
-                return cur
-            for rule in self.by_op.get(cur.op.name, ()):
-                out = rule.fn(cur)
-                if out is not None and out is not cur:
-                    if out.type != cur.type:
-                        raise AssertionError(f"rule '{rule.name}' changed the type of a "
-                                             f"'{cur.op.name}' from {cur.type} to {out.type}")
-                    self.ctx.stats[rule.name] = self.ctx.stats.get(rule.name, 0) + 1
-                    cur = out
-                    break
-            else:
-                return cur
-        raise RuntimeError(f"pattern rules did not reach a fixed point on '{node.op.name}'")
-
-
 def run_table(fn: Function, table, ctx: MatchContext) -> Function:
     """Apply the pattern ``table`` to ``fn`` until a sweep changes nothing."""
     rules = [Rule(p.name, p.op, partial(p.fn, ctx=ctx)) for p in table]
     for _ in range(MAX_SWEEPS):
         ctx.uses = users(fn.body)
-        new = _TableRewriter(rules, ctx).mutate_function(fn)
+        new = rewrite(fn, rules, ctx.stats, ctx.uses)
         if new is fn:
             return fn
         fn = new

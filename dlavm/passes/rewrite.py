@@ -27,36 +27,43 @@ class Rule:
 
 
 class _Rewriter(Mutator):
-    def __init__(self, rules, stats: dict):
+    def __init__(self, rules, stats: dict, uses: dict | None):
         super().__init__()
         self.by_op: dict = {}
         for r in rules:
             self.by_op.setdefault(r.op, []).append(r)
         self.stats = stats
+        self.uses = uses
 
     def visit_call(self, node: Call) -> Node:
-        node = super().visit_call(node)
+        old_uses = self.uses.get(node) if self.uses is not None else None
+        cur = super().visit_call(node)
         for _ in range(MAX_STEPS_PER_NODE):
-            if not isinstance(node, Call):
-                return node
-            for rule in self.by_op.get(node.op.name, ()):
-                out = rule.fn(node)
-                if out is not None and out is not node:
-                    if out.type != node.type:
+            if old_uses is not None:
+                self.uses.setdefault(cur, old_uses)
+            if not isinstance(cur, Call):
+                return cur
+            for rule in self.by_op.get(cur.op.name, ()):
+                out = rule.fn(cur)
+                if out is not None and out is not cur:
+                    if out.type != cur.type:
                         raise AssertionError(f"rule '{rule.name}' changed the type of a "
-                                             f"'{node.op.name}' from {node.type} to {out.type}")
+                                             f"'{cur.op.name}' from {cur.type} to {out.type}")
                     self.stats[rule.name] = self.stats.get(rule.name, 0) + 1
-                    node = out
+                    cur = out
                     break
             else:
-                return node
+                return cur
         raise RuntimeError(f"rewrite rules did not reach a fixed point on '{node.op.name}'")
 
 
-def rewrite(fn: Function, rules, stats: dict | None = None) -> Function:
+def rewrite(fn: Function, rules, stats: dict | None = None, uses: dict | None = None) -> Function:
     """Apply ``rules`` to every call of ``fn`` bottom-up until none fires.
 
     Guarantees the result has the same parameters and result type; ``stats``
-    (if given) counts the firings per rule name.
+    (if given) counts the firings per rule name. ``uses`` (a ``dlavm.ir.users``
+    map, if given) stays exact while rewriting: a rebuilt or replaced node
+    inherits the users of the node it stands for, so rules that ask whether a
+    value has one user see the answer for the graph being built.
     """
-    return _Rewriter(rules, stats if stats is not None else {}).mutate_function(fn)
+    return _Rewriter(rules, stats if stats is not None else {}, uses).mutate_function(fn)

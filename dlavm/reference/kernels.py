@@ -56,12 +56,11 @@ assert set(FLOAT_UNARY + SAME_UNARY) - {"gelu"} <= set(_UNARY)
 assert set(ARITH_BINARY + COMPARE_BINARY) <= set(_BINARY)
 
 
-def _unary(fn):
+def _unary(fn, to_float: bool):
+    """``to_float``: integer inputs compute in float32 (the ops of ``FLOAT_UNARY``)."""
     def run(args, attrs, ev):
         x = _t(args[0])
-        if not x.is_floating_point() and fn in (torch.exp, torch.log, torch.sqrt, torch.rsqrt,
-                                                 torch.sin, torch.cos, torch.tanh, torch.sigmoid,
-                                                 F.silu, torch.erf, torch.reciprocal):
+        if to_float and not x.is_floating_point():
             x = x.to(torch.float32)
         return fn(x)
     return run
@@ -81,15 +80,13 @@ def _binary(fn):
 
 
 def _weak_dtype(scalar, tensor):
-    if isinstance(scalar, bool):
-        return tensor.dtype if tensor.dtype == torch.bool else tensor.dtype
     if isinstance(scalar, float) and not tensor.is_floating_point():
         return torch.float32
     return tensor.dtype
 
 
 for _n, _f in _UNARY.items():
-    KERNELS[_n] = _unary(_f)
+    KERNELS[_n] = _unary(_f, _n in FLOAT_UNARY)
 for _n, _f in _BINARY.items():
     KERNELS[_n] = _binary(_f)
 

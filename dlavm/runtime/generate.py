@@ -59,11 +59,9 @@ class Generator:
             raise ContextOverflowError(f"{self.past} cached + {ids.shape[1]} new tokens = {ctx} exceed the "
                                        f"model's maximum context of {self.max_ctx} tokens")
         entry = self.llm["entries"]["logits" if logits else "greedy"]
-        before = self.rt.hal.stats()
         (out,) = self.rt.run(entry, ids, dims={self.llm["ctx_dim"]: ctx})
-        after = self.rt.hal.stats()
-        self.steps.append({"tokens": int(ids.shape[1]), "cycles": after["cycles"] - before["cycles"],
-                           "hbm_bytes": after.get("hbm_bytes", 0) - before.get("hbm_bytes", 0)})
+        self.steps.append({"tokens": int(ids.shape[1]), "cycles": self.rt.last_cycles,
+                           "hbm_bytes": self.rt.last_hbm_bytes})
         self.past = ctx
         return np.asarray(out[0, -1], dtype=np.float32) if logits else int(out[0, -1])
 

@@ -70,7 +70,9 @@ class Runtime:
             self.host_consts[c["name"]] = data.reshape([int(d) for d in c["shape"]])
         for w in manifest["weights"]:
             hal.write_mem(w["addr"], read_file(w["file"]))
+        #: device cycles and HBM bytes of the most recent :meth:`run`
         self.last_cycles = 0
+        self.last_hbm_bytes = 0
 
     @property
     def entries(self) -> list:
@@ -132,7 +134,7 @@ class Runtime:
         self.stream_log = []
         vals: dict = {spec["value"]: np.asarray(x) for spec, x in zip(fn["inputs"], inputs)}
         values = fn["values"]
-        start = self.hal.stats().get("cycles", 0)
+        start = self.hal.stats()
         for step in fn["steps"]:
             kind = step["kind"]
             if kind == "to_device":
@@ -151,7 +153,9 @@ class Runtime:
                 self._run_stream(step["stream"], env)
             else:
                 raise RunError(f"unknown step kind {kind!r} in the manifest")
-        self.last_cycles = self.hal.stats().get("cycles", 0) - start
+        end = self.hal.stats()
+        self.last_cycles = end.get("cycles", 0) - start.get("cycles", 0)
+        self.last_hbm_bytes = end.get("hbm_bytes", 0) - start.get("hbm_bytes", 0)
         return [vals[o["value"]] for o in fn["outputs"]]
 
     def _operand(self, ref: dict, vals: dict, env: dict):

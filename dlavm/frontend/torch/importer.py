@@ -8,6 +8,7 @@ checking the IR type it gets against torch's own metadata for the node.
 from __future__ import annotations
 
 import inspect
+import operator
 import os
 import re
 import time
@@ -211,7 +212,7 @@ class Importer:
         if isinstance(val, (torch.SymInt, int)) and not isinstance(val, bool) and \
                 not (isinstance(val, int) and target in CONVERTERS):
             return self.syms.convert(val)
-        if target is __import__("operator").getitem:
+        if target is operator.getitem:
             seq, idx = self._arg(node.args[0]), node.args[1]
             return seq[idx]
         fn = CONVERTERS.get(target)
@@ -222,8 +223,8 @@ class Importer:
         args = [self._arg(a) for a in node.args]
         kwargs = {k: self._arg(v) for k, v in node.kwargs.items()
                   if k not in ("device", "pin_memory", "layout", "memory_format", "non_blocking")}
-        if "dtype" in kwargs and isinstance(kwargs["dtype"], torch.dtype) and target not in _KEEP_DTYPE:
-            kwargs.pop("dtype")
+        if isinstance(kwargs.get("dtype"), torch.dtype):
+            kwargs.pop("dtype")  # the result dtype is torch's metadata, which _check compares against
         try:
             out = fn(self, node, *args, **kwargs)
         except UnsupportedOpError:
@@ -263,9 +264,6 @@ def _same_dim(a, b) -> bool:
     return True
 
 
-_KEEP_DTYPE = set()
-
-
 class _Submodule:
     """A ``get_attr`` of a subgraph (the body of a higher-order op)."""
 
@@ -297,7 +295,6 @@ def needs_decomposition(ep) -> list:
     Empty means the exported graph can be converted without
     ``run_decompositions``, which for a 7B model saves most of the import time.
     """
-    import operator
     missing = []
     for gm in ep.graph_module.modules():
         if not isinstance(gm, torch.fx.GraphModule):
