@@ -66,7 +66,7 @@ def _label(node) -> str:
 
 def plan_function(fn: Function, target, weights: dict[str, int] | None = None,
                   kv: dict[str, int] | None = None, is_view=None, size_of=None,
-                  alignment: int = 32) -> MemoryPlan:
+                  alignment: int = 32, place_constants: bool = True) -> MemoryPlan:
     """Plan every buffer of ``fn`` on ``target`` and check the result.
 
     Steps are positions in ``post_order(fn.body)`` (a topological order). A
@@ -76,7 +76,9 @@ def plan_function(fn: Function, target, weights: dict[str, int] | None = None,
     storage's lifetime; a ``GetItem`` of a tuple aliases the field. Weights
     are sized by ``weights[name]`` (packed bytes) when given, else by type;
     every name in ``weights`` and ``kv`` gets a slot even if ``fn`` does not
-    use it. Offsets are multiples of ``max(alignment, target.mem_align_bytes)``.
+    use it. With ``place_constants=False`` the graph's ``Constant`` nodes get
+    no slot (a device program addresses only the packed blobs in ``weights``,
+    never a float master weight). Offsets are multiples of ``max(alignment, target.mem_align_bytes)``.
 
     Guarantees: the returned plan passes :func:`check_plan` (it is run here);
     planning is deterministic and iterative (no recursion).
@@ -110,9 +112,10 @@ def plan_function(fn: Function, target, weights: dict[str, int] | None = None,
         root[p], start[p], end[p] = p, 0, 0
     for i, node in enumerate(order):
         if isinstance(node, Constant):
-            weight_nodes.setdefault(node.name, node)
-            root[node] = node.name
-            end[node.name] = last
+            if place_constants:
+                weight_nodes.setdefault(node.name, node)
+                root[node] = node.name
+                end[node.name] = last
             continue
         if isinstance(node, (Literal, Var)):
             continue

@@ -16,11 +16,13 @@ address). Weights are packed here (per the mvm's ``wfmt``) into blobs the
 artifact stores and the runtime preloads.
 
 Memory comes from ``dlavm.passes.memory_plan`` (activations reused by
-lifetime, persistent ``weights`` and ``kv`` pools). Lowering therefore runs
-in two phases (:func:`lower_module`): a *dry run* of every function records
-the packed-weight blobs and scratch buffers (attention caches, scores) the
-rules ask for; each function is then planned with all of them (so shared
-weights get one address in every function) and lowered for real.
+lifetime, persistent ``weights`` and ``kv`` pools). Lowering runs once
+(:func:`lower_module`): rules address buffers through symbolic handles
+(:class:`dlavm.task.reloc.BufRef`: a buffer plus a byte offset) while the
+packed-weight blobs and scratch buffers (attention caches, scores) they ask
+for are recorded; when every function is lowered, each is planned with all
+of them (so shared weights get one address in every function) and a
+relocation step replaces every handle by its address.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from dlavm.ir import Call, Constant, Function, GetItem, Literal, Tuple, Var, dty
 from dlavm.target.isa import op_format
 
 from .ir import Emit, For, If, Program
+from .reloc import BufRef, RelocationError, relocate_program, relocate_stmts, relocate_value, resolver
 from dlavm.passes.memory_plan import plan_function
 
 
@@ -68,20 +71,20 @@ class LoweredFunction:
     shapes: dict = field(default_factory=dict)  # value id -> tuple of sym.Expr (for code generators)
     host_attrs: dict = field(default_factory=dict)  # host step's dst value id -> op attrs (sym.Expr kept)
     state_dims: tuple = ()                           # dims the caller binds (no input carries them)
+    views: list = field(default_factory=list)        # (view node, value id): checked against the plan
 
 
 class LowerContext:
-    """Shared state while lowering a module: target, plan, weight blobs and scratch buffers.
+    """Shared state while lowering a module: target, weight blobs and scratch buffers.
 
-    ``plan is None`` during the dry run: addresses are placeholders (region
-    bases) and only blob / scratch names and sizes are recorded.
+    Addresses handed to rules are :class:`BufRef` handles; :func:`lower_module`
+    resolves them once memory is planned.
     """
 
     def __init__(self, target, params: dict, weights: str = "int4"):
         self.target = target
         self.params = params
         self.weights = weights
-        self.plan = None
         self.blob_sizes: dict = {}     # blob name -> bytes (pool 'weights'), in first-use order
         self.scratch_sizes: dict = {}  # scratch name -> bytes (pool 'kv')
         self.blobs: dict = {}          # blob name -> np.ndarray (raw bytes) or None (shape-only)
@@ -93,8 +96,6 @@ class LowerContext:
         #: ``on_progress(stage, done, total, detail)`` or None (weight packing reports through it)
         self.on_progress = None
         self.packed = 0
-        self._hbm = target.figures.region("hbm").base
-        self._ddr = target.figures.region("ddr").base
         # per-function
         self.vid: dict = {}
         self.values: dict = {}
@@ -108,23 +109,23 @@ class LowerContext:
             raise LoweringError(f"{_where(node)}: operand is not a device tensor")
         return v["addr"]
 
-    def node_addr(self, node) -> int:
-        return self._ddr if self.plan is None else self.plan.address(node)
+    def node_addr(self, node) -> BufRef:
+        return BufRef(node, self.fn_name)
 
     def blob(self, name: str, make, nbytes: int) -> int:
-        """Address of weight blob ``name`` of ``nbytes``; ``make()`` gives its bytes (real phase, once)."""
-        if self.plan is None:
-            self.blob_sizes.setdefault(name, int(nbytes))
-            return self._hbm
+        """Address of weight blob ``name`` of ``nbytes``; ``make()`` gives its bytes (called once)."""
+        nbytes = int(nbytes)
         if name not in self.blobs:
             data = make()
             if data is not None:
                 data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
-                if data.nbytes != self.blob_sizes[name]:
-                    raise LoweringError(f"weight blob {name}: packed {data.nbytes} bytes, planned "
-                                        f"{self.blob_sizes[name]}")
+                if data.nbytes != nbytes:
+                    raise LoweringError(f"weight blob {name}: packed {data.nbytes} bytes, declared {nbytes}")
             self.blobs[name] = data
-        return self.plan.address(name)
+            self.blob_sizes[name] = nbytes
+        elif self.blob_sizes[name] != nbytes:
+            raise LoweringError(f"weight blob {name}: used with {nbytes} bytes and {self.blob_sizes[name]}")
+        return BufRef(name)
 
     def scratch(self, role: str, nbytes: int) -> int:
         """Address of the function's scratch buffer ``role`` (pool 'kv', HBM), sized for its largest user.
@@ -134,18 +135,14 @@ class LowerContext:
         layer uses the same score buffer instead of one each.
         """
         name = f"{self.fn_name}.{role}"
-        if self.plan is None:
-            self.scratch_sizes[name] = max(self.scratch_sizes.get(name, 0), int(nbytes))
-            return self._hbm
-        return self.plan.address(name)
+        self.scratch_sizes[name] = max(self.scratch_sizes.get(name, 0), int(nbytes))
+        return BufRef(name)
 
     def persistent(self, name: str, nbytes: int) -> int:
         """Address of the persistent buffer ``name`` (pool 'kv', HBM) shared by every function, e.g. a
         layer's KV cache: unlike :meth:`scratch`, its contents survive between runs and entries."""
-        if self.plan is None:
-            self.scratch_sizes[name] = max(self.scratch_sizes.get(name, 0), int(nbytes))
-            return self._hbm
-        return self.plan.address(name)
+        self.scratch_sizes[name] = max(self.scratch_sizes.get(name, 0), int(nbytes))
+        return BufRef(name)
 
     def param(self, node):
         """Float data of a weight Constant (None for shape-only models)."""
@@ -189,11 +186,12 @@ def _attr_json(v):
 
 
 def lower_function(ctx: LowerContext, fn: Function) -> LoweredFunction:
-    """Lower ``fn`` (device graph) into steps, with addresses from ``ctx.plan`` (see :func:`lower_module`)."""
+    """Lower ``fn`` (device graph) into steps whose addresses are :class:`BufRef` handles (resolved by
+    :func:`lower_module`)."""
     from .rules import find_rule  # rules import this module
 
     ctx.vid, ctx.values, ctx.body, ctx.fn_name = {}, {}, [], fn.name
-    steps, ops, shapes, host_attrs = [], [], {}, {}
+    steps, ops, shapes, host_attrs, views = [], [], {}, {}, []
     dims = tuple(fn.sym_vars())
     dims += tuple(d for d in ctx.state_dims if d not in dims)
 
@@ -259,9 +257,8 @@ def lower_function(ctx: LowerContext, fn: Function) -> LoweredFunction:
                         "bytes": ub(numel(node.type.shape)) * 2, "stmts": tuple(ctx.body[before:])})
         elif op in VIEW_OPS and on_device:
             v = ctx.values[ctx.vid[node.args[0]]]
-            if ctx.plan is not None and ctx.plan.address(node) != v["addr"]:
-                raise LoweringError(f"{_where(node)}: the memory plan does not alias this view to its input")
-            new_value(node, v["addr"], v["layout"], v["dtype"])
+            vid = new_value(node, v["addr"], v["layout"], v["dtype"])
+            views.append((node, vid))
         else:
             if on_device:
                 raise LoweringError(f"{_where(node)}: host op reads a device tensor; "
@@ -283,13 +280,12 @@ def lower_function(ctx: LowerContext, fn: Function) -> LoweredFunction:
             raise LoweringError(f"function '{fn.name}': every output must be a host tensor (end with dev.to_host)")
         outputs.append(ctx.vid[o])
     state = tuple(d for d in ctx.state_dims if d in dims)
-    return LoweredFunction(fn.name, dims, inputs, outputs, ctx.values, steps, ops, shapes, host_attrs, state)
+    return LoweredFunction(fn.name, dims, inputs, outputs, ctx.values, steps, ops, shapes, host_attrs, state,
+                           views)
 
 
 def device_size_of(node):
     """Byte size of a value in device memory: fp16 tensors, argmax records (8 bytes per row)."""
-    if isinstance(node, Constant):
-        return 0  # float master weights stay on the host; their packed blobs are planned by name
     if isinstance(node, Call) and node.op.name == "dev.mvm" and node.attrs.get("argmax"):
         return numel(node.type.shape) * 8
     if isinstance(node, Call) and (node.op.name.startswith("dev.") or node.op.name in VIEW_OPS):
@@ -305,17 +301,38 @@ def _size_of(node):
 
 
 def lower_module(ctx: LowerContext, mod) -> tuple:
-    """``([LoweredFunction], {function name: MemoryPlan})`` for every function of ``mod``."""
+    """``([LoweredFunction], {function name: MemoryPlan})`` for every function of ``mod``.
+
+    Every function is lowered once with symbolic addresses; then each is planned with the weight blobs
+    and scratch buffers of all of them, and its handles are relocated to the planned addresses.
+    Guarantees afterwards: no :class:`BufRef` is left in any step, value or instruction field, and every
+    view the lowering made shares its input's address in the plan.
+    """
     fns = list(mod.functions.values())
-    for fn in fns:  # dry run: collect blobs and scratch buffers
-        lower_function(ctx, fn)
-    lowered, plans = [], {}
-    for fn in fns:
-        ctx.plan = plans[fn.name] = plan_function(fn, ctx.target, weights=ctx.blob_sizes, kv=ctx.scratch_sizes,
-                                                  size_of=_size_of)
-        lowered.append(lower_function(ctx, fn))
-    ctx.plan = None
-    return lowered, plans
+    lowered = [lower_function(ctx, fn) for fn in fns]
+    plans = {}
+    out = []
+    for fn, lf in zip(fns, lowered):
+        plan = plans[fn.name] = plan_function(fn, ctx.target, weights=ctx.blob_sizes, kv=ctx.scratch_sizes,
+                                              size_of=_size_of, place_constants=False)
+        out.append(relocate_function(lf, plan))
+    return out, plans
+
+
+def relocate_function(lf: LoweredFunction, plan) -> LoweredFunction:
+    """``lf`` with every address handle resolved against ``plan`` (see :mod:`dlavm.task.reloc`)."""
+    resolve = resolver(plan, lf.name)
+    try:
+        for node, vid in lf.views:
+            if plan.address(node) != resolve(lf.values[vid]["addr"]):
+                raise LoweringError(f"{_where(node)}: the memory plan does not alias this view to its input")
+        values = {vid: {**v, "addr": relocate_value(v["addr"], resolve)} for vid, v in lf.values.items()}
+        steps = [{**s, "program": relocate_program(s["program"], resolve)} if s["kind"] == "stream" else s
+                 for s in lf.steps]
+        ops = [{**o, "stmts": relocate_stmts(o["stmts"], resolve)} if "stmts" in o else o for o in lf.ops]
+    except RelocationError as e:
+        raise LoweringError(f"function '{lf.name}': {e}") from None
+    return replace(lf, values=values, steps=steps, ops=ops)
 
 
 def _tag(stmts, tag: str) -> list:

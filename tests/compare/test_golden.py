@@ -12,6 +12,7 @@ from dlavm.compare.cases import CASES, find_case
 from dlavm.compare.diff import format_diff
 from dlavm.task import rules
 from dlavm.task.ir import For
+from dlavm.task.reloc import BufRef
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,10 @@ def _reverse_tile_loops(fn):
         for s in fn(ctx, node):
             if isinstance(s, For):
                 last = sym.upper_bound(s.extent) - 1
-                flip = lambda v: sym.substitute(v, {s.var: last - s.var}) if isinstance(v, sym.Expr) else v  # noqa: E731
+                def flip(v, s=s, last=last):
+                    if isinstance(v, BufRef):  # an address: flip its offset
+                        return BufRef(v.key, v.fn, flip(v.offset))
+                    return sym.substitute(v, {s.var: last - s.var}) if isinstance(v, sym.Expr) else v
                 s = For(s.var, s.extent, tuple(dataclasses.replace(e, fields={k: flip(v) for k, v in e.fields.items()})
                                                for e in s.body))
             out.append(s)
