@@ -66,7 +66,7 @@ print(json.dumps({"version": tvm.__version__, "build_s": t1 - t0, "export_s": t2
 
 def dlavm_compile_times(model: str, max_seq: int) -> tuple:
     from dlavm.backend.build import build_module
-    from dlavm.frontend.api import import_model
+    from dlavm.models import import_model
     from dlavm.ir import PassContext, PassManager
     from dlavm.passes import device_pipeline
     from dlavm.target import get_target

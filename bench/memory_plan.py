@@ -20,7 +20,10 @@ for our lifetimes), and "ET-greedy on ours": ExecuTorch's own greedy heuristic
 run on exactly our buffers and lifetimes, which separates the heuristic from
 the difference in graphs (our IR keeps ``attention`` as one op; ExecuTorch's
 edge dialect decomposes it into matmul/softmax with ``[heads, L, L]``
-intermediates). Prints a table and writes bench/results/memory_plan.json.
+intermediates). Also timed: planning a residual chain of ``--chain-layers``
+linear layers (~4 IR nodes per layer; 2,500 layers is the size of a 32-layer
+LLM's graph) against a budget of ``CHAIN_BUDGET_S``. Prints a table and writes
+bench/results/memory_plan.json.
 The ExecuTorch column is skipped, with the reason, when ``executorch`` is not
 installed or fails on a model.
 """
@@ -37,6 +40,8 @@ import warnings
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 MODELS = ("tiny-llama", "tiny-gpt2", "mlp")
+#: planning a 10,000-node graph must stay interactive
+CHAIN_BUDGET_S = 3.0
 
 
 def live_peak(buffers) -> int:
@@ -77,7 +82,7 @@ def plan_ours(ep, spec, target):
 def plan_7b(target, max_seq: int):
     """Planning time on Llama-2-7B shapes (ours only), weights at their int4-packed sizes."""
     from dlavm import sym
-    from dlavm.frontend.api import import_model
+    from dlavm.models import import_model
     from dlavm.ir import Constant, post_order
     from dlavm.passes.memory_plan import plan_function
     from dlavm.target.layout import weight_bytes
@@ -97,6 +102,27 @@ def plan_7b(target, max_seq: int):
         best = min(best, time.perf_counter() - t0)
     return {"max_seq": max_seq, "nodes": len(nodes), "plan_s": best,
             "activations": plan.pool_bytes("activations"), "weights_int4": plan.pool_bytes("weights")}
+
+
+def plan_chain(target, layers: int):
+    """Planning time (best of 3) of ``h = h + relu(linear(h, W_i))`` repeated ``layers`` times."""
+    from dlavm import sym
+    from dlavm.ir import Constant, Function, TensorType, Var, call, post_order
+    from dlavm.passes.memory_plan import plan_function
+
+    x = Var("x", TensorType((sym.Var("seq", 1, 64), 64), "float32"))
+    h = x
+    for i in range(layers):
+        w = Constant(f"layer{i}.weight", TensorType((64, 64), "float32"))
+        h = call("add", h, call("relu", call("linear", h, w)))
+    fn = Function("f", [x], h)
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        plan = plan_function(fn, target)
+        best = min(best, time.perf_counter() - t0)
+    return {"layers": layers, "nodes": len(post_order(fn.body)), "plan_s": best, "budget_s": CHAIN_BUDGET_S,
+            "within_budget": best <= CHAIN_BUDGET_S, "activations": plan.pool_bytes("activations")}
 
 
 def executorch_greedy_on(buffers, alignment: int) -> int:
@@ -139,6 +165,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-seq", type=int, default=128, help="bound of the dynamic sequence dim")
     ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--chain-layers", type=int, default=2500, help="layers of the timed residual chain")
     ap.add_argument("--with-7b", action="store_true",
                     help="also time our planner on Llama-2-7B shapes (seq <= 4096, int4 weights)")
     args = ap.parse_args()
@@ -193,6 +220,10 @@ def main() -> int:
     for name, _, e in rows:
         if "skipped" in e:
             print(f"{name}: ExecuTorch column missing: {e['skipped']}")
+    chain = plan_chain(target, args.chain_layers)
+    print(f"residual chain of {chain['layers']} layers: {chain['nodes']} IR nodes planned in "
+          f"{chain['plan_s'] * 1e3:.1f} ms (best of 3; budget {CHAIN_BUDGET_S * 1e3:.0f} ms: "
+          f"{'within' if chain['within_budget'] else 'OVER'}), activations {chain['activations']} B")
     big = None
     if args.with_7b:
         print("[llama2-7b-shape] import + plan ...", file=sys.stderr, flush=True)
@@ -202,7 +233,7 @@ def main() -> int:
               f"int4 weights {big['weights_int4'] / 2**30:.2f} GiB")
     out = {"max_seq": args.max_seq, "target": target.name, "alignment": target.mem_align_bytes,
            "torch": torch.__version__, "executorch": et_version, "machine": platform.machine(),
-           "models": results, "llama2_7b": big}
+           "models": results, "chain": chain, "llama2_7b": big}
     path = os.path.join(os.path.dirname(__file__), "results", "memory_plan.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:

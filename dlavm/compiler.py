@@ -18,12 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
 from dlavm.backend.artifact import write_artifact
 from dlavm.backend.build import Build, build_module
-from dlavm.backend.driver import generate_driver
+from dlavm.backend.driver import cpp_unsupported_host_ops, generate_driver
 from dlavm.backend.report import format_report
-from dlavm.runtime.loader import artifact_target, open_simulator, verify_artifact
-from dlavm.runtime.runtime import Runtime, eval_expr
+from dlavm.runtime.loader import artifact_target, verify_artifact
+from dlavm.artifact import HostStep, Manifest, eval_expr
+from dlavm.runtime.runtime import Runtime
+from dlavm.sim_device import open_simulator
 from dlavm.target import get_target
 
 
@@ -40,40 +43,65 @@ def _is_device_module(mod) -> bool:
     return False
 
 
-def _to_device_graph(mod, weights: str, timings: dict, on_progress=None):
+def _to_device_graph(mod, weights: str, timings: dict, target, on_progress=None):
+    """``(device graph, [PassRecord])``: ``mod`` through the device pipeline for ``target``."""
     if _is_device_module(mod):
-        return mod
+        return mod, []
     from dlavm.ir import PassContext, PassManager
     from dlavm.passes import device_pipeline
-    ctx = PassContext(on_progress=(lambda name, i, n: on_progress("pass", i, n, name)) if on_progress else None)
+    ctx = PassContext(on_progress=(lambda name, i, n: on_progress("pass", i, n, name)) if on_progress else None,
+                      target=target)
     t0 = time.perf_counter()
     out = PassManager(device_pipeline(weights=weights)).run(mod, ctx)
     timings["device_pipeline"] = time.perf_counter() - t0
     for r in ctx.records:
         timings[f"pass.{r.name}"] = r.seconds
-    return out
+    return out, ctx.records
 
 
-def _check_host_ops(manifest: dict) -> None:
-    """Every host-fallback op must have a numpy kernel in the runtime, else the model cannot run."""
-    from dlavm.runtime.host_kernels import KERNELS
-    missing = sorted({s["op"] for e in manifest["entries"].values() for s in e["steps"]
-                      if s["kind"] == "host" and s["op"] not in KERNELS})
+def _check_host_ops(manifest: Manifest) -> None:
+    """Every host-fallback step must have a numpy kernel in the runtime that honours its attributes,
+    else the model cannot run: refused here, naming the op, attribute and value, never run wrong.
+    (A dtype numpy cannot hold, bfloat16, is refused by the manifest schema already.)"""
+    from dlavm.runtime.host_kernels import KERNELS, unsupported_attrs
+    missing, problems = set(), []
+    for entry, e in manifest.entries.items():
+        for s in e.steps:
+            if not isinstance(s, HostStep):
+                continue
+            if s.op not in KERNELS:
+                missing.add(s.op)
+                continue
+            where = f"host op '{s.op}' (entry '{entry}', value {s.dst})"
+            problems += [f"{where}: attribute {bad}" for bad in unsupported_attrs(s.op, s.attrs)]
     if missing:
-        raise CompileError(f"host-fallback op(s) {missing} have no device lowering and no host kernel "
+        raise CompileError(f"host-fallback op(s) {sorted(missing)} have no device lowering and no host kernel "
                            f"(dlavm.runtime.host_kernels); the model cannot run")
+    if problems:
+        raise CompileError(f"{problems[0]}: its numpy kernel (dlavm.runtime.host_kernels) cannot run it"
+                           + (f" ({len(problems) - 1} more such step(s))" if len(problems) > 1 else ""))
+
+
+def _cpp_driver_problems(manifest: Manifest) -> str | None:
+    """Why the generated C++ driver cannot run this model (every host op it lacks), or None."""
+    unsupported = cpp_unsupported_host_ops(manifest)
+    if not unsupported:
+        return None
+    return "; ".join(map(str, unsupported)) + " (save with driver=False / --no-driver: the Python runtime runs it)"
 
 
 class CompiledModel:
     """A compiled model: run it, save it, report on it."""
 
-    def __init__(self, manifest: dict, read_file, build: Build | None = None, timings: dict | None = None):
+    def __init__(self, manifest: Manifest, read_file, build: Build | None = None, timings: dict | None = None):
         self.manifest, self._read, self.build = manifest, read_file, build
         self.timings = dict(timings or {})
         self._runtime: Runtime | None = None
         self.hal = None
         #: the device graph this model was lowered from (None for a loaded artifact)
         self.device_module = None
+        #: ``dlavm.ir.PassRecord`` of every graph pass run by this compilation (with per-rule stats)
+        self.pass_records: list = []
 
     @property
     def target(self):
@@ -81,7 +109,7 @@ class CompiledModel:
 
     @property
     def entries(self) -> list:
-        return list(self.manifest["entries"])
+        return list(self.manifest.entries)
 
     def runtime(self, hal=None, mode: str = "aux", **sim_kwargs) -> Runtime:
         """The runtime on ``hal`` (default: a fresh in-process simulator, ``sim_kwargs`` passed on),
@@ -112,12 +140,17 @@ class CompiledModel:
         """Write the artifact (doc/backend.md) to ``directory``, with the C++ driver unless ``driver=False``."""
         if self.build is None:
             raise CompileError("a loaded model is already an artifact; copy its directory instead")
-        extra = generate_driver(self.build, self.manifest["model"]) if driver else {}
+        problems = _cpp_driver_problems(self.manifest) if driver else None
+        if problems:
+            raise CompileError(f"cannot save '{self.manifest.model}' with its C++ driver: {problems}")
+        extra = generate_driver(self.build, self.manifest.model) if driver else {}
         return write_artifact(self.build, directory, extra)
 
     def report(self) -> str:
         """The compile report: every op, where it runs, instructions, estimated cycles and memory."""
-        return format_report(self.manifest, self.build, self.timings)
+        problems = _cpp_driver_problems(self.manifest)
+        return (format_report(self.manifest, self.build, self.timings) + "\n"
+                + (f"C++ driver: unavailable: {problems}" if problems else "C++ driver: available"))
 
 
 def compile(model, example_inputs=None, dynamic_shapes=None, target="vcu128", weights: str = "int4",
@@ -139,7 +172,7 @@ def compile(model, example_inputs=None, dynamic_shapes=None, target="vcu128", we
     if isinstance(model, Module):
         mod = model
     elif isinstance(model, str):
-        from dlavm.frontend.api import import_model
+        from dlavm.models import import_model
         model_name = Path(model).stem if ":" not in model else model.split(":")[-1]
         mod = import_model(model, max_seq=max_seq).module
     else:
@@ -149,13 +182,14 @@ def compile(model, example_inputs=None, dynamic_shapes=None, target="vcu128", we
         model_name = type(model).__name__
         mod = from_torch(model, tuple(example_inputs), dynamic_shapes)
     timings["import"] = time.perf_counter() - t0
-    mod = _to_device_graph(mod, weights, timings, on_progress)
+    mod, pass_records = _to_device_graph(mod, weights, timings, tgt, on_progress)
     build = build_module(mod, tgt, model=name or model_name, weights=weights, on_progress=on_progress)
     _check_host_ops(build.manifest)
     timings.update(build.timings)
     files = build.files
     cm = CompiledModel(build.manifest, lambda rel: files[rel], build, timings)
     cm.device_module = mod
+    cm.pass_records = pass_records
     return cm
 
 
@@ -173,21 +207,21 @@ def load(directory, hal=None) -> CompiledModel:
 
 # --- profiling (runs the runtime on the simulator; lives here, above both compiler and runtime) ---
 
-def random_inputs(manifest: dict, entry: str, seq: int, seed: int = 0) -> list:
+def random_inputs(manifest: Manifest, entry: str, seq: int, seed: int = 0) -> list:
     """Random inputs for ``entry`` with every dim = ``seq`` clipped to its bounds (ints in [0, 16))."""
-    env = {d: min(max(seq, lo), hi) for d, (lo, hi) in manifest["dims"].items()}
+    env = {d: min(max(seq, b.lo), b.hi) for d, b in manifest.dims.items()}
     rng = np.random.default_rng(seed)
     out = []
-    for spec in manifest["entries"][entry]["inputs"]:
-        shape = [eval_expr(d, env) for d in spec["shape"]]
-        if spec["dtype"].startswith(("int", "uint")):
-            out.append(rng.integers(0, 16, shape).astype(spec["dtype"]))
+    for spec in manifest.entries[entry].inputs:
+        shape = [eval_expr(d, env) for d in spec.shape]
+        if spec.dtype.startswith(("int", "uint")):
+            out.append(rng.integers(0, 16, shape).astype(spec.dtype))
         else:
-            out.append(rng.standard_normal(shape).astype(spec["dtype"]))
+            out.append(rng.standard_normal(shape).astype(spec.dtype))
     return out
 
 
-def profile(manifest: dict, read_file, seq: int, entry: str | None = None, functional: bool = True,
+def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, functional: bool = True,
             trace_path: str | None = None, ctx: int | None = None) -> dict:
     """Measured profile of one run of ``entry`` on the simulator, with :func:`random_inputs`.
 
@@ -200,12 +234,12 @@ def profile(manifest: dict, read_file, seq: int, entry: str | None = None, funct
     KV length after the call, doc/llm.md) is ``ctx`` (default ``seq``:
     prefill); decode at context ``n`` is ``seq=1, ctx=n``.
     """
-    entry = entry or next(iter(manifest["entries"]))
+    entry = entry or next(iter(manifest.entries))
     target = artifact_target(manifest)
     sim = open_simulator(manifest, functional=functional, trace=trace_path is not None)
     rt = Runtime(manifest, read_file, sim, "aux", timing_only=not functional)
     inputs = random_inputs(manifest, entry, seq)
-    state = {d: ctx if ctx is not None else seq for d in manifest["entries"][entry].get("state_dims", [])}
+    state = {d: ctx if ctx is not None else seq for d in manifest.entries[entry].state_dims}
     past = max(state.values(), default=seq) - seq
     if past > 0:  # decode after a real prefill of the `past` cached tokens (not measured)
         rt.run(entry, *random_inputs(manifest, entry, past, seed=1), dims={d: past for d in state})
@@ -214,9 +248,9 @@ def profile(manifest: dict, read_file, seq: int, entry: str | None = None, funct
     after = sim.stats()
     per_op: dict = defaultdict(lambda: [0, 0])
     for name, first in rt.stream_log:
-        s = manifest["streams"][name]
-        for k, rec in enumerate(sim.records[first:first + s["count"]]):
-            tag = s["ops"][k] if k < len(s["ops"]) else rec.op
+        s = manifest.streams[name]
+        for k, rec in enumerate(sim.records[first:first + s.count]):
+            tag = s.insns[k].tag or rec.op
             per_op[tag][0] += rec.busy_end - rec.start
             per_op[tag][1] += 1
     fig = target.figures

@@ -1,6 +1,6 @@
 """Cycle-level simulator of the DLAVM accelerator (implements doc/isa.md).
 
-Entry point: :class:`Simulator`, a :class:`dlavm.runtime.hal.DeviceHAL`.
+Entry point: :class:`Simulator`, a :class:`dlavm.devlink.DeviceHAL`.
 Reads the device description (``dlavm.target``) and the instruction
 encoding (``dlavm.target.isa``); never imports the compiler.
 

@@ -1,7 +1,7 @@
 """Exceptions the simulator raises; every message names the address, field or register."""
 from __future__ import annotations
 
-from dlavm.runtime.hal import HALError
+from dlavm.devlink.hal import HALError
 
 
 class SimError(HALError):

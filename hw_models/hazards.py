@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hw_models.errors import SimError
-from hw_models.units import Access
+from dlavm.target.insn_model import Access
 
 
 class HazardError(SimError):

@@ -7,6 +7,12 @@ with ``check_uninit``, a read of never-written bytes raises
 
 Addresses are byte addresses of the target's address map
 (``target.figures.regions``); an access must lie inside one region.
+
+Between :meth:`DeviceMemory.start_recording` and
+:meth:`~DeviceMemory.stop_recording` every read and write also logs its
+byte range, so a test can compare what an instruction declares it touches
+(``dlavm.target.insn_model``) with what its unit actually touched. Off by
+default; when off it costs one attribute test per access.
 """
 from __future__ import annotations
 
@@ -27,6 +33,19 @@ class DeviceMemory:
         self.regions: tuple[Region, ...] = target.figures.regions
         self.check_uninit = check_uninit
         self._pages: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._log: tuple[list, list] | None = None   # (reads, writes) while recording
+
+    # ------------------------------------------------------------ recording
+    def start_recording(self) -> None:
+        """Log the byte range of every read and write from now on (see module docstring)."""
+        self._log = ([], [])
+
+    def stop_recording(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Stop logging; ``(reads, writes)``: the ``[start, end)`` ranges accessed since the start."""
+        log, self._log = self._log, None
+        if log is None:
+            raise RuntimeError("stop_recording() without start_recording()")
+        return log
 
     # ------------------------------------------------------------ regions
     def region_of(self, addr: int, nbytes: int, what: str = "access") -> Region:
@@ -62,6 +81,8 @@ class DeviceMemory:
         buf = np.frombuffer(bytes(data), dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) \
             else np.ascontiguousarray(data).reshape(-1).view(np.uint8)
         self.region_of(addr, buf.size, what)
+        if self._log is not None and buf.size:
+            self._log[1].append((addr, addr + buf.size))
         for idx, off, boff, n in self._spans(addr, buf.size):
             data_p, mask_p = self._page(idx)
             data_p[off:off + n] = buf[boff:boff + n]
@@ -70,6 +91,8 @@ class DeviceMemory:
     def read(self, addr: int, nbytes: int, what: str = "read", check: bool | None = None) -> np.ndarray:
         """A copy of ``nbytes`` at ``addr`` as uint8; unwritten bytes read as 0 unless checked."""
         self.region_of(addr, nbytes, what)
+        if self._log is not None and nbytes:
+            self._log[0].append((addr, addr + nbytes))
         check = self.check_uninit if check is None else check
         out = np.zeros(nbytes, dtype=np.uint8)
         for idx, off, boff, n in self._spans(addr, nbytes):

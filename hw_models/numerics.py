@@ -3,38 +3,38 @@
 Each function reproduces the ISA's rounding points bit for bit; the
 docstrings give the argument for why a numpy formulation is exact.
 Nothing here loops over elements in Python: loops run over reduction
-blocks (at most K/64 iterations) with whole-array bodies.
+blocks (at most K/block iterations) with whole-array bodies.
+
+The block sizes are target fields (``tree_lanes``, ``int4_group``,
+``int8_block``; doc/targets.md), passed in by the units; the target refuses
+on load a value for which the exactness arguments below would fail.
 """
 from __future__ import annotations
 
 import numpy as np
 
-#: Lanes of the fp32 adder tree used by every fp16 x fp16 reduction and by
-#: the SFU row reductions (doc/isa.md, "Reduction trees").
-TREE = 128
-#: Exact-block length of the int8 MVM path (doc/isa.md, "int8 weights").
-INT8_BLOCK = 64
 #: Bound on elements of an intermediate array; larger problems are chunked.
 CHUNK_ELEMS = 1 << 22
 
 F16, F32, F64 = np.float16, np.float32, np.float64
 
 
-def tree_sum(p: np.ndarray) -> np.ndarray:
+def tree_sum(p: np.ndarray, lanes: int) -> np.ndarray:
     """fp32 sum over the last axis in the ISA's order.
 
-    The axis is cut into blocks of :data:`TREE` lanes (the last zero-padded);
+    The axis is cut into blocks of ``lanes`` (a power of two; the last block
+    zero-padded);
     each block is summed by a binary tree (level i adds lanes 2j and 2j+1,
     each add rounded to fp32); block sums are added left to right into an
     fp32 accumulator that starts at +0.
     """
     p = np.asarray(p, dtype=F32)
     k = p.shape[-1]
-    nblk = max(1, -(-k // TREE))
-    if k != nblk * TREE:
-        pad = np.zeros(p.shape[:-1] + (nblk * TREE - k,), dtype=F32)
+    nblk = max(1, -(-k // lanes))
+    if k != nblk * lanes:
+        pad = np.zeros(p.shape[:-1] + (nblk * lanes - k,), dtype=F32)
         p = np.concatenate([p, pad], axis=-1)
-    p = p.reshape(p.shape[:-1] + (nblk, TREE))
+    p = p.reshape(p.shape[:-1] + (nblk, lanes))
     while p.shape[-1] > 1:
         p = p[..., 0::2] + p[..., 1::2]
     blocks = p[..., 0]
@@ -44,7 +44,7 @@ def tree_sum(p: np.ndarray) -> np.ndarray:
     return acc
 
 
-def dot_f16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def dot_f16(a: np.ndarray, b: np.ndarray, lanes: int) -> np.ndarray:
     """fp32 [..., M, N] = a [..., M, K] . b [..., N, K]^T for fp16 inputs.
 
     Exactness: a product of two fp16 values has at most 22 significant bits
@@ -57,14 +57,14 @@ def dot_f16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     n = b32.shape[-2]
     batch = a32.shape[:-2]
     out = np.empty(batch + (m, n), dtype=F32)
-    per_col = max(1, int(np.prod(batch, dtype=np.int64)) * m * min(k, TREE))
+    per_col = max(1, int(np.prod(batch, dtype=np.int64)) * m * min(k, lanes))
     step = max(1, CHUNK_ELEMS // per_col)
     for c0 in range(0, n, step):
         bb = b32[..., c0:c0 + step, :]
         acc = np.zeros(batch + (m, bb.shape[-2]), dtype=F32)
-        for k0 in range(0, max(k, 1), TREE):
-            prod = a32[..., :, None, k0:k0 + TREE] * bb[..., None, :, k0:k0 + TREE]
-            acc = acc + tree_sum(prod)
+        for k0 in range(0, max(k, 1), lanes):
+            prod = a32[..., :, None, k0:k0 + lanes] * bb[..., None, :, k0:k0 + lanes]
+            acc = acc + tree_sum(prod, lanes)
         out[..., c0:c0 + step] = acc
     return out
 
@@ -76,9 +76,10 @@ def grouped_dot_exact(x: np.ndarray, q: np.ndarray, group: int, scales: np.ndarr
     ``group``), ``scales`` fp16 [N, G] or None (then no per-group scale).
     D_g, the group's dot product, is computed in float64 and is exact: each
     fp16 x int8 product is a multiple of 2**-24 below 2**23 in magnitude (an
-    int4 product below 2**19), so a block of 64 int8 products needs at most
-    47 + 6 = 53 bits and a group of 128 int4 products 43 + 7 = 50 bits. Exact
-    partial sums make the BLAS summation order irrelevant.
+    int4 product below 2**19), so a block of B int8 products needs at most
+    47 + log2(B) bits and a group of G int4 products 43 + log2(G) bits; the
+    target schema refuses B > 64 and G > 1024, so both stay within float64's
+    53. Exact partial sums make the BLAS summation order irrelevant.
     """
     m, kp = x.shape
     n = q.shape[0]

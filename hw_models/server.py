@@ -1,6 +1,6 @@
 """A TCP server that puts a :class:`~hw_models.Simulator` behind the device
 socket protocol (doc/socket.md), so the C++ runtime's ``sim://`` backend and
-:class:`dlavm.runtime.socket_client.SocketDevice` drive the simulator like a
+:class:`dlavm.devlink.socket_client.SocketDevice` drive the simulator like a
 board.
 
 One client at a time; clients connect one after another and share the
@@ -28,9 +28,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dlavm.runtime.hal import DeviceHAL, HALError
-from dlavm.runtime.socket_client import (DEFAULT_MAX_MESSAGE, MAGIC, NO_TIMEOUT, PROTOCOL_VERSION, Op, Status,
-                                         error_payload, recv_exact)
+from dlavm.devlink.hal import DeviceHAL, HALError
+from dlavm.devlink.protocol import (DEFAULT_MAX_MESSAGE, MAGIC, MIN_MAX_MESSAGE, NO_TIMEOUT, PROTOCOL_VERSION,
+                                    FrameLengthError, Op, Status, error_payload, frame, read_frame)
 from hw_models.simulator import Simulator
 
 
@@ -102,8 +102,8 @@ class SimServer:
     def __init__(self, target: str = "vcu128", host: str = "127.0.0.1", port: int = 0, *,
                  functional: bool = True, record: bool = False, max_message: int = DEFAULT_MAX_MESSAGE,
                  idle_timeout: float = 600.0, **sim_options: Any):
-        if max_message < 64:
-            raise ValueError(f"max_message {max_message} is below the 64-byte minimum")
+        if max_message < MIN_MAX_MESSAGE:
+            raise ValueError(f"max_message {max_message} is below the protocol's minimum of {MIN_MAX_MESSAGE} bytes")
         self.sim_args = dict(target=target, functional=functional, **sim_options)
         self.max_message = max_message
         self.idle_timeout = idle_timeout
@@ -168,16 +168,12 @@ class SimServer:
         conn.settimeout(self.idle_timeout)
         try:
             while not self._stop.is_set():
-                head = recv_exact(conn, 4)
-                if head is None:
-                    return
-                (n,) = struct.unpack("<I", head)
-                if n == 0 or n > self.max_message:
+                try:
+                    body = read_frame(conn, self.max_message)
+                except FrameLengthError as exc:
                     # The body cannot be skipped safely: answer, then hang up.
-                    conn.sendall(self._error(Status.BAD_REQUEST, "ProtocolError",
-                                             f"message length {n} is outside 1..{self.max_message}"))
+                    conn.sendall(self._error(Status.BAD_REQUEST, "ProtocolError", str(exc)))
                     return
-                body = recv_exact(conn, n)
                 if body is None:
                     return
                 conn.sendall(self.reply(body[0], body[1:]))
@@ -185,8 +181,7 @@ class SimServer:
             return   # client vanished or idled out; the next one may connect
 
     def _error(self, status: Status, kind: str, message: str) -> bytes:
-        payload = error_payload(kind, message)[: self.max_message - 1]
-        return struct.pack("<IB", 1 + len(payload), status) + payload
+        return frame(status, error_payload(kind, message)[: self.max_message - 1])
 
     def reply(self, op: int, payload: bytes) -> bytes:
         """The framed reply to one request (never raises)."""
@@ -194,7 +189,7 @@ class SimServer:
             out = self.dispatch(op, payload)
             if 1 + len(out) > self.max_message:
                 raise BadRequest(f"reply of {len(out)} bytes exceeds the message limit {self.max_message}")
-            return struct.pack("<IB", 1 + len(out), Status.OK) + out
+            return frame(Status.OK, out)
         except BadRequest as exc:
             return self._error(Status.BAD_REQUEST, "ProtocolError", str(exc))
         except TimeoutError as exc:

@@ -1,9 +1,11 @@
-"""The cycle-level simulator: a :class:`~dlavm.runtime.hal.DeviceHAL` backend.
+"""The cycle-level simulator: a :class:`~dlavm.devlink.hal.DeviceHAL` backend.
 
 It executes host register writes/reads, memory copies and AUX streams
 against :class:`~hw_models.memory.DeviceMemory`, computes exact numerics
-with the unit models in :mod:`hw_models.units` (functional mode) and keeps
-every timeline in :class:`~hw_models.timing.TimingModel`.
+with the unit models in :mod:`hw_models.units` (legality and numerics) and
+keeps every timeline in :class:`~hw_models.timing.TimingModel`. Which bytes
+an instruction touches, its compute cycles and its latency come from the
+shared instruction models (:mod:`dlavm.target.insn_model`).
 
 Ordering guarantee: instructions take effect on memory in issue order, at
 issue. The timing model says *when* they would run on the device; a
@@ -18,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from dlavm.runtime.hal import DeviceHAL
-from dlavm.target import Target, get_target
+from dlavm.devlink.hal import DeviceHAL
+from dlavm.target import Target, get_target, insn_model
 from dlavm.target.isa import (DEVICE_ID, INSN_BYTES, INSN_WORDS, ISA_VERSION, REGS_BY_ADDR, WAIT_UNITS,
                               EncodingError, Instruction, decode, encode)
 from hw_models.errors import IllegalInstructionError, SimError, UnalignedAccessError, UndefinedRegisterError
@@ -27,7 +29,7 @@ from hw_models.hazards import HazardChecker
 from hw_models.memory import DeviceMemory
 from hw_models.timing import TimingModel
 from hw_models.trace import build_trace, write_trace
-from hw_models.units import OP_MODELS
+from hw_models.units import UNIT_OPS
 
 _MASK32 = 0xFFFFFFFF
 
@@ -41,12 +43,14 @@ class Simulator(DeviceHAL):
     :class:`~hw_models.hazards.HazardError` where a missing wait bit (or a
     missing host ``wait()``) would let two accesses race. ``trace``: record
     host/AUX spans for :meth:`trace`. ``trace_channels``: also one trace
-    thread per channel.
+    thread per channel. ``record_accesses``: keep, per executed instruction,
+    the byte ranges its unit actually read and wrote (:attr:`touched`;
+    functional mode), to check the declared accesses against them.
     """
 
     def __init__(self, target: str | Target = "vcu128", functional: bool = True,
                  check_uninit: bool = True, check_hazards: bool = True, trace: bool = True,
-                 trace_channels: bool = False):
+                 trace_channels: bool = False, record_accesses: bool = False):
         self.target = get_target(target)
         self.functional = functional
         self.mem = DeviceMemory(self.target, check_uninit=check_uninit and functional)
@@ -64,6 +68,9 @@ class Simulator(DeviceHAL):
         self.host_events: list[tuple[str, int, int]] = []
         self.aux_events: list[tuple[str, int, int]] = []
         self.host_reg_accesses = 0
+        self.record_accesses = record_accesses
+        #: per executed instruction (``record_accesses``): (index, op, read ranges, write ranges)
+        self.touched: list[tuple[int, str, list[tuple[int, int]], list[tuple[int, int]]]] = []
 
     # ------------------------------------------------------------ host clock
     def _host(self, name: str, cycles: int) -> None:
@@ -164,20 +171,31 @@ class Simulator(DeviceHAL):
         Checks fields and every operand's address range, runs the numerics
         (functional mode) and schedules it; returns the accept cycle.
         """
-        model = OP_MODELS[insn.op]
+        unit_op = UNIT_OPS.get(insn.op)
+        if unit_op is None:
+            raise IllegalInstructionError(f"{insn.op}: no execution unit implements this instruction")
         fmt = insn.format
-        accesses = model.accesses(insn, self.target)
+        unit_op.check(insn, self.target)
+        accesses = insn_model.accesses(insn.op, insn.fields, self.target)
         for a in accesses:
             if a.nbytes:
                 self.mem.check_range(a.addr, a.span, f"{insn.op}.{a.name}")
         t_issue = self.timing.issue_ready(fmt.unit, self.t_host if at is None else at)
         rec = self.timing.schedule(insn.op, fmt.unit, insn.wait, t_issue, accesses,
-                                   model.cycles(insn, self.target), model.latency(self.target), model.macs(insn))
+                                   insn_model.cycles(insn.op, insn.fields, self.target),
+                                   insn_model.latency(insn.op, self.target), insn_model.macs(insn.op, insn.fields))
         if self.hazards:
             self.hazards.check(rec.index, insn.op, fmt.unit, rec.issue, rec.start, rec.busy_end, rec.done,
                                accesses)
         if self.functional:
-            result = model.execute(insn, self.mem, self.target)
+            if self.record_accesses:
+                self.mem.start_recording()
+            try:
+                result = unit_op.execute(insn, self.mem, self.target)
+            finally:
+                if self.record_accesses:
+                    reads, writes = self.mem.stop_recording()
+                    self.touched.append((rec.index, insn.op, reads, writes))
             if result:
                 self.result_idx = result["argmax_index"] & _MASK32
                 self.result_val = result["argmax_value_bits"]

@@ -27,7 +27,7 @@ import numpy as np
 
 from dlavm.target import Target
 from dlavm.target.isa import UNITS, WAIT_UNITS
-from hw_models.units import Access
+from dlavm.target.insn_model import Access
 
 
 @dataclass

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
                         help="tokens to generate in the LLM section (0: skip it)")
     args = parser.parse_args(argv)
 
-    from dlavm.frontend.api import import_model
+    from dlavm.models import import_model
     from dlavm.ir import summarize_module
     from dlavm.reference import compare_with_torch
 
@@ -69,10 +69,10 @@ def generate_demo(res, args) -> int:
     print(f"== generation: KV-cached entries, context {args.max_seq}, {args.weights} weights", flush=True)
     t0 = time.perf_counter()
     cm = compile_llm(res.module, target=args.target, weights=args.weights, max_ctx=args.max_seq, name=args.model)
-    llm = cm.manifest["llm"]
+    llm = cm.manifest.llm
     print(f"   compiled in {time.perf_counter() - t0:.1f}s: entries {cm.entries}, KV caches "
-          f"{len(llm['caches'])} layers x K/V")
-    tok = train_demo_tokenizer(vocab_size=llm["vocab"])
+          f"{len(llm.caches)} layers x K/V")
+    tok = train_demo_tokenizer(vocab_size=llm.vocab)
     prompt_text = "The compiler maps each layer of the model onto the accelerator"
     prompt = tok.encode(prompt_text)
     n = min(args.generate, args.max_seq - len(prompt) + 1)
@@ -122,9 +122,9 @@ def compile_and_simulate(res, args) -> int:
     cm = dlavm.compile(res.module, target=args.target, weights=args.weights, name=args.model)
     t = cm.timings
     print("   " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in t.items() if isinstance(v, float)))
-    streams = cm.manifest["streams"]
-    print(f"   {sum(s['count'] for s in streams.values())} instructions in {len(streams)} AUX stream(s); "
-          f"host ops: {', '.join(h['op'] for h in cm.manifest.get('host_ops', [])) or 'none'}")
+    streams = cm.manifest.streams
+    print(f"   {sum(s.count for s in streams.values())} instructions in {len(streams)} AUX stream(s); "
+          f"host ops: {', '.join(h.op for h in cm.manifest.host_ops) or 'none'}")
     reference = fake_quantized_module(res.module, cm.device_module)
     target = cm.target
     print(f"== running on the cycle-level simulator ({target.name}, {target.clock_mhz:g} MHz); error is "

@@ -2,7 +2,7 @@
 import pytest
 
 from dlavm import sym
-from dlavm.runtime.expr_eval import ExprError, eval_expr
+from dlavm.artifact.expr import ExprError, eval_expr
 
 
 def test_matches_sym_on_generated_expressions():

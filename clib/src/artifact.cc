@@ -2,14 +2,25 @@
 
 #include <sys/stat.h>
 
+#include <cctype>
+#include <cstdint>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <sstream>
 
 #include "dlavm/sha256.h"
 
 namespace dlavm {
 namespace {
+
+using json::Value;
+
+constexpr int64_t kInsnBytes = 64;   // dlavm.target.isa.INSN_BYTES
+constexpr int64_t kInsnWords = 16;   // dlavm.target.isa.INSN_WORDS
+constexpr int64_t kDimMax = 2147483647;
+constexpr int64_t kMaxCount = int64_t{1} << 24;
+constexpr int64_t kNoLimit = INT64_MAX;
 
 [[noreturn]] void refuse(const std::string& dir, const std::string& why) {
   throw ArtifactError("artifact " + dir + ": " + why);
@@ -24,20 +35,360 @@ bool read_whole(const std::string& path, std::vector<uint8_t>& out) {
   return !in.bad();
 }
 
+bool has_control(const std::string& s) {
+  for (unsigned char c : s) {
+    if (c < 0x20) return true;
+  }
+  return false;
+}
+
+// dlavm.artifact.spec.inside_artifact
 bool inside(const std::string& rel) {
-  if (rel.empty() || rel[0] == '/' || rel.find('\\') != std::string::npos || rel == "manifest.json") return false;
+  if (rel.empty() || rel[0] == '/' || rel.find('\\') != std::string::npos || rel == "manifest.json" ||
+      rel.back() == '/' || has_control(rel)) {
+    return false;
+  }
   std::stringstream parts(rel);
   std::string part;
-  size_t n = 0;
   while (std::getline(parts, part, '/')) {
-    ++n;
     if (part.empty() || part == "." || part == "..") return false;
   }
-  return rel.back() != '/' && n > 0;
+  return true;
 }
 
 bool is_sha256_hex(const std::string& s) {
   return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+bool is_ident(const std::string& s) {
+  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  for (unsigned char c : s) {
+    if (!(std::isalnum(c) || c == '_')) return false;
+  }
+  return true;
+}
+
+// Quotes, backslashes and control characters escaped as JSON does (dlavm.artifact.spec.escape), so a
+// message stays one line.
+std::string escape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20) {
+          static const char* hex = "0123456789abcdef";
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 15];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
+
+std::string quote(const std::string& s) { return "\"" + escape(s) + "\""; }
+
+std::string join(const std::string& path, const std::string& key) {
+  return path.empty() ? escape(key) : path + "." + escape(key);
+}
+std::string join(const std::string& path, size_t i) { return path + "[" + std::to_string(i) + "]"; }
+
+// The decoding rules of dlavm/artifact/spec.py, with its messages.
+class Checker {
+ public:
+  explicit Checker(const std::string& dir) : prefix_("artifact " + dir + ": manifest.json: ") {}
+
+  [[noreturn]] void fail(const std::string& path, const std::string& rule) const {
+    throw ArtifactError(prefix_ + (path.empty() ? "" : path + ": ") + rule);
+  }
+  [[noreturn]] void want(const std::string& path, const std::string& what, const Value& v) const {
+    fail(path, "must be " + what + ", got " + json::type_name(v.type()));
+  }
+
+  int64_t integer(const Value& v, const std::string& path, int64_t lo, int64_t hi = kNoLimit,
+                  int64_t multiple_of = 0) const {
+    if (!v.is_int()) want(path, "an integer", v);
+    const int64_t x = v.as_int();
+    if (x < lo) fail(path, "must be >= " + std::to_string(lo) + ", got " + std::to_string(x));
+    if (hi != kNoLimit && x > hi) fail(path, "must be <= " + std::to_string(hi) + ", got " + std::to_string(x));
+    if (multiple_of && x % multiple_of) {
+      fail(path, "must be a multiple of " + std::to_string(multiple_of) + ", got " + std::to_string(x));
+    }
+    return x;
+  }
+  const std::string& string(const Value& v, const std::string& path) const {
+    if (!v.is_string()) want(path, "a string", v);
+    return v.as_string();
+  }
+  void text(const std::string& s, const std::string& path, size_t max_len) const {
+    if (s.size() > max_len) {
+      fail(path, "must be at most " + std::to_string(max_len) + " characters, got " + std::to_string(s.size()));
+    }
+  }
+  const std::string& name(const Value& v, const std::string& path) const {
+    const std::string& s = string(v, path);
+    text(s, path, 1024);
+    if (s.empty() || has_control(s)) fail(path, quote(s) + " is not a non-empty name without control characters");
+    return s;
+  }
+  void name_key(const std::string& s, const std::string& path) const {
+    text(s, path, 1024);
+    if (s.empty() || has_control(s)) fail(path, quote(s) + " is not a non-empty name without control characters");
+  }
+  void ident_key(const std::string& s, const std::string& path) const {
+    text(s, path, 256);
+    if (!is_ident(s)) fail(path, quote(s) + " is not an identifier");
+  }
+  const std::string& ident(const Value& v, const std::string& path) const {
+    const std::string& s = string(v, path);
+    ident_key(s, path);
+    return s;
+  }
+  const std::string& rel_path(const Value& v, const std::string& path) const {
+    const std::string& s = string(v, path);
+    rel_path_key(s, path);
+    return s;
+  }
+  void rel_path_key(const std::string& s, const std::string& path) const {
+    if (!inside(s)) fail(path, "path " + quote(s) + " must be a relative path inside the artifact");
+  }
+  void one_of(const Value& v, const std::string& path, const std::vector<std::string>& values) const {
+    if (v.is_string()) {
+      for (const auto& x : values) {
+        if (v.as_string() == x) return;
+      }
+    } else if (!v.is_int()) {
+      want(path, "a string", v);
+    }
+    std::string all;
+    for (const auto& x : values) all += (all.empty() ? "" : ", ") + quote(x);
+    fail(path, "must be one of " + all + "; got " + (v.is_string() ? quote(v.as_string()) : std::to_string(v.as_int())));
+  }
+  const Value::Array& array(const Value& v, const std::string& path) const {
+    if (!v.is_array()) want(path, "an array", v);
+    return v.as_array();
+  }
+  const Value::Object& object(const Value& v, const std::string& path) const {
+    if (!v.is_object()) want(path, "an object", v);
+    return v.as_object();
+  }
+  // A record: an object with exactly `fields` (dlavm.artifact.spec.Record).
+  const Value::Object& record(const Value& v, const std::string& path, const std::vector<std::string>& fields) const {
+    const Value::Object& obj = object(v, path);
+    for (const auto& kv : obj) {
+      bool known = false;
+      for (const auto& f : fields) known = known || kv.first == f;
+      if (!known) fail(join(path, kv.first), "is not a field of manifest version " + std::to_string(kArtifactVersion));
+    }
+    for (const auto& f : fields) {
+      if (!v.find(f)) fail(join(path, f), "is required");
+    }
+    return obj;
+  }
+  void nullable_name(const Value& v, const std::string& path) const {
+    if (!v.is_null()) name(v, path);
+  }
+
+ private:
+  std::string prefix_;
+};
+
+const std::vector<std::string> kTopFields = {
+    "format", "version", "isa_version", "target", "model", "weights_format", "weights_complete", "dims",
+    "memory", "weights", "host_consts", "entries", "streams", "llm", "host_ops", "files"};
+
+const std::vector<std::string> kDtypes = {"bool",   "int8",   "int16",   "int32",   "int64",   "uint8",
+                                          "uint16", "uint32", "uint64", "float16", "float32", "float64"};
+
+void check_manifest(const Checker& c, const Value& m) {
+  // format and version first, so an artifact of another version is named as such
+  const Value* fmt = m.find("format");
+  if (!fmt) c.fail("format", "is required");
+  if (!fmt->is_string() || fmt->as_string() != kArtifactFormat) {
+    if (fmt->is_string()) c.fail("format", "must be " + quote(kArtifactFormat) + ", got " + quote(fmt->as_string()));
+    if (fmt->is_int()) c.fail("format", "must be " + quote(kArtifactFormat) + ", got " + std::to_string(fmt->as_int()));
+    c.fail("format", "must be " + quote(kArtifactFormat));
+  }
+  const Value* ver = m.find("version");
+  if (!ver) c.fail("version", "is required");
+  if (!ver->is_int()) c.want("version", "an integer", *ver);
+  if (ver->as_int() != kArtifactVersion) {
+    c.fail("version", "is " + std::to_string(ver->as_int()) + ", this reader reads version " +
+                          std::to_string(kArtifactVersion));
+  }
+  c.record(m, "", kTopFields);
+
+  // dims: {identifier: [lo, hi]}
+  std::set<std::string> dims;
+  const auto& dim_obj = c.object(m["dims"], "dims");
+  for (const auto& kv : dim_obj) {
+    c.ident_key(kv.first, "dims");
+    const std::string p = join("dims", kv.first);
+    if (!kv.second.is_array() || kv.second.size() != 2) {
+      c.fail(p, std::string("must be an array [lo, hi], got ") + json::type_name(kv.second.type()) +
+                    (kv.second.is_array() ? " of " + std::to_string(kv.second.size()) + " items" : ""));
+    }
+    c.integer(kv.second[size_t{0}], join(p, size_t{0}), 0, kDimMax);
+    c.integer(kv.second[size_t{1}], join(p, size_t{1}), 0, kDimMax);
+    dims.insert(kv.first);
+  }
+  // weights: [WeightBlob]
+  const auto& weights = c.array(m["weights"], "weights");
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const std::string p = join("weights", i);
+    c.record(weights[i], p, {"name", "file", "addr", "nbytes"});
+    c.name(weights[i]["name"], p + ".name");
+    c.rel_path(weights[i]["file"], p + ".file");
+    c.integer(weights[i]["addr"], p + ".addr", 0);
+    c.integer(weights[i]["nbytes"], p + ".nbytes", 0);
+  }
+  // host_consts: [HostConst]
+  const auto& consts = c.array(m["host_consts"], "host_consts");
+  for (size_t i = 0; i < consts.size(); ++i) {
+    const std::string p = join("host_consts", i);
+    c.record(consts[i], p, {"name", "file", "dtype", "shape"});
+    c.name(consts[i]["name"], p + ".name");
+    c.rel_path(consts[i]["file"], p + ".file");
+    c.one_of(consts[i]["dtype"], p + ".dtype", kDtypes);
+    const auto& shape = c.array(consts[i]["shape"], p + ".shape");
+    for (size_t j = 0; j < shape.size(); ++j) c.integer(shape[j], join(p + ".shape", j), 0, kDimMax);
+  }
+  // entries: only the steps' kind, and a stream step's stream, are read here
+  const auto& entries = c.object(m["entries"], "entries");
+  for (const auto& e : entries) {
+    c.name_key(e.first, "entries");
+    const std::string p = join("entries", e.first);
+    c.object(e.second, p);
+    const Value* steps = e.second.find("steps");
+    if (!steps) continue;  // the Python reader names the missing field; this one reads only steps
+    const auto& arr = c.array(*steps, p + ".steps");
+    for (size_t i = 0; i < arr.size(); ++i) {
+      const std::string q = join(p + ".steps", i);
+      c.object(arr[i], q);
+      const Value* kind = arr[i].find("kind");
+      if (!kind) c.fail(q + ".kind", "is required");
+      c.one_of(*kind, q + ".kind", {"host", "to_device", "to_host", "stream"});
+      if (kind->as_string() == "stream") {
+        c.record(arr[i], q, {"kind", "stream"});
+        c.name(arr[i]["stream"], q + ".stream");
+      }
+    }
+  }
+  // streams: {name: Stream}
+  const auto& streams = c.object(m["streams"], "streams");
+  for (const auto& kv : streams) {
+    c.name_key(kv.first, "streams");
+    const std::string p = join("streams", kv.first);
+    const Value& s = kv.second;
+    c.record(s, p, {"file", "asm", "addr", "count", "patches", "guards", "insns"});
+    c.rel_path(s["file"], p + ".file");
+    c.rel_path(s["asm"], p + ".asm");
+    c.integer(s["addr"], p + ".addr", 0, kNoLimit, 32);
+    c.integer(s["count"], p + ".count", 0, kMaxCount);
+    const auto& patches = c.array(s["patches"], p + ".patches");
+    for (size_t i = 0; i < patches.size(); ++i) {
+      const std::string q = join(p + ".patches", i);
+      c.record(patches[i], q, {"index", "field", "word", "lo", "width", "kind", "expr"});
+      c.integer(patches[i]["index"], q + ".index", 0);
+      c.ident(patches[i]["field"], q + ".field");
+      c.integer(patches[i]["word"], q + ".word", 0, kInsnWords - 1);
+      c.integer(patches[i]["lo"], q + ".lo", 0, 31);
+      c.integer(patches[i]["width"], q + ".width", 1, 32);
+      c.one_of(patches[i]["kind"], q + ".kind", {"uint", "addr"});
+      c.string(patches[i]["expr"], q + ".expr");
+    }
+    const auto& guards = c.array(s["guards"], p + ".guards");
+    for (size_t i = 0; i < guards.size(); ++i) {
+      const std::string q = join(p + ".guards", i);
+      c.record(guards[i], q, {"index", "expr"});
+      c.integer(guards[i]["index"], q + ".index", 0);
+      c.string(guards[i]["expr"], q + ".expr");
+    }
+    const auto& insns = c.array(s["insns"], p + ".insns");
+    for (size_t i = 0; i < insns.size(); ++i) {
+      const std::string q = join(p + ".insns", i);
+      c.record(insns[i], q, {"tag", "layer", "weights"});
+      c.nullable_name(insns[i]["tag"], q + ".tag");
+      if (!insns[i]["layer"].is_null()) c.integer(insns[i]["layer"], q + ".layer", 0);
+      const auto& ws = c.array(insns[i]["weights"], q + ".weights");
+      for (size_t j = 0; j < ws.size(); ++j) c.name(ws[j], join(q + ".weights", j));
+    }
+  }
+  // files: {relative path: sha256}
+  const auto& files = c.object(m["files"], "files");
+  for (const auto& kv : files) {
+    c.rel_path_key(kv.first, "files");
+    if (!kv.second.is_string() || !is_sha256_hex(kv.second.as_string())) {
+      c.fail(join("files", kv.first), "must be 64 lowercase hex digits (a sha256)");
+    }
+  }
+
+  // cross-references, in the Python reader's order (dlavm/artifact/reader.py check_references)
+  auto listed = [&](const std::string& path, const std::string& rel) {
+    if (!m["files"].find(rel)) c.fail(path, quote(rel) + " is not listed in files");
+  };
+  for (const auto& kv : dim_obj) {
+    const int64_t lo = kv.second[size_t{0}].as_int(), hi = kv.second[size_t{1}].as_int();
+    if (lo > hi) {
+      c.fail(join("dims", kv.first), "lower bound " + std::to_string(lo) + " exceeds upper bound " + std::to_string(hi));
+    }
+  }
+  for (const auto& kv : streams) {
+    const std::string p = join("streams", kv.first);
+    const Value& s = kv.second;
+    listed(p + ".file", s["file"].as_string());
+    listed(p + ".asm", s["asm"].as_string());
+    const int64_t count = s["count"].as_int();
+    const std::string count_text = std::to_string(count);
+    if (static_cast<int64_t>(s["insns"].size()) != count) {
+      c.fail(p + ".insns", "must have one record per entry (" + count_text + "), got " +
+                               std::to_string(s["insns"].size()));
+    }
+    const auto& patches = s["patches"].as_array();
+    for (size_t i = 0; i < patches.size(); ++i) {
+      const std::string q = join(p + ".patches", i);
+      const int64_t index = patches[i]["index"].as_int();
+      if (index >= count) {
+        c.fail(q + ".index", "must be < the stream's count (" + count_text + "), got " + std::to_string(index));
+      }
+      const int64_t lo = patches[i]["lo"].as_int(), width = patches[i]["width"].as_int();
+      if (lo + width > 32) {
+        c.fail(q + ".width", "bits [" + std::to_string(lo) + ", " + std::to_string(lo + width) +
+                                 ") do not fit a 32-bit word");
+      }
+    }
+    const auto& guards = s["guards"].as_array();
+    for (size_t i = 0; i < guards.size(); ++i) {
+      const int64_t index = guards[i]["index"].as_int();
+      if (index >= count) {
+        c.fail(join(p + ".guards", i) + ".index",
+               "must be < the stream's count (" + count_text + "), got " + std::to_string(index));
+      }
+    }
+  }
+  for (size_t i = 0; i < weights.size(); ++i) listed(join("weights", i) + ".file", weights[i]["file"].as_string());
+  for (size_t i = 0; i < consts.size(); ++i) listed(join("host_consts", i) + ".file", consts[i]["file"].as_string());
+  for (const auto& e : entries) {
+    const Value* steps = e.second.find("steps");
+    if (!steps) continue;
+    const auto& arr = steps->as_array();
+    for (size_t i = 0; i < arr.size(); ++i) {
+      if (arr[i]["kind"].as_string() != "stream") continue;
+      const std::string& name = arr[i]["stream"].as_string();
+      if (!m["streams"].find(name)) {
+        c.fail(join(join("entries", e.first) + ".steps", i) + ".stream", quote(name) + " names no stream");
+      }
+    }
+  }
 }
 
 const std::string& listed_digest(const std::string& dir, const json::Value& files, const std::string& rel) {
@@ -65,35 +416,25 @@ Artifact Artifact::open(const std::string& dir) {
   try {
     m = json::parse(std::string(raw.begin(), raw.end()));
   } catch (const json::ParseError& e) {
-    refuse(dir, std::string("manifest.json is not valid JSON: ") + e.what());
+    refuse(dir, std::string("manifest.json: is not valid JSON: ") + e.what());
   }
-  if (!m.is_object()) refuse(dir, "manifest.json must hold a JSON object");
-
-  const json::Value* fmt = m.find("format");
-  if (!fmt) refuse(dir, "manifest.json has no \"format\"");
-  if (!fmt->is_string()) refuse(dir, "\"format\" must be the string \"" + std::string(kArtifactFormat) + "\"");
-  if (fmt->as_string() != kArtifactFormat) {
-    refuse(dir, "\"format\" is \"" + fmt->as_string() + "\", expected \"" + kArtifactFormat + "\"");
+  const Checker checker(dir);
+  if (!m.is_object()) checker.fail("", "must hold a JSON object");
+  check_manifest(checker, m);
+  std::vector<std::pair<std::string, int64_t>> sizes;
+  for (const auto& kv : m["files"].as_object()) {
+    sizes.emplace_back(kv.first, static_cast<int64_t>(read_checked(dir, kv.first, kv.second.as_string()).size()));
   }
-
-  const json::Value* ver = m.find("version");
-  if (!ver) refuse(dir, "manifest.json has no \"version\"");
-  if (!ver->is_int()) refuse(dir, "\"version\" must be the integer " + std::to_string(kArtifactVersion));
-  if (ver->as_int() != kArtifactVersion) {
-    refuse(dir, "\"version\" is " + std::to_string(ver->as_int()) + ", this runtime reads version " +
-                    std::to_string(kArtifactVersion));
-  }
-
-  const json::Value* files = m.find("files");
-  if (!files) refuse(dir, "manifest.json has no \"files\"");
-  if (!files->is_object()) refuse(dir, "\"files\" must be an object {path: sha256}");
-  for (const auto& kv : files->as_object()) {
-    if (!inside(kv.first)) refuse(dir, "\"files\": path \"" + kv.first + "\" must be a relative path inside the artifact");
-    if (!kv.second.is_string() || !is_sha256_hex(kv.second.as_string())) {
-      refuse(dir, "\"files\": the sha256 of \"" + kv.first + "\" must be 64 lowercase hex digits");
+  for (const auto& kv : m["streams"].as_object()) {
+    const std::string& file = kv.second["file"].as_string();
+    const int64_t count = kv.second["count"].as_int();
+    for (const auto& sz : sizes) {
+      if (sz.first == file && sz.second != count * kInsnBytes) {
+        refuse(dir, "manifest.json: streams." + kv.first + ".file: holds " + std::to_string(sz.second) +
+                        " bytes, its count (" + std::to_string(count) + ") needs " + std::to_string(count * kInsnBytes));
+      }
     }
   }
-  for (const auto& kv : files->as_object()) read_checked(dir, kv.first, kv.second.as_string());
   return Artifact(dir, std::move(m));
 }
 

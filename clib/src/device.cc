@@ -28,9 +28,15 @@ void Device::push(const uint32_t (&words)[kInsnWords]) {
 }
 
 uint64_t Device::cycles() {
-  const uint64_t lo = read_reg(reg::CYCLE_LO);
-  const uint64_t hi = read_reg(reg::CYCLE_HI);
-  return hi << 32 | lo;
+  // The counter runs between the two 32-bit reads: a carry out of the low half in between would
+  // pair an old half with a new one (off by 2^32). Read hi, lo, hi and retry until hi held still.
+  uint32_t hi = read_reg(reg::CYCLE_HI);
+  for (;;) {
+    const uint32_t lo = read_reg(reg::CYCLE_LO);
+    const uint32_t hi2 = read_reg(reg::CYCLE_HI);
+    if (hi2 == hi) return static_cast<uint64_t>(hi) << 32 | lo;
+    hi = hi2;
+  }
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <unordered_set>
 
 namespace dlavm {
 namespace json {
@@ -264,14 +265,24 @@ class Parser {
       ++pos_;
       return Value::object(std::move(members));
     }
+    // Duplicate keys: a linear scan while the object is small, a hash set of its keys beyond that
+    // (linear time overall: a 150k-entry vocabulary is one object).
+    constexpr size_t kScanLimit = 8;
+    std::unordered_set<std::string> seen;
     for (;;) {
       skip_ws();
       if (peek() != '"' || eof()) fail("expected a string key");
       const size_t key_at = pos_;
       std::string key = string();
-      for (const auto& kv : members) {
-        if (kv.first == key) fail_at("duplicate key \"" + key + "\" in the object at byte " + std::to_string(start), key_at);
+      bool duplicate = false;
+      if (members.size() < kScanLimit) {
+        for (const auto& kv : members) duplicate = duplicate || kv.first == key;
+      } else {
+        if (seen.empty())
+          for (const auto& kv : members) seen.insert(kv.first);
+        duplicate = !seen.insert(key).second;
       }
+      if (duplicate) fail_at("duplicate key \"" + key + "\" in the object at byte " + std::to_string(start), key_at);
       skip_ws();
       expect(':');
       skip_ws();

@@ -156,8 +156,11 @@ class SocketDevice final : public Device {
       throw DeviceError("ProtocolError", "device server " + where_ + " speaks protocol version " +
                                              std::to_string(version) + ", this client " + std::to_string(kVersion));
     }
-    max_message_ = static_cast<uint32_t>(get_le(r.data() + 2, 4));
-    if (max_message_ < 64) throw DeviceError("ProtocolError", "device server " + where_ + " reports a tiny message limit");
+    const uint32_t server_max = static_cast<uint32_t>(get_le(r.data() + 2, 4));
+    if (server_max < 64) throw DeviceError("ProtocolError", "device server " + where_ + " reports a tiny message limit");
+    // The negotiated limit is the smaller of the server's and this client's: a server announcing
+    // 4 GiB does not make the client allocate 4 GiB for a reply.
+    max_message_ = server_max < kDefaultMaxMessage ? server_max : kDefaultMaxMessage;
     target_.assign(r.begin() + 6, r.end());
   }
 
@@ -197,7 +200,9 @@ class SocketDevice final : public Device {
     uint8_t len_bytes[4];
     recv_all(len_bytes, 4);
     const uint32_t len = static_cast<uint32_t>(get_le(len_bytes, 4));
-    if (len == 0 || len > max_message_) lost("reply of " + std::to_string(len) + " bytes is outside 1.." + std::to_string(max_message_));
+    if (len == 0 || len > max_message_)
+      lost("reply length " + std::to_string(len) + " is outside 1.." + std::to_string(max_message_) +
+           " (the negotiated message limit); refusing to read it");
     std::vector<uint8_t> body(len);
     recv_all(body.data(), len);
     return body;

@@ -270,16 +270,35 @@ Tokenizer Tokenizer::from_json(const std::string& text, const std::string& origi
     if (const json::Value* v = model.find("fuse_unk"); v && !v->is_null()) t.fuse_unk_ = v->as_bool();
     if (const json::Value* v = model.find("ignore_merges"); v && !v->is_null()) t.ignore_merges_ = v->as_bool();
 
-    auto set_token = [&t](const std::string& tok, int64_t id, const std::string& field) {
-      if (id < 0 || id > INT32_MAX) t.fail(field + ": id " + std::to_string(id) + " is out of range");
-      if (static_cast<size_t>(id) >= t.id_to_token_.size()) {
-        t.id_to_token_.resize(id + 1);
-        t.is_special_.resize(id + 1, false);
-      }
+    // Ids are checked before the id table is sized (an id of 2e9 must not allocate 2e9 entries):
+    // each must lie in [0, min(kMaxTokenIds, number of entries)), the entries being model.vocab plus
+    // added_tokens; the table is then sized by the largest id present and must have no gap.
+    const json::Value::Object& vocab = model.at("vocab").as_object();
+    const json::Value* added = root.find("added_tokens");
+    const json::Value::Array no_added;
+    const json::Value::Array& added_arr = added && !added->is_null() ? added->as_array() : no_added;
+    const size_t entries = vocab.size() + added_arr.size();
+    const int64_t id_limit = static_cast<int64_t>(std::min<size_t>(kMaxTokenIds, entries));
+    int64_t max_id = -1;
+    auto checked_id = [&](const json::Value& v, const std::string& field) {
+      const int64_t id = v.as_int();
+      if (id < 0 || id >= id_limit)
+        t.fail(field + ": id " + std::to_string(id) + " is out of range: ids must be in [0, " +
+               std::to_string(id_limit) + ") (below 2^24 and below the " + std::to_string(entries) +
+               " entries of model.vocab and added_tokens)");
+      max_id = std::max(max_id, id);
+      return id;
+    };
+    for (const auto& [tok, id] : vocab) checked_id(id, "model.vocab['" + tok + "']");
+    for (size_t i = 0; i < added_arr.size(); ++i)
+      checked_id(added_arr[i].at("id"), "added_tokens[" + std::to_string(i) + "].id");
+    t.id_to_token_.resize(static_cast<size_t>(max_id + 1));
+    t.is_special_.resize(static_cast<size_t>(max_id + 1), false);
+    auto set_token = [&t](const std::string& tok, int64_t id) {
       t.id_to_token_[id] = tok;
       t.vocab_[tok] = static_cast<int32_t>(id);
     };
-    for (const auto& [tok, id] : model.at("vocab").as_object()) set_token(tok, id.as_int(), "model.vocab['" + tok + "']");
+    for (const auto& [tok, id] : vocab) set_token(tok, id.as_int());
 
     const json::Value::Array& merges = model.at("merges").as_array();
     for (size_t r = 0; r < merges.size(); ++r) {
@@ -307,8 +326,8 @@ Tokenizer Tokenizer::from_json(const std::string& text, const std::string& origi
       t.unk_id_ = it->second;
     }
 
-    if (const json::Value* added = root.find("added_tokens"); added && !added->is_null()) {
-      const json::Value::Array& arr = added->as_array();
+    {
+      const json::Value::Array& arr = added_arr;
       for (size_t i = 0; i < arr.size(); ++i) {
         const json::Value& a = arr[i];
         std::string field = "added_tokens[" + std::to_string(i) + "]";
@@ -317,7 +336,7 @@ Tokenizer Tokenizer::from_json(const std::string& text, const std::string& origi
             t.fail("unsupported " + field + "." + flag + " = true");
         AddedToken tok{a.at("content").as_string(), 0, a.find("special") && a.at("special").as_bool()};
         if (tok.content.empty()) t.fail(field + ".content is empty");
-        set_token(tok.content, a.at("id").as_int(), field);
+        set_token(tok.content, a.at("id").as_int());
         tok.id = t.vocab_[tok.content];
         t.is_special_[tok.id] = tok.special;
         t.added_.push_back(tok);

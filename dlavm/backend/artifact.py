@@ -1,15 +1,19 @@
-"""Artifact directory, format version 1 (doc/compiler.md, doc/backend.md).
+"""Artifact directory (doc/backend.md "Artifact"): every file plus ``manifest.json``.
 
 :func:`write_artifact` stores a :class:`~dlavm.backend.build.Build`: every
-file, then ``manifest.json`` with the sha256 of each file under ``files``.
-Reading and verifying is the runtime's job (:mod:`dlavm.runtime.loader`), so a
-deployment host needs no compiler.
+file, then the typed manifest (:class:`dlavm.artifact.Manifest`) with the
+sha256 of each file under ``files``. Reading and verifying is
+:func:`dlavm.artifact.open_artifact`'s job, so a deployment host needs no
+compiler.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 from pathlib import Path
+
+from dlavm.artifact import read_manifest
+
+from .build import checksums
 
 
 def write_artifact(build, directory, extra_files: dict | None = None) -> Path:
@@ -18,15 +22,16 @@ def write_artifact(build, directory, extra_files: dict | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     files = dict(build.files)
     files.update(extra_files or {})
-    sums = {}
     for rel, data in sorted(files.items()):
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        sums[rel] = hashlib.sha256(data).hexdigest()
-    manifest = dict(build.manifest)
-    manifest["files"] = sums
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    sums = dict(build.manifest.files)
+    sums.update(checksums(extra_files or {}))
+    manifest = dataclasses.replace(build.manifest, files=dict(sorted(sums.items())))
+    text = manifest.dumps()
+    read_manifest(text, source=f"the manifest written to {root}")  # the writer only writes what readers accept
+    (root / "manifest.json").write_text(text)
     return root
 
 

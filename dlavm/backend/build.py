@@ -9,6 +9,7 @@ compiled model and a saved one run the very same bytes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,26 +17,25 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dlavm import sym
+from dlavm.artifact import (FORMAT, MANIFEST_VERSION, Buffer, ConstRef, Dim, Entry, EntryInput, EntryOutput, Guard,
+                            HostConst, HostOp, HostStep, LiteralOperand, LlmInfo, Manifest, Patch, Pool,
+                            Stream, StreamStep, TargetInfo, ToDeviceStep, ToHostStep, ValueInfo, ValueRef,
+                            WeightBlob, read_manifest)
 from dlavm.target.isa import ISA_VERSION
 
 from dlavm.task.ir import format_program
 from dlavm.task.lower import LowerContext, lower_module
 from dlavm.task.passes import simplify_loops
+from .insn_records import insn_records
 from .stream import build_stream
-
-FORMAT, VERSION = "dlavm-artifact", 1
-
-
-def target_fingerprint(target) -> str:
-    """sha256 of the target description (``Target.fingerprint``)."""
-    return target.fingerprint()
 
 
 @dataclass
 class Build:
-    """``manifest`` (without ``files``), ``files`` {relpath: bytes}, task programs and timings."""
+    """``manifest`` (typed, validated; ``files`` lists ``files``), ``files`` {relpath: bytes}, task programs
+    and timings."""
 
-    manifest: dict
+    manifest: Manifest
     files: dict
     programs: dict = field(default_factory=dict)
     ops: dict = field(default_factory=dict)
@@ -73,37 +73,34 @@ def build_module(mod, target, model: str = "model", weights: str = "int4", on_pr
     files, streams, entries, programs, ops, dims, stream_objs = {}, {}, {}, {}, {}, {}, {}
     for lf in lowered:
         for d in lf.dims:
-            dims[d.name] = [d.lo, d.hi]
+            dims[d.name] = Dim(int(d.lo), int(d.hi))
         steps = []
         for step in lf.steps:
             if step["kind"] != "stream":
-                steps.append(step)
+                steps.append(_step(step))
                 continue
             prog = simplify_loops(step["program"])
             programs[prog.name] = prog
             if on_progress:
                 on_progress("stream", len(programs), None, prog.name)
-            st = build_stream(prog)
+            st = build_stream(prog, target)
             stream_objs[prog.name] = st
             data = st.to_bytes()
-            addr = place_stream(len(data))
             base = f"streams/{_safe(prog.name)}"
             files[base + ".bin"] = data
             files[base + ".asm"] = st.listing().encode()
-            streams[prog.name] = {"file": base + ".bin", "asm": base + ".asm", "addr": addr,
-                                  "count": len(st.insns), "patches": st.patches, "guards": st.guards,
-                                  "ops": [c.split(" ")[0] for c in st.comments]}
-            steps.append({"kind": "stream", "stream": prog.name})
+            streams[prog.name] = (base, place_stream(len(data)), st)
+            steps.append(StreamStep(prog.name))
         values = lf.values
-        state = [d.name for d in ctx.state_dims if d in lf.dims]
-        entries[lf.name] = {
-            "state_dims": state, "requires": list((mod.attrs.get("llm") or {}).get("requires", [])) if state else [],
-            "inputs": [{"name": n, "value": v, "shape": values[v]["shape"], "dtype": values[v]["dtype"]}
-                       for n, v in lf.inputs],
-            "outputs": [{"value": v, "shape": values[v]["shape"], "dtype": values[v]["dtype"]}
-                        for v in lf.outputs],
-            "values": {k: dict(v) for k, v in values.items()}, "steps": steps,
-        }
+        state = tuple(d.name for d in ctx.state_dims if d in lf.dims)
+        entries[lf.name] = Entry(
+            state_dims=state,
+            requires=tuple((mod.attrs.get("llm") or {}).get("requires", [])) if state else (),
+            inputs=tuple(EntryInput(n, v, _texts(values[v]["shape"]), values[v]["dtype"]) for n, v in lf.inputs),
+            outputs=tuple(EntryOutput(v, _texts(values[v]["shape"]), values[v]["dtype"]) for v in lf.outputs),
+            values={k: ValueInfo(_texts(v["shape"]), v["dtype"], _int_or_none(v["addr"]), v["layout"])
+                    for k, v in values.items()},
+            steps=tuple(steps))
         ops[lf.name] = lf.ops
     t2 = time.perf_counter()
     wfiles = []
@@ -112,7 +109,7 @@ def build_module(mod, target, model: str = "model", weights: str = "int4", on_pr
             continue
         rel = f"weights/{_safe(name)}.bin"
         files[rel] = data.tobytes()
-        wfiles.append({"name": name, "file": rel, "addr": any_plan.address(name), "nbytes": data.nbytes})
+        wfiles.append(WeightBlob(name, rel, int(any_plan.address(name)), int(data.nbytes)))
     hconsts = []
     for name, data in ctx.host_consts.items():
         if data is None:
@@ -120,64 +117,109 @@ def build_module(mod, target, model: str = "model", weights: str = "int4", on_pr
         rel = f"weights/host.{_safe(name)}.bin"
         arr = np.ascontiguousarray(data)
         files[rel] = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
-        hconsts.append({"name": name, "file": rel, "dtype": arr.dtype.str.lstrip("<>|="), "shape": list(arr.shape)})
-    manifest = {
-        "format": FORMAT, "version": VERSION,
-        "isa_version": f"{ISA_VERSION >> 16}.{ISA_VERSION & 0xFFFF}",
-        "target": {"name": target.name, "fingerprint": target_fingerprint(target), "description": target.to_dict()},
-        "model": model, "weights_format": weights,
-        "weights_complete": all(d is not None for d in ctx.blobs.values()),
-        "dims": dims, "memory": _memory_json(plans, ctx, ddr.base, stream_top[0]),
-        "weights": wfiles, "host_consts": hconsts,
-        "entries": entries, "streams": streams,
-        "llm": mod.attrs.get("llm"),
-        "host_ops": json.loads(json.dumps(list(mod.attrs.get("host_ops", [])), default=str)),
-    }
+        hconsts.append(HostConst(name, rel, arr.dtype.name, tuple(int(d) for d in arr.shape)))
+    memory = _memory(plans, ctx, ddr.base, stream_top[0])
+    stream_recs = {}
+    for name, (base, addr, st) in streams.items():
+        stream_recs[name] = Stream(
+            file=base + ".bin", asm=base + ".asm", addr=addr, count=len(st.insns),
+            patches=tuple(Patch(p["index"], p["field"], p["word"], p["lo"], p["width"], p["kind"], p["expr"])
+                          for p in st.patches),
+            guards=tuple(Guard(g["index"], g["expr"]) for g in st.guards),
+            insns=tuple(insn_records(st, memory, target)))
+    manifest = Manifest(
+        format=FORMAT, version=MANIFEST_VERSION,
+        isa_version=f"{ISA_VERSION >> 16}.{ISA_VERSION & 0xFFFF}",
+        target=TargetInfo(target.name, target.fingerprint(), _json(target.to_dict())),
+        model=model, weights_format=weights,
+        weights_complete=all(d is not None for d in ctx.blobs.values()),
+        dims=dims, memory=memory, weights=tuple(wfiles), host_consts=tuple(hconsts),
+        entries=entries, streams=stream_recs, llm=_llm(mod.attrs.get("llm")),
+        host_ops=tuple(HostOp(str(h["op"]), str(h.get("node", "")), str(h.get("reason", "")),
+                              str(h.get("function", ""))) for h in mod.attrs.get("host_ops", [])),
+        files=checksums(files))
+    manifest = read_manifest(manifest.to_json(), source=f"the manifest built for '{model}'")
     timings = {"lower": t1 - t0, "streams": t2 - t1, "pack": time.perf_counter() - t2}
-    return Build(_jsonable(manifest), files, programs, ops, timings, stream_objs, lowered)
+    return Build(manifest, files, programs, ops, timings, stream_objs, lowered)
 
 
-def _memory_json(plans, ctx, ddr_base, stream_end) -> dict:
+def checksums(files: dict) -> dict:
+    """``{relpath: sha256 hex}`` of ``files`` ({relpath: bytes}), sorted by path."""
+    return {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(files.items())}
+
+
+def _memory(plans, ctx, ddr_base, stream_end) -> dict:
     """Pools with their buffers: weights and kv by name; activations per function; streams."""
     first = next(iter(plans.values()))
     out = {}
     for pool in ("weights", "kv"):
         pp = first.pools[pool]
         names = ctx.blob_sizes if pool == "weights" else ctx.scratch_sizes
-        out[pool] = {"region": pp.region, "base": pp.base, "used": pp.size,
-                     "buffers": {n: [first.address(n), size] for n, size in names.items()}}
+        out[pool] = Pool(pp.region, int(pp.base), int(pp.size),
+                         {n: Buffer(int(first.address(n)), int(size)) for n, size in names.items()})
     for fname, plan in plans.items():
         pp = plan.pools["activations"]
         bufs = {}
         for key, buf in plan.buffers.items():
             if plan.pool_of.get(key) == "activations" and key not in plan.aliases:
-                bufs[buf.name] = [plan.address(key), buf.size]
-        out[f"activations.{fname}"] = {"region": pp.region, "base": pp.base, "used": pp.size, "buffers": bufs}
+                bufs[buf.name] = Buffer(int(plan.address(key)), int(buf.size))
+        out[f"activations.{fname}"] = Pool(pp.region, int(pp.base), int(pp.size), bufs)
     arena = max(p.pools["activations"].size for p in plans.values())
     start = -(-(ddr_base + arena) // 4096) * 4096
-    out["streams"] = {"region": "ddr", "base": start, "used": stream_end - start, "buffers": {}}
+    out["streams"] = Pool("ddr", start, stream_end - start, {})
     return out
 
 
-def _jsonable(x):
-    """Manifest data with sym expressions turned into strings and numpy scalars into ints."""
-    stack = [x]
-    while stack:
-        c = stack.pop()
-        items = c.items() if isinstance(c, dict) else enumerate(c) if isinstance(c, list) else ()
-        for k, v in list(items):
-            if isinstance(v, sym.Expr):
-                c[k] = str(v)
-            elif isinstance(v, tuple):
-                c[k] = list(v)
-                stack.append(c[k])
-            elif isinstance(v, np.integer):
-                c[k] = int(v)
-            elif isinstance(v, np.floating):
-                c[k] = float(v)
-            elif isinstance(v, (dict, list)):
-                stack.append(v)
-    return x
+def _texts(shape) -> tuple:
+    return tuple(str(d) for d in shape)
+
+
+def _int_or_none(v):
+    return None if v is None else int(v)
+
+
+def _json(x):
+    """``x`` as plain JSON data: sym expressions as text, tuples as lists, numpy scalars as numbers."""
+    return json.loads(json.dumps(x, default=_json_default))
+
+
+def _json_default(v):
+    if isinstance(v, sym.Expr):
+        return str(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)
+
+
+def _operand(ref: dict):
+    if "literal" in ref:
+        return LiteralOperand(_json(ref["literal"]))
+    if "const" in ref:
+        return ConstRef(ref["const"], _texts(ref["shape"]), ref["dtype"])
+    return ValueRef(ref["value"])
+
+
+def _step(step: dict):
+    kind = step["kind"]
+    if kind == "host":
+        return HostStep(step["op"], tuple(_operand(a) for a in step["args"]), _json(step["attrs"]), step["dst"])
+    if kind == "to_device":
+        return ToDeviceStep(_operand(step["src"]), step["dst"])
+    if kind == "to_host":
+        return ToHostStep(step["src"], step["dst"], step["dtype"])
+    raise ValueError(f"lowering produced a step of unknown kind {kind!r}")
+
+
+def _llm(info):
+    if not info:
+        return None
+    info = _json(info)
+    return LlmInfo(info["seq_dim"], info["ctx_dim"], info["max_ctx"], info["vocab"], info["input"],
+                   info["entries"], tuple(info["caches"]), tuple(info["requires"]))
 
 
 def programs_text(build: Build) -> str:
@@ -185,4 +227,4 @@ def programs_text(build: Build) -> str:
     return "\n\n".join(format_program(p) for p in build.programs.values())
 
 
-__all__ = ["Build", "build_module", "target_fingerprint", "FORMAT", "VERSION", "programs_text"]
+__all__ = ["Build", "build_module", "checksums", "programs_text"]

@@ -6,8 +6,10 @@ does, with every dynamic value computed by code exported from the sym
 expressions (``dlavm.sym.to_cpp``): bind dims from input shapes (bounds
 checked), convert inputs to fp16, patch each stream (dynamic fields,
 guarded entries -> ``nop``), upload and run it, read the outputs. Host
-fallback ops supported in C++: ``embedding`` and ``reshape``; an entry with
-another host op gets a function that throws naming the op. ``main`` reads
+fallback ops supported in C++: ``CPP_HOST_OPS``, with host constants of the
+dtypes in ``CPP_CONST_DTYPES``; :func:`cpp_unsupported_host_ops` lists what
+a model needs beyond that, and :func:`generate_driver` refuses such a model
+(the compiler reports it at compile time). ``main`` reads
 raw little-endian input files and writes raw output files so tests can
 compare with the Python runtime bit for bit. Compiles with
 ``g++ -std=c++17 -O2 -Wall -Werror``.
@@ -15,10 +17,86 @@ compare with the Python runtime bit for bit. Compiles with
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+
+import numpy as np
 
 from dlavm import sym
+from dlavm.artifact import ConstRef, HostStep, Manifest, ToDeviceStep, ToHostStep, ValueRef
 
 CPP_HOST_OPS = ("embedding", "reshape", "arange")
+#: dtypes of host constants the generated ``load_const`` reads, with their element size in bytes:
+#: floats are held as float32, integers and bool as int64, both exactly.
+CPP_CONST_DTYPES = {"float32": 4, "float16": 2, "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1,
+                    "bool": 1}
+
+
+class DriverUnsupportedError(ValueError):
+    """The C++ driver cannot run this model (names every host op it lacks and why)."""
+
+
+@dataclass(frozen=True)
+class UnsupportedHostOp:
+    """One host step of an entry that the generated C++ driver cannot run."""
+    entry: str
+    op: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"entry '{self.entry}': host op '{self.op}': {self.reason}"
+
+
+def _dtype_name(dtype: str) -> str:
+    """numpy's name for a manifest dtype ('f2' and 'float16' both give 'float16')."""
+    return np.dtype(dtype).name
+
+
+def _host_step_problem(step: HostStep, values: dict, consts: dict) -> str | None:
+    """Why the C++ driver cannot run host ``step`` (None when it can). ``values``: the entry's
+    value records; ``consts``: host constant name -> manifest record (absent: no data)."""
+    op = step.op
+    if op not in CPP_HOST_OPS:
+        return f"no C++ implementation (the C++ driver runs {', '.join(CPP_HOST_OPS)})"
+    for a in step.args:
+        if isinstance(a, ConstRef) and a.const in consts:
+            dt = _dtype_name(consts[a.const].dtype)
+            if dt not in CPP_CONST_DTYPES:
+                return (f"host constant '{a.const}' has dtype {dt}, which the C++ driver does not hold exactly "
+                        f"(it reads {', '.join(CPP_CONST_DTYPES)})")
+    tensors = [a for a in step.args if isinstance(a, (ValueRef, ConstRef))]
+
+    def dtype(a):
+        return _dtype_name(values[a.value].dtype if isinstance(a, ValueRef) else
+                           consts[a.const].dtype if a.const in consts else a.dtype)
+
+    if op == "embedding":
+        if len(step.args) != 2 or len(tensors) != 2:
+            return "the C++ embedding takes a table tensor and an index tensor"
+        if not np.issubdtype(np.dtype(dtype(tensors[0])), np.floating):
+            return f"the C++ embedding needs a float table, not {dtype(tensors[0])}"
+        if np.dtype(dtype(tensors[1])).kind not in "iub":
+            return f"the C++ embedding needs integer indices, not {dtype(tensors[1])}"
+    elif op == "reshape":
+        if len(step.args) != 1 or len(tensors) != 1:
+            return "the C++ reshape takes one tensor"
+    elif op == "arange" and step.args:
+        return "the C++ arange takes no tensor operands"
+    return None
+
+
+def cpp_unsupported_host_ops(manifest: Manifest) -> list[UnsupportedHostOp]:
+    """Every host step of ``manifest`` the generated C++ driver cannot run, with the reason, in entry
+    and step order (empty: the driver runs every entry). Steps reading a host weight compiled
+    shape-only are not listed: that model can only be profiled, whatever runs it."""
+    consts = {c.name: c for c in manifest.host_consts}
+    out = []
+    for name, entry in manifest.entries.items():
+        for step in entry.steps:
+            if isinstance(step, HostStep):
+                why = _host_step_problem(step, entry.values, consts)
+                if why is not None:
+                    out.append(UnsupportedHostOp(name, step.op, why))
+    return out
 
 
 def _ident(name: str) -> str:
@@ -94,11 +172,11 @@ namespace {ns} {{
 namespace {{
 
 struct Blob {{ const char* file; uint64_t addr; }};
-const Blob kWeights[] = {{
+const std::vector<Blob> kWeights = {{
 {weights}
 }};
 struct StreamInfo {{ const char* file; uint64_t addr; uint32_t count; }};
-const StreamInfo kStreams[] = {{
+const std::vector<StreamInfo> kStreams = {{
 {streams}
 }};
 
@@ -173,11 +251,13 @@ const StreamInfo kStreams[] = {{
   return out;
 }}
 
-[[maybe_unused]] Tensor arange(int64_t start, int64_t end, int64_t step) {{
+[[maybe_unused]] Tensor arange(int64_t start, int64_t end, int64_t step, bool is_int) {{
   Tensor out;
-  out.is_int = true;
-  for (int64_t v = start; v < end; v += step) out.i.push_back(v);
-  out.shape = {{static_cast<int64_t>(out.i.size())}};
+  out.is_int = is_int;
+  for (int64_t v = start; v < end; v += step) {{
+    if (is_int) out.i.push_back(v); else out.f.push_back(static_cast<float>(v));
+  }}
+  out.shape = {{static_cast<int64_t>(out.is_int ? out.i.size() : out.f.size())}};
   return out;
 }}
 
@@ -187,15 +267,42 @@ const StreamInfo kStreams[] = {{
   return t;
 }}
 
-[[maybe_unused]] Tensor load_const(const dlavm::Artifact& art, const char* file, std::vector<int64_t> shape,
-                                   bool is_int) {{
+// Element k of a little-endian array of T at p, widened to U.
+template <typename T, typename U>
+void widen(const std::vector<uint8_t>& raw, std::vector<U>& out) {{
+  out.resize(raw.size() / sizeof(T));
+  for (size_t k = 0; k < out.size(); ++k) {{
+    T v;
+    std::memcpy(&v, raw.data() + k * sizeof(T), sizeof(T));
+    out[k] = static_cast<U>(v);
+  }}
+}}
+
+// A host constant: `file` holds shape x dtype little-endian elements (numpy's dtype names); floats
+// are kept as float32 (fp16 exactly), integers and bool as int64. A file of another size is refused.
+[[maybe_unused]] Tensor load_const(const dlavm::Artifact& art, const char* file, const std::string& dtype,
+                                   size_t elem_bytes, std::vector<int64_t> shape) {{
   Tensor t;
   t.shape = std::move(shape);
-  t.is_int = is_int;
   const std::vector<uint8_t> raw = art.read_file(file);
   const size_t n = static_cast<size_t>(t.numel());
-  if (is_int) {{ t.i.resize(n); std::memcpy(t.i.data(), raw.data(), n * 8); }}
-  else {{ t.f.resize(n); std::memcpy(t.f.data(), raw.data(), n * 4); }}
+  if (raw.size() != n * elem_bytes)
+    throw std::runtime_error(std::string("host constant ") + file + ": " + std::to_string(raw.size()) +
+                             " bytes, but its shape and dtype " + dtype + " need " + std::to_string(n * elem_bytes));
+  t.is_int = !(dtype == "float32" || dtype == "float16");
+  if (dtype == "float32") widen<float>(raw, t.f);
+  else if (dtype == "float16") {{
+    std::vector<uint16_t> h;
+    widen<uint16_t>(raw, h);
+    for (uint16_t x : h) t.f.push_back(dlavm::fp16_to_float(x));
+  }}
+  else if (dtype == "int64") widen<int64_t>(raw, t.i);
+  else if (dtype == "int32") widen<int32_t>(raw, t.i);
+  else if (dtype == "int16") widen<int16_t>(raw, t.i);
+  else if (dtype == "int8") widen<int8_t>(raw, t.i);
+  else if (dtype == "uint8" || dtype == "bool") widen<uint8_t>(raw, t.i);
+  else throw std::runtime_error(std::string("host constant ") + file + ": dtype " + dtype +
+                                " is not supported by the C++ driver");
   return t;
 }}
 
@@ -221,8 +328,14 @@ void Driver::run_stream(size_t k, std::vector<uint8_t>& bytes) {{
 
 
 def generate_driver(build, model: str) -> dict:
-    """``{relpath: bytes}`` of the driver files for ``build`` (see module docstring)."""
+    """``{relpath: bytes}`` of the driver files for ``build`` (see module docstring).
+
+    Raises :class:`DriverUnsupportedError` naming every host op the C++ driver cannot run."""
     m = build.manifest
+    unsupported = cpp_unsupported_host_ops(m)
+    if unsupported:
+        raise DriverUnsupportedError(f"model '{model}': the C++ driver cannot run "
+                                     + "; ".join(map(str, unsupported)))
     ns = "dlavm_" + _ident(model)
     mf = _ident(model)
     dims = []
@@ -230,10 +343,10 @@ def generate_driver(build, model: str) -> dict:
         for d in lf.dims:
             if d not in dims:
                 dims.append(d)
-    stream_names = list(m["streams"])
+    stream_names = list(m.streams)
     sidx = {n: i for i, n in enumerate(stream_names)}
-    consts = list(m.get("host_consts", []))
-    cidx = {c["name"]: i for i, c in enumerate(consts)}
+    consts = list(m.host_consts)
+    cidx = {c.name: i for i, c in enumerate(consts)}
     decls, bodies = [], []
     for lf in build.lowered:
         fname = _ident(lf.name)
@@ -247,21 +360,22 @@ def generate_driver(build, model: str) -> dict:
                          f"  std::vector<Tensor> {fname}(const std::vector<Tensor>& inputs);")
         bodies.append(_entry(lf, m, build, dims, sidx, cidx))
     dims_txt = "\n".join(f"  int64_t {d.name} = 0;  // [{d.lo}, {d.hi}]" for d in dims) or "  int unused = 0;"
-    header = _HEADER.format(model=model, target=m["target"]["name"], isa=m["isa_version"], ns=ns,
+    header = _HEADER.format(model=model, target=m.target.name, isa=m.isa_version, ns=ns,
                             dims=dims_txt, decls="\n".join(decls))
-    weights = ",\n".join(f'  {{"{w["file"]}", {w["addr"]:#x}ull}}' for w in m["weights"]) or '  {nullptr, 0}'
-    streams = ",\n".join(f'  {{"{m["streams"][n]["file"]}", {m["streams"][n]["addr"]:#x}ull, '
-                         f'{m["streams"][n]["count"]}u}}' for n in stream_names) or '  {nullptr, 0, 0}'
+    weights = ",\n".join(f'  {{"{w.file}", {w.addr:#x}ull}}' for w in m.weights)
+    streams = ",\n".join(f'  {{"{m.streams[n].file}", {m.streams[n].addr:#x}ull, '
+                         f'{m.streams[n].count}u}}' for n in stream_names)
     consts_txt = "\n".join(
-        f'  consts_.push_back(load_const(art_, "{c["file"]}", {{{", ".join(str(int(x)) for x in c["shape"])}}}, '
-        f'{"true" if c["dtype"].startswith("int") else "false"}));' for c in consts)
-    source = _SOURCE_HEAD.format(model=model, target=m["target"]["name"], ns=ns, model_file=mf, weights=weights,
+        f'  consts_.push_back(load_const(art_, "{c.file}", "{_dtype_name(c.dtype)}", '
+        f'{CPP_CONST_DTYPES[_dtype_name(c.dtype)]}, {{{", ".join(str(int(x)) for x in c.shape)}}}));'
+        for c in consts)
+    source = _SOURCE_HEAD.format(model=model, target=m.target.name, ns=ns, model_file=mf, weights=weights,
                                  streams=streams, consts=consts_txt) + "\n".join(bodies) + \
         f"\n}}  // namespace {ns}\n"
     files = {f"driver/{mf}.h": header.encode(), f"driver/{mf}.cc": source.encode()}
     if not build.lowered[0].state_dims:
         files[f"driver/{mf}_main.cc"] = _main(build.lowered[0], ns, mf, dims).encode()
-    llm = m.get("llm")
+    llm = m.llm
     if llm:
         files[f"driver/{mf}_generate.cc"] = _generate_main(llm, ns, mf).encode()
     return files
@@ -291,54 +405,51 @@ def _entry(lf, m, build, dims, sidx, cidx) -> str:
         L.append(f"  if (d.{e.name} < {e.lo} || d.{e.name} > {e.hi})\n"
                  f"    throw std::runtime_error(\"dim {e.name}=\" + std::to_string(d.{e.name}) + "
                  f"\" is outside [{e.lo}, {e.hi}]\");")
-    llm = m.get("llm")
+    llm = m.llm
     if lf.state_dims and llm:
-        sd, cd = llm["seq_dim"], llm["ctx_dim"]
+        sd, cd = llm.seq_dim, llm.ctx_dim
         L.append(f"  if (d.{sd} > d.{cd}) throw std::runtime_error(\"{sd} <= {cd} does not hold: {sd}=\" + "
                  f"std::to_string(d.{sd}) + \", {cd}=\" + std::to_string(d.{cd}));")
     for k, (pname, vid) in enumerate(lf.inputs):
         L.append(f"  if (inputs[{k}].shape != std::vector<int64_t>{_shape(lf.shapes[vid], dims)}) "
                  f"throw std::runtime_error(\"input '{pname}' has the wrong shape\");")
         L.append(f"  const Tensor& {var[vid]} = inputs[{k}];")
-    for step in m["entries"][lf.name]["steps"]:
-        kind = step["kind"]
-        if kind == "to_device":
-            src = step["src"]
-            ref = var[src["value"]] if "value" in src else f"consts_[{cidx[src['const']]}]"
-            L.append(f"  to_device(dev_, {vals[step['dst']]['addr']:#x}ull, {ref});")
-        elif kind == "to_host":
-            v = vals[step["src"]]
-            as_int = "true" if not step["dtype"].startswith("float") else "false"
-            L.append(f"  Tensor {var[step['dst']]} = to_host(dev_, {v['addr']:#x}ull, "
-                     f"{_shape(lf.shapes[step['dst']], dims)}, {'true' if v['layout'] == 'argmax' else 'false'}, "
+    for step in m.entries[lf.name].steps:
+        if isinstance(step, ToDeviceStep):
+            src = step.src
+            ref = var[src.value] if isinstance(src, ValueRef) else f"consts_[{cidx[src.const]}]"
+            L.append(f"  to_device(dev_, {vals[step.dst]['addr']:#x}ull, {ref});")
+        elif isinstance(step, ToHostStep):
+            v = vals[step.src]
+            as_int = "true" if not step.dtype.startswith("float") else "false"
+            L.append(f"  Tensor {var[step.dst]} = to_host(dev_, {v['addr']:#x}ull, "
+                     f"{_shape(lf.shapes[step.dst], dims)}, {'true' if v['layout'] == 'argmax' else 'false'}, "
                      f"{as_int});")
-        elif kind == "host":
+        elif isinstance(step, HostStep):
             args = []
-            for a in step["args"]:
-                if "value" in a:
-                    args.append(var[a["value"]])
-                elif "const" in a and a["const"] not in cidx:  # a shape-only model: no weight data
+            for a in step.args:
+                if isinstance(a, ValueRef):
+                    args.append(var[a.value])
+                elif isinstance(a, ConstRef) and a.const not in cidx:  # a shape-only model: no weight data
                     return (f"std::vector<Tensor> Driver::{name}({sig.replace(' inputs', '').replace(' state', '')}) {{\n"
                             f"  throw std::runtime_error(\"entry '{lf.name}': the artifact has no data for host "
-                            f"weight '{a['const']}' (compiled shape-only); it can only be profiled\");\n}}\n")
-                elif "const" in a:
-                    args.append(f"consts_[{cidx[a['const']]}]")
+                            f"weight '{a.const}' (compiled shape-only); it can only be profiled\");\n}}\n")
+                elif isinstance(a, ConstRef):
+                    args.append(f"consts_[{cidx[a.const]}]")
                 else:
                     args.append(None)
-            if step["op"] == "embedding" and None not in args:
-                L.append(f"  Tensor {var[step['dst']]} = embedding({args[0]}, {args[1]});")
-            elif step["op"] == "arange" and not args:
-                a = lf.host_attrs[step["dst"]]
-                L.append(f"  Tensor {var[step['dst']]} = arange({_cpp(a['start'], dims)}, {_cpp(a['end'], dims)}, "
-                         f"{int(a.get('step', 1))});")
-            elif step["op"] == "reshape" and args and args[0]:
-                L.append(f"  Tensor {var[step['dst']]} = reshape({args[0]}, {_shape(lf.shapes[step['dst']], dims)});")
+            # cpp_unsupported_host_ops refused every other form before generation started
+            if step.op == "embedding":
+                L.append(f"  Tensor {var[step.dst]} = embedding({args[0]}, {args[1]});")
+            elif step.op == "arange":
+                a = lf.host_attrs[step.dst]
+                is_int = np.dtype(str(a.get("dtype", "int64"))).kind in "iub"
+                L.append(f"  Tensor {var[step.dst]} = arange({_cpp(a['start'], dims)}, {_cpp(a['end'], dims)}, "
+                         f"{int(a.get('step', 1))}, {'true' if is_int else 'false'});")
             else:
-                return (f"std::vector<Tensor> Driver::{name}({sig.replace(' inputs', '').replace(' state', '')}) {{\n"
-                        f"  throw std::runtime_error(\"entry '{lf.name}': host op '{step['op']}' is not supported "
-                        f"by the C++ driver; use the Python runtime\");\n}}\n")
-        elif kind == "stream":
-            sname = step["stream"]
+                L.append(f"  Tensor {var[step.dst]} = reshape({args[0]}, {_shape(lf.shapes[step.dst], dims)});")
+        else:
+            sname = step.stream
             st = build.streams[sname]
             k = sidx[sname]
             L.append(f"  {{  // stream {sname}: {len(st.insns)} entries")
@@ -438,11 +549,11 @@ int main(int argc, char** argv) {{
 def _generate_main(llm, ns, mf) -> str:
     """``<model>_generate``: the greedy generation loop of doc/llm.md in C++ (prefill, then one decode
     call per token), printing each token id as it is produced."""
-    cd, entry = llm["ctx_dim"], _ident(llm["entries"]["greedy"])
+    cd, entry = llm.ctx_dim, _ident(llm.entries["greedy"])
     return f"""// Generated by dlavm. Usage: {mf}_generate DEVICE_URI ARTIFACT_DIR PROMPT_IDS.bin MAX_NEW [EOS_ID]
 // Greedy generation (doc/llm.md): PROMPT_IDS.bin holds the prompt as raw little-endian int64 token ids.
 // Prefill runs the prompt (past = 0); each decode call runs the last token (seq = 1) against the
-// device KV cache; the loop stops after MAX_NEW tokens, at EOS_ID, or when the cache ({llm["max_ctx"]}
+// device KV cache; the loop stops after MAX_NEW tokens, at EOS_ID, or when the cache ({llm.max_ctx}
 // positions) is full. Prints one token id per line as it is produced, then the reason it stopped.
 #include <cstdio>
 #include <fstream>
@@ -460,7 +571,7 @@ int main(int argc, char** argv) {{
       std::cerr << "usage: " << argv[0] << " DEVICE_URI ARTIFACT_DIR PROMPT_IDS.bin MAX_NEW [EOS_ID]\\n";
       return 2;
     }}
-    const int64_t kMaxCtx = {int(llm["max_ctx"])};
+    const int64_t kMaxCtx = {llm.max_ctx};
     std::ifstream f(argv[3], std::ios::binary | std::ios::ate);
     if (!f) throw std::runtime_error(std::string("cannot open ") + argv[3]);
     const std::streamsize nbytes = f.tellg();
@@ -508,4 +619,5 @@ int main(int argc, char** argv) {{
 """
 
 
-__all__ = ["generate_driver", "CPP_HOST_OPS"]
+__all__ = ["generate_driver", "cpp_unsupported_host_ops", "CPP_HOST_OPS", "CPP_CONST_DTYPES",
+           "DriverUnsupportedError", "UnsupportedHostOp"]

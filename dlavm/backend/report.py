@@ -1,15 +1,16 @@
 """The compile report: every op, where it runs, its instructions, estimated cycles and memory.
 
-Cycle estimates use the target description only (doc/simulator.md's
-compute-cycle table and the memory bandwidth of the region an operand lives
-in), evaluated at the upper bound of every dynamic size; they are estimates
-for planning, the simulator measures.
+Cycle estimates use the target description and the shared instruction
+models only (:mod:`dlavm.target.insn_model`: compute cycles, and the bytes
+each operand moves at the bandwidth of the region it lives in), evaluated
+at the upper bound of every dynamic size; they are estimates for planning,
+the simulator measures.
 """
 from __future__ import annotations
 
-import math
-
 from dlavm import sym
+from dlavm.artifact import Manifest
+from dlavm.target import insn_model
 from dlavm.task.ir import Emit, For, If
 
 
@@ -19,37 +20,25 @@ def _ub(v) -> int:
     return int(v)
 
 
-def _c(a, b):
-    return -(-a // b)
-
-
 def estimate_cycles(e: Emit, target) -> int:
-    """Estimated cycles of one instruction at the upper bound of its sizes."""
-    f = {k: _ub(v) if not isinstance(v, (str, float, bool)) else v for k, v in e.fields.items()}
-    t = target
-    lanes = t.sfu_lanes
-    compute = {
-        "mvm": lambda: f.get("m", 0) * _c(f.get("k", 0), t.tin) * _c(f.get("n", 0), t.tout * t.mvm_groups),
-        "mat_qk": lambda: f["heads"] * f["m"] * _c(f["d"], t.mat_tin) * _c(f["l"], t.mat_tout),
-        "mat_pv": lambda: f["heads"] * f["m"] * _c(f["l"], t.mat_tin) * _c(f["d"], t.mat_tout),
-        "rmsnorm": lambda: 2 * _c(f["rows"] * f["cols"], lanes),
-        "layernorm": lambda: 3 * _c(f["rows"] * f["cols"], lanes),
-        "softmax": lambda: 3 * _c(f["rows"] * f["cols"], lanes),
-        "eltwise": lambda: _c(f["count"], lanes), "act": lambda: _c(f["count"], lanes),
-        "rope": lambda: _c(f["m"] * f["heads"] * f["d"], lanes),
-        "kv_append": lambda: _c(f["m"] * f["kv_heads"] * f["d"], lanes),
-    }.get(e.op, lambda: 0)()
-    regions = t.figures.regions
-    hbm = next(r for r in regions if r.name == "hbm")
+    """Estimated cycles of one instruction at the upper bound of its sizes.
+
+    ``max(compute, memory)``: compute cycles from :func:`dlavm.target.insn_model.cycles`, memory
+    time from the bytes of :func:`~dlavm.target.insn_model.accesses` at the bandwidth of the region
+    each operand lives in (all HBM channels together, the DDR port; SRAM costs none). An
+    instruction without a model raises :class:`~dlavm.target.insn_model.InsnModelError`.
+    """
+    f = {k: v if isinstance(v, (str, float, bool)) else _ub(v) for k, v in e.fields.items()}
+    compute = insn_model.cycles(e.op, f, target)
+    fig = target.figures
+    hbm, ddr = fig.region("hbm"), fig.region("ddr")
     hbm_b = ddr_b = 0
-    for a, n in e.reads + e.writes:
-        a, n = _ub(a), _ub(n)
-        if hbm.base <= a < hbm.base + hbm.size:
-            hbm_b += n
-        else:
-            ddr_b += n
-    hbm_bytes = t.figures.hbm_bytes_per_cycle
-    mem = max(math.ceil(hbm_b / hbm_bytes), math.ceil(ddr_b / (t.ddr_bits_per_cycle / 8)))
+    for a in insn_model.accesses(e.op, f, target):
+        if hbm.base <= a.addr < hbm.end:
+            hbm_b += a.nbytes
+        elif ddr.base <= a.addr < ddr.end:
+            ddr_b += a.nbytes
+    mem = max(-(-hbm_b // fig.hbm_bytes_per_cycle), -(-ddr_b // fig.ddr_bytes_per_cycle))
     return max(compute, mem)
 
 
@@ -68,11 +57,11 @@ def _emits(stmts):
             stack.extend(s.orelse)
 
 
-def op_rows(manifest: dict, build) -> list:
+def op_rows(manifest: Manifest, build) -> list:
     """``[(entry, op, where, instructions, est cycles, bytes)]`` for every op of every entry."""
     if build is None:
         return []
-    target = _target(manifest)
+    target = manifest.target.load()
     rows = []
     for entry, ops in build.ops.items():
         for o in ops:
@@ -84,16 +73,11 @@ def op_rows(manifest: dict, build) -> list:
     return rows
 
 
-def _target(manifest):
-    from dlavm.target.schema import target_from_dict
-    return target_from_dict(dict(manifest["target"]["description"]))
-
-
-def format_report(manifest: dict, build=None, timings: dict | None = None) -> str:
+def format_report(manifest: Manifest, build=None, timings: dict | None = None) -> str:
     """Text report (see module docstring)."""
-    lines = [f"model {manifest['model']}  target {manifest['target']['name']}  weights {manifest['weights_format']}"
-             f"  ISA {manifest['isa_version']}",
-             "dims: " + (", ".join(f"{k} in [{lo}, {hi}]" for k, (lo, hi) in manifest["dims"].items()) or "none")]
+    m = manifest
+    lines = [f"model {m.model}  target {m.target.name}  weights {m.weights_format}  ISA {m.isa_version}",
+             "dims: " + (", ".join(f"{k} in [{b.lo}, {b.hi}]" for k, b in m.dims.items()) or "none")]
     rows = op_rows(manifest, build)
     if rows:
         lines.append(f"{'entry':<10} {'op (tag as in profile)':<22} {'where':<13} {'insns':>6} "
@@ -103,14 +87,14 @@ def format_report(manifest: dict, build=None, timings: dict | None = None) -> st
         tot = sum(r[4] for r in rows)
         lines.append(f"{'total':<10} {'':<22} {'':<13} {sum(r[3] for r in rows):>6} {tot:>19,}")
     lines.append("memory:")
-    for pool, p in manifest["memory"].items():
-        lines.append(f"  {pool:<20} {p['region']:<4} at {p['base']:#014x} {p['used']:>15,} bytes"
-                     f"  ({len(p['buffers'])} buffers)")
-    for name, s in manifest["streams"].items():
-        lines.append(f"stream {name}: {s['count']} instructions, {len(s['patches'])} patched fields, "
-                     f"{len(s['guards'])} guarded entries")
-    if manifest.get("host_ops"):
-        lines.append(f"host-fallback ops: {manifest['host_ops']}")
+    for pool, p in m.memory.items():
+        lines.append(f"  {pool:<20} {p.region:<4} at {p.base:#014x} {p.used:>15,} bytes"
+                     f"  ({len(p.buffers)} buffers)")
+    for name, s in m.streams.items():
+        lines.append(f"stream {name}: {s.count} instructions, {len(s.patches)} patched fields, "
+                     f"{len(s.guards)} guarded entries")
+    if m.host_ops:
+        lines.append("host-fallback ops: " + "; ".join(f"{h.op} at {h.node} ({h.reason})" for h in m.host_ops))
     if timings:
         lines.append("compile time: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in timings.items()))
     return "\n".join(lines)

@@ -33,6 +33,7 @@ class Stream:
     patches: list = field(default_factory=list)  # {index, field, word, lo, width, kind, expr}
     guards: list = field(default_factory=list)   # {index, expr}
     comments: list = field(default_factory=list)
+    tags: list = field(default_factory=list)     # per entry: the device op it implements ("dev.mvm#3") or None
     exprs: dict = field(default_factory=dict)    # ("patch", i) / ("guard", i) -> sym.Expr, for code generators
 
     def to_bytes(self) -> bytes:
@@ -60,11 +61,11 @@ def _placeholder(e: sym.Expr) -> int:
     return max(int(hi), 0)
 
 
-def build_stream(prog: Program) -> Stream:
-    """Encode ``prog``; guarantees ``len(insns)`` is fixed for every dims binding."""
+def build_stream(prog: Program, target) -> Stream:
+    """Encode ``prog`` for ``target``; guarantees ``len(insns)`` is fixed for every dims binding."""
     entries = [(e, g) for e, g in flatten(unroll_to_bound(prog))
                if not (g is not None and g.is_const and not g.value)]
-    entries = assign_waits(entries)
+    entries = assign_waits(entries, target)
     st = Stream(prog.name, [])
     for index, (e, guard) in enumerate(entries):
         fmt = isa.op_format(e.op)
@@ -89,6 +90,7 @@ def build_stream(prog: Program) -> Stream:
             st.guards.append({"index": index, "expr": sym.to_python(guard)})
             st.exprs[("guard", len(st.guards) - 1)] = guard
         st.comments.append(e.comment)
+        st.tags.append(e.tag or None)
     return st
 
 

@@ -25,7 +25,9 @@ def _progress(stage, done, total, detail):
 @click.option("--llm", is_flag=True,
               help="Compile a decoder LM for generation: KV-cached entries 'logits' and 'greedy' (doc/llm.md); "
                    "--max-seq is then the maximum context.")
-def compile_cmd(model, target, weights, max_seq, out, driver, llm):
+@click.option("--time-passes", is_flag=True,
+              help="Print a table of graph-pass timings, with each pattern rule's hits and time.")
+def compile_cmd(model, target, weights, max_seq, out, driver, llm, time_passes):
     """Compile MODEL for a target into an artifact directory and print the compile report."""
     if llm:
         from dlavm.llm import compile_llm
@@ -34,6 +36,9 @@ def compile_cmd(model, target, weights, max_seq, out, driver, llm):
         from dlavm.compiler import compile as dlavm_compile
         cm = dlavm_compile(model, target=target, weights=weights, max_seq=max_seq, on_progress=_progress)
     click.echo("", err=True)
+    if time_passes:
+        from dlavm.ir import format_records
+        click.echo(format_records(cm.pass_records), err=True)
     path = cm.save(out, driver=driver)
     click.echo(cm.report())
     click.echo(f"artifact written to {path}")
@@ -51,7 +56,7 @@ def run_cmd(artifact, seq, entry, direct):
     cm = load(artifact)
     entry = entry or cm.entries[0]
     rt = cm.runtime(mode="direct" if direct else "aux")
-    state = {d: seq for d in cm.manifest["entries"][entry].get("state_dims", [])}  # LLM: a prefill of seq tokens
+    state = {d: seq for d in cm.manifest.entries[entry].state_dims}  # LLM: a prefill of seq tokens
     outs = rt.run(entry, *random_inputs(cm.manifest, entry, seq), dims=state)
     for i, o in enumerate(outs):
         summary = f"min {o.min():.4g} max {o.max():.4g} mean {o.mean():.4g}" if o.size else "empty"
@@ -66,9 +71,9 @@ def disasm_cmd(artifact):
     """Print every AUX stream of ARTIFACT as assembly (dynamic fields and guards annotated)."""
     from dlavm.runtime.loader import verify_artifact
     m = verify_artifact(artifact)
-    for name, s in m["streams"].items():
-        click.echo(f"# stream {name} at {s['addr']:#x}: {s['count']} instructions")
-        click.echo((Path(artifact) / s["asm"]).read_text(), nl=False)
+    for name, s in m.streams.items():
+        click.echo(f"# stream {name} at {s.addr:#x}: {s.count} instructions")
+        click.echo((Path(artifact) / s.asm).read_text(), nl=False)
 
 
 @click.command("profile")
@@ -86,7 +91,7 @@ def profile_cmd(artifact, seq, entry, timing_only, trace_path, ctx):
     from dlavm.compiler import format_profile, profile
     from dlavm.runtime.loader import verify_artifact
     m = verify_artifact(artifact)
-    functional = not timing_only and m.get("weights_complete", True)
+    functional = not timing_only and m.weights_complete
     p = profile(m, lambda rel: (Path(artifact) / rel).read_bytes(), seq, entry, functional, trace_path, ctx)
     click.echo(format_profile(p))
     if trace_path:
@@ -114,13 +119,13 @@ def generate_cmd(artifact, prompt, prompt_ids, max_new_tokens, temperature, top_
 
     from dlavm.compiler import load
     cm = load(artifact)
-    llm = cm.manifest.get("llm")
-    if not llm:
+    llm = cm.manifest.llm
+    if llm is None:
         raise click.ClickException(f"{artifact} has no generation entries: compile it with `dlavm compile --llm`")
     tok = None
     if tokenizer_path or demo_tokenizer:
         from dlavm.tokenizer import Tokenizer, train_demo_tokenizer
-        tok = Tokenizer.from_file(tokenizer_path) if tokenizer_path else train_demo_tokenizer(llm["vocab"])
+        tok = Tokenizer.from_file(tokenizer_path) if tokenizer_path else train_demo_tokenizer(llm.vocab)
     if (prompt is None) == (prompt_ids is None):
         raise click.ClickException("give exactly one of --prompt TEXT or --prompt-ids IDS")
     if prompt_ids is not None:
@@ -134,9 +139,9 @@ def generate_cmd(artifact, prompt, prompt_ids, max_new_tokens, temperature, top_
                                    "or give --prompt-ids")
     else:
         ids = tok.encode(prompt)
-    bad = [t for t in ids if not 0 <= t < llm["vocab"]]
+    bad = [t for t in ids if not 0 <= t < llm.vocab]
     if bad:
-        raise click.ClickException(f"token ids {bad[:5]} are outside the model's vocabulary [0, {llm['vocab']})")
+        raise click.ClickException(f"token ids {bad[:5]} are outside the model's vocabulary [0, {llm.vocab})")
     if eos_id is None and tok is not None:
         eos_id = tok.eos_id
     from dlavm.runtime.generate import ContextOverflowError

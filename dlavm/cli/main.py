@@ -5,6 +5,8 @@ import sys
 
 import click
 
+import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
+
 from .compare_cmds import COMMANDS as COMPARE_COMMANDS
 from .compile_cmds import COMMANDS as COMPILE_COMMANDS
 from .targets import targets
@@ -58,7 +60,7 @@ def models_cmd():
 @click.option("--time-passes", is_flag=True, help="Print a table of pass timings.")
 def import_cmd(model, max_seq, summary, spans, raw, dump_ir, time_passes):
     """Import MODEL through torch.export and print its graph IR."""
-    from ..frontend.api import import_model
+    from ..models import import_model
     from ..ir import PassContext, format_records, print_module, summarize_module
 
     ctx = PassContext(dump_dir=dump_ir,
@@ -93,7 +95,7 @@ def ops_cmd(aten):
 @click.option("--max-seq", type=int, default=None, help="Upper bound of the sequence dim.")
 def check_cmd(model, dims, max_seq):
     """Run MODEL's graph IR on the reference executor and compare with torch eager."""
-    from ..frontend.api import import_model
+    from ..models import import_model
     from ..reference import compare_with_torch
 
     res = import_model(model, max_seq=max_seq)

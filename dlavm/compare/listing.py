@@ -14,9 +14,14 @@ and an entry whose guard is false is shown as what the device runs: a
 Without ``at`` the listing is symbolic: each dynamic field holds its
 upper-bound placeholder (the static stream) and its expression.
 
+Each instruction's op tag and layer are the manifest's instruction records
+(``streams[name].insns``, written by the backend from the lowering), read
+as they are.
+
 Sources: an artifact directory, an in-memory compiled model
-(:func:`from_manifest`), a raw ``.bin`` stream, an ``.asm`` listing, or a
-listing/golden file. See doc/compare.md.
+(:func:`from_manifest`, a typed :class:`dlavm.artifact.Manifest`), a raw
+``.bin`` stream, an ``.asm`` listing, or a listing/golden file. See
+doc/compare.md.
 """
 from __future__ import annotations
 
@@ -26,16 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
+from dlavm.artifact import ExprError, Manifest, eval_expr
+from dlavm.backend.insn_records import operand_unused
 from dlavm.target import asm, isa
 
 from .relocate import MemoryMap, relocate_expr
 
 MAGIC = "# dlavm instruction listing v1"
-
-_LAYER = re.compile(r"(?:^|[.:_])(?:layers|layer|h|blocks|block)\.(\d+)\.")
-#: mvm operands that are not read for some flag values: shown as "-" when left at 0.
-_UNUSED = {("mvm", "aff"): lambda f: not f["affine"], ("mvm", "resid"): lambda f: f["res"] == "none",
-           ("mvm", "wscale"): lambda f: f["wfmt"] == "fp16"}
 
 
 class CompareError(ValueError):
@@ -96,7 +98,7 @@ def _fmt_value(kind: str, v) -> str:
 
 
 def _dims_text(dims: Mapping) -> str:
-    return ", ".join(f"{d} in [{lo}, {hi}]" for d, (lo, hi) in dims.items())
+    return ", ".join(f"{d} in [{b.lo}, {b.hi}]" for d, b in dims.items())
 
 
 def at_text(at: Mapping | None) -> str:
@@ -124,68 +126,64 @@ def _check_at(at: Mapping, dims: Mapping, source: str) -> None:
     for d, v in at.items():
         if d not in dims:
             raise CompareError(f"{source}: no dynamic dim {d!r} (dims: {_dims_text(dims) or 'none'})")
-        lo, hi = dims[d]
-        if not lo <= v <= hi:
-            raise CompareError(f"{source}: {d}={v} is outside the bounds [{lo}, {hi}] it was compiled for")
+        b = dims[d]
+        if not b.lo <= v <= b.hi:
+            raise CompareError(f"{source}: {d}={v} is outside the bounds [{b.lo}, {b.hi}] it was compiled for")
 
 
 def _eval(expr: str, env: Mapping, where: str) -> int:
-    from dlavm.runtime.expr_eval import ExprError, eval_expr
     try:
         return eval_expr(expr, env)
     except ExprError as e:
         raise CompareError(f"{where}: {e}; give it with --at") from None
 
 
-def from_manifest(manifest: dict, read_file: Callable[[str], bytes], at: Mapping | None = None,
+def from_manifest(manifest: Manifest, read_file: Callable[[str], bytes], at: Mapping | None = None,
                   raw: bool = False, source: str = "", header: Mapping | None = None) -> Listing:
     """The listing of every stream of an artifact (``read_file(relpath) -> bytes``)."""
     at = dict(at or {})
-    dims = manifest.get("dims", {})
+    dims = manifest.dims
     _check_at(at, dims, source or "artifact")
     mm = MemoryMap.from_manifest(manifest)
     starts = mm.starts()
+    target = manifest.target.load()   # which operands an instruction uses: dlavm.target.insn_model
     hdr = dict(header or {})
-    hdr.setdefault("model", manifest.get("model", "?"))
-    hdr.update({"target": manifest["target"]["name"], "isa": manifest.get("isa_version", "?"),
+    hdr.setdefault("model", manifest.model)
+    hdr.update({"target": manifest.target.name, "isa": manifest.isa_version,
                 "dims": _dims_text(dims) or "-", "at": at_text(at), "addresses": "raw" if raw else "relocated"})
     out = Listing(hdr, [] if raw else mm.describe(), {}, source)
-    for name, s in manifest["streams"].items():
+    for name, s in manifest.streams.items():
         try:
-            insns = isa.decode_stream(read_file(s["file"]))
+            insns = isa.decode_stream(read_file(s.file))
         except isa.EncodingError as e:
-            raise CompareError(f"{source}: stream {s['file']}: {e}") from None
+            raise CompareError(f"{source}: stream {s.file}: {e}") from None
+        if len(insns) != s.count:
+            raise CompareError(f"{source}: stream {s.file} holds {len(insns)} instructions, the manifest "
+                               f"says {s.count}")
         patches: dict = {}
-        for p in s.get("patches", []):
-            patches.setdefault(p["index"], {})[p["field"]] = p["expr"]
-        guards = {g["index"]: g["expr"] for g in s.get("guards", [])}
+        for p in s.patches:
+            patches.setdefault(p.index, {})[p.field] = p.expr
+        guards = {g.index: g.expr for g in s.guards}
         fn = name.rsplit(".", 1)[0]
-        tags = s.get("ops", [])
-        rows, layer = [], None
+        rows = []
         for i, insn in enumerate(insns):
             where = f"{source or 'artifact'}: stream {name} entry {i}"
-            tag = tags[i] if i < len(tags) and tags[i] else "-"
+            tag, layer = s.insns[i].tag or "-", s.insns[i].layer
             guard = guards.get(i)
             wait = ",".join(u for u in isa.WAIT_UNITS if u in insn.wait)
             if at and guard is not None and not _eval(guard, at, where):
                 fields = {"wait": wait} if wait else {}
                 rows.append(Insn(i, "nop", tag, layer, fields, f"off {insn.op} if {{{_squash(guard)}}}"))
                 continue
-            fields, weights = {}, []
+            fields = {}
             for f in insn.format.fields:
                 v = insn.fields[f.name]
                 expr = patches.get(i, {}).get(f.name)
                 if expr is not None and at:
                     v = _eval(expr, at, where)
                 if f.kind == "addr":
-                    unused = _UNUSED.get((insn.op, f.name))
-                    if unused and unused(insn.fields) and v == 0:
-                        label = "-"
-                    else:
-                        label = mm.label(int(v), fn)
-                        if (label.startswith("weights:") and f.name != "table"   # tables are shared
-                                or label.startswith("kv:") and _LAYER.search(label)):  # a layer's KV cache
-                            weights.append(label)
+                    unused = v == 0 and operand_unused(insn.op, f.name, insn.fields, target)
+                    label = "-" if unused else mm.label(int(v), fn)
                     text = f"{int(v):#x}" if raw else label
                 else:
                     text = _fmt_value(f.kind, v)
@@ -195,10 +193,6 @@ def from_manifest(manifest: dict, read_file: Callable[[str], bytes], at: Mapping
                 fields[f.name] = text
             if wait:
                 fields["wait"] = wait
-            for w in weights:  # the layer of the instruction's weights; a layer-less weight ends a layer
-                m = _LAYER.search(w)
-                layer = int(m.group(1)) if m else None
-                break
             note = f"if {{{_squash(guard)}}}" if guard is not None else ""
             rows.append(Insn(i, insn.op, tag, layer, fields, note))
         out.streams[name] = rows
@@ -283,7 +277,7 @@ def parse(text: str, source: str = "") -> Listing:
 class ArtifactSource:
     """An artifact (directory or in-memory model): rendered on demand with the caller's options."""
 
-    def __init__(self, manifest: dict, read_file, source: str):
+    def __init__(self, manifest: Manifest, read_file, source: str):
         self.manifest, self.read_file, self.source = manifest, read_file, source
 
     def listing(self, at: Mapping | None = None, raw: bool = False) -> Listing:

@@ -13,26 +13,15 @@ or stays hex.
 """
 from __future__ import annotations
 
-import bisect
 import re
 from dataclasses import dataclass, field
 
-#: Pools whose buffers never share bytes: addresses are named by buffer.
-NAMED_POOLS = ("weights", "kv")
+from dlavm.artifact import ArtifactError, Manifest
+from dlavm.artifact.memory import NAMED_POOLS, BufferSpan, NamedBuffers
 
 
-@dataclass(frozen=True)
-class BufferSpan:
-    """One buffer of the memory map: ``[addr, addr + size)`` in pool ``pool``."""
-
-    pool: str
-    name: str
-    addr: int
-    size: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.pool}:{self.name}"
+def _label(b: BufferSpan) -> str:
+    return f"{b.pool}:{_token(b.name)}"
 
 
 @dataclass
@@ -40,37 +29,33 @@ class MemoryMap:
     """Pools and named buffers of an artifact; :meth:`label` relocates an address."""
 
     pools: dict = field(default_factory=dict)       # pool name -> (base, used, region)
-    buffers: list = field(default_factory=list)     # BufferSpan of NAMED_POOLS, sorted by addr
+    named: NamedBuffers = field(default_factory=lambda: NamedBuffers({}))  # buffers of NAMED_POOLS
     regions: dict = field(default_factory=dict)     # region name -> (base, size)
-    _start_list: list = field(default_factory=list, repr=False)
 
     @classmethod
-    def from_manifest(cls, manifest: dict) -> "MemoryMap":
-        mm = cls()
-        for pool, p in manifest.get("memory", {}).items():
-            mm.pools[pool] = (int(p["base"]), int(p["used"]), p.get("region", ""))
-            if pool in NAMED_POOLS:
-                for name, (addr, size) in p.get("buffers", {}).items():
-                    if int(size) > 0:
-                        mm.buffers.append(BufferSpan(pool, _token(name), int(addr), int(size)))
-        mm.buffers.sort(key=lambda b: (b.addr, b.size))
+    def from_manifest(cls, manifest: Manifest) -> "MemoryMap":
+        mm = cls(named=NamedBuffers(manifest.memory))
+        for pool, p in manifest.memory.items():
+            mm.pools[pool] = (p.base, p.used, p.region)
         try:
-            from dlavm.runtime.loader import artifact_target
-            fig = artifact_target(manifest).figures
-            for r in ("hbm", "ddr", "sram"):
-                reg = fig.region(r)
-                mm.regions[r] = (int(reg.base), int(reg.size))
-        except Exception:  # noqa: BLE001 - a manifest without a usable target: no region names
-            pass
+            fig = manifest.target.load().figures
+        except ArtifactError:  # a description this version cannot load: no region names
+            fig = None
+        for r in ("hbm", "ddr", "sram") if fig is not None else ():
+            reg = fig.region(r)
+            mm.regions[r] = (int(reg.base), int(reg.size))
         return mm
+
+    @property
+    def buffers(self) -> list:
+        """The :class:`BufferSpan` of the named pools, by address."""
+        return self.named.spans
 
     def label(self, addr: int, function: str = "") -> str:
         """``pool:buffer[+0xOFF]``, ``act+0xOFF``, ``pool+0xOFF``, ``region+0xOFF`` or hex."""
-        # named buffers never overlap (persistent pools), so the candidate is the last one starting <= addr
-        i = bisect.bisect_right(self._starts(), addr) - 1
-        if i >= 0 and addr < self.buffers[i].addr + self.buffers[i].size:
-            b = self.buffers[i]
-            return b.label + (f"+{addr - b.addr:#x}" if addr != b.addr else "")
+        b = self.named.at(addr)
+        if b is not None:
+            return _label(b) + (f"+{addr - b.addr:#x}" if addr != b.addr else "")
         act = f"activations.{function}"
         order = ([act] if act in self.pools else []) + [p for p in self.pools if p != act]
         for pool in order:
@@ -83,18 +68,13 @@ class MemoryMap:
                 return f"{r}+{addr - base:#x}"
         return f"{addr:#x}"
 
-    def _starts(self) -> list:
-        if len(self._start_list) != len(self.buffers):
-            self._start_list = [b.addr for b in self.buffers]
-        return self._start_list
-
     def starts(self) -> dict:
         """Absolute start address -> buffer label (to name literals in address expressions)."""
-        return {b.addr: b.label for b in self.buffers}
+        return {b.addr: _label(b) for b in self.buffers}
 
     def describe(self) -> list:
         """``[(label, addr, size)]`` of the named buffers (the golden header's memory map)."""
-        return [(b.label, b.addr, b.size) for b in self.buffers]
+        return [(_label(b), b.addr, b.size) for b in self.buffers]
 
 
 def _token(name: str) -> str:
@@ -110,4 +90,4 @@ def relocate_expr(expr: str, starts: dict) -> str:
     return _INT.sub(lambda m: f"[{starts[int(m.group())]}]" if int(m.group()) in starts else m.group(), expr)
 
 
-__all__ = ["MemoryMap", "BufferSpan", "relocate_expr", "NAMED_POOLS"]
+__all__ = ["MemoryMap", "relocate_expr", "NAMED_POOLS"]

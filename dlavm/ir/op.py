@@ -1,6 +1,14 @@
 """The op registry: every graph-level op declares its inputs, attributes and
 type relation here, and later layers attach per-target attributes (lowering
 rules, cost models) to the same ``Op`` object, as TVM does with op attrs.
+
+Device ops (``dev.*``) are registered by ``dlavm.devops``, one file per op,
+each attaching a ``DeviceOpSpec`` as ``op.get_attr("spec")``: its type
+relation, legalization patterns, reference kernel and lowering rules
+(doc/device_ops.md). Layers below ``dlavm.devops`` (passes, the reference
+executor, task lowering) look a spec up with :func:`device_spec` and never
+import ``dlavm.devops``; the entry points (``dlavm.compiler``, ``dlavm.llm``,
+``dlavm.cli``) import it.
 """
 from __future__ import annotations
 
@@ -87,25 +95,32 @@ _KINDS: dict[str, Callable[[Any], Any]] = {
 
 @dataclass(frozen=True)
 class AttrSpec:
-    """One declared attribute: its kind (see ``_KINDS``, prefix ``?`` for optional) and default."""
+    """One declared attribute: its kind (see ``_KINDS``, prefix ``?`` for optional), default
+    and, for an enumeration, ``choices`` (every value it may take, None included if optional)."""
 
     kind: str
     default: Any = _MISSING
+    choices: tuple | None = None
 
     def normalise(self, value):
         kind = self.kind
         if kind.startswith("?"):
-            return _norm_optional(_KINDS[kind[1:]])(value)
-        return _KINDS[kind](value)
+            value = _norm_optional(_KINDS[kind[1:]])(value)
+        else:
+            value = _KINDS[kind](value)
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"must be one of {', '.join(map(repr, self.choices))}, got {value!r}")
+        return value
 
 
-def attr(kind: str, default: Any = _MISSING) -> AttrSpec:
+def attr(kind: str, default: Any = _MISSING, choices: tuple | None = None) -> AttrSpec:
     """Declare an attribute of kind ``kind`` (``int``, ``float``, ``bool``, ``str``,
-    ``dtype``, ``ints``, ``sym``, ``syms``, ``scalar``; ``?kind`` allows None)."""
+    ``dtype``, ``ints``, ``sym``, ``syms``, ``scalar``; ``?kind`` allows None);
+    ``choices`` makes it an enumeration of exactly those values."""
     base = kind[1:] if kind.startswith("?") else kind
     if base not in _KINDS:
         raise ValueError(f"unknown attribute kind {kind!r}")
-    return AttrSpec(kind, default)
+    return AttrSpec(kind, default, tuple(choices) if choices is not None else None)
 
 
 class Op:
@@ -159,7 +174,7 @@ class Op:
                               f"({', '.join(self.inputs)}), got {n}")
 
     def set_attr(self, key: str, value: Any) -> None:
-        """Attach per-target or per-layer data (e.g. ``'lower.vcu128'``)."""
+        """Attach per-layer data (``'spec'``: the device-op spec of ``dlavm.devops``)."""
         self._extra[key] = value
 
     def get_attr(self, key: str, default: Any = None) -> Any:
@@ -179,11 +194,32 @@ def register_op(name: str, inputs: tuple, attrs: dict | None = None, doc: str = 
     return wrap
 
 
+DEVICE_PREFIX = "dev."
+_IMPORT_DEVOPS = "import dlavm.devops (it registers every device op and its spec)"
+
+
 def get_op(name: str) -> Op:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise IRError(f"no op named '{name}' is registered") from None
+        hint = f"; {_IMPORT_DEVOPS}" if name.startswith(DEVICE_PREFIX) else ""
+        raise IRError(f"no op named '{name}' is registered{hint}") from None
+
+
+def device_spec(op, consumer: str = ""):
+    """The ``DeviceOpSpec`` attached to device op ``op`` (an ``Op`` or a name); raises ``IRError``
+    naming the op (and ``consumer``, the layer asking) when none is registered."""
+    o = op if isinstance(op, Op) else get_op(op)
+    spec = o.get_attr("spec")
+    if spec is None:
+        who = f" ({consumer})" if consumer else ""
+        raise IRError(f"op '{o.name}' has no device-op spec{who}; {_IMPORT_DEVOPS}")
+    return spec
+
+
+def device_specs() -> list:
+    """Every registered device-op spec, ordered by op name (empty until ``dlavm.devops`` is imported)."""
+    return [op.get_attr("spec") for op in list_ops() if op.get_attr("spec") is not None]
 
 
 def list_ops() -> list[Op]:

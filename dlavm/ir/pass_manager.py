@@ -4,13 +4,19 @@ pass, can dump the IR after each one, and verifies the result.
 A pass is one job with one docstring saying what holds afterwards (as in TVM
 Relax). ``function_pass`` lifts a ``Function -> Function`` rewrite to a
 module pass.
+
+While a pass manager runs, :meth:`PassContext.current` is its context, so a
+pass reads the target it compiles for (``PassContext.current().target``)
+and a pattern-table pass reports per-rule hit counts and time
+(``record_rules``) without either travelling through every pass signature.
 """
 from __future__ import annotations
 
 import os
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from .node import Module
 from .printer import print_module
@@ -50,11 +56,22 @@ def function_pass(name: str):
 
 
 @dataclass
+class RuleRecord:
+    """One rewrite rule of a pattern-table pass: how often it was tried and fired, and its time."""
+
+    name: str
+    tries: int
+    hits: int
+    seconds: float
+
+
+@dataclass
 class PassRecord:
     name: str
     seconds: float
     nodes_before: int
     nodes_after: int
+    rules: list = field(default_factory=list)  # [RuleRecord], for pattern-table passes
 
 
 @dataclass
@@ -64,12 +81,29 @@ class PassContext:
     ``dump_dir``: write the IR text after each pass as ``NN-name.txt``.
     ``verify``: check well-formedness after each pass.
     ``on_progress``: called with ``(pass_name, index, total)`` before each pass.
+    ``target``: the ``dlavm.target.Target`` compiled for, or None (a pass that needs one then
+    uses its documented default).
     """
 
     dump_dir: str | None = None
     verify: bool = True
     on_progress: Callable | None = None
     records: list = field(default_factory=list)
+    target: Any = None
+    _rules: list = field(default_factory=list, repr=False)
+
+    @staticmethod
+    def current() -> "PassContext":
+        """The context of the running pass manager, or a default one outside any run."""
+        ctx = _CURRENT.get()
+        return ctx if ctx is not None else PassContext()
+
+    def record_rules(self, rules) -> None:
+        """Attach ``rules`` (``RuleRecord``s) to the record of the pass now running."""
+        self._rules.extend(rules)
+
+
+_CURRENT: ContextVar = ContextVar("dlavm_pass_context", default=None)
 
 
 def _count_nodes(mod: Module) -> int:
@@ -84,6 +118,13 @@ class PassManager:
 
     def run(self, mod: Module, ctx: PassContext | None = None) -> Module:
         ctx = ctx or PassContext()
+        token = _CURRENT.set(ctx)
+        try:
+            return self._run(mod, ctx)
+        finally:
+            _CURRENT.reset(token)
+
+    def _run(self, mod: Module, ctx: PassContext) -> Module:
         if ctx.dump_dir:
             os.makedirs(ctx.dump_dir, exist_ok=True)
             _dump(ctx.dump_dir, 0, "input", mod)
@@ -91,12 +132,14 @@ class PassManager:
             if ctx.on_progress:
                 ctx.on_progress(p.name, i, len(self.passes))
             before = _count_nodes(mod)
+            ctx._rules = []
             t0 = time.perf_counter()
             mod = p(mod)
             dt = time.perf_counter() - t0
             if ctx.verify:
                 verify_module(mod, after=p.name)
-            ctx.records.append(PassRecord(p.name, dt, before, _count_nodes(mod)))
+            ctx.records.append(PassRecord(p.name, dt, before, _count_nodes(mod), ctx._rules))
+            ctx._rules = []
             if ctx.dump_dir:
                 _dump(ctx.dump_dir, i, p.name, mod)
         return mod
@@ -109,8 +152,11 @@ def _dump(directory: str, index: int, name: str, mod: Module) -> None:
 
 
 def format_records(records) -> str:
-    """A table of pass timings."""
+    """A table of pass timings; under a pattern-table pass, each rule that was tried, with its
+    hits / tries and time (most expensive first)."""
     rows = [f"{'pass':<28}{'ms':>10}{'nodes':>14}"]
     for r in records:
         rows.append(f"{r.name:<28}{r.seconds * 1e3:>10.2f}{r.nodes_before:>7}->{r.nodes_after:<6}")
+        for rule in sorted((x for x in r.rules if x.tries), key=lambda x: -x.seconds):
+            rows.append(f"  {rule.name:<26}{rule.seconds * 1e3:>10.2f}{rule.hits:>7} hits / {rule.tries} tries")
     return "\n".join(rows)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
 from dlavm.compiler import CompileError, CompiledModel, compile as compile_module
 from dlavm.passes.kv_cache import KVCacheError, add_kv_cache
 
@@ -15,7 +16,7 @@ def _import(model, max_ctx: int | None):
     if isinstance(model, str):
         from pathlib import Path
 
-        from dlavm.frontend.api import import_model
+        from dlavm.models import import_model
         name = Path(model).stem if ":" not in model else model.split(":")[-1]
         return import_model(model, max_seq=max_ctx).module, name
     import torch
@@ -30,12 +31,15 @@ def _import(model, max_ctx: int | None):
     return from_torch(wrapped, (ids,), {"input_ids": {1: seq}}), type(model).__name__
 
 
-def llm_module(model, weights: str = "int4", max_ctx: int | None = None, per_layer=None):
-    """The device graph with the KV cache (entries ``logits`` and ``greedy``) of ``model``."""
-    from dlavm.ir import PassManager
+def llm_module(model, weights: str = "int4", max_ctx: int | None = None, per_layer=None, target=None,
+               pass_ctx=None):
+    """The device graph with the KV cache (entries ``logits`` and ``greedy``) of ``model``, with the
+    numerics of ``target`` (default: the device pipeline's default target); the device pipeline runs
+    under ``pass_ctx`` (a ``dlavm.ir.PassContext``: timings, per-rule statistics) if given."""
+    from dlavm.ir import PassContext, PassManager
     from dlavm.passes import device_pipeline
     mod, name = _import(model, max_ctx)
-    dev = PassManager(device_pipeline(weights, per_layer)).run(mod)
+    dev = PassManager(device_pipeline(weights, per_layer, target=target)).run(mod, pass_ctx or PassContext())
     try:
         return add_kv_cache(dev, max_ctx), name
     except KVCacheError as e:
@@ -52,11 +56,14 @@ def compile_llm(model, target="vcu128", weights: str = "int4", max_ctx: int | No
     ``on_progress`` as in :func:`dlavm.compiler.compile`.
     """
     t0 = time.perf_counter()
-    mod, default_name = llm_module(model, weights, max_ctx, per_layer)
+    from dlavm.ir import PassContext
+    pass_ctx = PassContext()
+    mod, default_name = llm_module(model, weights, max_ctx, per_layer, target=target, pass_ctx=pass_ctx)
     t1 = time.perf_counter()
     cm = compile_module(mod, target=target, weights=weights, name=name or default_name, on_progress=on_progress)
     cm.timings["device_pipeline+kv_cache"] = t1 - t0
     cm.source_module = mod
+    cm.pass_records = pass_ctx.records
     return cm
 
 

@@ -1,5 +1,7 @@
-"""Built-in model recipes and user model loading (``file.py:factory``)."""
+"""Built-in model recipes, user model loading (``file.py:factory``) and a recipe as graph IR (``import_model``)."""
+from .graph import ImportResult, import_model
 from .registry import RECIPES, ModelNotFound, Recipe, list_recipes, load_model
 from .spec import ModelSpec
 
-__all__ = ["RECIPES", "ModelNotFound", "Recipe", "list_recipes", "load_model", "ModelSpec"]
+__all__ = ["RECIPES", "ModelNotFound", "Recipe", "list_recipes", "load_model", "ModelSpec", "ImportResult",
+           "import_model"]

@@ -9,11 +9,10 @@ __all__ = ["CANONICALIZE_RULES", "IMPORT_PIPELINE", "Rule", "canonicalize", "rew
 from .device_pipeline import device_pipeline, host_ops, report_host_ops
 from .fold import fold_views, fold_weights
 from .fuse import FUSIONS, fuse
-from .legalize import PATTERNS as LEGALIZE_PATTERNS
-from .legalize import legalize
+from .legalize import legalize, legalize_patterns
 from .quantize import fake_quant, fake_quantized_module, fake_quantized_params, quantize
 __all__ += ["device_pipeline", "host_ops", "report_host_ops", "fold_views", "fold_weights", "FUSIONS",
-            "fuse", "LEGALIZE_PATTERNS", "legalize", "fake_quant", "fake_quantized_module", "fake_quantized_params", "quantize"]
+            "fuse", "legalize", "legalize_patterns", "fake_quant", "fake_quantized_module", "fake_quantized_params", "quantize"]
 from .kv_cache import KVCacheError, add_kv_cache, kv_cache
 __all__ += ["KVCacheError", "add_kv_cache", "kv_cache"]
 from .pad_heads import pad_heads, pad_heads_module

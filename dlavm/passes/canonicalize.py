@@ -1,15 +1,24 @@
 """``canonicalize``: remove identities the exporter leaves behind.
 
 After this pass no call is an identity: no ``add``/``sub`` of a zero literal
-or ``mul``/``div`` by a one literal that keeps the type, no ``reshape`` /
+or ``mul`` by a one literal that keeps the type, no ``div`` by a one literal
+that keeps the type and does not round (``rounding_mode`` None, or integer
+operands, where rounding an exact quotient is exact), no ``reshape`` /
 ``expand`` to the input's own shape, no ``cast`` to the input's dtype, no
 identity ``permute``; chains of ``reshape`` collapse to one, and a
-``permute`` of a ``permute`` to one. Values and types are unchanged.
+``permute`` of a ``permute`` to one.
+
+Values and types are unchanged: every rule keeps the dtype and the shape
+(the rewrite engine checks it, so no rule changes a broadcast or a type
+promotion) and states which attribute values it holds for (a rule that
+ignored an attribute is refused by ``Rule``). The only bit-level difference:
+``add(x, 0)`` returns ``x``, so a ``-0.0`` element keeps its sign where the
+add would give ``+0.0`` (the two compare equal).
 """
 from __future__ import annotations
 
-from ..ir import Call, Literal, call, function_pass
-from .rewrite import Rule, rewrite
+from ..ir import Call, Literal, call, dtype_category, function_pass
+from .rewrite import READ, Rule, rewrite
 
 
 def _is_literal(node, value) -> bool:
@@ -17,6 +26,7 @@ def _is_literal(node, value) -> bool:
 
 
 def _drop_neutral(neutral, right_only: bool):
+    """``op(a, neutral) -> a`` (and ``op(neutral, b) -> b`` unless ``right_only``) when the type is kept."""
     def fn(node: Call):
         a, b = node.args
         if _is_literal(b, neutral) and a.type == node.type:
@@ -25,6 +35,13 @@ def _drop_neutral(neutral, right_only: bool):
             return b
         return None
     return fn
+
+
+def _drop_integer_div_by_one(node: Call):
+    """A rounded ``x / 1`` is ``x`` only when ``x`` is an integer (floor(1.5 / 1) is 1)."""
+    if dtype_category(node.type.dtype) != "int":
+        return None
+    return _drop_neutral(1, right_only=True)(node)
 
 
 def _same_shape_identity(node: Call):
@@ -55,16 +72,18 @@ def _permute_of_permute(node: Call):
 
 
 RULES = [
-    Rule("add-zero", "add", _drop_neutral(0, right_only=False)),
-    Rule("sub-zero", "sub", _drop_neutral(0, right_only=True)),
-    Rule("mul-one", "mul", _drop_neutral(1, right_only=False)),
-    Rule("div-one", "div", _drop_neutral(1, right_only=True)),
-    Rule("reshape-noop", "reshape", _same_shape_identity),
-    Rule("reshape-reshape", "reshape", _reshape_of_reshape),
-    Rule("expand-noop", "expand", _same_shape_identity),
-    Rule("cast-noop", "cast", _same_shape_identity),
-    Rule("permute-identity", "permute", _identity_permute),
-    Rule("permute-permute", "permute", _permute_of_permute),
+    Rule("add-zero", "add", _drop_neutral(0, right_only=False), attrs={}),
+    Rule("sub-zero", "sub", _drop_neutral(0, right_only=True), attrs={}),
+    Rule("mul-one", "mul", _drop_neutral(1, right_only=False), attrs={}),
+    Rule("div-one", "div", _drop_neutral(1, right_only=True), attrs={"rounding_mode": None}),
+    Rule("int-div-one", "div", _drop_integer_div_by_one,
+         attrs={"rounding_mode": lambda mode: mode is not None}),
+    Rule("reshape-noop", "reshape", _same_shape_identity, attrs={"shape": READ}),
+    Rule("reshape-reshape", "reshape", _reshape_of_reshape, attrs={"shape": READ}),
+    Rule("expand-noop", "expand", _same_shape_identity, attrs={"shape": READ}),
+    Rule("cast-noop", "cast", _same_shape_identity, attrs={"dtype": READ}),
+    Rule("permute-identity", "permute", _identity_permute, attrs={"dims": READ}),
+    Rule("permute-permute", "permute", _permute_of_permute, attrs={"dims": READ}),
 ]
 
 

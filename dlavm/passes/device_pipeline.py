@@ -9,7 +9,7 @@
 5. ``fold_weights``   row slices of fused QKV weights become weights;
 6. ``fold_views``     reshape chains collapsed, CSE (one host->device cast per input), unused weights dropped;
 7. ``pad_heads``      attention head dims padded to the device's multiple (16) where needed;
-8. ``quantize``       weight format per model or per weight;
+8. ``quantize``       weight format per model or per weight, K-blocks from the target;
 9. ``report_host_ops`` ``mod.attrs["host_ops"]``.
 
 Guarantees afterwards: every call is a ``dev.*`` op, a ``reshape`` view of a
@@ -93,11 +93,13 @@ def report_host_ops(mod: Module) -> Module:
     return out
 
 
-def device_pipeline(weights: str = "int4", per_layer=None) -> list:
+def device_pipeline(weights: str = "int4", per_layer=None, target=None) -> list:
     """The passes turning an imported module into a device graph (module docstring).
 
     ``weights``: default format ``"int4" | "int8" | "fp16"``; ``per_layer``:
-    dict or callable mapping a weight name to a format (None = default).
+    dict or callable mapping a weight name to a format (None = default);
+    ``target``: the target (or its name) whose numerics ``quantize`` records
+    on the device ops (None: the running ``PassContext``'s target).
     """
     return [canonicalize, fold_weights, legalize, fuse, fold_weights, fold_views, pad_heads,
-            quantize(weights, per_layer), report_host_ops]
+            quantize(weights, per_layer, target=target), report_host_ops]

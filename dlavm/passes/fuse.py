@@ -27,30 +27,33 @@ would change the quantisation of every weight and is left to a later pass.
 from __future__ import annotations
 
 from ..ir import Call, Module, module_pass
-from .patterns_match import MatchContext, Pattern, is_op, operands, reshape, run_table
+from .patterns_match import MatchContext, Pat, Pattern, is_op, record_rule_stats, reshape, run_table
 
 
-def _epilogue(kind):
-    def rule(node, ctx):
-        if node.attrs["fn"] != kind:
-            return None
-        for r, m in operands(node):
-            y, views = m, []
-            while is_op(y, "reshape") and ctx.single_use(y):
-                views.append(y)
-                y = y.args[0]
-            if not (is_op(y, "dev.mvm") and y.attrs["res"] == "none" and not y.attrs["argmax"]
-                    and not y.attrs["relu"] and ctx.single_use(y)):
-                continue
-            fused = Call(y.op, y.args + (reshape(r, y.type.shape),), {**y.attrs, "res": kind}, span=y.span)
-            return reshape(fused, node.type.shape)
+def _plain_mvm(y) -> bool:
+    return is_op(y, "dev.mvm") and y.attrs["res"] == "none" and not y.attrs["argmax"] and not y.attrs["relu"]
+
+
+def _epilogue(node, ctx, r, m):
+    """``node`` = eltwise(r, m) with m a (reshape chain of a) plain single-use mvm -> mvm(res=fn, resid=r)."""
+    y = m
+    while is_op(y, "reshape") and ctx.single_use(y):
+        y = y.args[0]
+    if not (_plain_mvm(y) and ctx.single_use(y)):
         return None
-    return rule
+    kind = node.attrs["fn"]
+    fused = Call(y.op, y.args + (reshape(r, y.type.shape),), {**y.attrs, "res": kind}, span=y.span)
+    return reshape(fused, node.type.shape)
+
+
+def _eltwise(fn):
+    # the mvm side is tried in both operand positions; the other operand is the residual
+    return Pat("dev.eltwise", Pat.any("r"), Pat.any("m"), attrs={"fn": fn}, commutative=True)
 
 
 FUSIONS = [
-    Pattern("residual-add->mvm.res_add", "dev.eltwise", _epilogue("add"), "r + mvm(x) -> mvm(x, res=add)"),
-    Pattern("swiglu->mvm.res_mul", "dev.eltwise", _epilogue("mul"), "g * mvm(x) -> mvm(x, res=mul)"),
+    Pattern("residual-add->mvm.res_add", _eltwise("add"), _epilogue, "r + mvm(x) -> mvm(x, res=add)"),
+    Pattern("swiglu->mvm.res_mul", _eltwise("mul"), _epilogue, "g * mvm(x) -> mvm(x, res=mul)"),
 ]
 
 
@@ -62,4 +65,5 @@ def fuse(mod: Module) -> Module:
     for f in mod.functions.values():
         out.add(run_table(f, FUSIONS, ctx))
     out.attrs["fuse_stats"] = dict(ctx.stats)
+    record_rule_stats(ctx)
     return out

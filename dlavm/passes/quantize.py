@@ -1,15 +1,28 @@
 """``quantize``: choose each weight's device format and expose what the device computes with.
 
 Formats (doc/isa.md 7.2, packing in ``dlavm.target.layout``): ``int4``
-(symmetric, one fp16 scale per group of 128 input channels), ``int8``
-(symmetric, one fp16 scale per output channel) and ``fp16``. The choice is
+(symmetric, one fp16 scale per group of the target's ``int4_group`` input
+channels), ``int8`` (symmetric, one fp16 scale per output channel, exact
+partial sums over the target's ``int8_block`` channels) and ``fp16``. The choice is
 per model (``weights``) or per weight (``per_layer``: a dict or a callable
 ``name -> fmt | None``), keyed by the model's own weight name; a weight the
 compiler derived (a transposed or row-sliced GPT-2 ``Conv1D`` weight) uses
 its source weight's choice unless named itself.
 
+The target comes from ``quantize(target=...)``, else from the running
+``PassContext`` (``device_pipeline(target=...)`` and the compiler set it),
+else the default target ``vcu128``.
+
 Guarantees afterwards: every ``dev.mvm`` has ``wfmt`` set to the chosen
-format; ``mod.attrs["weight_formats"]`` maps each mvm weight to its format.
+format, and every device op has the numerics parameters its spec lists
+(``numerics``: ``int4_group``, ``int8_block`` and ``tree_lanes`` for
+``dev.mvm``, ``tree_lanes`` for the norms, softmax and attention) copied
+from the target as attributes, so the reference executor computes what
+this target will; lowering refuses the graph on a target whose value
+differs. ``mod.attrs["weight_formats"]``
+maps each mvm weight to its format, ``mod.attrs["numerics"]`` records the
+target's ``int4_group``, ``int8_block`` and ``tree_lanes``. A device graph
+built by hand gets the same attributes from ``bind_numerics``.
 The master weights in ``mod.params`` stay float32: packing quantises them
 (``layout.quantize_int4`` / ``quantize_int8``) and the reference kernels
 fake-quantise them the same way, so ``fake_quantized_params`` gives, for the
@@ -23,17 +36,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Call, Constant, Module, Mutator, module_pass, post_order
-from ..ir.ops.device import WEIGHT_FORMATS
-from ..target import layout
+from ..ir import Call, Constant, Module, Mutator, PassContext, module_pass, post_order
+from ..ir.op import device_spec
+from ..target import get_target, layout
+from ..target.isa import WEIGHT_FORMATS
 
-INT4_GROUP = 128
+#: The target a ``quantize`` outside any compilation (no target given, none in the pass context) uses.
+DEFAULT_TARGET = "vcu128"
 
 
-def fake_quant(w: np.ndarray, fmt: str, group: int = INT4_GROUP) -> np.ndarray:
-    """dequant(quantize(w)) as float32: the weight the device effectively uses."""
+
+def fake_quant(w: np.ndarray, fmt: str, group: int | None = None) -> np.ndarray:
+    """dequant(quantize(w)) as float32: the weight the device effectively uses (``group``: the
+    int4 group size, the target's ``int4_group``; int8 and fp16 do not use it)."""
     w = np.asarray(w, dtype=np.float32)
     if fmt == "int4":
+        if group is None:
+            raise ValueError("int4 fake quantisation needs the group size (the target's int4_group, "
+                             "set on each dev.mvm by the quantize pass)")
         q, s = layout.quantize_int4(w, group)
         return (q.astype(np.float32) * np.repeat(s.astype(np.float32), group, axis=1)[:, :w.shape[1]])
     if fmt == "int8":
@@ -62,9 +82,38 @@ def _choose(mod, name, default, per_layer):
     return fmt
 
 
-class _SetFormat(Mutator):
-    def __init__(self, choose):
+def numerics_attrs(op: str, target) -> dict:
+    """The attributes fixing the numerics of device op ``op`` on ``target``: each target field its
+    spec lists in ``numerics``, with the target's value."""
+    return {name: getattr(target, name) for name in device_spec(op, "quantize").numerics}
+
+
+class _BindNumerics(Mutator):
+    def __init__(self, target):
         super().__init__()
+        self.target = target
+
+    def visit_call(self, node):
+        node = super().visit_call(node)
+        if not node.op.name.startswith("dev."):
+            return node
+        attrs = {**node.attrs, **numerics_attrs(node.op.name, self.target)}
+        return node if attrs == node.attrs else Call(node.op, node.args, attrs, span=node.span)
+
+
+def bind_numerics(mod: Module, target) -> Module:
+    """``mod`` (a device graph, e.g. built by hand) with every device op's numerics attributes set
+    from ``target`` (a ``Target`` or a name), as ``quantize`` sets them; weight formats unchanged."""
+    tgt = get_target(target)
+    out = Module(params=mod.params, attrs=dict(mod.attrs))
+    for f in mod.functions.values():
+        out.add(_BindNumerics(tgt).mutate_function(f))
+    return out
+
+
+class _SetFormat(_BindNumerics):
+    def __init__(self, choose, target):
+        super().__init__(target)
         self.choose, self.chosen = choose, {}
 
     def visit_call(self, node):
@@ -78,42 +127,50 @@ class _SetFormat(Mutator):
         return Call(node.op, node.args, {**node.attrs, "wfmt": fmt}, span=node.span)
 
 
-def quantize(weights: str = "int4", per_layer=None):
-    """The ``quantize`` pass choosing ``weights`` for every mvm weight, overridden by ``per_layer``."""
+def quantize(weights: str = "int4", per_layer=None, target=None):
+    """The ``quantize`` pass choosing ``weights`` for every mvm weight, overridden by ``per_layer``,
+    with the numerics of ``target`` (a ``Target`` or a name; default: the pass context's, module
+    docstring)."""
     if weights not in WEIGHT_FORMATS:
         raise ValueError(f"weights={weights!r} is not one of {list(WEIGHT_FORMATS)}")
 
     @module_pass("quantize")
     def run(mod: Module) -> Module:
-        """Set every dev.mvm's wfmt per weight; record mod.attrs['weight_formats']."""
+        """Set every dev.mvm's wfmt per weight and its K-block from the target; record
+        mod.attrs['weight_formats'] and mod.attrs['numerics']."""
+        tgt = target if target is not None else PassContext.current().target
+        tgt = get_target(tgt if tgt is not None else DEFAULT_TARGET)
         out = Module(params=mod.params, attrs=dict(mod.attrs))
         chosen: dict = {}
         for f in mod.functions.values():
-            m = _SetFormat(lambda n: _choose(mod, n, weights, per_layer))
+            m = _SetFormat(lambda n: _choose(mod, n, weights, per_layer), tgt)
             out.add(m.mutate_function(f))
             chosen.update(m.chosen)
         out.attrs["weight_formats"] = dict(sorted(chosen.items()))
+        out.attrs["numerics"] = {"target": tgt.name, "int4_group": tgt.int4_group, "int8_block": tgt.int8_block,
+                                 "tree_lanes": tgt.tree_lanes}
         return out
     return run
 
 
 def device_param_uses(mod: Module) -> dict:
-    """name -> format of every weight the device reads: mvm weights their ``wfmt``; biases,
-    norm parameters 'fp16'; RoPE tables 'fp32'."""
+    """name -> (format, int4 group) of every weight the device reads, as its op's spec says
+    (``param_format``: mvm weights their ``wfmt`` with the mvm's ``int4_group``, RoPE tables
+    'fp32'); every other weight (biases, norm parameters) is read as 'fp16'."""
     uses: dict = {}
     for f in mod.functions.values():
         for n in post_order(f.body):
             if not (isinstance(n, Call) and n.op.name.startswith("dev.")):
                 continue
+            spec = device_spec(n.op, "quantize")
             for i, a in enumerate(n.args):
                 if not isinstance(a, Constant):
                     continue
-                if n.op.name == "dev.mvm" and i == 1:
-                    uses[a.name] = n.attrs["wfmt"]
-                elif n.op.name == "dev.rope":
-                    uses[a.name] = "fp32"
+                fmt = spec.param_format(n, i) if spec.param_format is not None else None
+                if fmt is not None:
+                    uses[a.name] = fmt
                 else:
-                    uses.setdefault(a.name, "fp16")
+                    uses.setdefault(a.name, ("fp16", None))
     return uses
 
 
@@ -168,11 +225,11 @@ def fake_quantized_params(mod: Module, source_params: dict) -> dict:
     unpadded weight's, and the result is what the device multiplies by (doc/passes.md)."""
     out = {k: np.asarray(v, dtype=np.float32).copy() for k, v in source_params.items() if v is not None}
     recipes = mod.attrs.get("param_recipes", {})
-    for name, fmt in sorted(device_param_uses(mod).items()):
+    for name, (fmt, group) in sorted(device_param_uses(mod).items()):
         if fmt == "fp32":
             continue
         data = mod.params[name]
-        fq = fake_quant(data, fmt) if data.ndim == 2 and fmt != "fp16" else \
+        fq = fake_quant(data, fmt, group) if data.ndim == 2 and fmt != "fp16" else \
             np.asarray(data, np.float32).astype(np.float16).astype(np.float32)
         r = recipes.get(name)
         if r is None:

@@ -1,10 +1,15 @@
-"""Run a graph-IR function on torch for any binding of its dynamic dims."""
+"""Run a graph-IR function on torch for any binding of its dynamic dims.
+
+Host ops run the kernels of ``dlavm.reference.kernels``; a device op runs the
+reference kernel of its spec (``dlavm.devops``, doc/device_ops.md).
+"""
 from __future__ import annotations
 
 import torch
 
 from .. import sym
-from ..ir import Call, Constant, Function, GetItem, Literal, Module, Tuple, Var, Visitor
+from ..ir import Call, Constant, Function, GetItem, IRError, Literal, Module, Tuple, Var, Visitor
+from ..ir.op import DEVICE_PREFIX, device_spec
 from ..ir.types import TensorType
 from .kernels import CREATION, DTYPE, KERNELS
 
@@ -74,7 +79,13 @@ class _Interpreter(Visitor):
         return node.value
 
     def visit_call(self, node: Call):
-        fn = KERNELS.get(node.op.name)
+        if node.op.name.startswith(DEVICE_PREFIX):
+            try:
+                fn = device_spec(node.op, "reference executor").reference
+            except IRError as e:
+                raise ExecutionError(str(e)) from None
+        else:
+            fn = KERNELS.get(node.op.name)
         if fn is None:
             raise ExecutionError(f"the reference executor has no kernel for op '{node.op.name}'")
         args = [self.memo[a] for a in node.args]

@@ -56,13 +56,16 @@ assert set(FLOAT_UNARY + SAME_UNARY) - {"gelu"} <= set(_UNARY)
 assert set(ARITH_BINARY + COMPARE_BINARY) <= set(_BINARY)
 
 
+def _floating(x):
+    """Integer and bool inputs of ops whose result is floating compute in float32 (the IR's types)."""
+    return x if x.is_floating_point() else x.to(torch.float32)
+
+
 def _unary(fn, to_float: bool):
     """``to_float``: integer inputs compute in float32 (the ops of ``FLOAT_UNARY``)."""
     def run(args, attrs, ev):
         x = _t(args[0])
-        if to_float and not x.is_floating_point():
-            x = x.to(torch.float32)
-        return fn(x)
+        return fn(_floating(x) if to_float else x)
     return run
 
 
@@ -75,13 +78,23 @@ def _binary(fn):
             # torch functions want the tensor first for scalar arguments; keep
             # the scalar weak by broadcasting a 0-d tensor of the tensor's dtype.
             return fn(torch.full((), a, dtype=_weak_dtype(a, b), device=b.device), b)
+        if not isinstance(b, torch.Tensor) and fn in _TENSOR_ONLY:
+            b = torch.full((), b, dtype=_weak_dtype(b, a), device=a.device)
         return fn(a, b)
     return run
 
 
+# torch functions that take no Python scalar operand (a 0-d tensor of the weak dtype stands in)
+_TENSOR_ONLY = (torch.maximum, torch.minimum, torch.logical_and, torch.logical_or, torch.logical_xor)
+
+
 def _weak_dtype(scalar, tensor):
+    """The dtype torch gives a Python scalar next to ``tensor``: the tensor's, unless the scalar's
+    category (bool < int < float) is higher, then that category's default."""
     if isinstance(scalar, float) and not tensor.is_floating_point():
         return torch.float32
+    if isinstance(scalar, int) and not isinstance(scalar, bool) and tensor.dtype == torch.bool:
+        return torch.int64
     return tensor.dtype
 
 
@@ -93,7 +106,7 @@ for _n, _f in _BINARY.items():
 
 @kernel("gelu")
 def _gelu(args, attrs, ev):
-    return F.gelu(args[0], approximate=attrs["approximate"])
+    return F.gelu(_floating(args[0]), approximate=attrs["approximate"])
 
 
 @kernel("div")
@@ -135,10 +148,12 @@ def _reduce(fn):
 
 KERNELS["sum"] = _reduce(lambda x, a, k, **kw: torch.sum(x, a, keepdim=k, **kw))
 KERNELS["mean"] = _reduce(lambda x, a, k, **kw: torch.mean(x, a, keepdim=k, **kw))
-KERNELS["amax"] = _reduce(lambda x, a, k, **kw: torch.amax(x, a, keepdim=k))
-KERNELS["amin"] = _reduce(lambda x, a, k, **kw: torch.amin(x, a, keepdim=k))
-KERNELS["any"] = _reduce(lambda x, a, k, **kw: torch.any(x, dim=tuple(a), keepdim=k))
-KERNELS["all"] = _reduce(lambda x, a, k, **kw: torch.all(x, dim=tuple(a), keepdim=k))
+# torch.amax/amin take no dtype: as for sum, the input is converted to it first; torch.any/all give
+# uint8 for uint8 input, the IR says bool
+KERNELS["amax"] = _reduce(lambda x, a, k, **kw: torch.amax(x.to(kw.get("dtype", x.dtype)), a, keepdim=k))
+KERNELS["amin"] = _reduce(lambda x, a, k, **kw: torch.amin(x.to(kw.get("dtype", x.dtype)), a, keepdim=k))
+KERNELS["any"] = _reduce(lambda x, a, k, **kw: torch.any(x, dim=tuple(a), keepdim=k).to(torch.bool))
+KERNELS["all"] = _reduce(lambda x, a, k, **kw: torch.all(x, dim=tuple(a), keepdim=k).to(torch.bool))
 
 
 @kernel("prod")
@@ -164,12 +179,12 @@ def _cumsum(args, attrs, ev):
 
 @kernel("softmax")
 def _softmax(args, attrs, ev):
-    return torch.softmax(args[0], attrs["axis"])
+    return torch.softmax(_floating(args[0]), attrs["axis"])
 
 
 @kernel("log_softmax")
 def _log_softmax(args, attrs, ev):
-    return torch.log_softmax(args[0], attrs["axis"])
+    return torch.log_softmax(_floating(args[0]), attrs["axis"])
 
 
 @kernel("matmul")
@@ -307,4 +322,3 @@ def _shape_value(args, attrs, ev, device=None):
 
 
 CREATION = ("arange", "full", "shape_value")
-from . import device_kernels  # noqa: E402,F401  (registers the dev.* kernels)

@@ -1,7 +1,7 @@
-"""Running compiled work on a device: the HAL interface (``hal.py``).
+"""Running compiled work on a device through the HAL (``dlavm.devlink``).
 
-The runtime needs numpy only: no torch, no compiler.
+The runtime needs numpy only: no torch, no compiler, no simulator.
 """
-from dlavm.runtime.hal import DeviceHAL, HALError
+from dlavm.devlink import DeviceHAL, HALError
 
 __all__ = ["DeviceHAL", "HALError"]

@@ -1,6 +1,6 @@
 """Token generation on a KV-cached LLM artifact (doc/llm.md): numpy only, like the runtime.
 
-An LLM artifact (``manifest["llm"]``, made by ``dlavm.llm.compile_llm``) has
+An LLM artifact (``manifest.llm``, made by ``dlavm.llm.compile_llm``) has
 entries ``greedy`` (``input_ids [1, seq] -> int32 [1, seq]``, argmax on the
 device) and ``logits`` (``-> f32 [1, seq, vocab]``), both with the state dim
 ``ctx`` = tokens in the device KV cache after the call. :class:`Generator`
@@ -36,12 +36,12 @@ class Generator:
     """Generation loop over a :class:`Runtime` of an LLM artifact (module docstring)."""
 
     def __init__(self, runtime: Runtime):
-        llm = runtime.manifest.get("llm")
-        if not llm:
+        llm = runtime.manifest.llm
+        if llm is None:
             raise RunError("this artifact has no generation entries (compile it with dlavm.llm.compile_llm "
                            "or `dlavm compile --llm`)")
         self.rt, self.llm = runtime, llm
-        self.max_ctx = int(llm["max_ctx"])
+        self.max_ctx = llm.max_ctx
         self.past = 0
         self.stop_reason: str | None = None
         self.stop_message = ""
@@ -58,8 +58,8 @@ class Generator:
         if ctx > self.max_ctx:
             raise ContextOverflowError(f"{self.past} cached + {ids.shape[1]} new tokens = {ctx} exceed the "
                                        f"model's maximum context of {self.max_ctx} tokens")
-        entry = self.llm["entries"]["logits" if logits else "greedy"]
-        (out,) = self.rt.run(entry, ids, dims={self.llm["ctx_dim"]: ctx})
+        entry = self.llm.entries["logits" if logits else "greedy"]
+        (out,) = self.rt.run(entry, ids, dims={self.llm.ctx_dim: ctx})
         self.steps.append({"tokens": int(ids.shape[1]), "cycles": self.rt.last_cycles,
                            "hbm_bytes": self.rt.last_hbm_bytes})
         self.past = ctx

@@ -1,8 +1,8 @@
 """Run a compiled model (an artifact's manifest and files) on a :class:`DeviceHAL`.
 
-Needs numpy, ``dlavm.target`` and ``dlavm.runtime`` only: no torch, no
-compiler, no simulator import (the caller passes the HAL; see
-:func:`dlavm.runtime.loader.open_simulator` for the default).
+Needs numpy, ``dlavm.target``, ``dlavm.artifact`` (the typed manifest) and
+``dlavm.runtime`` only: no torch, no compiler, no simulator import (the caller passes the HAL; see
+:func:`dlavm.sim_device.open_simulator` for the simulator).
 
 What :meth:`Runtime.run` guarantees:
 
@@ -27,10 +27,11 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from dlavm.runtime.hal import DeviceHAL
-from dlavm.runtime.expr_eval import eval_expr
+from dlavm.artifact import (ConstRef, ExprError, HostStep, LiteralOperand, Manifest, ToDeviceStep, ToHostStep,
+                            ValueInfo, eval_expr)
+from dlavm.devlink.hal import DeviceHAL
 from dlavm.runtime.host_kernels import run_host_op
-from dlavm.target.isa import INSN_BYTES, INSN_WORDS, op_format
+from dlavm.target.isa import ARGMAX_RECORD_BYTES, INSN_BYTES, INSN_WORDS, op_format
 
 _ADDRESS_UNIT = 32
 _NOP = op_format("nop").opcode
@@ -48,157 +49,163 @@ class BoundsError(RunError, ValueError):
 class Runtime:
     """A loaded model: weights preloaded on ``hal``; :meth:`run` executes an entry."""
 
-    def __init__(self, manifest: dict, read_file: Callable[[str], bytes], hal: DeviceHAL, mode: str = "aux",
+    def __init__(self, manifest: Manifest, read_file: Callable[[str], bytes], hal: DeviceHAL, mode: str = "aux",
                  timing_only: bool = False):
         if mode not in ("aux", "direct"):
             raise ValueError(f"mode must be 'aux' or 'direct', got {mode!r}")
-        if not manifest.get("weights_complete", True) and not timing_only:
+        if not isinstance(manifest, Manifest):
+            raise TypeError(f"Runtime needs a dlavm.artifact.Manifest (read_manifest / open_artifact), "
+                            f"got {type(manifest).__name__}")
+        if not manifest.weights_complete and not timing_only:
             raise RunError("this model was compiled without weight data (shape-only): it can only be "
                                 "run for timing (timing_only=True on a timing-only simulator)")
         device_target = hal.stats().get("target")
-        if device_target is not None and device_target != manifest["target"]["name"]:
-            raise RunError(f"the artifact was compiled for target '{manifest['target']['name']}' but the device "
+        if device_target is not None and device_target != manifest.target.name:
+            raise RunError(f"the artifact was compiled for target '{manifest.target.name}' but the device "
                            f"implements '{device_target}'")
         self.manifest, self.hal, self.mode, self.timing_only = manifest, hal, mode, timing_only
         #: (stream name, index of its first instruction in the device's issue order) per stream run
         self.stream_log: list = []
-        self._streams = {n: bytes(read_file(s["file"])) for n, s in manifest["streams"].items()}
+        self._streams = {n: bytes(read_file(s.file)) for n, s in manifest.streams.items()}
         self._written: dict = {}
         self.host_consts = {}
-        for c in manifest.get("host_consts", []):
-            data = np.frombuffer(read_file(c["file"]), dtype=np.dtype(c["dtype"]).newbyteorder("<"))
-            self.host_consts[c["name"]] = data.reshape([int(d) for d in c["shape"]])
-        for w in manifest["weights"]:
-            hal.write_mem(w["addr"], read_file(w["file"]))
+        for c in manifest.host_consts:
+            dt = np.dtype(c.dtype).newbyteorder("<")
+            raw = read_file(c.file)
+            if len(raw) != dt.itemsize * int(np.prod(c.shape, dtype=np.int64)):
+                raise RunError(f"host constant '{c.name}': {c.file} holds {len(raw)} bytes, not a {c.dtype} "
+                               f"array of shape {list(c.shape)}")
+            self.host_consts[c.name] = np.frombuffer(raw, dtype=dt).reshape(c.shape)
+        for w in manifest.weights:
+            hal.write_mem(w.addr, read_file(w.file))
         #: device cycles and HBM bytes of the most recent :meth:`run`
         self.last_cycles = 0
         self.last_hbm_bytes = 0
 
     @property
     def entries(self) -> list:
-        return list(self.manifest["entries"])
+        return list(self.manifest.entries)
 
     # --- dims ---------------------------------------------------------------------------------
     def bind_dims(self, entry: str, inputs, state: Mapping[str, int] | None = None) -> dict:
         """Dim values from input shapes plus the entry's *state dims* given in ``state`` (dims no input
         carries, e.g. an LLM's KV length ``ctx``), checked against bounds, every input dim and the
         entry's ``requires`` conditions."""
-        fn = self.manifest["entries"][entry]
-        dims = self.manifest["dims"]
-        if len(inputs) != len(fn["inputs"]):
-            names = ", ".join(i["name"] for i in fn["inputs"])
-            raise RunError(f"entry '{entry}' takes {len(fn['inputs'])} inputs ({names}), got {len(inputs)}")
+        if entry not in self.manifest.entries:
+            raise RunError(f"no entry '{entry}'; entries are {self.entries}")
+        fn = self.manifest.entries[entry]
+        dims = self.manifest.dims
+        if len(inputs) != len(fn.inputs):
+            names = ", ".join(i.name for i in fn.inputs)
+            raise RunError(f"entry '{entry}' takes {len(fn.inputs)} inputs ({names}), got {len(inputs)}")
         env: dict = {}
-        for spec, x in zip(fn["inputs"], inputs):
+        for spec, x in zip(fn.inputs, inputs):
             shape = np.shape(x)
-            if len(shape) != len(spec["shape"]):
-                raise RunError(f"input '{spec['name']}' must have rank {len(spec['shape'])} "
-                                    f"(shape [{', '.join(spec['shape'])}]), got shape {tuple(shape)}")
-            for d, n in zip(spec["shape"], shape):
+            if len(shape) != len(spec.shape):
+                raise RunError(f"input '{spec.name}' must have rank {len(spec.shape)} "
+                               f"(shape [{', '.join(spec.shape)}]), got shape {tuple(shape)}")
+            for d, n in zip(spec.shape, shape):
                 if _IDENT.match(d) and d not in env:
-                    lo, hi = dims[d]
-                    if n < lo or n > hi:
-                        raise BoundsError(f"input '{spec['name']}': dim {d}={n} is outside the bounds "
-                                          f"[{lo}, {hi}] the model was compiled for")
+                    b = dims[d]
+                    if n < b.lo or n > b.hi:
+                        raise BoundsError(f"input '{spec.name}': dim {d}={n} is outside the bounds "
+                                          f"[{b.lo}, {b.hi}] the model was compiled for")
                     env[d] = int(n)
         state = dict(state or {})
-        for d in fn.get("state_dims", []):
+        for d in fn.state_dims:
             if d not in state:
                 raise RunError(f"entry '{entry}' needs the state dim '{d}' (pass dims={{'{d}': ...}})")
-            lo, hi = dims[d]
-            if not lo <= int(state[d]) <= hi:
-                raise BoundsError(f"dim {d}={state[d]} is outside the bounds [{lo}, {hi}] the model was "
+            b = dims[d]
+            if not b.lo <= int(state[d]) <= b.hi:
+                raise BoundsError(f"dim {d}={state[d]} is outside the bounds [{b.lo}, {b.hi}] the model was "
                                   f"compiled for")
             env[d] = int(state[d])
-        unknown = set(state) - set(fn.get("state_dims", []))
+        unknown = set(state) - set(fn.state_dims)
         if unknown:
             raise RunError(f"entry '{entry}' has no state dim(s) {sorted(unknown)}")
-        for cond in fn.get("requires", []):
-            if not eval_expr(cond, env):
+        for cond in fn.requires:
+            if not _eval(cond, env):
                 raise BoundsError(f"entry '{entry}': {cond} does not hold for dims {env}")
-        for spec, x in zip(fn["inputs"], inputs):
-            for i, (d, n) in enumerate(zip(spec["shape"], np.shape(x))):
-                want = eval_expr(d, env)
+        for spec, x in zip(fn.inputs, inputs):
+            for i, (d, n) in enumerate(zip(spec.shape, np.shape(x))):
+                want = _eval(d, env)
                 if want != n:
-                    raise RunError(f"input '{spec['name']}' dim {i} must be {d} = {want}, got {n}")
+                    raise RunError(f"input '{spec.name}' dim {i} must be {d} = {want}, got {n}")
         return env
 
     # --- execution ----------------------------------------------------------------------------
     def run(self, entry: str, *inputs, dims: Mapping[str, int] | None = None) -> list:
         """Outputs of ``entry`` for ``inputs`` (numpy arrays), see the module guarantees; ``dims``
         gives the entry's state dims (doc/llm.md)."""
-        if entry not in self.manifest["entries"]:
-            raise RunError(f"no entry '{entry}'; entries are {self.entries}")
-        fn = self.manifest["entries"][entry]
-        env = self.bind_dims(entry, inputs, dims)
+        env = self.bind_dims(entry, inputs, dims)  # refuses an unknown entry
+        fn = self.manifest.entries[entry]
         self.stream_log = []
-        vals: dict = {spec["value"]: np.asarray(x) for spec, x in zip(fn["inputs"], inputs)}
-        values = fn["values"]
+        vals: dict = {spec.value: np.asarray(x) for spec, x in zip(fn.inputs, inputs)}
+        values = fn.values
         start = self.hal.stats()
-        for step in fn["steps"]:
-            kind = step["kind"]
-            if kind == "to_device":
-                x = np.asarray(self._operand(step["src"], vals, env), dtype=np.float32).astype(np.float16)
-                self.hal.write_mem(values[step["dst"]]["addr"], x.tobytes())
-            elif kind == "to_host":
-                vals[step["dst"]] = self._read(values[step["src"]], env, step["dtype"])
-            elif kind == "host" and self.timing_only:  # shape-only: values do not matter
-                v = values[step["dst"]]
-                vals[step["dst"]] = np.zeros([eval_expr(d, env) for d in v["shape"]], dtype=v["dtype"])
-            elif kind == "host":
-                args = [self._operand(a, vals, env) for a in step["args"]]
-                attrs = {k: self._attr(v, env) for k, v in step["attrs"].items()}
-                vals[step["dst"]] = run_host_op(step["op"], args, attrs, values[step["dst"]]["dtype"])
-            elif kind == "stream":
-                self._run_stream(step["stream"], env)
+        for step in fn.steps:
+            if isinstance(step, ToDeviceStep):
+                x = np.asarray(self._operand(step.src, vals), dtype=np.float32).astype(np.float16)
+                self.hal.write_mem(values[step.dst].addr, x.tobytes())
+            elif isinstance(step, ToHostStep):
+                vals[step.dst] = self._read(values[step.src], env, step.dtype)
+            elif isinstance(step, HostStep) and self.timing_only:  # shape-only: values do not matter
+                v = values[step.dst]
+                vals[step.dst] = np.zeros([_eval(d, env) for d in v.shape], dtype=v.dtype)
+            elif isinstance(step, HostStep):
+                args = [self._operand(a, vals) for a in step.args]
+                attrs = {k: self._attr(v, env) for k, v in step.attrs.items()}
+                vals[step.dst] = run_host_op(step.op, args, attrs, values[step.dst].dtype)
             else:
-                raise RunError(f"unknown step kind {kind!r} in the manifest")
+                self._run_stream(step.stream, env)
         end = self.hal.stats()
         self.last_cycles = end.get("cycles", 0) - start.get("cycles", 0)
         self.last_hbm_bytes = end.get("hbm_bytes", 0) - start.get("hbm_bytes", 0)
-        return [vals[o["value"]] for o in fn["outputs"]]
+        return [vals[o.value] for o in fn.outputs]
 
-    def _operand(self, ref: dict, vals: dict, env: dict):
-        if "literal" in ref:
-            return ref["literal"]
-        if "const" in ref:
-            return self.host_consts[ref["const"]]
-        return vals[ref["value"]]
+    def _operand(self, ref, vals: dict):
+        if isinstance(ref, LiteralOperand):
+            return ref.literal
+        if isinstance(ref, ConstRef):
+            if ref.const not in self.host_consts:
+                raise RunError(f"host constant '{ref.const}' has no data in this artifact (shape-only)")
+            return self.host_consts[ref.const]
+        return vals[ref.value]
 
     def _attr(self, v, env):
         if isinstance(v, dict) and set(v) == {"sym"}:
-            return eval_expr(v["sym"], env)
+            return _eval(v["sym"], env)
         if isinstance(v, list):
             return [self._attr(x, env) for x in v]
         return v
 
-    def _read(self, value: dict, env: dict, dtype: str) -> np.ndarray:
-        shape = tuple(eval_expr(d, env) for d in value["shape"])
+    def _read(self, value: ValueInfo, env: dict, dtype: str) -> np.ndarray:
+        shape = tuple(_eval(d, env) for d in value.shape)
         n = int(np.prod(shape, dtype=np.int64))
-        if value["layout"] == "argmax":
-            rec = np.frombuffer(self.hal.read_mem(value["addr"], 8 * n), dtype="<i4").reshape(n, 2)
+        if value.layout == "argmax":
+            rec = np.frombuffer(self.hal.read_mem(value.addr, ARGMAX_RECORD_BYTES * n), dtype="<i4").reshape(n, 2)
             return rec[:, 0].reshape(shape).astype(dtype)
-        x = np.frombuffer(self.hal.read_mem(value["addr"], 2 * n), dtype="<f2").reshape(shape)
+        x = np.frombuffer(self.hal.read_mem(value.addr, 2 * n), dtype="<f2").reshape(shape)
         return x.astype(dtype)
 
     def patched_stream(self, name: str, env: Mapping[str, int]) -> bytearray:
         """The bytes of stream ``name`` patched for ``env`` (dims)."""
-        s = self.manifest["streams"][name]
+        s = self.manifest.streams[name]
         data = bytearray(self._streams[name])
-        off_entries = {g["index"] for g in s["guards"] if not eval_expr(g["expr"], env)}
-        for p in s["patches"]:
-            if p["index"] in off_entries:  # past a loop's trip count: its fields are meaningless
+        off_entries = {g.index for g in s.guards if not _eval(g.expr, env)}
+        for p in s.patches:
+            if p.index in off_entries:  # past a loop's trip count: its fields are meaningless
                 continue
-            v = eval_expr(p["expr"], env)
-            if p["kind"] == "addr":
+            v = _eval(p.expr, env)
+            if p.kind == "addr":
                 v //= _ADDRESS_UNIT
-            mask = (1 << p["width"]) - 1
+            mask = (1 << p.width) - 1
             if not 0 <= v <= mask:
-                raise RunError(f"stream '{name}' entry {p['index']}: {p['field']} = {v} does not fit "
-                                    f"its {p['width']}-bit field (dims {dict(env)})")
-            off = p["index"] * INSN_BYTES + 4 * p["word"]
+                raise RunError(f"stream '{name}' entry {p.index}: {p.field} = {v} does not fit "
+                               f"its {p.width}-bit field (dims {dict(env)})")
+            off = p.index * INSN_BYTES + 4 * p.word
             (w,) = struct.unpack_from("<I", data, off)
-            struct.pack_into("<I", data, off, (w & ~(mask << p["lo"]) & 0xFFFFFFFF) | (v << p["lo"]))
+            struct.pack_into("<I", data, off, (w & ~(mask << p.lo) & 0xFFFFFFFF) | (v << p.lo))
         for i in off_entries:
             off = i * INSN_BYTES
             (w0,) = struct.unpack_from("<I", data, off)
@@ -206,11 +213,11 @@ class Runtime:
         return data
 
     def _run_stream(self, name: str, env: dict) -> None:
-        s = self.manifest["streams"][name]
+        s = self.manifest.streams[name]
         data = self.patched_stream(name, env)
         self.stream_log.append((name, self.hal.stats().get("instructions", 0)))
         if self.mode == "direct":
-            for i in range(s["count"]):
+            for i in range(s.count):
                 words = struct.unpack_from(f"<{INSN_WORDS}I", data, i * INSN_BYTES)
                 if words[0] & 0xFF == _NOP:  # a disabled entry: its wait only delayed itself
                     continue
@@ -219,9 +226,9 @@ class Runtime:
             return
         old = self._written.get(name)
         if old is None:
-            self.hal.write_mem(s["addr"], bytes(data))
+            self.hal.write_mem(s.addr, bytes(data))
         else:  # rewrite only the runs of entries that changed
-            i, n = 0, s["count"]
+            i, n = 0, s.count
             while i < n:
                 if data[i * INSN_BYTES:(i + 1) * INSN_BYTES] == old[i * INSN_BYTES:(i + 1) * INSN_BYTES]:
                     i += 1
@@ -229,11 +236,18 @@ class Runtime:
                 j = i + 1
                 while j < n and data[j * INSN_BYTES:(j + 1) * INSN_BYTES] != old[j * INSN_BYTES:(j + 1) * INSN_BYTES]:
                     j += 1
-                self.hal.write_mem(s["addr"] + i * INSN_BYTES, bytes(data[i * INSN_BYTES:j * INSN_BYTES]))
+                self.hal.write_mem(s.addr + i * INSN_BYTES, bytes(data[i * INSN_BYTES:j * INSN_BYTES]))
                 i = j
         self._written[name] = data
-        self.hal.run_stream(s["addr"], s["count"])
+        self.hal.run_stream(s.addr, s.count)
         self.hal.wait()
 
 
-__all__ = ["Runtime", "BoundsError", "RunError", "eval_expr"]
+def _eval(expr: str, env: Mapping[str, int]) -> int:
+    try:
+        return eval_expr(expr, env)
+    except ExprError as e:
+        raise RunError(str(e)) from None
+
+
+__all__ = ["Runtime", "BoundsError", "RunError"]

@@ -8,6 +8,8 @@
   decoder, assembler and disassembler (the single definition of the ISA's bits).
 * ``layout.py`` / ``pwl.py``: tensor layouts (int4 packing) and activation
   tables, i.e. data the compiler writes into device memory.
+* ``insn_model.py``: each instruction's memory accesses, compute cycles and
+  latency, shared by the simulator and the compiler.
 
 This package imports nothing from the compiler; everything in it is data or a
 pure function of data.

@@ -32,6 +32,8 @@ UNITS = WAIT_UNITS + ("seq",)
 HEAD_DIM_MULTIPLE = 16
 #: Head dims of ``rope`` must be a multiple of this (doc/isa.md section 8).
 ROPE_DIM_MULTIPLE = 8
+#: Bytes of one ``mvm`` argmax record per row: int32 index then fp32 value (doc/isa.md, ``mvm``).
+ARGMAX_RECORD_BYTES = 8
 
 
 class EncodingError(ValueError):

@@ -69,7 +69,12 @@ class Target:
     mvm_groups: int
     mvm_latency: int
     weight_formats: tuple[str, ...]
+
+    # Numerics parameters (doc/isa.md section 7): input channels per int4
+    # scale, input channels per exact int8 block, lanes of the fp32 adder tree.
     int4_group: int
+    int8_block: int
+    tree_lanes: int
 
     # fp16 matrix (attention) path.
     mat_tin: int
@@ -109,8 +114,7 @@ class Target:
                                   f"the ISA knows {KNOWN_WEIGHT_FORMATS}")
         if self.mem_align_bytes % ADDRESS_UNIT:
             raise TargetError(f"target {self.name!r}: mem_align_bytes must be a multiple of {ADDRESS_UNIT}")
-        if self.int4_group % 2:
-            raise TargetError(f"target {self.name!r}: int4_group must be even, got {self.int4_group}")
+        _check_numerics(self)
         for name in ("hbm_bits_per_cycle", "ddr_bits_per_cycle"):
             if getattr(self, name) % 8:
                 raise TargetError(f"target {self.name!r}: {name} must be a multiple of 8")
@@ -157,6 +161,41 @@ class Target:
         return dataclasses.replace(self, **changes)
 
 
+#: Significant bits of one fp16 x weight product, as an integer multiple of 2**-24
+#: (doc/isa.md 7.2): fp16 magnitudes are below 2**16, |int4| <= 8 = 2**3, |int8| <= 128 = 2**7.
+_PRODUCT_BITS = {"int4": 24 + 16 + 3, "int8": 24 + 16 + 7}
+#: Bits float64 holds exactly: a block's partial sums must fit for any summation order.
+_EXACT_BITS = 53
+
+
+def _power_of_two(v: int) -> bool:
+    return v > 0 and v & (v - 1) == 0
+
+
+def exact_block_limit(fmt: str) -> int:
+    """Largest block of ``fmt`` products whose sum float64 holds exactly (int4: 1024, int8: 64)."""
+    return 1 << (_EXACT_BITS - _PRODUCT_BITS[fmt])
+
+
+def _check_numerics(t: "Target") -> None:
+    """Refuse numerics parameters the simulator and the kernels cannot honour (names field, value, rule)."""
+    def refuse(name: str, rule: str) -> None:
+        raise TargetError(f"target {t.name!r}: {name}={getattr(t, name)} {rule}")
+
+    for name in ("int4_group", "tree_lanes"):
+        if not _power_of_two(getattr(t, name)) or getattr(t, name) < 2:
+            refuse(name, "must be a power of two >= 2 (binary adder tree / packed nibble pairs)")
+    if t.int4_group > exact_block_limit("int4"):
+        refuse("int4_group", f"exceeds {exact_block_limit('int4')}: a group's exact dot product would need "
+                             f"more than {_EXACT_BITS} bits (doc/isa.md 7.2)")
+    if t.int4_group % t.tin and t.tin % t.int4_group:
+        refuse("int4_group", f"and tin={t.tin} must divide one another: every Tin-wide slice of a weight row "
+                             "lies in one scale group or holds whole groups")
+    if t.int8_block > exact_block_limit("int8"):
+        refuse("int8_block", f"exceeds {exact_block_limit('int8')}: a block's exact dot product would need "
+                             f"more than {_EXACT_BITS} bits (doc/isa.md 7.2)")
+
+
 _MAY_BE_ZERO = {"hbm_base", "burst_overhead_cycles", "dma_latency", "mvm_latency",
                 "mat_latency", "sfu_latency", "dma_setup_cycles"}
 
@@ -187,4 +226,4 @@ def target_from_dict(data: dict[str, Any], base: Target | None = None) -> Target
 
 
 __all__ = ["Target", "TargetError", "target_from_dict", "FIELD_NAMES", "KNOWN_WEIGHT_FORMATS",
-           "ADDRESS_UNIT"]
+           "ADDRESS_UNIT", "exact_block_limit"]

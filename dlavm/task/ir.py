@@ -4,10 +4,9 @@ A :class:`Program` is a list of statements:
 
 * :class:`Emit`: one ISA instruction (doc/isa.md). A field value is a plain
   Python value or a ``dlavm.sym`` expression; a non-constant expression is a
-  *dynamic word* the host patches before running. ``reads``/``writes`` are
-  the operand byte ranges ``(address, nbytes)`` (``nbytes`` may be symbolic;
-  its upper bound is used for dependency analysis), ``wait`` the unit wait
-  mask (filled by :func:`dlavm.task.deps.assign_waits`).
+  *dynamic word* the host patches before running. ``wait`` is the unit wait
+  mask (filled by :func:`dlavm.task.deps.assign_waits`, from the operand
+  ranges ``dlavm.target.insn_model.accesses`` gives for the fields).
 * :class:`For`: ``body`` repeated for ``var = 0 .. extent-1`` (``extent``
   symbolic; ``var`` is a ``sym.Var`` bounded by ``[0, upper_bound(extent)-1]``).
 * :class:`If`: ``then`` when ``cond`` is nonzero, else ``orelse``.
@@ -31,10 +30,9 @@ class Emit:
     op: str
     fields: dict
     unit: str
-    reads: tuple = ()
-    writes: tuple = ()
     wait: frozenset = frozenset()
     comment: str = ""
+    tag: str = ""  # the device op it implements, "dev.mvm#3" (op and node), for the manifest's records
 
     def with_fields(self, fields: dict) -> "Emit":
         return replace(self, fields=fields)

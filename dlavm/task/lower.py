@@ -32,7 +32,7 @@ import numpy as np
 
 from dlavm import sym
 from dlavm.ir import Call, Constant, Function, GetItem, Literal, Tuple, Var, dtype_bytes, post_order
-from dlavm.target.isa import op_format
+from dlavm.target.isa import ARGMAX_RECORD_BYTES, op_format
 
 from .ir import Emit, For, If, Program
 from .reloc import BufRef, RelocationError, relocate_program, relocate_stmts, relocate_value, resolver
@@ -158,9 +158,9 @@ class LowerContext:
             return self.blob(f"{node.name}.f16", lambda: _opt(self.param(node), np.float16), n * 2)
         return self.addr(node)
 
-    def emit(self, op: str, reads=(), writes=(), comment: str = "", **fields) -> Emit:
-        fmt = op_format(op)
-        return Emit(op, fields, fmt.unit, tuple(reads), tuple(writes), frozenset(), comment)
+    def emit(self, op: str, comment: str = "", **fields) -> Emit:
+        """One instruction; its operand ranges are ``dlavm.target.insn_model.accesses`` of ``fields``."""
+        return Emit(op, fields, op_format(op).unit, frozenset(), comment)
 
 
 def _opt(data, dtype):
@@ -188,7 +188,7 @@ def _attr_json(v):
 def lower_function(ctx: LowerContext, fn: Function) -> LoweredFunction:
     """Lower ``fn`` (device graph) into steps whose addresses are :class:`BufRef` handles (resolved by
     :func:`lower_module`)."""
-    from .rules import find_rule  # rules import this module
+    from .rules import find_rule, result_layout  # rules import this module
 
     ctx.vid, ctx.values, ctx.body, ctx.fn_name = {}, {}, [], fn.name
     steps, ops, shapes, host_attrs, views = [], [], {}, {}, []
@@ -243,8 +243,7 @@ def lower_function(ctx: LowerContext, fn: Function) -> LoweredFunction:
             rule = find_rule(op, ctx.target)
             if rule is None:
                 raise LoweringError(f"{_where(node)}: no lowering rule for target '{ctx.target.name}'")
-            layout = "argmax" if op == "dev.mvm" and node.attrs.get("argmax") else "dense"
-            alloc_device(node, layout)
+            alloc_device(node, result_layout(node))
             before = len(ctx.body)
             tag = f"{op}#{len(ops)}"
             try:
@@ -286,8 +285,9 @@ def lower_function(ctx: LowerContext, fn: Function) -> LoweredFunction:
 
 def device_size_of(node):
     """Byte size of a value in device memory: fp16 tensors, argmax records (8 bytes per row)."""
-    if isinstance(node, Call) and node.op.name == "dev.mvm" and node.attrs.get("argmax"):
-        return numel(node.type.shape) * 8
+    from .rules import result_layout  # rules import this module
+    if isinstance(node, Call) and node.op.name.startswith("dev.") and result_layout(node) == "argmax":
+        return numel(node.type.shape) * ARGMAX_RECORD_BYTES
     if isinstance(node, Call) and (node.op.name.startswith("dev.") or node.op.name in VIEW_OPS):
         return numel(node.type.shape) * 2
     return None
@@ -308,6 +308,8 @@ def lower_module(ctx: LowerContext, mod) -> tuple:
     Guarantees afterwards: no :class:`BufRef` is left in any step, value or instruction field, and every
     view the lowering made shares its input's address in the plan.
     """
+    from .rules import check_limits  # rules import this module
+    check_limits(mod, ctx.target)
     fns = list(mod.functions.values())
     lowered = [lower_function(ctx, fn) for fn in fns]
     plans = {}
@@ -336,11 +338,11 @@ def relocate_function(lf: LoweredFunction, plan) -> LoweredFunction:
 
 
 def _tag(stmts, tag: str) -> list:
-    """Prefix every instruction's comment with the op tag (for listings and profiles)."""
+    """Set every instruction's op tag (the manifest's instruction records) and prefix its comment with it."""
     out = []
     for s in stmts:
         if isinstance(s, Emit):
-            s = replace(s, comment=f"{tag} {s.comment}".strip())
+            s = replace(s, comment=f"{tag} {s.comment}".strip(), tag=tag)
         elif isinstance(s, For):
             s = For(s.var, s.extent, tuple(_tag(s.body, tag)))
         elif isinstance(s, If):

@@ -32,17 +32,12 @@ def _sub(v, mapping):
     return v
 
 
-def _sub_ranges(ranges, mapping):
-    return tuple((_sub(a, mapping), _sub(n, mapping)) for a, n in ranges)
-
-
 def substitute_body(body, mapping: dict) -> tuple:
     """``body`` with variables replaced (``mapping``: Var or name -> int or Expr)."""
     out = []
     for s in body:
         if isinstance(s, Emit):
-            out.append(replace(s, fields={k: _sub(v, mapping) for k, v in s.fields.items()},
-                               reads=_sub_ranges(s.reads, mapping), writes=_sub_ranges(s.writes, mapping)))
+            out.append(replace(s, fields={k: _sub(v, mapping) for k, v in s.fields.items()}))
         elif isinstance(s, For):
             out.append(For(s.var, _sub(s.extent, mapping), substitute_body(s.body, mapping)))
         elif isinstance(s, If):

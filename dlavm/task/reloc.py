@@ -94,8 +94,7 @@ def relocate_stmts(stmts, resolve) -> tuple:
     out = []
     for s in stmts:
         if isinstance(s, Emit):
-            s = replace(s, fields=relocate_value(s.fields, resolve), reads=relocate_value(s.reads, resolve),
-                        writes=relocate_value(s.writes, resolve))
+            s = replace(s, fields=relocate_value(s.fields, resolve))
         elif isinstance(s, For):
             s = For(s.var, s.extent, relocate_stmts(s.body, resolve))
         elif isinstance(s, If):
@@ -117,7 +116,7 @@ def has_refs(v) -> bool:
     if isinstance(v, dict):
         return any(has_refs(x) for x in v.values())
     if isinstance(v, Emit):
-        return has_refs(v.fields) or has_refs(v.reads) or has_refs(v.writes)
+        return has_refs(v.fields)
     if isinstance(v, For):
         return has_refs(v.body)
     if isinstance(v, If):

@@ -1,10 +1,14 @@
-"""Per-instruction semantics of every execution unit, as a table.
+"""What each execution unit refuses and computes, per instruction, as a table.
 
-Each :class:`OpModel` says, for one mnemonic, which memory ranges it touches
-(:class:`Access`; used for bounds checks and channel traffic), how many
-cycles its unit is occupied computing, its pipeline latency, and how it
-transforms memory (functional mode only). The simulator looks instructions
-up in :data:`OP_MODELS`; adding an instruction is adding a row.
+For one mnemonic a :class:`UnitOp` holds the legality check (``check``:
+what the device refuses, doc/isa.md section 8) and the semantics
+(``execute``: how it transforms memory, functional mode only). Both are
+written here from doc/isa.md, independently of the compiler. Which bytes an
+instruction touches, its compute cycles and its latency are *not* here: they
+are shared with the compiler as data in :mod:`dlavm.target.insn_model`, and
+a conformance test checks those declared accesses against the bytes
+``execute`` actually touched. The simulator looks instructions up in
+:data:`UNIT_OPS`; adding an instruction is adding a row here and a model there.
 """
 from __future__ import annotations
 
@@ -17,47 +21,20 @@ from hw_models.errors import IllegalInstructionError, UnalignedAccessError
 
 
 @dataclass(frozen=True)
-class Access:
-    """A 2-D memory range an instruction reads or writes: ``rows`` rows of
-    ``row_bytes`` bytes, ``stride`` bytes apart, starting at ``addr``."""
+class UnitOp:
+    """Legality check and semantics of one mnemonic on its unit."""
 
-    name: str
-    addr: int
-    row_bytes: int
-    rows: int = 1
-    stride: int = 0
-    write: bool = False
-
-    @property
-    def nbytes(self) -> int:
-        return self.row_bytes * self.rows
-
-    @property
-    def span(self) -> int:
-        """Bytes from the first to one past the last byte touched."""
-        return 0 if self.nbytes == 0 else (self.rows - 1) * self.stride + self.row_bytes
-
-
-@dataclass(frozen=True)
-class OpModel:
     op: str
-    accesses: Callable[[Instruction, Target], list[Access]]
-    cycles: Callable[[Instruction, Target], int]
-    latency: Callable[[Target], int]
+    check: Callable[[Instruction, Target], None]
     execute: Callable[[Instruction, Any, Target], dict | None]
-    macs: Callable[[Instruction], int] = lambda insn: 0
 
 
-OP_MODELS: dict[str, OpModel] = {}
+UNIT_OPS: dict[str, UnitOp] = {}
 
 
-def register(model: OpModel) -> OpModel:
-    OP_MODELS[model.op] = model
-    return model
-
-
-def cdiv(a: int, b: int) -> int:
-    return -(-a // b)
+def register(op: UnitOp) -> UnitOp:
+    UNIT_OPS[op.op] = op
+    return op
 
 
 def require(cond: bool, insn: Instruction, msg: str) -> None:
@@ -79,13 +56,13 @@ def require_positive(insn: Instruction, *names: str) -> None:
         require(insn[n] > 0, insn, f"field {n} must be > 0, got {insn[n]}")
 
 
-def _no_accesses(i: Instruction, t: Target) -> list[Access]:
-    return []
+def _legal(i: Instruction, t: Target) -> None:
+    return None
 
 
-# nop and fence run in the issue stage: no memory, no cycles (fence's effect
-# on later instructions is applied by the timing model).
+# nop and fence run in the issue stage: nothing to refuse, no memory effect
+# (fence's effect on later instructions is applied by the timing model).
 for _op in ("nop", "fence"):
-    register(OpModel(_op, _no_accesses, lambda i, t: 0, lambda t: 0, lambda i, mem, t: None))
+    register(UnitOp(_op, _legal, lambda i, mem, t: None))
 
 from hw_models.units import dma, mat, mvm, sfu  # noqa: E402,F401  (registers the tables)

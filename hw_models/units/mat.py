@@ -10,7 +10,7 @@ import numpy as np
 from dlavm.target import Target
 from dlavm.target.isa import Instruction
 from hw_models.numerics import F16, F32, dot_f16
-from hw_models.units import Access, OpModel, cdiv, register, require, require_aligned, require_positive
+from hw_models.units import UnitOp, register, require, require_aligned, require_positive
 
 
 def _check_heads(i: Instruction, stride_field: str, t: Target) -> None:
@@ -22,26 +22,6 @@ def _check_heads(i: Instruction, stride_field: str, t: Target) -> None:
     if i["kv_heads"] > 1:
         require(i[stride_field] >= i["l"] * i["d"] * 2, i,
                 f"{stride_field}={i[stride_field]} is smaller than one head's l*d*2 bytes; heads would overlap")
-
-
-def _kv_rows(i: Instruction, addr: int, stride_field: str) -> tuple[int, int, int, int]:
-    return addr, i["l"] * i["d"] * 2, i["kv_heads"], i[stride_field]
-
-
-def _qk_accesses(i: Instruction, t: Target) -> list[Access]:
-    _check_heads(i, "k_stride", t)
-    m, h, l, d = i["m"], i["heads"], i["l"], i["d"]
-    return [Access("q", i["q"], m * h * d * 2),
-            Access("kc", *_kv_rows(i, i["kc"], "k_stride")),
-            Access("out", i["out"], h * m * l * (4 if i["out_fp32"] else 2), write=True)]
-
-
-def _pv_accesses(i: Instruction, t: Target) -> list[Access]:
-    _check_heads(i, "v_stride", t)
-    m, h, l, d = i["m"], i["heads"], i["l"], i["d"]
-    return [Access("p", i["p"], h * m * l * 2),
-            Access("vc", *_kv_rows(i, i["vc"], "v_stride")),
-            Access("out", i["out"], m * h * d * 2, write=True)]
 
 
 def _read_kv(i: Instruction, mem, addr: int, stride_field: str, what: str) -> np.ndarray:
@@ -56,7 +36,7 @@ def _qk_execute(i: Instruction, mem, t: Target) -> None:
     m, h, d = i["m"], i["heads"], i["d"]
     q = mem.read_array(i["q"], F16, (m, h, d), "mat_qk.q").transpose(1, 0, 2)   # [H, M, D]
     k = _read_kv(i, mem, i["kc"], "k_stride", "mat_qk.kc")                        # [H, L, D]
-    s = dot_f16(q, k) * F32(i["scale"])                                           # [H, M, L]
+    s = dot_f16(q, k, t.tree_lanes) * F32(i["scale"])                            # [H, M, L]
     mem.write_array(i["out"], s if i["out_fp32"] else s.astype(F16), "mat_qk.out")
 
 
@@ -64,15 +44,9 @@ def _pv_execute(i: Instruction, mem, t: Target) -> None:
     m, h, l = i["m"], i["heads"], i["l"]
     p = mem.read_array(i["p"], F16, (h, m, l), "mat_pv.p")
     v = _read_kv(i, mem, i["vc"], "v_stride", "mat_pv.vc")                        # [H, L, D]
-    o = dot_f16(p, v.transpose(0, 2, 1))                                          # [H, M, D]
+    o = dot_f16(p, v.transpose(0, 2, 1), t.tree_lanes)                           # [H, M, D]
     mem.write_array(i["out"], o.transpose(1, 0, 2).astype(F16), "mat_pv.out")
 
 
-register(OpModel("mat_qk", _qk_accesses,
-                 lambda i, t: i["heads"] * i["m"] * cdiv(i["d"], t.mat_tin) * cdiv(i["l"], t.mat_tout),
-                 lambda t: t.mat_latency, _qk_execute,
-                 macs=lambda i: i["heads"] * i["m"] * i["l"] * i["d"]))
-register(OpModel("mat_pv", _pv_accesses,
-                 lambda i, t: i["heads"] * i["m"] * cdiv(i["l"], t.mat_tin) * cdiv(i["d"], t.mat_tout),
-                 lambda t: t.mat_latency, _pv_execute,
-                 macs=lambda i: i["heads"] * i["m"] * i["l"] * i["d"]))
+register(UnitOp("mat_qk", lambda i, t: _check_heads(i, "k_stride", t), _qk_execute))
+register(UnitOp("mat_pv", lambda i, t: _check_heads(i, "v_stride", t), _pv_execute))

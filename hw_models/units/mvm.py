@@ -6,49 +6,22 @@ import numpy as np
 
 from dlavm.target import Target
 from dlavm.target.isa import Instruction
-from hw_models.numerics import F16, F32, INT8_BLOCK, dot_f16, grouped_dot_exact, unpack_int4
-from hw_models.units import Access, OpModel, cdiv, register, require, require_positive
+from hw_models.numerics import F16, F32, dot_f16, grouped_dot_exact, unpack_int4
+from hw_models.units import UnitOp, register, require, require_positive
 
 
-def _kp(i: Instruction, t: Target) -> int:
-    return cdiv(i["k"], t.int4_group) * t.int4_group
-
-
-def _weight_bytes(i: Instruction, t: Target) -> tuple[int, int]:
-    n, k = i["n"], i["k"]
-    if i["wfmt"] == "int4":
-        kp = _kp(i, t)
-        return n * kp // 2, n * (kp // t.int4_group) * 2
-    if i["wfmt"] == "int8":
-        return n * k, n * 2
-    return n * k * 2, 0
-
-
-def _accesses(i: Instruction, t: Target) -> list[Access]:
+def _check(i: Instruction, t: Target) -> None:
     require_positive(i, "m", "k", "n")
     require(i["wfmt"] in t.weight_formats, i,
             f"weight format {i['wfmt']} is not supported by target {t.name} ({list(t.weight_formats)})")
-    m, k, n = i["m"], i["k"], i["n"]
+    m, k = i["m"], i["k"]
     require(m * k * 2 <= t.act_buffer_bytes, i,
             f"activation operand m*k*2 = {m * k * 2} bytes exceeds act_buffer_bytes={t.act_buffer_bytes}")
     require(not (i["argmax"] and i["out_fp32"]), i, "argmax and out_fp32 are exclusive")
-    wbytes, sbytes = _weight_bytes(i, t)
-    acc = [Access("x", i["x"], m * k * 2), Access("w", i["w"], wbytes)]
-    if sbytes:
-        acc.append(Access("wscale", i["wscale"], sbytes))
-    if i["affine"]:
-        acc.append(Access("aff", i["aff"], 2 * n * 2))
-    if i["res"] != "none":
-        acc.append(Access("resid", i["resid"], m * n * 2))
-    out_bytes = m * 8 if i["argmax"] else m * n * (4 if i["out_fp32"] else 2)
-    acc.append(Access("out", i["out"], out_bytes, write=True))
-    return acc
 
 
-def _cycles(i: Instruction, t: Target) -> int:
-    # One token row per pass; each cycle consumes Tin inputs for Tout outputs
-    # in each of mvm_groups channel groups.
-    return i["m"] * cdiv(i["k"], t.tin) * cdiv(i["n"], t.tout * t.mvm_groups)
+def _padded(k: int, block: int) -> int:
+    return -(-k // block) * block
 
 
 def accumulate(i: Instruction, mem, t: Target) -> np.ndarray:
@@ -56,7 +29,8 @@ def accumulate(i: Instruction, mem, t: Target) -> np.ndarray:
     m, k, n = i["m"], i["k"], i["n"]
     x = mem.read_array(i["x"], F16, (m, k), "mvm.x")
     if i["wfmt"] == "int4":
-        kp, g = _kp(i, t), t.int4_group
+        g = t.int4_group
+        kp = _padded(k, g)
         packed = mem.read_array(i["w"], np.uint8, (n, kp // 2), "mvm.w")
         scales = mem.read_array(i["wscale"], F16, (n, kp // g), "mvm.wscale")
         xp = np.zeros((m, kp), dtype=F16)
@@ -65,15 +39,16 @@ def accumulate(i: Instruction, mem, t: Target) -> np.ndarray:
     if i["wfmt"] == "int8":
         q = mem.read_array(i["w"], np.int8, (n, k), "mvm.w")
         scales = mem.read_array(i["wscale"], F16, (n,), "mvm.wscale")
-        kp = cdiv(k, INT8_BLOCK) * INT8_BLOCK
+        blk = t.int8_block
+        kp = _padded(k, blk)
         xp = np.zeros((m, kp), dtype=F16)
         xp[:, :k] = x
         qp = np.zeros((n, kp), dtype=np.int8)
         qp[:, :k] = q
-        acc = grouped_dot_exact(xp, qp, INT8_BLOCK, None)
+        acc = grouped_dot_exact(xp, qp, blk, None)
         return acc * scales.astype(F32)[None, :]
     w = mem.read_array(i["w"], F16, (n, k), "mvm.w")
-    return dot_f16(x, w)
+    return dot_f16(x, w, t.tree_lanes)
 
 
 def _execute(i: Instruction, mem, t: Target) -> dict | None:
@@ -99,5 +74,4 @@ def _execute(i: Instruction, mem, t: Target) -> dict | None:
     return None
 
 
-register(OpModel("mvm", _accesses, _cycles, lambda t: t.mvm_latency, _execute,
-                 macs=lambda i: i["m"] * i["k"] * i["n"]))
+register(UnitOp("mvm", _check, _execute))

@@ -5,41 +5,25 @@ rounding points (numpy float32 ops round each result once, RNE).
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
 from dlavm.target import Target
 from dlavm.target.isa import Instruction
 from dlavm.target.pwl import SOFTMAX_EXP_TABLE, table
 from hw_models.numerics import F16, F32, pwl_eval, tree_sum
-from hw_models.units import Access, OpModel, cdiv, register, require, require_aligned, require_positive
-
-
-def _sfu_cycles(passes: int, elems: Callable[[Instruction], int]) -> Callable[[Instruction, Target], int]:
-    """Cycles of an op that streams ``elems`` values through the lanes ``passes`` times."""
-    return lambda i, t: passes * cdiv(elems(i), t.sfu_lanes)
-
-
-def _lat(t: Target) -> int:
-    return t.sfu_latency
+from hw_models.units import UnitOp, register, require, require_aligned, require_positive
 
 
 # ---------------------------------------------------------------- norms
-def _norm_accesses(i: Instruction, t: Target) -> list[Access]:
+def _norm_check(i: Instruction, t: Target) -> None:
     require_positive(i, "rows", "cols")
-    n = i["rows"] * i["cols"] * 2
-    acc = [Access("src", i["src"], n), Access("gamma", i["gamma"], i["cols"] * 2)]
-    if i.op == "layernorm":
-        acc.append(Access("beta", i["beta"], i["cols"] * 2))
-    return acc + [Access("dst", i["dst"], n, write=True)]
 
 
 def _rmsnorm(i: Instruction, mem, t: Target) -> None:
     r, c = i["rows"], i["cols"]
     x = mem.read_array(i["src"], F16, (r, c), "rmsnorm.src").astype(F32)
     g = mem.read_array(i["gamma"], F16, (c,), "rmsnorm.gamma").astype(F32)
-    mean = tree_sum(x * x) / F32(c)
+    mean = tree_sum(x * x, t.tree_lanes) / F32(c)
     inv = F32(1) / np.sqrt(mean + F32(i["eps"]))
     mem.write_array(i["dst"], ((x * inv[:, None]) * g[None, :]).astype(F16), "rmsnorm.dst")
 
@@ -49,19 +33,16 @@ def _layernorm(i: Instruction, mem, t: Target) -> None:
     x = mem.read_array(i["src"], F16, (r, c), "layernorm.src").astype(F32)
     g = mem.read_array(i["gamma"], F16, (c,), "layernorm.gamma").astype(F32)
     b = mem.read_array(i["beta"], F16, (c,), "layernorm.beta").astype(F32)
-    mean = tree_sum(x) / F32(c)
+    mean = tree_sum(x, t.tree_lanes) / F32(c)
     dlt = x - mean[:, None]
-    var = tree_sum(dlt * dlt) / F32(c)
+    var = tree_sum(dlt * dlt, t.tree_lanes) / F32(c)
     inv = F32(1) / np.sqrt(var + F32(i["eps"]))
     mem.write_array(i["dst"], (((dlt * inv[:, None]) * g[None, :]) + b[None, :]).astype(F16), "layernorm.dst")
 
 
 # ---------------------------------------------------------------- softmax
-def _softmax_accesses(i: Instruction, t: Target) -> list[Access]:
+def _softmax_check(i: Instruction, t: Target) -> None:
     require_positive(i, "rows", "cols", "m")
-    n = i["rows"] * i["cols"]
-    return [Access("src", i["src"], n * (4 if i["in_fp32"] else 2)),
-            Access("dst", i["dst"], n * 2, write=True)]
 
 
 def _softmax(i: Instruction, mem, t: Target) -> None:
@@ -76,15 +57,13 @@ def _softmax(i: Instruction, mem, t: Target) -> None:
     tab = table(SOFTMAX_EXP_TABLE)
     e = pwl_eval(x - mx[:, None], tab.entries, tab.nseg, tab.lo_f32, tab.inv_step)
     e = np.where(valid, e, F32(0))
-    s = tree_sum(e)
+    s = tree_sum(e, t.tree_lanes)
     mem.write_array(i["dst"], (e / s[:, None]).astype(F16), "softmax.dst")
 
 
 # ---------------------------------------------------------------- eltwise / act
-def _elt_accesses(i: Instruction, t: Target) -> list[Access]:
+def _elt_check(i: Instruction, t: Target) -> None:
     require_positive(i, "count")
-    n = i["count"] * 2
-    return [Access("a", i["a"], n), Access("b", i["b"], n), Access("dst", i["dst"], n, write=True)]
 
 
 def _eltwise(i: Instruction, mem, t: Target) -> None:
@@ -95,11 +74,8 @@ def _eltwise(i: Instruction, mem, t: Target) -> None:
     mem.write_array(i["dst"], y.astype(F16), "eltwise.dst")
 
 
-def _act_accesses(i: Instruction, t: Target) -> list[Access]:
+def _act_check(i: Instruction, t: Target) -> None:
     require_positive(i, "count", "nseg")
-    n = i["count"] * 2
-    return [Access("src", i["src"], n), Access("table", i["table"], (i["nseg"] + 2) * 8),
-            Access("dst", i["dst"], n, write=True)]
 
 
 def _act(i: Instruction, mem, t: Target) -> None:
@@ -110,15 +86,11 @@ def _act(i: Instruction, mem, t: Target) -> None:
 
 
 # ---------------------------------------------------------------- rope
-def _rope_accesses(i: Instruction, t: Target) -> list[Access]:
+def _rope_check(i: Instruction, t: Target) -> None:
     require_positive(i, "m", "heads", "d")
     require(i["d"] % 8 == 0, i, f"head dim d={i['d']} must be a multiple of 8 (32-byte table rows)")
     require(i["pos0"] + i["m"] <= t.max_seq_len, i,
             f"positions {i['pos0']}..{i['pos0'] + i['m'] - 1} exceed max_seq_len={t.max_seq_len}")
-    n = i["m"] * i["heads"] * i["d"] * 2
-    return [Access("src", i["src"], n),
-            Access("table", i["table"] + i["pos0"] * i["d"] * 4, i["m"] * i["d"] * 4),
-            Access("dst", i["dst"], n, write=True)]
 
 
 def _rope(i: Instruction, mem, t: Target) -> None:
@@ -141,7 +113,7 @@ def _rope(i: Instruction, mem, t: Target) -> None:
 
 
 # ---------------------------------------------------------------- kv append
-def _kv_accesses(i: Instruction, t: Target) -> list[Access]:
+def _kv_check(i: Instruction, t: Target) -> None:
     require_positive(i, "m", "kv_heads", "d", "capacity")
     m, hkv, d, pos, cap = i["m"], i["kv_heads"], i["d"], i["pos"], i["capacity"]
     require(d % 16 == 0, i, f"head dim d={d} must be a multiple of 16 (32-byte rows)")
@@ -151,8 +123,6 @@ def _kv_accesses(i: Instruction, t: Target) -> list[Access]:
     if hkv > 1:
         require(i["head_stride"] >= cap * d * 2, i,
                 f"head_stride={i['head_stride']} is smaller than capacity*d*2={cap * d * 2}; heads would overlap")
-    return [Access("src", i["src"], m * hkv * d * 2),
-            Access("dst", i["dst"] + pos * d * 2, m * d * 2, hkv, i["head_stride"], write=True)]
 
 
 def _kv_append(i: Instruction, mem, t: Target) -> None:
@@ -162,11 +132,10 @@ def _kv_append(i: Instruction, mem, t: Target) -> None:
     mem.write_rows(i["dst"] + i["pos"] * d * 2, block, i["head_stride"], "kv_append.dst")
 
 
-register(OpModel("rmsnorm", _norm_accesses, _sfu_cycles(2, lambda i: i["rows"] * i["cols"]), _lat, _rmsnorm))
-register(OpModel("layernorm", _norm_accesses, _sfu_cycles(3, lambda i: i["rows"] * i["cols"]), _lat, _layernorm))
-register(OpModel("softmax", _softmax_accesses, _sfu_cycles(3, lambda i: i["rows"] * i["cols"]), _lat, _softmax))
-register(OpModel("eltwise", _elt_accesses, _sfu_cycles(1, lambda i: i["count"]), _lat, _eltwise))
-register(OpModel("act", _act_accesses, _sfu_cycles(1, lambda i: i["count"]), _lat, _act))
-register(OpModel("rope", _rope_accesses, _sfu_cycles(1, lambda i: i["m"] * i["heads"] * i["d"]), _lat, _rope))
-register(OpModel("kv_append", _kv_accesses, _sfu_cycles(1, lambda i: i["m"] * i["kv_heads"] * i["d"]),
-                 _lat, _kv_append))
+register(UnitOp("rmsnorm", _norm_check, _rmsnorm))
+register(UnitOp("layernorm", _norm_check, _layernorm))
+register(UnitOp("softmax", _softmax_check, _softmax))
+register(UnitOp("eltwise", _elt_check, _eltwise))
+register(UnitOp("act", _act_check, _act))
+register(UnitOp("rope", _rope_check, _rope))
+register(UnitOp("kv_append", _kv_check, _kv_append))

@@ -22,16 +22,16 @@ def mlp():
 
 def test_patch_table_names_every_dynamic_field(mlp):
     cm, _ = mlp
-    (st,) = cm.manifest["streams"].values()
-    insns = isa.decode_stream(cm._read(st["file"]))
-    assert len(insns) == st["count"] == 4  # 2 + 2 token tiles (32 and 21 tokens per tile)
-    fields = {(p["index"], p["field"]) for p in st["patches"]}
+    (st,) = cm.manifest.streams.values()
+    insns = isa.decode_stream(cm._read(st.file))
+    assert len(insns) == st.count == 4  # 2 + 2 token tiles (32 and 21 tokens per tile)
+    fields = {(p.index, p.field) for p in st.patches}
     assert fields == {(0, "m"), (1, "m"), (2, "m"), (3, "m")}
-    for p in st["patches"]:
-        fmt = isa.op_format(insns[p["index"]].op)
-        assert p["word"] == fmt.field_offset(p["field"]) // 4
-        assert "seq" in p["expr"]
-    assert [g["index"] for g in st["guards"]] == [1, 3]
+    for p in st.patches:
+        fmt = isa.op_format(insns[p.index].op)
+        assert p.word == fmt.field_offset(p.field) // 4
+        assert "seq" in p.expr
+    assert [g.index for g in st.guards] == [1, 3]
     # the static stream is the worst case: every tile full
     assert [i["m"] for i in insns] == [32, 8, 21, 19]
 
@@ -39,7 +39,7 @@ def test_patch_table_names_every_dynamic_field(mlp):
 def test_patched_stream_disables_tiles_past_the_trip_count(mlp):
     cm, _ = mlp
     rt = cm.runtime()
-    name = next(iter(cm.manifest["streams"]))
+    name = next(iter(cm.manifest.streams))
     for seq, live in ((1, [1, 0, 1, 0]), (32, [1, 0, 1, 1]), (33, [1, 1, 1, 1])):
         insns = isa.decode_stream(bytes(rt.patched_stream(name, {"seq": seq})))
         assert [int(i.op != "nop") for i in insns] == live
@@ -48,10 +48,10 @@ def test_patched_stream_disables_tiles_past_the_trip_count(mlp):
 
 def test_listing_reassembles_to_the_stream(mlp):
     cm, _ = mlp
-    (st,) = cm.manifest["streams"].values()
-    listing = cm._read(st["asm"]).decode()
+    (st,) = cm.manifest.streams.values()
+    listing = cm._read(st.asm).decode()
     assert "m={min(seq, 32)}" in listing and "if {" in listing
-    assert asm.assemble(listing) == cm._read(st["file"])
+    assert asm.assemble(listing) == cm._read(st.file)
 
 
 def test_direct_register_mode_matches_aux_mode(mlp):

@@ -1,8 +1,8 @@
 """Helpers for tests/clib (a uniquely named module, importable from every test file)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import subprocess
 import threading
 from pathlib import Path
@@ -37,13 +37,12 @@ def run_program(exe: Path, *args, check_rc: int | None = 0, timeout: float = 60)
     return res
 
 
-def write_artifact(directory: Path, files: dict[str, bytes], **fields) -> Path:
-    """An artifact dir: the files plus a manifest listing their sha256 (and ``fields``)."""
+def write_artifact(directory: Path, files: dict[str, bytes], manifest) -> Path:
+    """An artifact dir: the files plus ``manifest`` (a ``dlavm.artifact.Manifest``) listing their sha256."""
     directory.mkdir(parents=True, exist_ok=True)
     for rel, data in files.items():
         (directory / rel).parent.mkdir(parents=True, exist_ok=True)
         (directory / rel).write_bytes(data)
-    manifest = {"format": "dlavm-artifact", "version": 1,
-                "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}, **fields}
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    sums = {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
+    (directory / "manifest.json").write_text(dataclasses.replace(manifest, files=sums).dumps())
     return directory

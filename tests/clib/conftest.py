@@ -2,42 +2,29 @@
 programs, and a simulator server on 127.0.0.1 (a thread of this process)."""
 from __future__ import annotations
 
-import fcntl
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from clib_testing import CLIB, CXXFLAGS, HERE, ServerThread
+from clib_build import FLAVOURS, build_clib, compile_programs, install_sanitizer_env
+from clib_testing import HERE, ServerThread
+
+install_sanitizer_env()
 
 
 @pytest.fixture(scope="session")
 def clib_lib() -> Path:
     """`make -C clib` (library + self-tests), serialised with other test runs by a lock file."""
-    (CLIB / "build").mkdir(exist_ok=True)
-    with open(CLIB / "build" / ".make.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        res = subprocess.run(["make", "-C", str(CLIB)], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout + res.stderr
-    lib = CLIB / "build" / "libdlavm_rt.a"
-    assert lib.is_file()
-    return lib
+    return build_clib("release")
 
 
-@pytest.fixture(scope="session")
-def cpp_programs(clib_lib, tmp_path_factory) -> dict[str, Path]:
-    """tests/clib/*.cc compiled with g++ -O2 -Wall -Werror against the library (in parallel)."""
-    out = tmp_path_factory.mktemp("clib_bin")
-    procs = {}
-    for src in sorted(HERE.glob("*.cc")):
-        exe = out / src.stem
-        procs[src.stem] = (exe, subprocess.Popen(
-            ["g++", *CXXFLAGS, f"-I{CLIB / 'include'}", str(src), str(clib_lib), "-o", str(exe)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    for name, (exe, p) in procs.items():
-        log, _ = p.communicate(timeout=300)
-        assert p.returncode == 0, f"compiling {name}.cc failed:\n{log}"
-    return {name: exe for name, (exe, _) in procs.items()}
+@pytest.fixture(scope="session", params=FLAVOURS)
+def cpp_programs(request, tmp_path_factory) -> dict[str, Path]:
+    """tests/clib/*.cc compiled with -Wall -Wextra -Werror against the library of each flavour
+    (release -O2; asan: `make -C clib asan`, whose self-tests then ran under the sanitizers)."""
+    lib = build_clib(request.param)
+    return compile_programs({src.stem: [src] for src in sorted(HERE.glob("*.cc"))},
+                            tmp_path_factory.mktemp(f"clib_bin_{request.param}"), request.param, lib)
 
 
 @pytest.fixture

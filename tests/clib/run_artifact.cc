@@ -4,16 +4,18 @@
 //
 //   run_artifact URI DIR OUT NAME=VALUE...
 //
-// Manifest fields it reads (the test's own small schema):
-//   "loads":   [{"file", "addr"}]                     blobs to preload
-//   "stream":  {"file", "addr"}                       the AUX stream
-//   "patches": [{"entry", "word", "dim"}]             word := value of dim
-//   "output":  {"addr", "bytes_per", "dim"}           read bytes_per * dim bytes
+// Manifest fields it reads (the artifact schema of doc/backend.md, checked by Artifact::open):
+//   "weights":  [{"file", "addr"}]                         blobs to preload
+//   "streams":  the first stream's "file", "addr" and "patches" [{"index", "word", "lo", "width", "expr"}],
+//               where each patch is a whole word (lo 0, width 32) whose expression is a dim name
+//   "entries":  the first entry's first output value: "addr" and "shape" (dim names or integers),
+//               read as float16
 // Prints "DeviceError KIND: message" and exits 3 when the device refuses.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <stdexcept>
 #include <string>
 
 #include "dlavm/artifact.h"
@@ -36,20 +38,27 @@ int main(int argc, char** argv) {
     const dlavm::json::Value& m = art.manifest();
     auto dev = dlavm::open_device(argv[1]);
 
-    for (const dlavm::json::Value& load : m["loads"].as_array()) {
-      dev->write_mem(static_cast<uint64_t>(load["addr"].as_int()), art.read_file(load["file"].as_string()));
+    for (const dlavm::json::Value& blob : m["weights"].as_array()) {
+      dev->write_mem(static_cast<uint64_t>(blob["addr"].as_int()), art.read_file(blob["file"].as_string()));
     }
 
-    dlavm::Stream stream(art.read_file(m["stream"]["file"].as_string()));
-    for (const dlavm::json::Value& p : m["patches"].as_array()) {
-      stream.patch(static_cast<size_t>(p["entry"].as_int()), static_cast<size_t>(p["word"].as_int()),
-                   static_cast<uint32_t>(dims.at(p["dim"].as_string())));
+    const dlavm::json::Value& s = m["streams"].as_object().at(0).second;
+    dlavm::Stream stream(art.read_file(s["file"].as_string()));
+    for (const dlavm::json::Value& p : s["patches"].as_array()) {
+      if (p["lo"].as_int() != 0 || p["width"].as_int() != 32) throw std::runtime_error("only whole-word patches");
+      stream.patch(static_cast<size_t>(p["index"].as_int()), static_cast<size_t>(p["word"].as_int()),
+                   static_cast<uint32_t>(dims.at(p["expr"].as_string())));
     }
-    stream.run(*dev, static_cast<uint64_t>(m["stream"]["addr"].as_int()));
+    stream.run(*dev, static_cast<uint64_t>(s["addr"].as_int()));
     dev->wait();
 
-    const dlavm::json::Value& out = m["output"];
-    const size_t nbytes = static_cast<size_t>(out["bytes_per"].as_int() * dims.at(out["dim"].as_string()));
+    const dlavm::json::Value& entry = m["entries"].as_object().at(0).second;
+    const dlavm::json::Value& out = entry["values"][entry["outputs"][size_t{0}]["value"].as_string()];
+    size_t nbytes = 2;  // float16
+    for (const dlavm::json::Value& d : out["shape"].as_array()) {
+      const std::string& e = d.as_string();
+      nbytes *= static_cast<size_t>(dims.count(e) ? dims.at(e) : std::stoll(e));
+    }
     const std::vector<uint8_t> y = dev->read_mem(static_cast<uint64_t>(out["addr"].as_int()), nbytes);
     std::ofstream(argv[3], std::ios::binary).write(reinterpret_cast<const char*>(y.data()),
                                                   static_cast<std::streamsize>(y.size()));

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from clib_testing import CLIB, CXXFLAGS, ROOT, ServerThread, run_program, write_artifact
-from dlavm.runtime import socket_client
-from dlavm.runtime.artifact_check import read_artifact_file, verify_artifact
+from dlavm.devlink import protocol, socket_client
+from dlavm.artifact import (FORMAT, MANIFEST_VERSION, Buffer, Dim, Entry, EntryOutput, InsnRecord, Manifest, Patch,
+                            Pool, Stream, StreamStep, TargetInfo, ValueInfo, WeightBlob, open_artifact,
+                            read_artifact_file)
 from dlavm.target import asm, get_target, isa
 from dlavm.target.layout import pack_int4, quantize_int4
 from hw_models import Simulator
@@ -39,34 +41,46 @@ def _build_artifact(directory):
     ]) + "\n"
     stream = asm.assemble(text)
     assert len(stream) == 2 * isa.INSN_BYTES
-    files = {"streams/main.bin": stream, "streams/main.asm": text.encode(), "weights/x.bin": x.tobytes(),
-             "weights/gamma.bin": gamma.tobytes(), "weights/w.bin": w.tobytes(), "weights/s.bin": scales.tobytes()}
-    return write_artifact(
-        directory, files, target="tiny",
-        loads=[{"file": "weights/x.bin", "addr": a_x}, {"file": "weights/gamma.bin", "addr": a_g},
-               {"file": "weights/w.bin", "addr": a_w}, {"file": "weights/s.bin", "addr": a_s}],
-        stream={"file": "streams/main.bin", "addr": ddr},
-        patches=[{"entry": 0, "word": isa.op_format("rmsnorm").field_offset("rows") // 4, "dim": "M"},
-                 {"entry": 1, "word": isa.op_format("mvm").field_offset("m") // 4, "dim": "M"}],
-        output={"addr": a_y, "bytes_per": N * 2, "dim": "M"})
+    blobs = {"x": (x, a_x), "gamma": (gamma, a_g), "w": (w, a_w), "s": (scales, a_s)}
+    files = {"streams/main.bin": stream, "streams/main.asm": text.encode(),
+             **{f"weights/{n}.bin": data.tobytes() for n, (data, _) in blobs.items()}}
+    rows, m = isa.op_format("rmsnorm").field("rows"), isa.op_format("mvm").field("m")
+    y_shape = ("M", str(N))
+    manifest = Manifest(   # a hand-made artifact in the real schema (doc/backend.md)
+        format=FORMAT, version=MANIFEST_VERSION, isa_version=f"{isa.ISA_VERSION >> 16}.{isa.ISA_VERSION & 0xFFFF}",
+        target=TargetInfo(t.name, t.fingerprint(), t.to_dict()), model="e2e", weights_format="int4",
+        weights_complete=True, dims={"M": Dim(1, M_MAX)},
+        memory={"weights": Pool("hbm", hbm, 0, {n: Buffer(addr, data.nbytes) for n, (data, addr) in blobs.items()})},
+        weights=tuple(WeightBlob(n, f"weights/{n}.bin", addr, data.nbytes) for n, (data, addr) in blobs.items()),
+        host_consts=(),
+        entries={"main": Entry((), (), (), (EntryOutput("y", y_shape, "float16"),),
+                               {"y": ValueInfo(y_shape, "float16", a_y, "dense")}, (StreamStep("main"),))},
+        streams={"main": Stream("streams/main.bin", "streams/main.asm", ddr, 2,
+                                (Patch(0, "rows", rows.word, rows.lo, rows.width, "uint", "M"),
+                                 Patch(1, "m", m.word, m.lo, m.width, "uint", "M")), (),
+                                (InsnRecord("dev.rmsnorm#0", None, ("x", "gamma")),
+                                 InsnRecord("dev.mvm#1", None, ("w", "s"))))},
+        llm=None, host_ops=(), files={})
+    return write_artifact(directory, files, manifest)
 
 
 def _run_in_process(directory, dims: dict[str, int]) -> tuple[bytes, list, int]:
     """run_artifact.cc's steps on an in-process simulator (numpy, no sockets)."""
-    m = verify_artifact(directory)
+    m = open_artifact(directory)
     log: list = []
     dev = RecordingHAL(Simulator("tiny"), log)
-    for load in m["loads"]:
-        dev.write_mem(load["addr"], read_artifact_file(directory, m, load["file"]))
-    stream = bytearray(read_artifact_file(directory, m, m["stream"]["file"]))
-    for p in m["patches"]:
-        off = p["entry"] * isa.INSN_BYTES + 4 * p["word"]
-        stream[off:off + 4] = dims[p["dim"]].to_bytes(4, "little")
-    dev.write_mem(m["stream"]["addr"], bytes(stream))
-    dev.run_stream(m["stream"]["addr"], len(stream) // isa.INSN_BYTES)
+    for blob in m.weights:
+        dev.write_mem(blob.addr, read_artifact_file(directory, m, blob.file))
+    s = m.streams["main"]
+    stream = bytearray(read_artifact_file(directory, m, s.file))
+    for p in s.patches:
+        off = p.index * isa.INSN_BYTES + 4 * p.word
+        stream[off:off + 4] = dims[p.expr].to_bytes(4, "little")
+    dev.write_mem(s.addr, bytes(stream))
+    dev.run_stream(s.addr, s.count)
     dev.wait()
-    out = m["output"]
-    y = dev.read_mem(out["addr"], out["bytes_per"] * dims[out["dim"]])
+    out = m.entries["main"].values[m.entries["main"].outputs[0].value]
+    y = dev.read_mem(out.addr, 2 * int(np.prod([dims.get(d) or int(d) for d in out.shape])))
     return y, log, dev.cycles()
 
 
@@ -86,7 +100,7 @@ def test_cpp_driver_over_socket_is_bit_identical_to_in_process(cpp_programs, sim
     assert np.isfinite(y).all() and np.abs(y).max() > 0
     # Trace-level check: the same host accesses, in the same order, with the same bytes.
     assert sim_server.server.log == want_log
-    assert [e[0] for e in want_log] == ["write_mem"] * 5 + ["write_reg"] * 4 + ["wait", "read_mem"] + ["read_reg"] * 2
+    assert [e[0] for e in want_log] == ["write_mem"] * 5 + ["write_reg"] * 4 + ["wait", "read_mem"] + ["read_reg"] * 3
     assert res.stdout.strip() == f"cycles {want_cycles}"
 
 
@@ -137,10 +151,10 @@ def test_cpp_constants_match_the_isa_and_the_python_protocol(cpp_programs):
     assert (got["DEVICE_ID"], got["ISA_VERSION"], got["INSN_BYTES"]) == (isa.DEVICE_ID, isa.ISA_VERSION,
                                                                          isa.INSN_BYTES)
     assert (got["MAGIC"], got["PROTOCOL_VERSION"], got["DEFAULT_MAX_MESSAGE"]) == (
-        socket_client.MAGIC, socket_client.PROTOCOL_VERSION, socket_client.DEFAULT_MAX_MESSAGE)
-    assert {k[3:]: v for k, v in got.items() if k.startswith("op.")} == {o.name: o.value for o in socket_client.Op}
+        protocol.MAGIC, protocol.PROTOCOL_VERSION, protocol.DEFAULT_MAX_MESSAGE)
+    assert {k[3:]: v for k, v in got.items() if k.startswith("op.")} == {o.name: o.value for o in protocol.Op}
     assert {k[7:]: v for k, v in got.items() if k.startswith("status.")} == {
-        s.name: s.value for s in socket_client.Status}
+        s.name: s.value for s in protocol.Status}
 
 
 def test_patch_device_word_rewrites_one_field_of_a_stream_in_device_memory(cpp_programs, sim_server):

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from clib_testing import ServerThread
-from dlavm.runtime import DeviceHAL, HALError
-from dlavm.runtime.socket_client import (MAGIC, NO_TIMEOUT, ConnectionLostError, Op, RemoteDeviceError,
-                                         SocketDevice, Status)
+from dlavm.devlink import DeviceHAL, HALError
+from dlavm.devlink.protocol import MAGIC, NO_TIMEOUT, Op, Status
+from dlavm.devlink.socket_client import ConnectionLostError, RemoteDeviceError, SocketDevice
 from dlavm.target import asm, isa
 from hw_models import Simulator
 from hw_models.server import RecordingHAL

@@ -1,13 +1,13 @@
 """`dlavm diff`: relocated vs raw addresses, symbolic and specialised dynamic words, exit codes."""
 from __future__ import annotations
 
-import copy
-import json
+import dataclasses
 import struct
 
 import pytest
 from click.testing import CliRunner
 
+from dlavm.artifact import Buffer, open_artifact
 from dlavm.cli.compare_cmds import diff_cmd
 from dlavm.compare import golden
 from dlavm.compare.cases import find_case
@@ -29,22 +29,22 @@ def _diff(*args):
 
 def _moved(cm, delta=0x1000):
     """(manifest, files) of ``cm`` with every weight buffer moved up by ``delta`` bytes."""
-    m = copy.deepcopy(cm.manifest)
-    w = m["memory"]["weights"]
-    end = w["base"] + w["used"]
-    for name, (addr, size) in w["buffers"].items():
-        w["buffers"][name] = [addr + delta, size]
+    m = cm.manifest
+    w = m.memory["weights"]
+    end = w.base + w.used
+    moved = dataclasses.replace(w, buffers={n: Buffer(b.addr + delta, b.size) for n, b in w.buffers.items()})
+    m = dataclasses.replace(m, memory={**m.memory, "weights": moved})
     files = dict(cm.build.files)
-    for s in m["streams"].values():
+    for s in m.streams.values():
         insns = []
-        for insn in isa.decode_stream(files[s["file"]]):
+        for insn in isa.decode_stream(files[s.file]):
             vals = dict(insn.fields)
             for f in insn.format.fields:
                 used = vals[f.name] or f.name not in ("aff", "resid", "wscale")   # 0 there: operand unused
-                if f.kind == "addr" and used and w["base"] <= vals[f.name] < end:
+                if f.kind == "addr" and used and w.base <= vals[f.name] < end:
                     vals[f.name] += delta
             insns.append(isa.make(insn.op, wait=insn.wait, **vals))
-        files[s["file"]] = isa.encode_stream(insns)
+        files[s.file] = isa.encode_stream(insns)
     return m, files
 
 
@@ -104,28 +104,27 @@ def test_cli_exit_codes_and_golden_comparison(art, tmp_path):
 
 def test_cli_reports_differences_with_exit_1(art, tmp_path):
     cm, path = art
-    m = json.loads((path / "manifest.json").read_text())
-    s = m["streams"]["forward.0"]
-    data = bytearray((path / s["file"]).read_bytes())
+    s = open_artifact(path).streams["forward.0"]
+    data = bytearray((path / s.file).read_bytes())
     off = 1 * isa.INSN_BYTES + 4 * isa.op_format("mvm").field("n").word
     struct.pack_into("<I", data, off, 255)
     b = tmp_path / "b.bin"
     b.write_bytes(bytes(data))
     a = tmp_path / "a.bin"
-    a.write_bytes((path / s["file"]).read_bytes())
+    a.write_bytes((path / s.file).read_bytes())
     res = _diff(a, b)
     assert res.exit_code == 1
     assert "mvm.n: x1" in res.output and "256 -> 255" in res.output
     asm_file = tmp_path / "a.asm"
-    asm_file.write_text((path / s["asm"]).read_text())
+    asm_file.write_text((path / s.asm).read_text())
     assert _diff(asm_file, a).exit_code == 0          # an .asm listing is a stream too
 
 
 def test_a_stream_file_compares_with_an_artifact_in_raw_addresses(art, tmp_path):
     cm, path = art
-    s = cm.manifest["streams"]["forward.0"]
+    s = cm.manifest.streams["forward.0"]
     b = tmp_path / "s.bin"
-    b.write_bytes((path / s["file"]).read_bytes())
+    b.write_bytes((path / s.file).read_bytes())
     res = _diff(path, b)          # symbolic artifact: the static stream, addresses raw like the .bin
     assert res.exit_code == 0, res.output
     res = _diff(path, b, "--at", "seq=1")

@@ -10,7 +10,8 @@ from dlavm import sym
 from dlavm.compare import golden
 from dlavm.compare.cases import CASES, find_case
 from dlavm.compare.diff import format_diff
-from dlavm.task import rules
+from dlavm.devops.spec import Lowering
+from dlavm.ir.op import device_spec, get_op
 from dlavm.task.ir import For
 from dlavm.task.reloc import BufRef
 
@@ -61,7 +62,11 @@ def _swap_kv_appends(fn):
 
 
 def _patched(monkeypatch, op, wrap):
-    monkeypatch.setattr(rules, "_RULES", [(o, req, wrap(fn) if o == op else fn) for o, req, fn in rules._RULES])
+    """Device op ``op``'s lowering rules wrapped by ``wrap`` (its spec replaced on the op until undo)."""
+    o = get_op(op)
+    spec = device_spec(o)
+    changed = dataclasses.replace(spec, lowering=tuple(Lowering(wrap(r.fn), r.requires) for r in spec.lowering))
+    monkeypatch.setitem(o._extra, "spec", changed)   # Op.set_attr's store, restored by monkeypatch.undo()
 
 
 def test_swapping_the_tile_loop_order_fails_with_a_grouped_diff(monkeypatch):

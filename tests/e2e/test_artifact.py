@@ -2,6 +2,7 @@
 with a clear message; the CLI commands run the same library code."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from dlavm import sym
+from dlavm.artifact import MANIFEST_VERSION, Dim, ManifestError
 from dlavm.target import get_target
 from dlavm.runtime.loader import ArtifactError, verify_artifact
 from dlavm.runtime.runtime import BoundsError
@@ -31,10 +33,11 @@ def saved(tmp_path_factory):
 def test_saved_artifact_runs_bit_identically(saved):
     cm, path = saved
     m = verify_artifact(path)
-    assert m["format"] == "dlavm-artifact" and m["version"] == 1 and m["target"]["name"] == "tiny"
-    assert m["dims"] == {"seq": [1, 24]}
+    assert m.format == "dlavm-artifact" and m.version == MANIFEST_VERSION and m.target.name == "tiny"
+    assert m.dims == {"seq": Dim(1, 24)}
     for rel in ("streams/forward.0.bin", "streams/forward.0.asm", "driver/model.h", "driver/model.cc"):
-        assert rel in m["files"]
+        assert rel in m.files
+    assert m == dataclasses.replace(cm.manifest, files=m.files)   # saved as compiled, plus the driver files
     loaded = load(path)
     ids = np.array([3, 1, 4, 1, 5, 9, 2])
     np.testing.assert_array_equal(loaded.run(ids)[0], cm.run(ids)[0])
@@ -61,9 +64,10 @@ def test_wrong_version_and_missing_file_are_refused(saved, tmp_path):
     _, path = saved
     bad = _copy(path, tmp_path / "v2")
     m = json.loads((bad / "manifest.json").read_text())
-    m["version"] = 2
+    m["version"] = 1
     (bad / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(ArtifactError, match='"version" is 2, this runtime reads version 1'):
+    with pytest.raises(ManifestError, match=f"manifest.json: version: is 1, this reader reads version "
+                                            f"{MANIFEST_VERSION}"):
         load(bad)
     gone = _copy(path, tmp_path / "gone")
     (gone / "streams" / "forward.0.bin").unlink()
@@ -100,11 +104,12 @@ def test_cli_compile_run_disasm_profile(tmp_path):
     assert "traceEvents" in json.loads(trace.read_text())
 
 
-def test_compiler_and_runtime_agree_on_the_target_fingerprint():
-    from dlavm.backend.build import target_fingerprint as compiler_side
-    from dlavm.runtime.loader import target_fingerprint as runtime_side
-    for name in ("tiny", "vcu128", "v80"):
-        assert compiler_side(get_target(name)) == runtime_side(get_target(name))
+def test_the_stored_target_is_checked_against_its_fingerprint(saved):
+    cm, _ = saved
+    assert cm.manifest.target.fingerprint == get_target("tiny").fingerprint() == cm.target.fingerprint()
+    other = dataclasses.replace(cm.manifest.target, fingerprint=get_target("vcu128").fingerprint())
+    with pytest.raises(ManifestError, match="target.description: does not match target.fingerprint"):
+        other.load()
 
 
 def test_device_of_another_target_is_refused(saved):
@@ -120,8 +125,8 @@ def test_shape_only_model_profiles_in_timing_only_mode():
     mod, _, _ = G.llama_block(np.random.default_rng(0), SEQ, 128)
     mod.params = {k: None for k in mod.params}  # as on torch's meta device
     cm = dlavm_compile(mod, target="tiny")
-    assert cm.manifest["weights_complete"] is False
-    assert [w["name"] for w in cm.manifest["weights"]] == ["pwl.silu"]  # tables are data, not weights
+    assert cm.manifest.weights_complete is False
+    assert [w.name for w in cm.manifest.weights] == ["pwl.silu"]  # tables are data, not weights
     with pytest.raises(Exception, match="compiled without weight data"):
         cm.run(np.zeros(3, np.int64))
     p = profile(cm.manifest, cm._read, 24, functional=False)

@@ -18,6 +18,7 @@ from dlavm.compiler import compile as dlavm_compile
 from tests.e2e import device_graphs as G
 
 torch = pytest.importorskip("torch")
+from dlavm.passes.quantize import bind_numerics  # noqa: E402
 from dlavm.reference.executor import run_function  # noqa: E402
 
 # act_buffer_bytes 2048: an mvm with K=64 takes 16 tokens per tile, K=96 10, K=128 8.
@@ -47,6 +48,7 @@ def _ref_exec(mod, x):
                          ids=["mlp", "llama-block", "gpt2-block"])
 def test_hand_built_block_runs_every_length(build, width, rng):
     mod, ref_q, ref_f32 = build(rng, SEQ, TARGET.int4_group)
+    mod = bind_numerics(mod, TARGET)  # the target's int4 group and adder tree, as quantize records them
     cm = dlavm_compile(mod, target=TARGET)
     for n in LENGTHS:
         x = rng.integers(0, 50, n) if width is None else rng.standard_normal((n, width)).astype(np.float32)
@@ -64,7 +66,7 @@ RECIPES = [("mlp", "float"), ("tiny-llama", "ids"), ("tiny-gpt2", "ids")]
 
 @pytest.fixture(scope="module")
 def recipes():
-    from dlavm.frontend.api import import_model
+    from dlavm.models import import_model
     out = {}
     for name, _ in RECIPES:
         res = import_model(name, max_seq=32)
@@ -83,7 +85,7 @@ def test_recipe_through_the_whole_pipeline(recipes, name, kind):
         if kind == "ids":
             x = rng.integers(0, 50, (1, n))
         else:
-            x = rng.standard_normal((1, n, int(cm.manifest["entries"]["forward"]["inputs"][0]["shape"][-1]))) \
+            x = rng.standard_normal((1, n, int(cm.manifest.entries["forward"].inputs[0].shape[-1]))) \
                 .astype(np.float32)
         y = cm.run(x)[0]
         _close_to_reference(y, _ref_exec(cm.device_module, x), f"{name} seq={n}")

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dlavm import sym
-from dlavm.target import get_target
+from dlavm.target import get_target, insn_model
 from dlavm.task import flatten, specialize, unroll
 
 from dlavm.compiler import compile as dlavm_compile
@@ -26,13 +26,14 @@ def test_operands_stay_inside_planned_buffers(bound, act_kib, inter, data):
     seq = sym.Var("seq", 1, bound)
     mod, ref, _ = G.llama_block(np.random.default_rng(bound), seq, 128, I=inter)
     cm = dlavm_compile(mod, target=target)
-    buffers = [tuple(v) for pool in cm.manifest["memory"].values() for v in pool["buffers"].values()]
+    buffers = [(b.addr, b.size) for pool in cm.manifest.memory.values() for b in pool.buffers.values()]
     n = data.draw(st.integers(1, bound), label="seq")
     for prog in cm.build.programs.values():
         for e, guard in flatten(unroll(specialize(prog, {"seq": n}), max_trip=None)):
             assert guard is None
-            for a, size in e.reads + e.writes:
-                a, size = int(sym.as_expr(a).value), int(sym.as_expr(size).value)
+            fields = {k: sym.as_expr(v).value if isinstance(v, sym.Expr) else v for k, v in e.fields.items()}
+            for acc in insn_model.accesses(e.op, fields, target):   # the operands the instruction touches
+                a, size = acc.addr, acc.span
                 if size:
                     assert _inside(a, size, buffers), f"{e.op} {e.comment}: [{a:#x}, +{size}) outside every buffer"
     ids = np.random.default_rng(n).integers(0, 50, n)

@@ -5,7 +5,7 @@ Import speed is measured by bench/import_time.py, not asserted here.
 import pytest
 
 from dlavm import sym
-from dlavm.frontend.api import import_model
+from dlavm.models import import_model
 from dlavm.ir import count_ops
 
 

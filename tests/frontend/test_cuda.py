@@ -6,7 +6,7 @@ Tolerance: rtol 1e-3 / atol 1e-4 (GPU kernels reassociate fp32 sums).
 import pytest
 import torch
 
-from dlavm.frontend.api import import_model
+from dlavm.models import import_model
 from dlavm.reference import run_function
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

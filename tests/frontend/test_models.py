@@ -7,7 +7,7 @@ kernels, differences come only from reassociation such as a fused linear).
 import pytest
 import torch
 
-from dlavm.frontend.api import import_model
+from dlavm.models import import_model
 from dlavm.ir import count_ops
 from dlavm.reference import compare_with_torch
 

@@ -10,15 +10,15 @@ import numpy as np
 F16, F32, F64 = np.float16, np.float32, np.float64
 
 
-def tree_sum(p: np.ndarray) -> np.ndarray:
-    """doc/isa.md 'Reduction trees': 128-lane binary trees, blocks summed in order."""
+def tree_sum(p: np.ndarray, lanes: int = 128) -> np.ndarray:
+    """doc/isa.md 'Reduction trees': ``lanes``-lane binary trees (target field tree_lanes), blocks summed in order."""
     p = np.asarray(p, dtype=F32)
     k = p.shape[-1]
-    nb = max(1, -(-k // 128))
-    padded = np.zeros(p.shape[:-1] + (nb * 128,), dtype=F32)
+    nb = max(1, -(-k // lanes))
+    padded = np.zeros(p.shape[:-1] + (nb * lanes,), dtype=F32)
     padded[..., :k] = p
-    blocks = padded.reshape(p.shape[:-1] + (nb, 128))
-    for _ in range(7):
+    blocks = padded.reshape(p.shape[:-1] + (nb, lanes))
+    for _ in range(lanes.bit_length() - 1):
         blocks = blocks.reshape(blocks.shape[:-1] + (-1, 2)).sum(axis=-1, dtype=F32)
     acc = np.zeros(p.shape[:-1], dtype=F32)
     for b in range(nb):
@@ -26,19 +26,20 @@ def tree_sum(p: np.ndarray) -> np.ndarray:
     return acc
 
 
-def dot_f16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def dot_f16(a: np.ndarray, b: np.ndarray, lanes: int = 128) -> np.ndarray:
     """[.., M, K] x [.., N, K] -> fp32 [.., M, N]: exact fp32 products, tree sum."""
     prod = a.astype(F32)[..., :, None, :] * b.astype(F32)[..., None, :, :]
-    return tree_sum(prod)
+    return tree_sum(prod, lanes)
 
 
-def mvm_acc(fmt: str, x: np.ndarray, q: np.ndarray, scales, group: int) -> np.ndarray:
-    """fp32 [M, N] MVM accumulator for unpacked weights q [N, K]."""
+def mvm_acc(fmt: str, x: np.ndarray, q: np.ndarray, scales, group: int, int8_block: int = 64,
+            lanes: int = 128) -> np.ndarray:
+    """fp32 [M, N] MVM accumulator for unpacked weights q [N, K] (group, int8_block, lanes: target fields)."""
     m, k = x.shape
     n = q.shape[0]
     if fmt == "fp16":
-        return dot_f16(x, q)
-    blk = group if fmt == "int4" else 64
+        return dot_f16(x, q, lanes)
+    blk = group if fmt == "int4" else int8_block
     acc = np.zeros((m, n), dtype=F32)
     for g0 in range(0, k, blk):
         xs = x[:, g0:g0 + blk].astype(F64)

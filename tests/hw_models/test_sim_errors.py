@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sim_device import Device
-from dlavm.runtime import HALError
+from dlavm.devlink import HALError
 from dlavm.target import get_target, isa
 from hw_models import (AddressError, HazardError, IllegalInstructionError, Simulator, UnalignedAccessError,
                        UndefinedRegisterError, UninitializedReadError)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim_device import Device
-from dlavm.runtime import DeviceHAL
+from dlavm.devlink import DeviceHAL
 from dlavm.target import asm, isa
 
 

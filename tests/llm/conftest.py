@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlavm.frontend.api import import_model
+from dlavm.models import import_model
 from dlavm.llm import compile_llm
 from dlavm.llm.reference import quantized_torch_model, torch_greedy  # noqa: F401 (used by the tests)
 

@@ -25,12 +25,12 @@ def test_saved_artifact_generates_the_same_tokens(tmp_path):
     prompt = prompt_of(9)
     want = list(cm.generate(prompt, 12))
     art = load(cm.save(tmp_path / "qwen2"))
-    assert art.manifest["llm"]["max_ctx"] == MAX_CTX and set(art.entries) == {"logits", "greedy"}
-    assert set(art.manifest["entries"]["greedy"]["state_dims"]) == {"ctx"}
+    assert art.manifest.llm.max_ctx == MAX_CTX and set(art.entries) == {"logits", "greedy"}
+    assert set(art.manifest.entries["greedy"].state_dims) == {"ctx"}
     assert list(art.generate(prompt, 12)) == want
-    kv = art.manifest["memory"]["kv"]["buffers"]
+    kv = art.manifest.memory["kv"].buffers
     assert {"kv.layer0.k", "kv.layer0.v", "kv.layer1.k", "kv.layer1.v"} <= set(kv)
-    assert kv["kv.layer0.k"][1] == 2 * MAX_CTX * 16 * 2   # [HKV=2, max_ctx, D=16] fp16
+    assert kv["kv.layer0.k"].size == 2 * MAX_CTX * 16 * 2   # [HKV=2, max_ctx, D=16] fp16
 
 
 def test_cli_generate_streams_and_reports(tmp_path):

@@ -90,14 +90,15 @@ def test_fake_quantized_params_is_the_padded_weight_the_device_packs():
     wp = pad_axis(w, 1, h, d, dp, "halves")
     name = "o.weight.padded_heads"
     x = Var("x", TensorType((4, h * dp), "float16"))
-    body = call("dev.to_host", call("dev.mvm", x, Constant(name, TensorType((n, h * dp), "float32")), wfmt="int4"))
+    body = call("dev.to_host", call("dev.mvm", x, Constant(name, TensorType((n, h * dp), "float32")), wfmt="int4",
+                                      int4_group=128))
     mod = Module(params={name: wp}, attrs={"param_recipes": {name: {"source": "o.weight", "steps": [
         ("pad_heads", {"axis": 1, "heads": h, "d": d, "d_pad": dp, "layout": "halves"})]}}})
     mod.add(Function("forward", [x], body, {}))
     got = fake_quantized_params(mod, {"o.weight": w})["o.weight"]
-    device = fake_quant(wp, "int4")
+    device = fake_quant(wp, "int4", 128)
     assert np.array_equal(pad_axis(got, 1, h, d, dp, "halves"), device)      # exactly the device's values
-    assert not np.array_equal(got, fake_quant(w, "int4"))                      # not the unpadded grouping
+    assert not np.array_equal(got, fake_quant(w, "int4", 128))                      # not the unpadded grouping
 
 
 # ------------------------------------------------------------------------------------------------
@@ -201,8 +202,8 @@ def test_greedy_tokens_equal_torch_on_the_simulator(name, fmt):
     first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
     assert got == want, f"{name} {fmt}: first divergence at step {first}"
     h, hkv, d, dp, _ = PADDED[name]
-    kv = cm.manifest["memory"]["kv"]["buffers"]
-    assert kv["kv.layer0.k"][1] == hkv * MAX_CTX * dp * 2      # [HKV, max_ctx, D'] fp16
+    kv = cm.manifest.memory["kv"].buffers
+    assert kv["kv.layer0.k"].size == hkv * MAX_CTX * dp * 2      # [HKV, max_ctx, D'] fp16
     assert all(int(a.args[1].type.shape[2]) == dp and a.attrs["cache"] is not None
                for a in _calls(cm.device_module["greedy"], "dev.attention"))
 

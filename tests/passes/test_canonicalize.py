@@ -1,10 +1,14 @@
 """canonicalize removes identities and keeps values."""
+import pytest
+import torch
+
 from dlavm import sym
-from dlavm.frontend.api import import_model
+from dlavm.models import import_model
 from dlavm.ir import Function, Literal, Module, PassManager, TensorType, Var, call, count_ops, post_order
 from dlavm.passes import canonicalize, rewrite
 from dlavm.passes.canonicalize import RULES
-from dlavm.reference import compare_with_torch
+from dlavm.passes.rewrite import RewriteError, Rule
+from dlavm.reference import compare_with_torch, run_function
 
 SEQ = sym.Var("seq", 1, 64)
 
@@ -34,13 +38,15 @@ def test_reshape_and_permute_chains_collapse():
 
 def test_every_rule_fires_somewhere():
     x = Var("x", TensorType((3, 4), "float32"))
+    n = Var("n", TensorType((3, 4), "int64"))
     cases = [call("add", x, 0), call("sub", x, 0), call("mul", 1, x), call("div", x, 1),
+             call("div", n, 1, rounding_mode="floor"),
              call("reshape", x, shape=(3, 4)), call("reshape", call("reshape", x, shape=(12,)), shape=(4, 3)),
              call("expand", x, shape=(3, 4)), call("cast", x, dtype="float32"),
              call("permute", x, dims=(0, 1)), call("permute", call("permute", x, dims=(1, 0)), dims=(1, 0))]
     fired: dict = {}
     for c in cases:
-        rewrite(Function("f", [x], c), RULES, fired)
+        rewrite(Function("f", [x, n], c), RULES, fired)
     assert set(fired) == {r.name for r in RULES}
 
 
@@ -55,3 +61,36 @@ def test_tiny_llama_canonicalized_still_matches_torch():
     for seq in (1, 33, 64):
         assert compare_with_torch(res.module, "forward", res.spec.module,
                                   res.spec.make_inputs(seq=seq), {"seq": seq}).ok
+
+
+@pytest.mark.parametrize("mode, want", [("floor", [1.0, -2.0, 2.0, -1.0]), ("trunc", [1.0, -1.0, 2.0, -0.0])])
+def test_rounding_div_by_one_is_kept_on_floats(mode, want):
+    x = Var("x", TensorType((4,), "float32"))
+    mod = Module()
+    mod.add(Function("f", [x], call("div", x, 1, rounding_mode=mode)))
+    out = PassManager([canonicalize]).run(mod)
+    data = torch.tensor([1.5, -1.5, 2.7, -0.2])
+    assert count_ops(out["f"]) == {"div": 1}
+    assert torch.equal(run_function(out, "f", [data]), torch.tensor(want))
+    assert torch.equal(run_function(out, "f", [data]), torch.div(data, 1, rounding_mode=mode))
+
+
+def test_rounding_div_of_integers_by_one_is_dropped():
+    n = Var("n", TensorType((4,), "int32"))
+    assert _run(call("div", n, 1, rounding_mode="trunc"), n).body is n
+
+
+def test_every_rule_says_which_attribute_values_it_holds_for():
+    assert all(r.attrs is not None for r in RULES)
+    with pytest.raises(RewriteError, match=r"rule 'div-by-one' does not say .*\['rounding_mode'\] of op 'div'"):
+        Rule("div-by-one", "div", lambda node: node.args[0], attrs={})
+    with pytest.raises(RewriteError, match=r"op 'cast' has no attribute\(s\) \['mode'\]"):
+        Rule("cast-noop", "cast", lambda node: None, attrs={"dtype": None, "mode": None})
+
+
+def test_engine_refuses_a_rule_that_changes_the_type():
+    x = Var("x", TensorType((3, 1), "float32"))
+    y = Var("y", TensorType((3, 4), "float32"))
+    bad = Rule("drop-broadcast", "add", lambda node: node.args[0], attrs={})
+    with pytest.raises(RewriteError, match=r"rule 'drop-broadcast' changed the type of a 'add'"):
+        rewrite(Function("f", [x, y], call("add", x, y)), [bad])

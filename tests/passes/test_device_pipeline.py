@@ -15,7 +15,7 @@ import copy
 import pytest
 import torch
 
-from dlavm.frontend.api import import_model
+from dlavm.models import import_model
 from dlavm.ir import Call, PassManager, count_ops, post_order
 from dlavm.passes import device_pipeline, fake_quantized_params
 from dlavm.passes.device_pipeline import is_device_call
@@ -151,3 +151,96 @@ def test_shape_only_7b_compiles_to_a_device_graph():
     assert [h["op"] for h in mod.attrs["host_ops"]] == ["embedding"]
     (table,) = [k for k in mod.params if k.startswith("dlavm.rope_table")]
     assert mod.params[table] is None and table.startswith("dlavm.rope_table.4096x128")
+
+
+# ------------------------------------------------------------------------------------------------
+# numerics parameters travel from the target to the device ops
+
+
+def _two_linears(k=256, n=48, seq_hi=24):
+    import numpy as np
+
+    from dlavm import sym
+    from dlavm.ir import Constant, Function, Module, TensorType, Var, call
+    rng = np.random.default_rng(5)
+    seq = sym.Var("seq", 1, seq_hi)
+    x = Var("x", TensorType((seq, sym.const(k)), "float32"))
+    w1 = (rng.standard_normal((n, k)) / k ** 0.5).astype("float32")
+    w1[:, 70] = 6.0  # an outlier: the int4 scales of groups of 64 and of 128 differ
+    w2 = (rng.standard_normal((n, n)) / n ** 0.5).astype("float32")
+    params = {"w1": w1, "w2": w2}
+    c1, c2 = (Constant(name, TensorType(tuple(sym.const(d) for d in params[name].shape), "float32"))
+              for name in ("w1", "w2"))
+    mod = Module(params=params)
+    mod.add(Function("forward", [x], call("linear", call("relu", call("linear", x, c1)), c2)))
+    return mod
+
+
+def test_int4_group_comes_from_the_target_and_the_simulator_agrees_bit_for_bit():
+    """A target with int4_group 64: quantize records 64 on every dev.mvm, the reference executor
+    computes with groups of 64 (not 128), and the simulator's output equals it bit for bit."""
+    import numpy as np
+
+    from dlavm.compiler import compile as dlavm_compile
+    from dlavm.target import get_target
+    g64 = get_target("tiny").replace(name="tiny-g64", int4_group=64)
+    mod = _two_linears()
+    cm = dlavm_compile(mod, target=g64, weights="int4")
+    dev = cm.device_module
+    mvms = [n for n in post_order(dev["forward"].body) if isinstance(n, Call) and n.op.name == "dev.mvm"]
+    assert len(mvms) == 2 and {m.attrs["int4_group"] for m in mvms} == {64}
+    assert dev.attrs["numerics"]["int4_group"] == 64
+    as128 = PassManager(device_pipeline("int4", target="tiny")).run(mod)
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 24):
+        x = rng.standard_normal((n, 256)).astype(np.float32)
+        want = run_function(dev, "forward", [torch.from_numpy(x)]).numpy()
+        np.testing.assert_array_equal(cm.run(x)[0], want, err_msg=f"seq={n}")
+        other = run_function(as128, "forward", [torch.from_numpy(x)]).numpy()
+        assert not np.array_equal(other, want)  # the group size matters for this weight
+
+
+def test_a_device_graph_quantised_for_another_int4_group_is_refused():
+    from dlavm.compiler import compile as dlavm_compile
+    from dlavm.target import get_target
+    from dlavm.task.lower import LoweringError
+    dev = PassManager(device_pipeline("int4", target="tiny")).run(_two_linears())
+    g64 = get_target("tiny").replace(name="tiny-g64", int4_group=64)
+    with pytest.raises(LoweringError, match=r"dev.mvm: int4_group=128 .* target 'tiny-g64' has int4_group=64"):
+        dlavm_compile(dev, target=g64)
+
+
+def test_adder_tree_width_comes_from_the_target_and_the_simulator_agrees_bit_for_bit():
+    """tree_lanes 32: rmsnorm, an fp16 mvm and softmax sum in 32-lane trees on the simulator; the
+    reference executor reads the width from the ops (set by quantize) and agrees bit for bit."""
+    import numpy as np
+
+    from dlavm import sym
+    from dlavm.compiler import compile as dlavm_compile
+    from dlavm.ir import Constant, Function, Module, TensorType, Tuple, Var, call
+    from dlavm.target import get_target
+    lanes32 = get_target("tiny").replace(name="tiny-lanes32", tree_lanes=32)
+    rng = np.random.default_rng(9)
+    seq, k, n = sym.Var("seq", 1, 20), 1000, 96
+    x = Var("x", TensorType((seq, sym.const(k)), "float32"))
+    params = {"g": (1 + 0.1 * rng.standard_normal(k)).astype("float32"),
+              "w": (rng.standard_normal((n, k)) / k ** 0.5).astype("float32")}
+    g, w = (Constant(name, TensorType(tuple(sym.const(d) for d in params[name].shape), "float32"))
+            for name in ("g", "w"))
+    mod = Module(params=params)
+    h = call("linear", call("rms_norm", x, g, ndim=1, eps=1e-5), w)
+    mod.add(Function("forward", [x], Tuple([h, call("softmax", call("mul", h, h), axis=-1)])))
+    cm = dlavm_compile(mod, target=lanes32, weights="fp16")
+    dev = cm.device_module
+    ops = {n.op.name: n.attrs.get("tree_lanes") for n in post_order(dev["forward"].body) if isinstance(n, Call)}
+    assert ops["dev.rmsnorm"] == ops["dev.mvm"] == ops["dev.softmax"] == 32
+    as128 = PassManager(device_pipeline("fp16", target="tiny")).run(mod)
+    differs = False
+    for m in (1, 9, 20):
+        xs = (3 * rng.standard_normal((m, k))).astype(np.float32)
+        want = [t.numpy() for t in run_function(dev, "forward", [torch.from_numpy(xs)])]
+        for got, ref in zip(cm.run(xs), want):
+            np.testing.assert_array_equal(got, ref, err_msg=f"seq={m}")
+        other = run_function(as128, "forward", [torch.from_numpy(xs)])
+        differs |= any(not np.array_equal(o.numpy(), r) for o, r in zip(other, want))
+    assert differs  # the tree width changes some result bits here

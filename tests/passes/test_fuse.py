@@ -32,7 +32,7 @@ def _mvms(out):
 
 
 def test_fusion_table_is_data():
-    assert [p.op for p in FUSIONS] == ["dev.eltwise", "dev.eltwise"]
+    assert [p.ops for p in FUSIONS] == [("dev.eltwise",), ("dev.eltwise",)]
 
 
 def test_residual_through_a_2d_view():

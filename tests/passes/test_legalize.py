@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from dlavm import sym
-from dlavm.frontend.api import import_model
+from dlavm.models import import_model
 from dlavm.ir import Call, Constant, Function, Module, PassManager, TensorType, Var, call, count_ops, post_order
 from dlavm.passes import device_pipeline, fold_views, fold_weights, fuse, legalize, quantize
 from dlavm.passes.fold import evaluate
-from dlavm.passes.legalize import PATTERNS
+from dlavm.passes.legalize import legalize_patterns
 from dlavm.reference import run_function
 
 SEQ = sym.Var("seq", 1, 16)
@@ -60,9 +60,9 @@ def _host(out):
 
 
 def test_every_pattern_has_a_name_op_and_doc():
-    names = [p.name for p in PATTERNS]
+    names = [p.name for p in legalize_patterns()]
     assert len(names) == len(set(names))
-    assert all(p.doc for p in PATTERNS)
+    assert all(p.doc and p.ops for p in legalize_patterns())
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -286,3 +286,103 @@ def test_torch_model_with_a_padding_mask_keeps_attention_on_the_host():
         want = model(x, keep)
     got = run_function(out, "forward", [x, keep])
     assert (got - want).abs().max() <= 1e-2 * want.abs().max()
+
+
+# ------------------------------------------------------------------------------------------------
+# the pattern object, rule priorities and statistics
+
+
+def test_pattern_captures_commutative_operands_alternatives_and_repeated_names():
+    from dlavm.passes.patterns_match import Pat
+    x, y = X("x"), X("y")
+    sq = Pat("mul", Pat.any("a"), Pat.any("a"))           # a name captured twice: the same node
+    assert sq.match(call("mul", x, x)) == {"a": x}
+    assert sq.match(call("mul", x, y)) is None
+    half = Pat("mul", Pat.any("v"), Pat.lit(0.5), commutative=True, name="root")
+    node = call("mul", 0.5, x)
+    assert half.match(node) == {"v": x, "root": node}     # literal first: matched in the other order
+    assert half.match(call("mul", x, 0.25)) is None
+    last = Pat("softmax", Pat.any("s"), attrs={"axis": lambda a: a in (-1, 2)})
+    assert last.match(call("softmax", x, axis=-1)) is not None and last.match(call("softmax", x, axis=1)) is None
+    either = Pat.alt(Pat("pow", Pat.any("b"), Pat.lit(2)), Pat("mul", Pat.any("b"), Pat.any("b")))
+    assert either.ops == ("pow", "mul")
+    assert either.match(call("pow", x, 2)) == {"b": x} and either.match(call("mul", y, y)) == {"b": y}
+    typed = Pat.any("t", where=lambda n: n.type.dtype == "float16")
+    assert typed.match(x) is None
+    # every way of matching, in order: both operand orders of a commutative op
+    both = Pat("add", Pat.any("p"), Pat.any("q"), commutative=True)
+    assert [m["p"] for m in both.matches(call("add", x, y))] == [x, y]
+
+
+def test_a_rule_does_not_rely_on_table_order():
+    """add/mul->eltwise state their own preconditions: tried before everything else, they still
+    leave the GELU formula and the decomposed RMSNorm to the rules matched at their roots."""
+    from dataclasses import replace
+
+    from dlavm.passes.legalize import legalize_function
+    from dlavm.passes.patterns_match import MatchContext
+    eltwise_first = [replace(p, priority=-1) if p.name.endswith("->eltwise") else p for p in legalize_patterns()]
+    w, x = {}, X()
+    h = _gelu_tanh(call("linear", x, W("w", 32, 32, weights=w)))
+    body = _rms(h, W("g", 32, weights=w))
+    mod = Module(params=w)
+    mod.add(Function("f", [x], body))
+    ctx = MatchContext(dict(w), {})
+    out = legalize_function(mod["f"], ctx, eltwise_first)
+    assert ctx.stats.get("gelu-tanh-decomposed") == 1 and ctx.stats.get("rmsnorm-decomposed") == 1
+    assert not any(k.endswith("->eltwise") for k in ctx.stats)
+    assert count_ops(out).get("dev.eltwise") is None
+
+
+def test_rule_hits_and_time_are_recorded_per_pass():
+    from dlavm.ir import PassContext, format_records
+    w, x = {}, X()
+    mod = Module(params=w)
+    mod.add(Function("f", [x], call("relu", call("linear", x, W("w", 48, 32, weights=w)))))
+    ctx = PassContext()
+    PassManager([legalize, fuse]).run(mod, ctx)
+    rules = {r.name: r for r in ctx.records[0].rules}
+    assert rules["linear->mvm"].hits == 1 and rules["relu->mvm.relu"].hits == 1
+    assert rules["linear->mvm"].tries >= 1 and rules["linear->mvm"].seconds > 0
+    assert rules["layer_norm->layernorm"].tries == 0
+    table = format_records(ctx.records)
+    assert "linear->mvm" in table and "1 hits" in table and "layer_norm->layernorm" not in table
+
+
+def test_a_device_op_without_its_spec_is_an_error_naming_the_package():
+    from dlavm.ir import IRError, get_op
+    from dlavm.reference.executor import ExecutionError
+    from dlavm.task.rules import find_rule
+    op = get_op("dev.softmax")
+    spec = op.get_attr("spec")
+    x = X("x", 4, 8)
+    mod = Module()
+    mod.add(Function("f", [x], call("dev.to_host", call("dev.softmax", call("dev.to_device", x)))))
+    op.set_attr("spec", None)
+    try:
+        with pytest.raises(ExecutionError, match=r"'dev.softmax' has no device-op spec .*import dlavm.devops"):
+            run_function(mod, "f", [torch.zeros(4, 8)])
+        with pytest.raises(IRError, match=r"'dev.softmax' has no device-op spec \(lowering\)"):
+            find_rule("dev.softmax", None)
+    finally:
+        op.set_attr("spec", spec)
+
+
+def test_a_lowering_rule_may_emit_only_the_instructions_its_spec_declares():
+    from dataclasses import replace
+
+    from dlavm.ir import get_op
+    from dlavm.target import get_target
+    from dlavm.task.lower import LoweringError
+    from dlavm.compiler import compile as dlavm_compile
+    op = get_op("dev.softmax")
+    spec = op.get_attr("spec")
+    x = X("x", 4, 8)
+    mod = Module()
+    mod.add(Function("f", [x], call("dev.to_host", call("dev.softmax", call("dev.to_device", x)))))
+    op.set_attr("spec", replace(spec, emits=("act",)))
+    try:
+        with pytest.raises(LoweringError, match=r"dev.softmax: lowering rule 'lower' emitted \['softmax'\]"):
+            dlavm_compile(mod, target=get_target("tiny"))
+    finally:
+        op.set_attr("spec", spec)

@@ -17,8 +17,8 @@ def test_fake_quant_int4_is_dequant_of_packed_int4(k):
     q, s = layout.quantize_int4(w, 128)
     unpacked = layout.unpack_int4(layout.pack_int4(q, 128), k)
     deq = unpacked.astype(np.float32) * np.repeat(s.astype(np.float32), 128, axis=1)[:, :k]
-    assert np.array_equal(fake_quant(w, "int4"), deq)
-    assert np.abs(fake_quant(w, "int4") - w).max() <= np.abs(w).max() / 7 / 2 * 1.01
+    assert np.array_equal(fake_quant(w, "int4", 128), deq)
+    assert np.abs(fake_quant(w, "int4", 128) - w).max() <= np.abs(w).max() / 7 / 2 * 1.01
 
 
 def test_fake_quant_int8_and_fp16():

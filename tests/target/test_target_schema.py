@@ -20,6 +20,7 @@ def test_vcu128_is_the_reference():
     f = t.figures
     assert (t.clock_mhz, t.hbm_channels, t.hbm_bits_per_cycle, t.tin, t.tout) == (200.0, 32, 256, 128, 32)
     assert t.int4_group == 128 and set(t.weight_formats) == {"int4", "int8", "fp16"}
+    assert (t.int8_block, t.tree_lanes) == (64, 128)
     assert f.hbm_bytes_per_cycle == 32 * 32 == 1024
     assert f.hbm_gbytes_per_s == pytest.approx(204.8)
     assert f.peak_macs_per_cycle == 4096
@@ -71,6 +72,14 @@ def test_standalone_user_target_must_give_every_field(tmp_path):
     ({"base": "vcu128", "name": "x", "hbm_bits_per_cycle": 12}, "multiple of 8"),
     ({"base": "vcu128", "name": "x", "address_bits": 40, "sram_base": 1 << 38}, "exceeds what a 32-bit address field"),
     ({"hbm_channels": 4}, "needs a 'name'"),
+    # numerics parameters: refused with the field, the value and the rule
+    ({"base": "vcu128", "name": "x", "int4_group": 96}, r"int4_group=96 must be a power of two"),
+    ({"base": "vcu128", "name": "x", "int4_group": 2048}, r"int4_group=2048 exceeds 1024: .* more than 53 bits"),
+    ({"base": "tiny", "name": "x", "tin": 24, "int4_group": 64}, r"int4_group=64 and tin=24 must divide one another"),
+    ({"base": "vcu128", "name": "x", "int8_block": 128}, r"int8_block=128 exceeds 64: .* more than 53 bits"),
+    ({"base": "vcu128", "name": "x", "int8_block": 0}, r"field int8_block must be > 0"),
+    ({"base": "vcu128", "name": "x", "tree_lanes": 48}, r"tree_lanes=48 must be a power of two"),
+    ({"base": "vcu128", "name": "x", "tree_lanes": 1}, r"tree_lanes=1 must be a power of two >= 2"),
 ])
 def test_bad_target_files_name_the_field(tmp_path, data, msg):
     p = tmp_path / "bad.json"
@@ -108,3 +117,11 @@ def test_yaml_target_loads_or_says_pyyaml_is_missing(tmp_path):
             get_target(p)
         return
     assert get_target(p).hbm_channels == 16
+
+
+def test_numerics_limits_follow_the_exactness_argument():
+    """doc/isa.md 7.2: fp16 x int4 products take 43 bits, fp16 x int8 47; float64 sums 53 exactly."""
+    from dlavm.target.schema import exact_block_limit
+    assert exact_block_limit("int4") == 1024 and exact_block_limit("int8") == 64
+    t = get_target("tiny").replace(name="edge", int4_group=1024, int8_block=64, tree_lanes=2)
+    assert (t.int4_group, t.int8_block, t.tree_lanes) == (1024, 64, 2)

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from dlavm import sym
+from dlavm.target import get_target
 from dlavm.task import (Emit, For, If, Program, assign_waits, dce, flatten, fold, format_program, simplify_loops,
                         specialize, unroll, unroll_to_bound)
 
 SEQ = sym.Var("seq", 1, 40)
 
 
-def emit(op="eltwise", unit="sfu", reads=(), writes=(), **fields):
-    return Emit(op, dict(fields), unit, tuple(reads), tuple(writes))
+def emit(op="eltwise", unit="sfu", **fields):
+    return Emit(op, dict(fields), unit)
 
 
 def tiled(extent=sym.ceildiv(SEQ, 16)):
@@ -82,26 +83,48 @@ def test_simplify_loops_is_idempotent():
     assert format_program(simplify_loops(p)) == format_program(p)
 
 
+# Operand ranges come from the instruction model (dlavm.target.insn_model) on the fields:
+# eltwise reads a and b (count*2 bytes each) and writes dst; an fp16 mvm reads x (m*k*2) and
+# w (n*k*2) and writes out (m*n*2); dma reads src and writes dst (rows*row_bytes).
+TINY = get_target("tiny")
+
+
+def elt(src, dst, nbytes):
+    return Emit("eltwise", {"fn": "add", "a": src, "b": src, "dst": dst, "count": nbytes // 2}, "sfu")
+
+
+def mvm(x, out, m=1, k=32, n=32, w=8192):
+    return Emit("mvm", {"wfmt": "fp16", "x": x, "w": w, "out": out, "m": m, "k": k, "n": n}, "mvm")
+
+
 def test_waits_cover_raw_same_unit_and_war_across_units():
-    a, b, c = (0, 64), (64, 64), (128, 64)
-    entries = [(emit("eltwise", "sfu", reads=[a], writes=[b]), None),
-               (emit("eltwise", "sfu", reads=[b], writes=[c]), None),        # RAW on the same unit
-               (emit("mvm", "mvm", reads=[(512, 64)], writes=[a]), None),    # WAR with the first sfu read
-               (emit("dma", "dma", reads=[(512, 64)], writes=[(1024, 64)]), None)]  # independent
-    w = [e.wait for e, _ in assign_waits(entries)]
+    entries = [(elt(0, 64, 64), None),
+               (elt(64, 128, 64), None),                      # RAW on the same unit
+               (mvm(x=512, out=0), None),                     # WAR with the first sfu read
+               (Emit("dma", {"src": 512, "dst": 1024, "row_bytes": 64, "rows": 1}, "dma"), None)]  # independent
+    w = [e.wait for e, _ in assign_waits(entries, TINY)]
     assert w == [frozenset(), {"sfu"}, {"sfu"}, frozenset()]
 
 
 def test_guarded_instruction_does_not_count_as_a_completion_point():
-    a, b = (0, 64), (64, 64)
-    entries = [(emit("mvm", "mvm", writes=[a]), None),
-               (emit("eltwise", "sfu", reads=[a], writes=[b]), sym.lt(sym.const(1), SEQ)),
-               (emit("eltwise", "sfu", reads=[a], writes=[(256, 64)]), None)]
-    w = [e.wait for e, _ in assign_waits(entries)]
+    entries = [(mvm(x=512, out=0), None),
+               (elt(0, 64, 64), sym.lt(sym.const(1), SEQ)),
+               (elt(0, 256, 64), None)]
+    w = [e.wait for e, _ in assign_waits(entries, TINY)]
     assert w[1] == {"mvm"} and w[2] == {"mvm"}  # the guarded wait may become a nop
 
 
 def test_symbolic_sizes_use_their_upper_bound_for_overlap():
-    entries = [(emit("mvm", "mvm", writes=[(0, SEQ * 2)]), None),
-               (emit("eltwise", "sfu", reads=[(64, 16)], writes=[(4096, 16)]), None)]
-    assert assign_waits(entries)[1][0].wait == {"mvm"}  # 0 + 80 bytes at seq=40 overlaps 64
+    entries = [(mvm(x=4096, out=0, m=SEQ, k=16, n=1), None),     # writes [0, seq*2)
+               (elt(64, 4096 + 2048, 16), None)]
+    assert assign_waits(entries, TINY)[1][0].wait == {"mvm"}  # 0 + 80 bytes at seq=40 overlaps 64
+
+
+def test_symbolic_address_counts_from_its_lower_to_its_upper_bound():
+    # kv_append writes rows at dst + pos*d*2: with pos in [0, 39] the write may start anywhere
+    # from dst to dst + 39*32, so a read of dst's first bytes must wait for it.
+    pos = SEQ - 1
+    kv = Emit("kv_append", {"src": 8192, "dst": 0, "m": 1, "kv_heads": 1, "d": 16, "pos": pos,
+                            "head_stride": 2048, "capacity": 64}, "sfu")
+    entries = [(kv, None), (mvm(x=0, out=16384, k=16), None)]
+    assert assign_waits(entries, TINY)[1][0].wait == {"sfu"}

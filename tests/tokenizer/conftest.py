@@ -1,16 +1,17 @@
 """Fixtures for the tokenizer tests: the demo tokenizer and the C++ test driver (tok_tool.cc)."""
 from __future__ import annotations
 
-import fcntl
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CLIB = ROOT / "clib"
+from tests.clib.clib_build import FLAVOURS, build_clib, compile_programs, install_sanitizer_env
+
 HERE = Path(__file__).resolve().parent
+
+install_sanitizer_env()
 
 
 @pytest.fixture(scope="session")
@@ -19,20 +20,13 @@ def demo_tokenizer(tmp_path_factory):
     return train_demo_tokenizer(512, path=tmp_path_factory.mktemp("tok") / "tokenizer.json")
 
 
-@pytest.fixture(scope="session")
-def tok_tool(tmp_path_factory) -> Path:
-    """`make -C clib lib` (under the lock tests/clib uses), then tok_tool.cc with g++ -O2 -Wall -Werror."""
-    (CLIB / "build").mkdir(exist_ok=True)
-    with open(CLIB / "build" / ".make.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        res = subprocess.run(["make", "-C", str(CLIB), "lib"], capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout + res.stderr
-    exe = tmp_path_factory.mktemp("tok_bin") / "tok_tool"
-    res = subprocess.run(["g++", "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{CLIB / 'include'}",
-                          str(HERE / "tok_tool.cc"), str(CLIB / "build" / "libdlavm_rt.a"), "-o", str(exe)],
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return exe
+@pytest.fixture(scope="session", params=FLAVOURS)
+def tok_tool(request, tmp_path_factory) -> Path:
+    """tok_tool.cc with -Wall -Wextra -Werror against clib of each flavour (release -O2, and
+    `make -C clib asan`: every C++ tokenizer test also runs under AddressSanitizer + UBSan)."""
+    lib = build_clib(request.param)
+    return compile_programs({"tok_tool": [HERE / "tok_tool.cc"]}, tmp_path_factory.mktemp(f"tok_bin_{request.param}"),
+                            request.param, lib)["tok_tool"]
 
 
 class CppTokenizer:

@@ -1,6 +1,6 @@
 // The device HAL of the C++ runtime: one accelerator seen from the host.
 //
-// The same operations as the Python dlavm.runtime.hal.DeviceHAL: 32-bit host
+// The same operations as the Python dlavm.devlink.hal.DeviceHAL: 32-bit host
 // registers (doc/isa.md section 3), device memory copies, AUX streams and
 // wait. Backends are picked by URI (open_device): "sim://HOST:PORT" talks to
 // a simulator server (hw_models.server, protocol in doc/socket.md); other
@@ -91,7 +91,8 @@ class Device {
   void run_stream(uint64_t addr, uint32_t count);
   // Issue one instruction through INSN0..15 + INSN_PUSH (17 register writes).
   void push(const uint32_t (&words)[kInsnWords]);
-  // The device cycle counter (CYCLE_LO then CYCLE_HI).
+  // The device cycle counter: CYCLE_HI, CYCLE_LO, CYCLE_HI, repeated while the high half changed
+  // (a carry between the two halves), so the value is one the counter really held.
   uint64_t cycles();
 };
 

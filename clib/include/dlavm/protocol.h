@@ -1,6 +1,6 @@
 // Wire constants of the device socket protocol (doc/socket.md). Shared by the
-// C++ client; hw_models/server.py and dlavm/runtime/socket_client.py carry
-// the same numbers (a test compares them).
+// C++ client; dlavm/devlink/protocol.py (used by hw_models/server.py and the
+// Python client) carries the same numbers (a test compares them).
 #pragma once
 
 #include <cstdint>

@@ -31,6 +31,10 @@ class TokenizerError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Token ids of a tokenizer.json must be below this (2^24) and below the number of entries of
+// model.vocab plus added_tokens, and leave no gap; anything else is refused naming the field.
+constexpr size_t kMaxTokenIds = size_t{1} << 24;
+
 class Tokenizer {
  public:
   static Tokenizer from_file(const std::string& path);

@@ -18,13 +18,11 @@ COMPARE_BINARY = ("eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or
 
 
 def _float_unary(name):
-    attrs = {"approximate": attr("str", "none")} if name == "gelu" else {}
+    attrs = {"approximate": attr("str", "none", choices=("none", "tanh"))} if name == "gelu" else {}
 
     @register_op(name, ("x",), attrs, doc=f"elementwise {name}; int inputs give {DEFAULT_FLOAT}")
     def rel(types, attrs, _n=name):
         x = tensor(types[0], _n)
-        if _n == "gelu" and attrs["approximate"] not in ("none", "tanh"):
-            raise IRTypeError(f"op 'gelu': approximate must be 'none' or 'tanh', got {attrs['approximate']!r}")
         dt = x.dtype if dtype_category(x.dtype) == "float" else DEFAULT_FLOAT
         return TensorType(x.shape, dt)
 
@@ -59,14 +57,11 @@ def _arith(name):
         return TensorType(broadcast_shapes([t.shape for t in ts], _n), dt)
 
 
-@register_op("div", ("a", "b"), {"rounding_mode": attr("?str", None)},
+@register_op("div", ("a", "b"), {"rounding_mode": attr("?str", None, choices=(None, "trunc", "floor"))},
              doc="elementwise true division (ints give float) or rounding division")
 def _div(types, attrs):
     ts, dt = _operands(types, "div")
-    mode = attrs["rounding_mode"]
-    if mode not in (None, "trunc", "floor"):
-        raise IRTypeError(f"op 'div': rounding_mode must be None, 'trunc' or 'floor', got {mode!r}")
-    if mode is None and dtype_category(dt) != "float":
+    if attrs["rounding_mode"] is None and dtype_category(dt) != "float":
         dt = DEFAULT_FLOAT
     return TensorType(broadcast_shapes([t.shape for t in ts], "div"), dt)
 

@@ -142,9 +142,13 @@ def _pool(name, extra):
         dil = attrs.get("dilation", (1, 1))
         out = []
         for i in range(2):
-            span = x.shape[2 + i] + 2 * attrs["padding"][i] - dil[i] * (attrs["kernel"][i] - 1) - 1
-            div = sym.ceildiv if attrs["ceil_mode"] else sym.floordiv
-            out.append(div(span, attrs["stride"][i]) + 1)
+            size, pad, stride = x.shape[2 + i], attrs["padding"][i], attrs["stride"][i]
+            span = size + 2 * pad - dil[i] * (attrs["kernel"][i] - 1) - 1
+            if attrs["ceil_mode"]:  # as torch: the last window must start inside the input or its left padding
+                n = sym.ceildiv(span, stride) + 1
+                out.append(sym.select(sym.ge((n - 1) * stride, size + pad), n - 1, n))
+            else:
+                out.append(sym.floordiv(span, stride) + 1)
         return TensorType((x.shape[0], x.shape[1], out[0], out[1]), x.dtype)
 
 

@@ -1,9 +1,11 @@
 """The device HAL: the one interface every execution backend implements.
 
-The cycle-level simulator (``hw_models.Simulator``) implements it now; the
-socket client and the C++ driver path implement the same methods later, so a
-runtime written against :class:`DeviceHAL` runs unchanged on each. Needs only
-numpy (no torch, no compiler).
+The cycle-level simulator (``hw_models.Simulator``), the socket client
+(:class:`dlavm.devlink.socket_client.SocketDevice`) and the C++ driver's
+devices implement it, so a runtime written against :class:`DeviceHAL` runs
+unchanged on each. Lives in ``dlavm.devlink`` (below both ``dlavm.runtime``
+and ``hw_models``) so that neither imports the other. Needs only numpy and
+``dlavm.target`` (no torch, no compiler).
 """
 from __future__ import annotations
 
@@ -85,10 +87,19 @@ class DeviceHAL(abc.ABC):
         return np.frombuffer(self.read_mem(addr, n), dtype=dt).reshape(shape).copy()
 
     def cycles(self) -> int:
-        """Device cycle counter (two register reads)."""
-        lo = self.read_reg(reg("CYCLE_LO"))
+        """Device cycle counter, consistent across a carry into the high word.
+
+        The counter runs while the host reads its two halves, so the high word
+        is read before and after the low word and the pair is retried until
+        both high reads agree (usually three register reads).
+        """
         hi = self.read_reg(reg("CYCLE_HI"))
-        return hi << 32 | lo
+        while True:
+            lo = self.read_reg(reg("CYCLE_LO"))
+            hi_again = self.read_reg(reg("CYCLE_HI"))
+            if hi_again == hi:
+                return hi << 32 | lo
+            hi = hi_again
 
 
 __all__ = ["DeviceHAL", "HALError"]

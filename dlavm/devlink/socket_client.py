@@ -1,14 +1,12 @@
-"""The device socket protocol (doc/socket.md) and its Python client.
+"""The Python client of the device socket protocol (doc/socket.md).
 
-:class:`SocketDevice` is a :class:`~dlavm.runtime.hal.DeviceHAL` whose device
+:class:`SocketDevice` is a :class:`~dlavm.devlink.hal.DeviceHAL` whose device
 sits behind a TCP socket: ``hw_models.server`` (the simulator) now, a board
-server later. The wire constants and framing live here, once, for both ends
-of the Python side; ``clib/include/dlavm/protocol.h`` repeats them for C++
-(a test compares the two). Needs only the standard library and numpy.
+server later. The wire constants and framing are :mod:`dlavm.devlink.protocol`.
+Needs only the standard library and numpy.
 """
 from __future__ import annotations
 
-import enum
 import json
 import socket
 import struct
@@ -16,32 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from dlavm.runtime.hal import DeviceHAL, HALError
-
-MAGIC = 0x4D564C44            # "DLVM" little-endian
-PROTOCOL_VERSION = 1
-DEFAULT_MAX_MESSAGE = 64 << 20  # bytes after the 4-byte length field
-NO_TIMEOUT = 0xFFFF_FFFF_FFFF_FFFF
-
-
-class Op(enum.IntEnum):
-    HELLO = 1
-    WRITE_REG = 2
-    READ_REG = 3
-    WRITE_MEM = 4
-    READ_MEM = 5
-    WAIT = 6
-    STATS = 7
-    RESET = 8
-    TRACE = 9
-
-
-class Status(enum.IntEnum):
-    OK = 0
-    DEVICE_ERROR = 1   # the device refused the operation
-    BAD_REQUEST = 2    # malformed message, unknown op, wrong size, version mismatch
-    TIMEOUT = 3        # WAIT exceeded its timeout
-    INTERNAL = 4       # the server failed unexpectedly
+from dlavm.devlink.hal import DeviceHAL, HALError
+from dlavm.devlink.protocol import (DEFAULT_MAX_MESSAGE, MAGIC, MIN_MAX_MESSAGE, NO_TIMEOUT, PROTOCOL_VERSION, Op,
+                                    Status, negotiate_max_message, parse_error_payload, read_frame)
 
 
 class ConnectionLostError(HALError):
@@ -58,66 +33,45 @@ class RemoteDeviceError(HALError):
         self.status = status
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytes | None:
-    """Read exactly ``n`` bytes; None if the peer closed before the first byte.
-
-    Raises ConnectionError if it closes part-way.
-    """
-    parts, got = [], 0
-    while got < n:
-        chunk = sock.recv(min(n - got, 1 << 20))
-        if not chunk:
-            if got == 0:
-                return None
-            raise ConnectionError(f"connection closed after {got} of {n} bytes")
-        parts.append(chunk)
-        got += len(chunk)
-    return b"".join(parts)
-
-
-def frame(head: int, payload: bytes = b"") -> bytes:
-    """One message: u32 length of (head byte + payload), head byte, payload."""
-    return struct.pack("<IB", 1 + len(payload), head) + payload
-
-
-def error_payload(kind: str, message: str) -> bytes:
-    k = kind.encode()[:0xFFFF]
-    return struct.pack("<H", len(k)) + k + message.encode("utf-8", "replace")
-
-
-def parse_error_payload(payload: bytes) -> tuple[str, str]:
-    if len(payload) >= 2:
-        (k,) = struct.unpack_from("<H", payload)
-        if 2 + k <= len(payload):
-            return payload[2:2 + k].decode("utf-8", "replace"), payload[2 + k:].decode("utf-8", "replace")
-    return "DeviceError", payload.decode("utf-8", "replace")
-
-
 class SocketDevice(DeviceHAL):
     """A device reached over the socket protocol at ``host:port``.
 
     Performs the HELLO handshake on construction (``target`` then names the
-    device's target). Every call is one request/reply (large memory copies
-    are split at the server's message limit). Device errors raise
+    device's target). The message limit is the smaller of ``max_message``
+    and the server's announced limit (:attr:`max_message` after the
+    handshake): a reply announcing more is refused before its body is read,
+    so a faulty or hostile server cannot make the client allocate more.
+    Every call is one request/reply (large memory copies are split at the
+    message limit). Device errors raise
     :class:`RemoteDeviceError` with the server's message, a WAIT past its
     timeout raises ``TimeoutError``, transport failures raise
     :class:`ConnectionLostError`. ``timeout`` (seconds) bounds every reply.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, timeout: float = 600.0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, timeout: float = 600.0,
+                 max_message: int = DEFAULT_MAX_MESSAGE):
+        if max_message < MIN_MAX_MESSAGE:
+            raise ValueError(f"max_message {max_message} is below the protocol's minimum of {MIN_MAX_MESSAGE} bytes")
         self.address = (host, int(port))
         try:
             self.sock = socket.create_connection(self.address, timeout=timeout)
         except OSError as exc:
             raise ConnectionLostError(f"cannot connect to device server {host}:{port}: {exc}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.max_message = DEFAULT_MAX_MESSAGE
+        self.max_message = max_message
         reply = self._call(Op.HELLO, struct.pack("<IH", MAGIC, PROTOCOL_VERSION))
         if len(reply) < 6:
+            self.close()
             raise ConnectionLostError(f"short HELLO reply from {host}:{port}")
-        version, self.max_message = struct.unpack_from("<HI", reply)
+        version, announced = struct.unpack_from("<HI", reply)
         if version != PROTOCOL_VERSION:
+            self.close()
             raise ConnectionLostError(f"device server speaks protocol {version}, this client {PROTOCOL_VERSION}")
+        try:
+            self.max_message = negotiate_max_message(max_message, announced)
+        except ValueError as exc:
+            self.close()
+            raise ConnectionLostError(f"device server {host}:{port}: {exc}") from None
         self.target = reply[6:].decode()
 
     # ------------------------------------------------------------ transport
@@ -127,13 +81,7 @@ class SocketDevice(DeviceHAL):
             self.sock.sendall(struct.pack("<IB", 1 + len(payload) + len(data), op) + payload)
             if len(data):
                 self.sock.sendall(data)
-            head = recv_exact(self.sock, 4)
-            if head is None:
-                raise ConnectionError("connection closed by the server")
-            (n,) = struct.unpack("<I", head)
-            if not 1 <= n <= self.max_message:
-                raise ConnectionError(f"reply of {n} bytes is outside 1..{self.max_message}")
-            body = recv_exact(self.sock, n)
+            body = read_frame(self.sock, self.max_message)
             if body is None:
                 raise ConnectionError("connection closed by the server")
         except (OSError, ConnectionError) as exc:
@@ -219,5 +167,4 @@ class SocketDevice(DeviceHAL):
         self._call(Op.RESET)
 
 
-__all__ = ["SocketDevice", "RemoteDeviceError", "ConnectionLostError", "Op", "Status", "MAGIC",
-           "PROTOCOL_VERSION", "DEFAULT_MAX_MESSAGE", "NO_TIMEOUT"]
+__all__ = ["SocketDevice", "RemoteDeviceError", "ConnectionLostError"]

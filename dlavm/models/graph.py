@@ -1,7 +1,14 @@
-"""One call from a model name to graph IR, shared by the CLI, the demo and tests."""
+"""A model recipe as graph IR in one call, shared by the CLI, the compiler, the demo and tests.
+
+It composes three layers (the recipe, ``dlavm.frontend`` and the import
+pipeline of ``dlavm.passes``), so it lives here, above them: the frontend
+itself knows neither recipes nor passes.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from dlavm.models.registry import load_model
 
 
 @dataclass
@@ -22,8 +29,7 @@ def import_model(model: str, max_seq: int | None = None, keep_weights: bool = Tr
     """
     import time
 
-    from ..models import load_model
-    from .torch import from_torch
+    from dlavm.frontend.torch import from_torch
 
     kwargs = {"max_seq": max_seq} if max_seq is not None else {}
     t0 = time.perf_counter()
@@ -32,8 +38,8 @@ def import_model(model: str, max_seq: int | None = None, keep_weights: bool = Tr
     mod = from_torch(spec.module, spec.example_inputs, spec.dynamic_shapes, name=fn_name,
                      keep_weights=keep_weights and not spec.shape_only, timings=timings)
     if canonicalize:
-        from ..ir import PassContext, PassManager
-        from ..passes import IMPORT_PIPELINE
+        from dlavm.ir import PassContext, PassManager
+        from dlavm.passes import IMPORT_PIPELINE
         t0 = time.perf_counter()
         mod = PassManager(IMPORT_PIPELINE).run(mod, pass_ctx or PassContext())
         timings["passes_s"] = time.perf_counter() - t0

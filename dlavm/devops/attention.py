@@ -1,0 +1,319 @@
+"""``dev.attention``: softmax(q k^T * scale) v on the mat unit and the SFU (doc/isa.md 7.5, 7.8).
+
+q f16 [M, H, D], k/v f16 [L, HKV, D] (grouped-query: HKV divides H). The
+lowering appends K and V to a KV cache (a scratch one, or with ``cache`` the
+persistent cache of doc/llm.md), then ``mat_qk`` with fp32 scores, the
+causal ``softmax`` on fp32 input, and ``mat_pv``; the reference kernel is
+that composition. Legalization recognises HF's GQA attention (with
+``repeat_kv``) and classifies its mask by evaluating it at several sizes.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import sym
+from ..ir import IRTypeError, TensorType, attr, call
+from ..passes.fold import FoldError, evaluate, is_size_only
+from ..passes.patterns_match import Pat, Pattern, const_int, is_op
+from ..target.isa import HEAD_DIM_MULTIPLE
+from ..task.ir import If
+from ..task.lower import ub
+from .rope import batch1_4d, dim_var, head_major, probe_sizes, token_major
+from .examples import OpExample
+from .spec import DeviceOpSpec, Lowering, f16, register_device_op
+
+
+def type_rel(types, attrs):
+    q, k, v = (f16(t, "dev.attention", n) for t, n in zip(types, "qkv"))
+    if q.ndim != 3 or k.ndim != 3 or v.ndim != 3:
+        raise IRTypeError(f"op 'dev.attention': q, k, v must be [tokens, heads, dim], got {q}, {k}, {v}")
+    if k.shape != v.shape or q.shape[2] != k.shape[2]:
+        raise IRTypeError(f"op 'dev.attention': k {k} and v {v} must match, and q {q} must share the head dim")
+    h, hkv = q.shape[1], k.shape[1]
+    if attrs["cache"] is not None and (attrs["kv_len"] is None or attrs["capacity"] < 1):
+        raise IRTypeError("op 'dev.attention': a cached attention needs kv_len and a positive capacity")
+    if not (h.is_const and hkv.is_const and h.value % hkv.value == 0):
+        raise IRTypeError(f"op 'dev.attention': q heads {h} must be a multiple of kv heads {hkv}")
+    return TensorType(q.shape, "float16")
+
+
+# --- legalization ---------------------------------------------------------------------------------
+
+def _strip_repeat_kv(x):
+    """HF repeat_kv: reshape(expand(reshape(x, [1,Hkv,1,S,D]), [1,Hkv,r,S,D]), [1,Hkv*r,S,D]) -> x."""
+    if not (is_op(x, "reshape") and is_op(x.args[0], "expand") and is_op(x.args[0].args[0], "reshape")):
+        return x
+    inner = x.args[0].args[0].args[0]
+    e = x.args[0]
+    if inner.type.ndim == 4 and e.type.ndim == 5 and const_int(e.args[0].type.shape[2]) == 1 \
+            and tuple(e.args[0].type.shape) == tuple(inner.type.shape[:2]) + (1,) + tuple(inner.type.shape[2:]):
+        return inner
+    return x
+
+
+def mask_kind(ctx, mask, lq, lk, causal: bool):
+    """Classify a size-only mask by evaluating it at several sizes (1, 2, a middle odd one and the
+    bound): ("causal" | "full", "") when it equals the bottom-right causal mask (resp. keeps every
+    key) at every probed size, else (None, reason)."""
+    if not is_size_only(mask):
+        return None, "attention mask depends on the inputs (not a size-only mask)"
+    v, rng, why = dim_var(mask)
+    if v is None:
+        return None, f"attention mask {why}"
+    kinds = set()
+    for n in probe_sizes(*rng):
+        env = {v: n}
+        try:
+            m = evaluate(mask, ctx.params, env)
+            nq, nk = sym.evaluate(lq, env), sym.evaluate(lk, env)
+            if m.dtype == np.bool_:
+                keep = m
+            elif np.all((m == 0) | np.isneginf(m)):
+                keep = m == 0
+            else:
+                return None, "attention mask adds finite biases (not a keep/drop mask)"
+            keep = np.broadcast_to(keep, keep.shape[:-2] + (nq, nk)).reshape(-1, nq, nk)
+        except (FoldError, ValueError, sym.UnboundVarError) as e:
+            return None, f"attention mask cannot be evaluated at compile time: {e}"
+        tril = np.tril(np.ones((nq, nk), dtype=bool), nk - nq)
+        if causal:
+            keep = keep & tril
+        if all(np.array_equal(k, tril) for k in keep):
+            kinds.add("causal")
+        elif keep.all():
+            kinds.add("full")
+        else:
+            return None, f"attention mask is neither causal nor full at {v}={n}"
+    if len(kinds) != 1:
+        return None, "attention mask changes kind with the sequence length"
+    return kinds.pop(), ""
+
+
+def _attention(node, ctx):
+    q, k, v = node.args[:3]
+    mask = node.args[3] if len(node.args) > 3 else None
+    k, v = _strip_repeat_kv(k), _strip_repeat_kv(v)
+    if not all(batch1_4d(t) for t in (q, k, v)):
+        return ctx.decline(node, "attention needs [1, heads, seq, dim] q/k/v (batch 1) for dev.attention")
+    if const_int(q.type.shape[1]) % const_int(k.type.shape[1]):
+        return ctx.decline(node, "query heads are not a multiple of key/value heads")
+    causal = node.attrs["causal"]
+    if mask is not None:
+        key = ("mask", mask, q.type.shape[2], k.type.shape[2], causal)
+        if key not in ctx.memo:
+            ctx.memo[key] = mask_kind(ctx, mask, q.type.shape[2], k.type.shape[2], causal)
+        kind, why = ctx.memo[key]
+        if kind is None:
+            return ctx.decline(node, why)
+        causal = kind == "causal"
+    d = const_int(q.type.shape[3])
+    scale = node.attrs["scale"] if node.attrs["scale"] is not None else 1.0 / math.sqrt(d)
+    y = call("dev.attention", token_major(q), token_major(k), token_major(v), causal=causal, scale=scale)
+    return head_major(y, node.type.dtype)
+
+
+PATTERNS = (
+    Pattern("attention", Pat("attention"), _attention, "GQA attention (+causal mask) -> dev.attention",
+            priority=30),
+)
+
+
+# --- reference kernel -----------------------------------------------------------------------------
+
+def reference(args, attrs, ev):
+    import torch
+
+    from ..reference.device_numerics import numerics, softmax_rows, tree_sum
+    if attrs.get("cache") is not None:
+        raise NotImplementedError(f"dev.attention with the persistent KV cache {attrs['cache']!r} keeps state "
+                                  "between calls: run it on the runtime (dlavm.runtime.generate), not the "
+                                  "stateless reference executor")
+    lanes = numerics(attrs, "tree_lanes", "dev.attention")
+    q, k, v = args
+    m, h, d = q.shape
+    lk, hkv, _ = k.shape
+    g = h // hkv
+    qh = q.float().permute(1, 0, 2)                                  # [H, M, D]
+    kh = k.float().permute(1, 0, 2).repeat_interleave(g, 0)          # [H, L, D]
+    vh = v.float().permute(1, 0, 2).repeat_interleave(g, 0)
+    scale = np.float32(attrs["scale"])
+    s = torch.stack([tree_sum(qh[i][:, None, :] * kh[i][None, :, :], lanes) for i in range(h)]) * scale
+    pos0 = lk - m if attrs["pos0"] is None else ev(attrs["pos0"])
+    p = softmax_rows(s, attrs["causal"], pos0, lanes).float()              # [H, M, L]
+    o = torch.stack([tree_sum(p[i][:, None, :] * vh[i].T[None, :, :], lanes) for i in range(h)])  # [H, M, D]
+    return o.permute(1, 0, 2).to(torch.float16).contiguous()
+
+
+# --- lowering -------------------------------------------------------------------------------------
+
+def check(node, target) -> None:
+    """Key length / cache capacity against ``max_seq_len``; the head dim against the mat unit's rows."""
+    q, k, _ = node.args
+    d = int(q.type.shape[2])
+    a = node.attrs
+    if a["cache"] is not None:
+        cap, lk = int(a["capacity"]), ub(sym.as_expr(a["kv_len"]))
+        if cap > target.max_seq_len:
+            raise ValueError(f"dev.attention: KV cache capacity {cap} exceeds the max_seq_len "
+                             f"({target.max_seq_len}) of target '{target.name}'; lower the max context")
+        if lk > cap:
+            raise ValueError(f"dev.attention: key length bound {lk} exceeds the cache capacity {cap}")
+    elif ub(k.type.shape[0]) > target.max_seq_len:
+        raise ValueError(f"dev.attention: key length bound {ub(k.type.shape[0])} exceeds the max_seq_len "
+                         f"({target.max_seq_len}) of target '{target.name}'")
+    if d % HEAD_DIM_MULTIPLE:
+        raise ValueError(f"dev.attention: head dim {d} must be a multiple of {HEAD_DIM_MULTIPLE} "
+                         "(doc/isa.md section 8); the pad_heads pass pads attentions fed by q/k/v "
+                         "projections, see attrs['pad_heads_declined'] for why this one was not")
+
+
+
+def lower(ctx, node):
+    """kv_append K and V into a scratch cache, then mat_qk -> softmax (causal, pos0) -> mat_pv.
+
+    The scratch cache has capacity ``upper_bound(L)`` positions per head, so
+    one placement serves every length; scores are fp32 ``[H, M, L]``. The
+    caches and score buffers are shared by every attention of the function.
+    """
+    if node.attrs["cache"] is not None:
+        return _lower_cached_attention(ctx, node)
+    q, k, v = node.args
+    mq, h, d = q.type.shape
+    lk, hkv, _ = k.type.shape
+    h, hkv, d = int(h), int(hkv), int(d)
+    cap = ub(lk)
+    stride = cap * d * 2
+    kc = ctx.scratch("attn.kcache", hkv * stride)
+    vc = ctx.scratch("attn.vcache", hkv * stride)
+    scores = ctx.scratch("attn.scores", ub(h * mq * lk) * 4)
+    probs = ctx.scratch("attn.probs", ub(h * mq * lk) * 2)
+    qa, ka, va, out = ctx.addr(q), ctx.addr(k), ctx.addr(v), ctx.addr(node)
+    pos0 = node.attrs["pos0"]
+    pos0 = lk - mq if pos0 is None else sym.as_expr(pos0)
+    scale = node.attrs["scale"]
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    kv = dict(m=lk, kv_heads=hkv, d=d, pos=0, head_stride=stride, capacity=cap)
+    att = dict(m=mq, heads=h, kv_heads=hkv, l=lk, d=d)
+    return [
+        ctx.emit("kv_append", src=ka, dst=kc, **kv),
+        ctx.emit("kv_append", src=va, dst=vc, **kv),
+        ctx.emit("mat_qk", out_fp32=True, q=qa, kc=kc, out=scores, k_stride=stride, scale=scale, **att),
+        ctx.emit("softmax", in_fp32=True,
+                 causal=bool(node.attrs["causal"]), src=scores, dst=probs, rows=h * mq, cols=lk, m=mq, pos0=pos0),
+        ctx.emit("mat_pv", p=probs, vc=vc, out=out, v_stride=stride, **att),
+    ]
+
+
+def _lower_cached_attention(ctx, node):
+    """Attention over a persistent KV cache (doc/llm.md): kv_append the M new K/V rows at
+    ``pos = kv_len - M`` into the layer's caches, then mat_qk / softmax / mat_pv over ``kv_len`` keys.
+
+    The caches (``kv.<cache>.k`` / ``.v``, fp16 ``[HKV, capacity, D]``) are persistent buffers shared by
+    every entry, so what prefill appends, decode reads.
+    """
+    q, k, v = node.args
+    mq, h, d = q.type.shape
+    _, hkv, _ = k.type.shape
+    h, hkv, d = int(h), int(hkv), int(d)
+    a = node.attrs
+    cap, lk = int(a["capacity"]), sym.as_expr(a["kv_len"])
+    stride = cap * d * 2
+    kc = ctx.persistent(f"kv.{a['cache']}.k", hkv * stride)
+    vc = ctx.persistent(f"kv.{a['cache']}.v", hkv * stride)
+    scores = ctx.scratch("attn.scores", ub(h * mq * lk) * 4)
+    probs = ctx.scratch("attn.probs", ub(h * mq * lk) * 2)
+    qa, ka, va, out = ctx.addr(q), ctx.addr(k), ctx.addr(v), ctx.addr(node)
+    pos = lk - mq
+    scale = a["scale"]
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    kv = dict(m=mq, kv_heads=hkv, d=d, pos=pos, head_stride=stride, capacity=cap)
+    att = dict(m=mq, heads=h, kv_heads=hkv, l=lk, d=d)
+    append = [
+        ctx.emit("kv_append", src=ka, dst=kc, **kv),
+        ctx.emit("kv_append", src=va, dst=vc, **kv),
+    ]
+    whole = [
+        ctx.emit("mat_qk", out_fp32=True, q=qa, kc=kc, out=scores, k_stride=stride, scale=scale, **att),
+        ctx.emit("softmax", in_fp32=True,
+                 causal=bool(a["causal"]), src=scores, dst=probs, rows=h * mq, cols=lk, m=mq, pos0=pos),
+        ctx.emit("mat_pv", p=probs, vc=vc, out=out, v_stride=stride, **att),
+    ]
+    chunks = next((c for c in DECODE_HEAD_CHUNKS if hkv % c == 0 and c <= hkv), 1)
+    if chunks == 1:
+        return append + whole
+    decode = _decode_attention_pipeline(ctx, chunks, qa, kc, vc, out, h, hkv, d, cap, lk, pos, stride, scale,
+                                        bool(a["causal"]))
+    if sym.bounds(sym.as_expr(mq))[0] > 1:
+        return append + whole
+    if ub(mq) == 1:
+        return append + decode
+    return append + [If(sym.eq(mq, 1), tuple(decode), tuple(whole))]
+
+
+#: Head chunks of the one-token (decode) attention pipeline, first that divides the kv heads wins.
+DECODE_HEAD_CHUNKS = (4, 2)
+
+
+def _decode_attention_pipeline(ctx, chunks, qa, kc, vc, out, h, hkv, d, cap, lk, pos, stride, scale, causal):
+    """One query token: the heads in ``chunks`` groups (whole GQA groups), issued as
+    ``qk0 sm0 qk1 pv0 sm1 qk2 pv1 ... pv_last`` so that each group's softmax (SFU) runs while the
+    mat unit computes the next group's scores. With one token, a group's queries and outputs are
+    contiguous slices of ``[1, H, D]``; each group has its own score/probability buffers (fixed
+    offsets), so the wait bits order only what depends. Same numerics as the whole-head form
+    (heads are independent)."""
+    hkc = hkv // chunks
+    hc = hkc * (h // hkv)
+    sbytes = -(-hc * cap * 4 // 64) * 64
+    pbytes = -(-hc * cap * 2 // 64) * 64
+    scores = ctx.scratch("attn.decode_scores", chunks * sbytes)
+    probs = ctx.scratch("attn.decode_probs", chunks * pbytes)
+    att = dict(m=1, heads=hc, kv_heads=hkc, l=lk, d=d)
+    qk, sm, pv = [], [], []
+    for c in range(chunks):
+        q_c, o_c = qa + c * hc * d * 2, out + c * hc * d * 2
+        k_c, v_c = kc + c * hkc * stride, vc + c * hkc * stride
+        s_c, p_c = scores + c * sbytes, probs + c * pbytes
+        qk.append(ctx.emit("mat_qk", out_fp32=True, q=q_c, kc=k_c, out=s_c, k_stride=stride, scale=scale, **att,
+                           comment=f"heads {c * hc}..{(c + 1) * hc - 1}"))
+        sm.append(ctx.emit("softmax", in_fp32=True,
+                           causal=causal, src=s_c, dst=p_c, rows=hc, cols=lk, m=1, pos0=pos))
+        pv.append(ctx.emit("mat_pv", p=p_c, vc=v_c, out=o_c, v_stride=stride, **att))
+    order = [qk[0], sm[0]]
+    for c in range(1, chunks):
+        order += [qk[c], pv[c - 1], sm[c]]
+    return order + [pv[-1]]
+
+
+
+# --- conformance examples ---------------------------------------------------------------------------
+
+def examples(rng):
+    """Grouped-query attention (4 query heads over 2 KV heads, head dim 16), causal and full."""
+    from .examples import host_input, one_op, seq_dim
+    seq, d = seq_dim(), 16
+    qkv = [host_input("q", seq, 4, d), host_input("k", seq, 2, d), host_input("v", seq, 2, d)]
+    return tuple(OpExample(f"gqa-causal={c}", one_op("dev.attention", qkv, {}, causal=c, scale=1 / math.sqrt(d)))
+                 for c in (True, False))
+
+
+SPEC = register_device_op(DeviceOpSpec(
+    name="dev.attention",
+    inputs=("q", "k", "v"),
+    attrs={"causal": attr("bool", True), "scale": attr("float"), "pos0": attr("?sym", None),
+           "cache": attr("?str", None), "kv_len": attr("?sym", None), "capacity": attr("int", 0)},
+    type_rel=type_rel,
+    doc="q f16 [M, H, D], k/v f16 [L, HKV, D] (HKV divides H); softmax(q k^T * scale) v with "
+        "query i at position pos0 + i (default L - M) seeing keys <= its position when causal; "
+        "out f16 [M, H, D]. With ``cache`` (a persistent KV cache of ``capacity`` positions, "
+        "doc/llm.md): k/v are the M new tokens, appended at kv_len - M, and the queries attend "
+        "to the cache's keys [0, kv_len)",
+    reference=reference,
+    examples=examples,
+    patterns=PATTERNS,
+    lowering=(Lowering(lower),),
+    emits=("kv_append", "mat_qk", "softmax", "mat_pv"),
+    numerics=("tree_lanes",),
+    check=check,
+))

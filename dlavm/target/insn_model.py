@@ -1,0 +1,295 @@
+"""What each instruction touches and how long its unit computes: one definition.
+
+For every opcode of :mod:`dlavm.target.isa` an :class:`InsnModel` gives
+
+* ``accesses``: the memory ranges it reads and writes (:class:`Access`),
+  as formulas over its fields. The formulas use only ``+``, ``-``, ``*``,
+  :func:`cdiv` and branches on flag/enum fields (which are never dynamic),
+  so they work on ints (the simulator) and on ``dlavm.sym`` expressions
+  (the compiler evaluates them with bounds: wait bits, cost estimates);
+* ``cycles``: compute cycles of its unit (doc/simulator.md, "Compute
+  cycles"), evaluated on ints;
+* ``latency``: the pipeline drain after the unit is done, a target field;
+* ``macs``: multiply-accumulates it performs (statistics).
+
+The simulator's timing model and bounds checks, the wait-bit analysis
+(``dlavm.task.deps``), the compile report's estimate and the listing tool
+all call the functions below; none keeps its own copy. What the device
+*refuses* (field legality) and what it *computes* (numerics) are not here:
+they are implemented by the simulator (``hw_models/units``) independently
+of the compiler. A test (tests/hw_models/test_insn_conformance.py) checks
+the declared accesses against the bytes the simulator's memory model
+actually touched while executing each instruction.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from dlavm.target.isa import ARGMAX_RECORD_BYTES, OPS, op_format
+from dlavm.target.layout import weight_bytes
+from dlavm.target.schema import Target
+
+
+class InsnModelError(ValueError):
+    """An instruction has no model, or its model cannot be evaluated; names the op."""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral)   # Python and numpy ints
+
+
+@dataclass(frozen=True)
+class Access:
+    """A 2-D memory range an instruction reads or writes: ``rows`` rows of
+    ``row_bytes`` bytes, ``stride`` bytes apart, starting at ``addr``.
+
+    ``name`` is the instruction field holding the base address (so a field
+    without an access is an operand the instruction does not use). Values
+    are ints or ``dlavm.sym`` expressions.
+    """
+
+    name: str
+    addr: Any
+    row_bytes: Any
+    rows: Any = 1
+    stride: Any = 0
+    write: bool = False
+
+    @property
+    def nbytes(self):
+        return self.row_bytes * self.rows
+
+    @property
+    def span(self):
+        """Bytes from the first to one past the last byte touched (0 when nothing is)."""
+        if _is_int(self.row_bytes) and _is_int(self.rows) and self.row_bytes * self.rows == 0:
+            return 0
+        return (self.rows - 1) * self.stride + self.row_bytes
+
+    def row_ranges(self) -> list[tuple[int, int]]:
+        """``[(start, end)]`` of every row, ints only (for checks that compare bytes)."""
+        if self.row_bytes * self.rows == 0:
+            return []
+        return [(self.addr + r * self.stride, self.addr + r * self.stride + self.row_bytes)
+                for r in range(self.rows)]
+
+
+@dataclass(frozen=True)
+class InsnModel:
+    """The model of one mnemonic; each callable takes the instruction's fields (all present)."""
+
+    op: str
+    accesses: Callable[[Mapping[str, Any], Target], list[Access]]
+    cycles: Callable[[Mapping[str, Any], Target], int]
+    latency: Callable[[Target], int]
+    macs: Callable[[Mapping[str, Any]], int]
+
+
+def cdiv(a, b):
+    """ceil(a / b) for ints and for ``dlavm.sym`` expressions (b > 0)."""
+    if _is_int(a) and _is_int(b):
+        return -(-a // b)
+    from dlavm import sym  # only symbolic callers pay for the import
+    return sym.ceildiv(a, b)
+
+
+def _zero(f, t=None) -> int:
+    return 0
+
+
+def _none(f, t) -> list[Access]:
+    return []
+
+
+# ---------------------------------------------------------------- dma
+def _dma_accesses(f, t):
+    return [Access("src", f["src"], f["row_bytes"], f["rows"], f["src_stride"]),
+            Access("dst", f["dst"], f["row_bytes"], f["rows"], f["dst_stride"], write=True)]
+
+
+def _dma_cycles(f, t):
+    # The engine's datapath is as wide as all HBM channels together; for
+    # off-chip transfers the per-channel time (the timing model) dominates.
+    return cdiv(f["row_bytes"] * f["rows"], t.figures.hbm_bytes_per_cycle)
+
+
+# ---------------------------------------------------------------- mvm
+def _mvm_accesses(f, t):
+    m, n = f["m"], f["n"]
+    wbytes, sbytes = weight_bytes(f["wfmt"], n, f["k"], t.int4_group)   # the packing layout's sizes
+    acc = [Access("x", f["x"], m * f["k"] * 2), Access("w", f["w"], wbytes)]
+    if f["wfmt"] != "fp16":
+        acc.append(Access("wscale", f["wscale"], sbytes))
+    if f["affine"]:
+        acc.append(Access("aff", f["aff"], 2 * n * 2))
+    if f["res"] != "none":
+        acc.append(Access("resid", f["resid"], m * n * 2))
+    out_row = ARGMAX_RECORD_BYTES if f["argmax"] else n * (4 if f["out_fp32"] else 2)
+    acc.append(Access("out", f["out"], m * out_row, write=True))
+    return acc
+
+
+def _mvm_cycles(f, t):
+    # One token row per pass; each cycle consumes Tin inputs for Tout outputs
+    # in each of mvm_groups channel groups.
+    return f["m"] * cdiv(f["k"], t.tin) * cdiv(f["n"], t.tout * t.mvm_groups)
+
+
+# ---------------------------------------------------------------- mat
+def _kv_heads(f, name: str, stride: str) -> Access:
+    """The key/value operand: one row of ``l*d`` fp16 values per KV head, ``stride`` apart."""
+    return Access(name, f[name], f["l"] * f["d"] * 2, f["kv_heads"], f[stride])
+
+
+def _qk_accesses(f, t):
+    m, h, l, d = f["m"], f["heads"], f["l"], f["d"]
+    return [Access("q", f["q"], m * h * d * 2), _kv_heads(f, "kc", "k_stride"),
+            Access("out", f["out"], h * m * l * (4 if f["out_fp32"] else 2), write=True)]
+
+
+def _pv_accesses(f, t):
+    m, h, l, d = f["m"], f["heads"], f["l"], f["d"]
+    return [Access("p", f["p"], h * m * l * 2), _kv_heads(f, "vc", "v_stride"),
+            Access("out", f["out"], m * h * d * 2, write=True)]
+
+
+def _mat_macs(f):
+    return f["heads"] * f["m"] * f["l"] * f["d"]
+
+
+# ---------------------------------------------------------------- sfu
+def _sfu_cycles(passes: int, elems: Callable) -> Callable:
+    """Cycles of an op that streams ``elems(f)`` values through the lanes ``passes`` times."""
+    return lambda f, t: passes * cdiv(elems(f), t.sfu_lanes)
+
+
+def _norm_accesses(f, t, beta: bool):
+    n = f["rows"] * f["cols"] * 2
+    acc = [Access("src", f["src"], n), Access("gamma", f["gamma"], f["cols"] * 2)]
+    if beta:
+        acc.append(Access("beta", f["beta"], f["cols"] * 2))
+    return acc + [Access("dst", f["dst"], n, write=True)]
+
+
+def _softmax_accesses(f, t):
+    n = f["rows"] * f["cols"]
+    return [Access("src", f["src"], n * (4 if f["in_fp32"] else 2)), Access("dst", f["dst"], n * 2, write=True)]
+
+
+def _eltwise_accesses(f, t):
+    n = f["count"] * 2
+    return [Access("a", f["a"], n), Access("b", f["b"], n), Access("dst", f["dst"], n, write=True)]
+
+
+def _act_accesses(f, t):
+    n = f["count"] * 2
+    return [Access("src", f["src"], n), Access("table", f["table"], (f["nseg"] + 2) * 8),
+            Access("dst", f["dst"], n, write=True)]
+
+
+def _rope_accesses(f, t):
+    n = f["m"] * f["heads"] * f["d"] * 2
+    # Only the rows of positions pos0 .. pos0+m-1 of the fp32 [positions, D] table.
+    return [Access("src", f["src"], n), Access("table", f["table"] + f["pos0"] * f["d"] * 4, f["m"] * f["d"] * 4),
+            Access("dst", f["dst"], n, write=True)]
+
+
+def _kv_append_accesses(f, t):
+    m, d = f["m"], f["d"]
+    return [Access("src", f["src"], m * f["kv_heads"] * d * 2),
+            Access("dst", f["dst"] + f["pos"] * d * 2, m * d * 2, f["kv_heads"], f["head_stride"], write=True)]
+
+
+_LATENCY_FIELD = {"dma": "dma_latency", "mvm": "mvm_latency", "mat": "mat_latency", "sfu": "sfu_latency"}
+
+
+def _unit_latency(op: str) -> Callable[[Target], int]:
+    unit = op_format(op).unit
+    if unit == "seq":
+        return _zero
+    name = _LATENCY_FIELD[unit]
+    return lambda t: getattr(t, name)
+
+
+def _model(op: str, accesses, cycles, macs=_zero) -> InsnModel:
+    return InsnModel(op, accesses, cycles, _unit_latency(op), macs)
+
+
+INSN_MODELS: dict[str, InsnModel] = {m.op: m for m in (
+    # nop and fence run in the issue stage: no memory, no cycles (fence's
+    # effect on later instructions is a rule of the execution model).
+    _model("nop", _none, _zero),
+    _model("fence", _none, _zero),
+    _model("dma", _dma_accesses, _dma_cycles),
+    _model("mvm", _mvm_accesses, _mvm_cycles, lambda f: f["m"] * f["k"] * f["n"]),
+    _model("mat_qk", _qk_accesses,
+           lambda f, t: f["heads"] * f["m"] * cdiv(f["d"], t.mat_tin) * cdiv(f["l"], t.mat_tout), _mat_macs),
+    _model("mat_pv", _pv_accesses,
+           lambda f, t: f["heads"] * f["m"] * cdiv(f["l"], t.mat_tin) * cdiv(f["d"], t.mat_tout), _mat_macs),
+    _model("rmsnorm", lambda f, t: _norm_accesses(f, t, beta=False), _sfu_cycles(2, lambda f: f["rows"] * f["cols"])),
+    _model("layernorm", lambda f, t: _norm_accesses(f, t, beta=True), _sfu_cycles(3, lambda f: f["rows"] * f["cols"])),
+    _model("softmax", _softmax_accesses, _sfu_cycles(3, lambda f: f["rows"] * f["cols"])),
+    _model("eltwise", _eltwise_accesses, _sfu_cycles(1, lambda f: f["count"])),
+    _model("act", _act_accesses, _sfu_cycles(1, lambda f: f["count"])),
+    _model("rope", _rope_accesses, _sfu_cycles(1, lambda f: f["m"] * f["heads"] * f["d"])),
+    _model("kv_append", _kv_append_accesses, _sfu_cycles(1, lambda f: f["m"] * f["kv_heads"] * f["d"])),
+)}
+
+_missing = sorted({o.mnemonic for o in OPS} - set(INSN_MODELS))
+if _missing:  # an opcode without a model would be priced and analysed as nothing
+    raise AssertionError(f"opcodes without an instruction model: {_missing}")
+
+
+def insn_model(op: str) -> InsnModel:
+    """The :class:`InsnModel` of mnemonic ``op``; :class:`InsnModelError` naming it if none."""
+    try:
+        return INSN_MODELS[op]
+    except KeyError:
+        raise InsnModelError(f"no instruction model for {op!r}; modelled instructions: "
+                             f"{sorted(INSN_MODELS)}") from None
+
+
+def _full(op: str, fields: Mapping[str, Any]) -> dict:
+    """``fields`` with every field of ``op`` present (defaults as :func:`dlavm.target.isa.make` fills them)."""
+    fmt = op_format(op)
+    out = {f.name: f.default() for f in fmt.fields}
+    out.update(fields)
+    return out
+
+
+def accesses(op: str, fields: Mapping[str, Any], target: Target) -> list[Access]:
+    """The memory ranges instruction ``op`` with ``fields`` reads and writes.
+
+    Field values may be ints or ``dlavm.sym`` expressions (flag and enum
+    fields must be concrete); missing fields take their encoding default.
+    Ranges with zero bytes are included (their ``nbytes`` is 0).
+    """
+    return insn_model(op).accesses(_full(op, fields), target)
+
+
+def cycles(op: str, fields: Mapping[str, Any], target: Target) -> int:
+    """Compute cycles of instruction ``op`` (int fields), without memory time."""
+    return int(insn_model(op).cycles(_full(op, fields), target))
+
+
+def latency(op: str, target: Target) -> int:
+    """Cycles from the unit finishing ``op`` to its results being visible."""
+    return int(insn_model(op).latency(target))
+
+
+def macs(op: str, fields: Mapping[str, Any]) -> int:
+    """Multiply-accumulates of instruction ``op`` (int fields); 0 for non-arithmetic ops."""
+    return int(insn_model(op).macs(_full(op, fields)))
+
+
+def unused_operands(op: str, fields: Mapping[str, Any], target: Target) -> tuple[str, ...]:
+    """Address fields of ``op`` that these field values leave unused (no access names them),
+    e.g. ``mvm.aff`` without ``affine``: listings show such a field as ``-``."""
+    used = {a.name for a in accesses(op, fields, target)}
+    return tuple(f.name for f in op_format(op).fields if f.kind == "addr" and f.name not in used)
+
+
+__all__ = ["Access", "InsnModel", "InsnModelError", "INSN_MODELS", "insn_model", "accesses", "cycles",
+           "latency", "macs", "cdiv", "unused_operands"]

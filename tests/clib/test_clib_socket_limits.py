@@ -1,0 +1,76 @@
+"""The C++ socket client against a malicious server on 127.0.0.1: a reply longer than the negotiated
+message limit (the smaller of the server's announced limit and the client's own, doc/runtime_cpp.md)
+is refused with a ConnectionError before any buffer of that size is allocated."""
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+import pytest
+
+from clib_testing import run_program
+
+CLIENT_MAX = 64 << 20        # protocol::kDefaultMaxMessage (test_cpp_constants_match... keeps it equal)
+PROTOCOL_VERSION = 1
+
+
+def _recv_exact(conn, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("client closed")
+        data += chunk
+    return data
+
+
+class LyingServer:
+    """Answers HELLO announcing ``announced_max``, then answers the next request with a frame header
+    announcing ``reply_len`` bytes, sends ``sent`` bytes of it and waits for the client to hang up."""
+
+    def __init__(self, announced_max: int, reply_len: int, sent: int = 16):
+        self.announced_max, self.reply_len, self.sent = announced_max, reply_len, sent
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            try:
+                (n,) = struct.unpack("<I", _recv_exact(conn, 4))
+                _recv_exact(conn, n)                           # HELLO
+                hello = bytes([0]) + struct.pack("<HI", PROTOCOL_VERSION, self.announced_max) + b"evil"
+                conn.sendall(struct.pack("<I", len(hello)) + hello)
+                (n,) = struct.unpack("<I", _recv_exact(conn, 4))
+                _recv_exact(conn, n)                           # the request
+                conn.sendall(struct.pack("<I", self.reply_len) + b"\0" * self.sent)
+                conn.recv(1)                                   # until the client closes
+            except (ConnectionError, OSError):
+                pass
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("announced_max, reply_len, limit", [
+    (0xFFFFFFFF, 0xF0000000, CLIENT_MAX),   # the server lifts its limit: the client's holds
+    (0xFFFFFFFF, CLIENT_MAX + 1, CLIENT_MAX),
+    (4096, 4097, 4096),                               # the server's own smaller limit holds too
+])
+def test_a_reply_past_the_negotiated_limit_is_refused(cpp_programs, announced_max, reply_len, limit):
+    constants = dict(line.split() for line in run_program(cpp_programs["rt_tool"], "constants").stdout.splitlines())
+    assert (int(constants["DEFAULT_MAX_MESSAGE"]), int(constants["PROTOCOL_VERSION"])) == (CLIENT_MAX,
+                                                                                           PROTOCOL_VERSION)
+    srv = LyingServer(announced_max, reply_len)
+    try:
+        res = run_program(cpp_programs["rt_tool"], "device", f"sim://127.0.0.1:{srv.port}?timeout_s=20",
+                          "read", 0, 8, check_rc=3, timeout=60)
+    finally:
+        srv.close()
+    assert res.stdout.strip() == (f"DeviceError ConnectionError: device server 127.0.0.1:{srv.port}: reply length "
+                                  f"{reply_len} is outside 1..{limit} (the negotiated message limit); "
+                                  f"refusing to read it")
