@@ -87,7 +87,8 @@ def _ok(payload: bytes = b"") -> bytes:
 def _socket_seeds() -> list[bytes]:
     """Reply streams for the harness's call sequence: HELLO, read_reg, cycles (3 reads), read_mem(24),
     stats, trace, wait, write_mem, reset; well-formed, and with device errors along the way."""
-    hello = _ok(struct.pack("<HI", 1, 1 << 20) + b"tiny")
+    from dlavm.devlink.protocol import PROTOCOL_VERSION   # equal to protocol::kVersion (a test checks)
+    hello = _ok(struct.pack("<HI", PROTOCOL_VERSION, 1 << 20) + b"tiny")
     reg = [_ok(struct.pack("<I", v)) for v in (3, 0, 0x1234, 0)]
     mem = _ok(bytes(range(24)))
     stats = _ok(json.dumps({"cycles": 4660, "instructions": 0, "target": "tiny"}).encode())
@@ -95,7 +96,7 @@ def _socket_seeds() -> list[bytes]:
     full = hello + b"".join(reg) + mem + stats + rest
     err = _frame(b"\x01" + struct.pack("<H", 12) + b"AddressError" + b"address 0x1800000000 is outside memory")
     return [full, hello + reg[0] + err, hello + _frame(b"\x02" + struct.pack("<H", 0)), hello,
-            _ok(struct.pack("<HI", 1, 0xFFFFFFFF) + b"big") + b"".join(reg) + mem + stats + rest,
+            _ok(struct.pack("<HI", PROTOCOL_VERSION, 0xFFFFFFFF) + b"big") + b"".join(reg) + mem + stats + rest,
             hello + b"".join(reg[:3]) + _frame(b"\x03" + struct.pack("<H", 12) + b"TimeoutError" + b"waited")]
 
 
@@ -131,6 +132,9 @@ _NUMBERS = [b"1e400", b"-1e400", b"99999999999999999999", b"-9223372036854775809
             b"2000000000", b"4294967296", b"16777216", b"-1", b"0", b"1.5", b"-0", b"1e-400", b"00", b"0x10"]
 _LENGTHS = [0, 1, 5, 0x7FFFFFFF, 0xFFFFFFFF, (64 << 20), (64 << 20) + 1, (1 << 20) + 1, 0x80000000]
 _NUMBER_RE = re.compile(rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_VALUES = [b"null", b"true", b"[]", b"{}", b'""', b'"x"', b"0", b"-1", b"1e308", b'"\\u0000"', b'[1, "a"]',
+           b'{"a": 1}', b'"../../etc/passwd"', b'"\\ud800"', b"2147483648"]
 
 
 class Mutator:
@@ -139,7 +143,7 @@ class Mutator:
     def __init__(self, seeds: list[bytes], seed: int, frames: bool):
         self.seeds, self.rng, self.frames = seeds, random.Random(seed), frames
         self.ops = [self.bit_flip, self.interesting_byte, self.truncate, self.splice, self.huge_number,
-                    self.deep_nesting, self.chunk_duplicate, self.chunk_delete, self.random_insert]
+                    self.value_swap, self.deep_nesting, self.chunk_duplicate, self.chunk_delete, self.random_insert]
         if frames:
             self.ops += [self.frame_length] * 3
 
@@ -186,6 +190,15 @@ class Mutator:
         m = self.rng.choice(found)
         return data[:m.start()] + self.rng.choice(_NUMBERS) + data[m.end():]
 
+    def value_swap(self, data: bytes) -> bytes:
+        """Replace a number or a string literal by a JSON value of another type (the text stays JSON,
+        so the reader's field checks, not its syntax checks, see it)."""
+        found = list(_NUMBER_RE.finditer(data[:200_000])) + list(_STRING_RE.finditer(data[:200_000]))
+        if not found:
+            return data
+        m = self.rng.choice(found)
+        return data[:m.start()] + self.rng.choice(_VALUES) + data[m.end():]
+
     def deep_nesting(self, data: bytes) -> bytes:
         depth = self.rng.choice((200, 255, 256, 257, 1000, 100_000))
         opener = self.rng.choice((b"[", b'{"k":'))
@@ -226,8 +239,8 @@ def build_harness() -> dict[str, str]:
     if res.returncode != 0:
         raise SystemExit(f"make -C clib asan failed:\n{res.stdout}\n{res.stderr}")
     env = dict(os.environ)
-    opts = subprocess.run(["make", "-s", "-C", str(CLIB), "print-sanitize-env"], capture_output=True, text=True,
-                          check=True).stdout.split()
+    opts = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(CLIB), "print-sanitize-env"],
+                          capture_output=True, text=True, check=True).stdout.split()
     for item in opts:
         key, value = item.split("=", 1)
         env[key] = f"{value}:exitcode={SANITIZER_EXIT_CODE}"
@@ -362,8 +375,8 @@ def run(n: int, parsers=PARSERS, seed: int = 0, chunk: int = 500, timeout: float
                                     progress))
     progress.close()
     cxx = subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    flags = subprocess.run(["make", "-s", "-C", str(CLIB), "print-sanitize-flags"], capture_output=True,
-                           text=True).stdout.strip()
+    flags = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(CLIB), "print-sanitize-flags"],
+                           capture_output=True, text=True).stdout.strip()
     return {"benchmark": "fuzz_cpp_parsers", "seed": seed, "inputs_per_parser": n, "compiler": cxx,
             "sanitize_flags": flags, "machine": platform.machine(), "python": platform.python_version(),
             "results": rows}

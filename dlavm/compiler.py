@@ -23,9 +23,9 @@ from dlavm.backend.artifact import write_artifact
 from dlavm.backend.build import Build, build_module
 from dlavm.backend.driver import cpp_unsupported_host_ops, generate_driver
 from dlavm.backend.report import format_report
-from dlavm.runtime.loader import artifact_target, verify_artifact
+from dlavm.runtime.loader import artifact_target, load_verified
 from dlavm.artifact import HostStep, Manifest, eval_expr
-from dlavm.runtime.runtime import Runtime
+from dlavm.runtime.runtime import BoundsError, Runtime, RunError
 from dlavm.sim_device import open_simulator
 from dlavm.target import get_target
 
@@ -198,8 +198,8 @@ def load(directory, hal=None) -> CompiledModel:
 
     ``hal``: run on this device instead of a fresh in-process simulator.
     """
-    root = Path(directory)
-    cm = CompiledModel(verify_artifact(root), lambda rel: (root / rel).read_bytes())
+    art = load_verified(directory)   # the checked bytes are what runs: no re-read after verifying
+    cm = CompiledModel(art.manifest, art.read)
     if hal is not None:
         cm.runtime(hal)
     return cm
@@ -207,8 +207,25 @@ def load(directory, hal=None) -> CompiledModel:
 
 # --- profiling (runs the runtime on the simulator; lives here, above both compiler and runtime) ---
 
+def check_entry(manifest: Manifest, entry: str | None) -> str:
+    """``entry`` (default: the first), refused with :class:`RunError` naming the entries if unknown."""
+    if entry is None:
+        return next(iter(manifest.entries))
+    if entry not in manifest.entries:
+        raise RunError(f"entry {entry!r} is not in the model; its entries are {list(manifest.entries)}")
+    return entry
+
+
 def random_inputs(manifest: Manifest, entry: str, seq: int, seed: int = 0) -> list:
-    """Random inputs for ``entry`` with every dim = ``seq`` clipped to its bounds (ints in [0, 16))."""
+    """Random inputs for ``entry`` with every dim = ``seq`` clipped to its bounds (ints in [0, 16)).
+
+    A ``seq`` below every dim's lower bound or above every dim's upper bound fits none of them:
+    :class:`BoundsError` names it and the bounds instead of clipping it silently."""
+    entry = check_entry(manifest, entry)
+    bounds = ", ".join(f"{d} in [{b.lo}, {b.hi}]" for d, b in manifest.dims.items())
+    if isinstance(seq, bool) or not isinstance(seq, int) or (manifest.dims and not (
+            min(b.lo for b in manifest.dims.values()) <= seq <= max(b.hi for b in manifest.dims.values()))):
+        raise BoundsError(f"seq={seq!r} is outside the bounds the model was compiled for ({bounds})")
     env = {d: min(max(seq, b.lo), b.hi) for d, b in manifest.dims.items()}
     rng = np.random.default_rng(seed)
     out = []
@@ -234,7 +251,15 @@ def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, f
     KV length after the call, doc/llm.md) is ``ctx`` (default ``seq``:
     prefill); decode at context ``n`` is ``seq=1, ctx=n``.
     """
-    entry = entry or next(iter(manifest.entries))
+    entry = check_entry(manifest, entry)
+    state_dims = manifest.entries[entry].state_dims
+    if ctx is not None and not state_dims:
+        raise RunError(f"ctx={ctx!r}: entry {entry!r} has no state dim (ctx applies to LLM artifacts)")
+    for d in state_dims if ctx is not None else ():
+        b = manifest.dims[d]
+        if isinstance(ctx, bool) or not isinstance(ctx, int) or not max(seq, b.lo) <= ctx <= b.hi:
+            raise BoundsError(f"ctx={ctx!r} is outside [{max(seq, b.lo)}, {b.hi}]: the tokens in the KV cache "
+                              f"after the call, at least seq={seq} and at most the compiled bound of {d}")
     target = artifact_target(manifest)
     sim = open_simulator(manifest, functional=functional, trace=trace_path is not None)
     rt = Runtime(manifest, read_file, sim, "aux", timing_only=not functional)
@@ -302,4 +327,5 @@ def format_profile(p: dict, top: int = 20) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["compile", "load", "CompiledModel", "CompileError", "profile", "format_profile", "random_inputs"]
+__all__ = ["compile", "load", "CompiledModel", "CompileError", "profile", "format_profile", "random_inputs",
+           "check_entry"]

@@ -3,10 +3,15 @@ socket protocol (doc/socket.md), so the C++ runtime's ``sim://`` backend and
 :class:`dlavm.devlink.socket_client.SocketDevice` drive the simulator like a
 board.
 
-One client at a time; clients connect one after another and share the
-device state (as a board would) until one sends RESET. Every request gets a
-reply; a malformed one gets a BAD_REQUEST reply and the server carries on.
-With ``record=True`` the server keeps the host-access log of
+Clients are served concurrently, each connection by its own thread, and
+share the one device (as a board would) until one sends RESET. The device
+runs one request at a time: a request that cannot start within the busy
+timeout gets a BUSY reply instead of silence, and so does a client beyond
+the client limit. A message must arrive whole within the frame deadline of
+its first byte, so a client that trickles or stalls holds only its own
+connection, and only until the deadline. Every request gets a reply; a
+malformed one gets a BAD_REQUEST reply and the server carries on. With
+``record=True`` the server keeps the host-access log of
 :class:`RecordingHAL` (the "trace-level check": compare it with the log of an
 in-process run).
 
@@ -15,14 +20,17 @@ in-process run).
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
+import math
 import os
 import signal
 import socket
 import struct
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,12 +38,26 @@ import numpy as np
 
 from dlavm.devlink.hal import DeviceHAL, HALError
 from dlavm.devlink.protocol import (DEFAULT_MAX_MESSAGE, MAGIC, MIN_MAX_MESSAGE, NO_TIMEOUT, PROTOCOL_VERSION,
-                                    FrameLengthError, Op, Status, error_payload, frame, read_frame)
+                                    FrameLengthError, FrameTimeoutError, Op, Status, error_payload, frame,
+                                    read_frame)
 from hw_models.simulator import Simulator
+
+DEFAULT_IDLE_TIMEOUT = 600.0   # s a client may stay silent between messages
+DEFAULT_FRAME_TIMEOUT = 60.0   # s a message may take from its first byte to its last
+DEFAULT_BUSY_TIMEOUT = 1.0     # s a request waits for the device before it is answered BUSY
+DEFAULT_MAX_CLIENTS = 8        # connections served at once; more are answered BUSY
+
+# Request payload layouts (doc/socket.md, "Requests"); WRITE_MEM is "<Q" followed by the data.
+REQUEST_FORMATS: dict[Op, str] = {Op.HELLO: "<IH", Op.WRITE_REG: "<II", Op.READ_REG: "<I", Op.READ_MEM: "<QQ",
+                                  Op.WAIT: "<Q", Op.STATS: "", Op.RESET: "", Op.TRACE: ""}
 
 
 class BadRequest(Exception):
     """A request the protocol does not allow (answered with BAD_REQUEST)."""
+
+
+class DeviceBusy(Exception):
+    """The device or the server is taken by other clients; the request did not run (answered with BUSY)."""
 
 
 class RecordingHAL(DeviceHAL):
@@ -91,27 +113,71 @@ def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)).encode()
 
 
+def _positive_seconds(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} {value!r} must be a positive, finite number of seconds")
+    return float(value)
+
+
+_TRANSIENT_ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED}
+
+
+def _hang_up(conn: socket.socket, seconds: float = 1.0, most: int = 1 << 20) -> None:
+    """Close our side after a final reply, reading (and dropping) what the client still sends for a
+    moment: closing with unread bytes makes the kernel reset the connection, which can destroy the
+    reply before the client reads it."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        end, dropped = time.monotonic() + seconds, 0
+        while dropped < most and (left := end - time.monotonic()) > 0:
+            conn.settimeout(left)
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            dropped += len(chunk)
+    except OSError:
+        pass
+
+
 class SimServer:
     """Serves one simulator on ``host:port`` (port 0: the OS picks; see :attr:`port`).
 
     ``sim_options`` go to :class:`~hw_models.Simulator` (``check_uninit``,
     ``check_hazards``, ...). ``max_message`` bounds a request or reply (bytes
-    after the length field); ``idle_timeout`` (s) drops a silent client.
+    after the length field). Each connection is served by its own thread, at
+    most ``max_clients`` at once; the device runs one request at a time.
+    Deadlines (seconds): ``idle_timeout`` drops a client silent between
+    messages, ``frame_timeout`` drops one whose message is not complete that
+    long after its first byte (and bounds sending a reply), ``busy_timeout``
+    is how long a request waits for the device before it gets BUSY.
     """
 
     def __init__(self, target: str = "vcu128", host: str = "127.0.0.1", port: int = 0, *,
                  functional: bool = True, record: bool = False, max_message: int = DEFAULT_MAX_MESSAGE,
-                 idle_timeout: float = 600.0, **sim_options: Any):
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT, frame_timeout: float = DEFAULT_FRAME_TIMEOUT,
+                 busy_timeout: float = DEFAULT_BUSY_TIMEOUT, max_clients: int = DEFAULT_MAX_CLIENTS,
+                 **sim_options: Any):
         if max_message < MIN_MAX_MESSAGE:
             raise ValueError(f"max_message {max_message} is below the protocol's minimum of {MIN_MAX_MESSAGE} bytes")
+        if isinstance(max_clients, bool) or not isinstance(max_clients, int) or max_clients < 1:
+            raise ValueError(f"max_clients {max_clients!r} must be an integer of at least 1")
+        self.idle_timeout = _positive_seconds("idle_timeout", idle_timeout)
+        self.frame_timeout = _positive_seconds("frame_timeout", frame_timeout)
+        self.busy_timeout = _positive_seconds("busy_timeout", busy_timeout)
+        self.max_clients = max_clients
         self.sim_args = dict(target=target, functional=functional, **sim_options)
         self.max_message = max_message
-        self.idle_timeout = idle_timeout
         self.log: list[list[Any]] | None = [] if record else None
         self.device: DeviceHAL = self._fresh_device()
+        self.target_name = self.simulator.target.name   # what HELLO announces
+        self._device_lock = threading.Lock()            # one request on the device at a time
+        self._running: tuple[str, float] | None = None  # (op, monotonic start) of the request on the device
+        self._guard = threading.Lock()                  # guards the three fields below
+        self._clients: set[socket.socket] = set()       # connections being served
+        self._refused: set[socket.socket] = set()       # connections past the client limit, being answered BUSY
+        self._workers: list[threading.Thread] = []
         self._listener = socket.create_server((host, port))
         self._listener.settimeout(0.2)
-        self._conn: socket.socket | None = None
         self._stop = threading.Event()
 
     @property
@@ -126,36 +192,93 @@ class SimServer:
         sim = Simulator(**self.sim_args)
         return sim if self.log is None else RecordingHAL(sim, self.log)
 
+    def recorded(self) -> list[list[Any]]:
+        """A copy of the host-access log (``record=True``), taken between two requests."""
+        if self.log is None:
+            raise ValueError("this server does not record (construct it with record=True)")
+        with self._device_lock:
+            return list(self.log)
+
     # ------------------------------------------------------------ lifecycle
     def serve(self, once: bool = False) -> None:
-        """Accept clients one after another until :meth:`close` (or, with
-        ``once``, until the first client disconnects)."""
+        """Accept clients until :meth:`close` (or, with ``once``, until the
+        first served client disconnects), each served by its own thread.
+        On return every connection is closed and the threads have finished
+        (a thread still running a device request is waited for up to
+        ``frame_timeout`` seconds)."""
         try:
             while not self._stop.is_set():
                 try:
                     conn, _ = self._listener.accept()
                 except socket.timeout:
                     continue
-                except OSError:
+                except OSError as exc:
                     if self._stop.is_set():
                         break
+                    if exc.errno in _TRANSIENT_ACCEPT_ERRORS:   # out of descriptors or memory: others may leave
+                        time.sleep(0.1)
+                        continue
                     raise
-                self._conn = conn
-                try:
-                    self.handle(conn)
-                finally:
-                    self._conn = None
-                    conn.close()
-                if once:
-                    break
+                self._start_worker(conn, once)
         finally:
             self._listener.close()
+            self.close()
+            with self._guard:
+                workers = list(self._workers)
+            end = time.monotonic() + self.frame_timeout
+            for worker in workers:
+                worker.join(timeout=max(0.0, end - time.monotonic()))
+
+    def _start_worker(self, conn: socket.socket, once: bool) -> None:
+        with self._guard:
+            self._workers = [w for w in self._workers if w.is_alive()]
+            if len(self._clients) < self.max_clients:
+                self._clients.add(conn)
+                worker = threading.Thread(target=self._serve_client, args=(conn, once), daemon=True)
+            elif len(self._refused) < self.max_clients:
+                self._refused.add(conn)
+                worker = threading.Thread(target=self._refuse, args=(conn,), daemon=True)
+            else:
+                worker = None
+            if worker is not None:
+                self._workers.append(worker)
+        if worker is None:
+            conn.close()   # past twice the client limit: not even a BUSY reply
+        else:
+            worker.start()
+
+    def _serve_client(self, conn: socket.socket, once: bool) -> None:
+        try:
+            self.handle(conn)
+        finally:
+            with self._guard:
+                self._clients.discard(conn)
+            conn.close()
+            if once:
+                self._stop.set()
+
+    def _refuse(self, conn: socket.socket) -> None:
+        """Answer a connection past the client limit: BUSY to its first request, then hang up."""
+        try:
+            conn.settimeout(min(self.idle_timeout, self.frame_timeout))
+            if read_frame(conn, self.max_message, self.frame_timeout) is not None:
+                conn.sendall(self._error(Status.BUSY, "DeviceBusyError",
+                                         f"the device server already serves {self.max_clients} clients (its "
+                                         f"client limit); connect again later"))
+                _hang_up(conn)
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            with self._guard:
+                self._refused.discard(conn)
+            conn.close()
 
     def close(self) -> None:
-        """Stop serving (safe from another thread); drops a connected client."""
+        """Stop serving (safe from another thread); drops every connected client."""
         self._stop.set()
-        conn = self._conn
-        if conn is not None:
+        with self._guard:
+            clients = [*self._clients, *self._refused]
+        for conn in clients:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -163,28 +286,34 @@ class SimServer:
 
     # ------------------------------------------------------------ one client
     def handle(self, conn: socket.socket) -> None:
-        """Answer requests on ``conn`` until it closes, times out or sends garbage it cannot skip."""
+        """Answer requests on ``conn`` until it closes, idles out, misses a
+        frame deadline or sends garbage it cannot skip."""
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.settimeout(self.idle_timeout)
         try:
             while not self._stop.is_set():
+                conn.settimeout(self.idle_timeout)   # between messages; read_frame applies the frame deadline
                 try:
-                    body = read_frame(conn, self.max_message)
-                except FrameLengthError as exc:
-                    # The body cannot be skipped safely: answer, then hang up.
+                    body = read_frame(conn, self.max_message, self.frame_timeout)
+                except (FrameLengthError, FrameTimeoutError) as exc:
+                    # The rest of the stream cannot be resynchronised: answer, then hang up.
+                    conn.settimeout(self.frame_timeout)
                     conn.sendall(self._error(Status.BAD_REQUEST, "ProtocolError", str(exc)))
+                    _hang_up(conn)
                     return
                 if body is None:
                     return
-                conn.sendall(self.reply(body[0], body[1:]))
+                out = self.reply(body[0], body[1:])
+                # A client that does not read its replies holds only its own connection, and not for long.
+                conn.settimeout(self.frame_timeout)
+                conn.sendall(out)
         except (OSError, ConnectionError):
-            return   # client vanished or idled out; the next one may connect
+            return   # client vanished or idled out; the others carry on
 
     def _error(self, status: Status, kind: str, message: str) -> bytes:
         return frame(status, error_payload(kind, message)[: self.max_message - 1])
 
     def reply(self, op: int, payload: bytes) -> bytes:
-        """The framed reply to one request (never raises)."""
+        """The framed reply to one request (never raises; safe from several threads)."""
         try:
             out = self.dispatch(op, payload)
             if 1 + len(out) > self.max_message:
@@ -192,6 +321,8 @@ class SimServer:
             return frame(Status.OK, out)
         except BadRequest as exc:
             return self._error(Status.BAD_REQUEST, "ProtocolError", str(exc))
+        except DeviceBusy as exc:
+            return self._error(Status.BUSY, "DeviceBusyError", str(exc))
         except TimeoutError as exc:
             return self._error(Status.TIMEOUT, "TimeoutError", str(exc))
         except HALError as exc:
@@ -200,48 +331,71 @@ class SimServer:
             return self._error(Status.INTERNAL, type(exc).__name__, f"server error: {exc}")
 
     def dispatch(self, op: int, payload: bytes) -> bytes:
-        """Run one request on the device; returns the OK payload, raises on error."""
+        """Run one request on the device; returns the OK payload, raises on error.
+
+        The payload is checked before the request waits for the device, so
+        a malformed request is refused at once even while the device is busy.
+        """
         if op not in Op._value2member_map_:
             raise BadRequest(f"unknown request op {op}")
         op = Op(op)
-        dev = self.device
-        if op is Op.HELLO:
-            magic, version = _payload(payload, "<IH", op)
-            if magic != MAGIC:
-                raise BadRequest(f"bad HELLO magic {magic:#x}")
-            if version != PROTOCOL_VERSION:
-                raise BadRequest(f"protocol version {version} is not supported (server speaks {PROTOCOL_VERSION})")
-            return struct.pack("<HI", PROTOCOL_VERSION, self.max_message) + self.simulator.target.name.encode()
-        if op is Op.WRITE_REG:
-            addr, value = _payload(payload, "<II", op)
-            dev.write_reg(addr, value)
-            return b""
-        if op is Op.READ_REG:
-            (addr,) = _payload(payload, "<I", op)
-            return struct.pack("<I", dev.read_reg(addr))
         if op is Op.WRITE_MEM:
             if len(payload) < 8:
                 raise BadRequest(f"WRITE_MEM payload is {len(payload)} bytes, expected 8 + data")
-            (addr,) = struct.unpack_from("<Q", payload)
-            dev.write_mem(addr, payload[8:])
+            args: tuple = (struct.unpack_from("<Q", payload)[0], payload[8:])
+        else:
+            args = _payload(payload, REQUEST_FORMATS[op], op)
+        if op is Op.HELLO:
+            return self._hello(*args)
+        if op is Op.READ_MEM and args[1] > self.max_message - 1:
+            raise BadRequest(f"READ_MEM of {args[1]} bytes exceeds the message limit {self.max_message}; split it")
+        self._take_device(op)
+        try:
+            return self._run(op, args)
+        finally:
+            self._running = None
+            self._device_lock.release()
+
+    def _hello(self, magic: int, version: int) -> bytes:
+        if magic != MAGIC:
+            raise BadRequest(f"bad HELLO magic {magic:#x}")
+        if version != PROTOCOL_VERSION:
+            raise BadRequest(f"protocol version {version} is not supported: this device server speaks version "
+                             f"{PROTOCOL_VERSION} (doc/socket.md, 'Versions')")
+        return struct.pack("<HI", PROTOCOL_VERSION, self.max_message) + self.target_name.encode()
+
+    def _take_device(self, op: Op) -> None:
+        """Hold the device for one request (release ``_device_lock`` after it), or raise
+        DeviceBusy after ``busy_timeout`` seconds."""
+        if not self._device_lock.acquire(timeout=self.busy_timeout):
+            running = self._running
+            holder = (f"another client's {running[0]} has held it for {time.monotonic() - running[1]:.1f} s"
+                      if running is not None else "another client's request holds it")
+            raise DeviceBusy(f"device busy: {holder}; this {op.name} waited {self.busy_timeout:g} s (the busy "
+                             f"timeout) and did not run: send it again")
+        self._running = (op.name, time.monotonic())
+
+    def _run(self, op: Op, args: tuple) -> bytes:
+        dev = self.device
+        if op is Op.WRITE_REG:
+            dev.write_reg(*args)
+            return b""
+        if op is Op.READ_REG:
+            return struct.pack("<I", dev.read_reg(*args))
+        if op is Op.WRITE_MEM:
+            dev.write_mem(*args)
             return b""
         if op is Op.READ_MEM:
-            addr, n = _payload(payload, "<QQ", op)
-            if n > self.max_message - 1:
-                raise BadRequest(f"READ_MEM of {n} bytes exceeds the message limit {self.max_message}; split it")
-            return dev.read_mem(addr, n)
+            return dev.read_mem(*args)
         if op is Op.WAIT:
-            (timeout,) = _payload(payload, "<Q", op)
+            (timeout,) = args
             dev.wait(None if timeout == NO_TIMEOUT else timeout)
             return b""
         if op is Op.STATS:
-            _payload(payload, "", op)
             return _json_bytes(dev.stats())
         if op is Op.TRACE:
-            _payload(payload, "", op)
             return _json_bytes(dev.trace())
         if op is Op.RESET:
-            _payload(payload, "", op)
             if self.log is not None:
                 self.log.append(["reset"])
             self.device = self._fresh_device()
@@ -281,7 +435,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-uninit", action="store_true", help="allow reads of never-written memory")
     ap.add_argument("--record", type=Path, help="write the host-access log (JSON) here on exit")
     ap.add_argument("--max-message", type=int, default=DEFAULT_MAX_MESSAGE)
-    ap.add_argument("--idle-timeout", type=float, default=600.0, help="seconds before a silent client is dropped")
+    ap.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT,
+                    help="seconds a client may stay silent between messages (default %(default)g)")
+    ap.add_argument("--frame-timeout", type=float, default=DEFAULT_FRAME_TIMEOUT,
+                    help="seconds a message may take from its first byte to its last (default %(default)g)")
+    ap.add_argument("--busy-timeout", type=float, default=DEFAULT_BUSY_TIMEOUT,
+                    help="seconds a request waits for the device before it is answered BUSY (default %(default)g)")
+    ap.add_argument("--max-clients", type=int, default=DEFAULT_MAX_CLIENTS,
+                    help="connections served at once; more are answered BUSY (default %(default)d)")
     args = ap.parse_args(argv)
 
     def ready(port: int) -> None:
@@ -289,10 +450,14 @@ def main(argv: list[str] | None = None) -> int:
             _write_atomic(args.port_file, f"{port}\n")
         print(f"dlavm device server: target {args.target}, listening on {args.host}:{port}", flush=True)
 
-    server = SimServer(args.target, args.host, args.port, functional=not args.timing_only,
-                       record=args.record is not None, max_message=args.max_message,
-                       idle_timeout=args.idle_timeout, check_hazards=not args.no_hazards,
-                       check_uninit=not args.no_uninit)
+    try:
+        server = SimServer(args.target, args.host, args.port, functional=not args.timing_only,
+                           record=args.record is not None, max_message=args.max_message,
+                           idle_timeout=args.idle_timeout, frame_timeout=args.frame_timeout,
+                           busy_timeout=args.busy_timeout, max_clients=args.max_clients,
+                           check_hazards=not args.no_hazards, check_uninit=not args.no_uninit)
+    except ValueError as exc:
+        ap.error(str(exc))
     signal.signal(signal.SIGTERM, lambda *_: server.close())   # stop cleanly: the record is still written
     ready(server.port)
     try:
@@ -301,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         if args.record:
-            _write_atomic(args.record, json.dumps(server.log))
+            _write_atomic(args.record, json.dumps(server.recorded()))
     return 0
 
 

@@ -21,8 +21,27 @@ import sys
 import time
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error reported like every other failure: one ``error:`` line."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    """The demo; every failure is one ``error:`` line and a non-zero exit (doc/cli.md, "Contract")."""
+    from dlavm.cli.errors import fail
+    try:
+        return demo(argv)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 -- the one place failures are reported
+        fail(exc)
+
+
+def demo(argv=None) -> int:
+    parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny-llama", help="recipe name or file.py:factory")
     parser.add_argument("--max-seq", type=int, default=128)
     parser.add_argument("--target", default="vcu128")
@@ -30,10 +49,17 @@ def main(argv=None) -> int:
     parser.add_argument("--generate", type=int, default=32, metavar="N",
                         help="tokens to generate in the LLM section (0: skip it)")
     args = parser.parse_args(argv)
+    if args.generate < 0:
+        parser.error(f"argument --generate: {args.generate} is negative; give N >= 0 (0: skip generation)")
 
-    from dlavm.models import import_model
+    # refuse a bad bound or target before the minutes of work (and the torch import) start
+    from dlavm.models import check_max_seq
+    from dlavm.target import get_target
+    check_max_seq(args.max_seq)
+    get_target(args.target)
+
     from dlavm.ir import summarize_module
-    from dlavm.reference import compare_with_torch
+    from dlavm.models import import_model
 
     print(f"== importing {args.model} (torch.export, dynamic seq <= {args.max_seq})", flush=True)
     t0 = time.perf_counter()
@@ -41,6 +67,7 @@ def main(argv=None) -> int:
     t = res.timings
     print(f"   export {t['export_s']:.2f}s, decompose {t['decompose_s']:.2f}s, "
           f"convert to graph IR {t['convert_s']:.3f}s (total {time.perf_counter() - t0:.2f}s)")
+    from dlavm.reference import compare_with_torch
     print("== graph IR summary")
     print(summarize_module(res.module))
     print("== reference executor vs torch eager (fp32, rtol 1e-4, atol 1e-5)")

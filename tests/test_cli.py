@@ -60,7 +60,7 @@ def test_check_reports_agreement(run):
 def test_unknown_model_is_a_clean_error(run):
     res = CliRunner().invoke(main, ["import", "no-such-model"])
     assert res.exit_code == 2
-    assert "unknown model 'no-such-model'" in res.output
+    assert res.stderr.startswith("error: unknown model 'no-such-model'") and res.stderr.count("\n") == 1
 
 
 def test_console_script_installed():

@@ -1,38 +1,49 @@
 #include "dlavm/artifact.h"
 
-#include <sys/stat.h>
-
 #include <cctype>
 #include <cstdint>
-#include <fstream>
-#include <iterator>
+#include <cstdio>
+#include <map>
 #include <set>
 #include <sstream>
 
+#include "artifact_files.h"
 #include "dlavm/sha256.h"
 
 namespace dlavm {
 namespace {
 
 using json::Value;
+using artifact_files::Fd;
+using artifact_files::Root;
+using artifact_files::missing_file;
+using artifact_files::open_inside;
+using artifact_files::read_fd;
 
 constexpr int64_t kInsnBytes = 64;   // dlavm.target.isa.INSN_BYTES
 constexpr int64_t kInsnWords = 16;   // dlavm.target.isa.INSN_WORDS
 constexpr int64_t kDimMax = 2147483647;
 constexpr int64_t kMaxCount = int64_t{1} << 24;
 constexpr int64_t kNoLimit = INT64_MAX;
+constexpr const char* kManifest = "manifest.json";
+// dlavm.artifact.directory.MAX_MANIFEST_BYTES
+constexpr uint64_t kMaxManifestBytes = uint64_t{1} << 28;
+
+// The instruction formats of dlavm/target/isa.py, for the patch checks.
+struct IsaOp {
+  int opcode;
+  const char* mnemonic;
+};
+struct IsaField {
+  int opcode;
+  const char* name;
+  int64_t word, lo, width;
+  const char* kind;
+};
+#include "isa_fields.inc"
 
 [[noreturn]] void refuse(const std::string& dir, const std::string& why) {
   throw ArtifactError("artifact " + dir + ": " + why);
-}
-
-bool read_whole(const std::string& path, std::vector<uint8_t>& out) {
-  struct stat st{};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  return !in.bad();
 }
 
 bool has_control(const std::string& s) {
@@ -42,10 +53,10 @@ bool has_control(const std::string& s) {
   return false;
 }
 
-// dlavm.artifact.spec.inside_artifact
+// dlavm.artifact.spec.inside_artifact (not one of its RESERVED_FILES either)
 bool inside(const std::string& rel) {
-  if (rel.empty() || rel[0] == '/' || rel.find('\\') != std::string::npos || rel == "manifest.json" ||
-      rel.back() == '/' || has_control(rel)) {
+  if (rel.empty() || rel[0] == '/' || rel.find('\\') != std::string::npos || rel == kManifest ||
+      rel == kManifestSum || rel.back() == '/' || has_control(rel)) {
     return false;
   }
   std::stringstream parts(rel);
@@ -93,6 +104,40 @@ std::string escape(const std::string& s) {
     }
   }
   return out;
+}
+
+// The offset of the first byte of `s` that is not part of well-formed UTF-8 (no overlong form or code point
+// past U+10FFFF; encoded surrogates pass, as json.loads decodes bytes with "surrogatepass"), or npos.
+size_t invalid_utf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (i + n >= s.size()) return i;  // truncated
+    for (size_t k = 1; k <= n; ++k) {
+      const unsigned char b = static_cast<unsigned char>(s[i + k]);
+      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return i;
+    }
+    i += n + 1;
+  }
+  return std::string::npos;
 }
 
 std::string quote(const std::string& s) { return "\"" + escape(s) + "\""; }
@@ -209,8 +254,10 @@ const std::vector<std::string> kTopFields = {
 const std::vector<std::string> kDtypes = {"bool",   "int8",   "int16",   "int32",   "int64",   "uint8",
                                           "uint16", "uint32", "uint64", "float16", "float32", "float64"};
 
-void check_manifest(const Checker& c, const Value& m) {
-  // format and version first, so an artifact of another version is named as such
+// dlavm.artifact.reader.check_format_version: format and version first, so an artifact of another version is
+// named as such.
+void check_format_version(const Checker& c, const Value& m) {
+  if (!m.is_object()) c.fail("", "must hold a JSON object");
   const Value* fmt = m.find("format");
   if (!fmt) c.fail("format", "is required");
   if (!fmt->is_string() || fmt->as_string() != kArtifactFormat) {
@@ -225,6 +272,10 @@ void check_manifest(const Checker& c, const Value& m) {
     c.fail("version", "is " + std::to_string(ver->as_int()) + ", this reader reads version " +
                           std::to_string(kArtifactVersion));
   }
+}
+
+// The rest of dlavm.artifact.reader.read_manifest, on the fields this reader uses.
+void check_manifest(const Checker& c, const Value& m) {
   c.record(m, "", kTopFields);
 
   // dims: {identifier: [lo, hi]}
@@ -333,8 +384,12 @@ void check_manifest(const Checker& c, const Value& m) {
   }
 
   // cross-references, in the Python reader's order (dlavm/artifact/reader.py check_references)
-  auto listed = [&](const std::string& path, const std::string& rel) {
+  std::map<std::string, std::string> owner;  // file -> the field naming it
+  auto listed = [&](const std::string& path, const std::string& rel) {  // listed, and named by one field only
     if (!m["files"].find(rel)) c.fail(path, quote(rel) + " is not listed in files");
+    const auto it = owner.find(rel);
+    if (it != owner.end()) c.fail(path, quote(rel) + " is already named by " + it->second);
+    owner.emplace(rel, path);
   };
   for (const auto& kv : dim_obj) {
     const int64_t lo = kv.second[size_t{0}].as_int(), hi = kv.second[size_t{1}].as_int();
@@ -391,50 +446,193 @@ void check_manifest(const Checker& c, const Value& m) {
   }
 }
 
-const std::string& listed_digest(const std::string& dir, const json::Value& files, const std::string& rel) {
-  const json::Value* d = files.find(rel);
-  if (!d) refuse(dir, "file \"" + rel + "\" is not listed in manifest.json");
-  return d->as_string();
+// dlavm.artifact.directory._check_manifest_sum: manifest.sha256 is the sha256sum line of manifest.json.
+void check_manifest_sum(const std::string& dir, const Root& root, const std::vector<uint8_t>& text) {
+  const std::string sum_name = kManifestSum;
+  const std::vector<uint8_t> rec = root.read(sum_name, 1024, sum_name + ": not found (the writer records the "
+                                                                        "sha256 of manifest.json there)");
+  const std::string line(rec.begin(), rec.end());
+  const std::string tail = std::string("  ") + kManifest;
+  const bool well_formed = (line.size() == 64 + tail.size() || (line.size() == 65 + tail.size() && line.back() == '\n')) &&
+                           is_sha256_hex(line.substr(0, 64)) && line.compare(64, tail.size(), tail) == 0;
+  if (!well_formed) {
+    refuse(dir, sum_name + ": must be the one line \"<64 lowercase hex digits>  manifest.json\"");
+  }
+  const std::string got = sha256_hex(text.data(), text.size());
+  if (line.substr(0, 64) != got) {
+    refuse(dir, std::string(kManifest) + ": does not match " + sum_name + " (recorded " + line.substr(0, 64) +
+                    ", file " + got + ")");
+  }
 }
 
-std::vector<uint8_t> read_checked(const std::string& dir, const std::string& rel, const std::string& digest) {
-  std::vector<uint8_t> bytes;
-  if (!read_whole(dir + "/" + rel, bytes)) refuse(dir, "file \"" + rel + "\" is missing");
+// n * k in decimal, for sizes past int64 (a host constant's shape is up to 2**31 - 1 per dim).
+std::string times(const std::string& n, uint64_t k) {
+  std::string out;
+  unsigned __int128 carry = 0;
+  for (auto it = n.rbegin(); it != n.rend(); ++it) {
+    carry += static_cast<unsigned __int128>(*it - '0') * k;
+    out.insert(out.begin(), static_cast<char>('0' + static_cast<int>(carry % 10)));
+    carry /= 10;
+  }
+  for (; carry; carry /= 10) out.insert(out.begin(), static_cast<char>('0' + static_cast<int>(carry % 10)));
+  const size_t nz = out.find_first_not_of('0');
+  return nz == std::string::npos ? "0" : out.substr(nz);
+}
+
+// What a listed file must hold (dlavm.artifact.directory._expected_sizes): bytes (as decimal text, and as a
+// number when it is below 2**64), the field naming it, and how the size follows from the manifest.
+struct ExpectedSize {
+  std::string bytes;
+  bool fits = true;
+  uint64_t n = 0;
+  std::string field, why;
+};
+
+std::map<std::string, ExpectedSize> expected_sizes(const Value& m) {
+  std::map<std::string, ExpectedSize> out;
+  for (const auto& kv : m["streams"].as_object()) {
+    const int64_t count = kv.second["count"].as_int();
+    ExpectedSize e;
+    e.n = static_cast<uint64_t>(count) * kInsnBytes;
+    e.bytes = std::to_string(e.n);
+    e.field = "streams." + kv.first + ".file";
+    e.why = "its count (" + std::to_string(count) + ") needs";
+    out[kv.second["file"].as_string()] = e;
+  }
+  const auto& weights = m["weights"].as_array();
+  for (size_t i = 0; i < weights.size(); ++i) {
+    ExpectedSize e;
+    e.n = static_cast<uint64_t>(weights[i]["nbytes"].as_int());
+    e.bytes = std::to_string(e.n);
+    e.field = "weights[" + std::to_string(i) + "].file";
+    e.why = "its nbytes is";
+    out[weights[i]["file"].as_string()] = e;
+  }
+  static const std::map<std::string, uint64_t> kDtypeBytes = {
+      {"bool", 1},   {"int8", 1},   {"int16", 2},   {"int32", 4},   {"int64", 8},   {"uint8", 1},
+      {"uint16", 2}, {"uint32", 4}, {"uint64", 8}, {"float16", 2}, {"float32", 4}, {"float64", 8}};
+  const auto& consts = m["host_consts"].as_array();
+  for (size_t i = 0; i < consts.size(); ++i) {
+    const std::string& dtype = consts[i]["dtype"].as_string();
+    ExpectedSize e;
+    e.n = kDtypeBytes.at(dtype);
+    e.bytes = std::to_string(e.n);
+    std::string shape;
+    for (const Value& d : consts[i]["shape"].as_array()) {
+      const uint64_t x = static_cast<uint64_t>(d.as_int());
+      e.bytes = times(e.bytes, x);
+      if (e.fits && x && e.n > UINT64_MAX / x) e.fits = false;
+      e.n *= x;
+      shape += (shape.empty() ? "" : ", ") + std::to_string(x);
+    }
+    if (e.bytes == "0") e.fits = true, e.n = 0;
+    e.field = "host_consts[" + std::to_string(i) + "].file";
+    e.why = "its " + dtype + " shape [" + shape + "] needs";
+    out[consts[i]["file"].as_string()] = e;
+  }
+  return out;
+}
+
+void check_sha256(const std::string& dir, const std::string& rel, const std::vector<uint8_t>& bytes,
+                  const std::string& digest) {
   const std::string got = sha256_hex(bytes.data(), bytes.size());
   if (got != digest) {
     refuse(dir, "file \"" + rel + "\" does not match its sha256 (manifest " + digest + ", file " + got + ")");
   }
-  return bytes;
+}
+
+std::string hex_byte(unsigned v) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0x%02x", v & 0xFFu);
+  return buf;
+}
+
+// dlavm.artifact.directory._check_patch_fields: every patch names a field of the instruction at its index,
+// with that field's word, bits and kind.
+void check_patch_fields(const std::string& dir, const Value& m, const std::map<std::string, std::vector<uint8_t>>& blobs) {
+  for (const auto& kv : m["streams"].as_object()) {
+    const std::vector<uint8_t>& blob = blobs.at(kv.second["file"].as_string());
+    const auto& patches = kv.second["patches"].as_array();
+    for (size_t i = 0; i < patches.size(); ++i) {
+      const std::string q = "manifest.json: streams." + kv.first + ".patches[" + std::to_string(i) + "]";
+      const Value& p = patches[i];
+      const int64_t index = p["index"].as_int();   // < count, and the file holds count entries
+      const unsigned opcode = blob.at(static_cast<size_t>(index * kInsnBytes));
+      const IsaOp* op = nullptr;
+      for (const IsaOp& o : kIsaOps) {
+        if (static_cast<unsigned>(o.opcode) == opcode) op = &o;
+      }
+      if (!op) {
+        refuse(dir, q + ".index: entry " + std::to_string(index) + " holds no instruction (opcode " +
+                        hex_byte(opcode) + ")");
+      }
+      const std::string& name = p["field"].as_string();
+      const IsaField* f = nullptr;
+      for (const IsaField& x : kIsaFields) {
+        if (x.opcode == op->opcode && name == x.name) f = &x;
+      }
+      const std::string what = std::string(op->mnemonic) + "." + name;
+      if (!f) {
+        refuse(dir, q + ".field: \"" + name + "\" is not a field of " + op->mnemonic + " (entry " +
+                        std::to_string(index) + ")");
+      }
+      const std::pair<const char*, int64_t> ints[] = {{"word", f->word}, {"lo", f->lo}, {"width", f->width}};
+      for (const auto& a : ints) {
+        const int64_t got = p[a.first].as_int();
+        if (got != a.second) {
+          refuse(dir, q + "." + a.first + ": " + what + " has " + a.first + " " + std::to_string(a.second) + ", got " +
+                          std::to_string(got));
+        }
+      }
+      const std::string& kind = p["kind"].as_string();
+      if (kind != f->kind) {
+        refuse(dir, q + ".kind: " + what + " has kind \"" + f->kind + "\", got \"" + kind + "\"");
+      }
+    }
+  }
 }
 
 }  // namespace
 
 Artifact Artifact::open(const std::string& dir) {
-  std::vector<uint8_t> raw;
-  if (!read_whole(dir + "/manifest.json", raw)) refuse(dir, "manifest.json not found");
+  const Root root(dir);
+  const std::vector<uint8_t> text = root.read(kManifest, kMaxManifestBytes, "manifest.json not found");
   json::Value m;
+  const std::string utf8(text.begin(), text.end());
+  const size_t bad = invalid_utf8(utf8);
+  if (bad != std::string::npos) {  // (Python's decoder refuses it before parsing)
+    refuse(dir, "manifest.json: is not valid JSON: byte " + std::to_string(bad) + " is not UTF-8");
+  }
   try {
-    m = json::parse(std::string(raw.begin(), raw.end()));
+    m = json::parse(utf8);
   } catch (const json::ParseError& e) {
     refuse(dir, std::string("manifest.json: is not valid JSON: ") + e.what());
   }
   const Checker checker(dir);
-  if (!m.is_object()) checker.fail("", "must hold a JSON object");
+  check_format_version(checker, m);
+  check_manifest_sum(dir, root, text);
   check_manifest(checker, m);
-  std::vector<std::pair<std::string, int64_t>> sizes;
+  const std::map<std::string, ExpectedSize> sizes = expected_sizes(m);
+  std::set<std::string> stream_files;
+  for (const auto& kv : m["streams"].as_object()) stream_files.insert(kv.second["file"].as_string());
+  std::map<std::string, std::vector<uint8_t>> stream_bytes;
   for (const auto& kv : m["files"].as_object()) {
-    sizes.emplace_back(kv.first, static_cast<int64_t>(read_checked(dir, kv.first, kv.second.as_string()).size()));
+    const std::string& rel = kv.first;
+    const auto want = sizes.find(rel);
+    const ExpectedSize* e = want == sizes.end() ? nullptr : &want->second;
+    auto wrong_size = [&](uint64_t got) {
+      refuse(dir, std::string(kManifest) + ": " + e->field + ": holds " + std::to_string(got) + " bytes, " + e->why +
+                      " " + e->bytes);
+    };
+    uint64_t size = 0;
+    const Fd fd = open_inside(dir, root.fd(), rel, missing_file(rel), size);
+    if (e && (!e->fits || size != e->n)) wrong_size(size);
+    std::vector<uint8_t> bytes = read_fd(dir, rel, fd.get(), size, e ? e->n : UINT64_MAX);
+    check_sha256(dir, rel, bytes, kv.second.as_string());
+    if (e && bytes.size() != e->n) wrong_size(bytes.size());
+    if (stream_files.count(rel)) stream_bytes[rel] = std::move(bytes);
   }
-  for (const auto& kv : m["streams"].as_object()) {
-    const std::string& file = kv.second["file"].as_string();
-    const int64_t count = kv.second["count"].as_int();
-    for (const auto& sz : sizes) {
-      if (sz.first == file && sz.second != count * kInsnBytes) {
-        refuse(dir, "manifest.json: streams." + kv.first + ".file: holds " + std::to_string(sz.second) +
-                        " bytes, its count (" + std::to_string(count) + ") needs " + std::to_string(count * kInsnBytes));
-      }
-    }
-  }
+  check_patch_fields(dir, m, stream_bytes);
   return Artifact(dir, std::move(m));
 }
 
@@ -445,8 +643,47 @@ std::vector<std::string> Artifact::files() const {
 }
 
 std::vector<uint8_t> Artifact::read_file(const std::string& relpath) const {
-  const std::string& digest = listed_digest(dir_, manifest_.at("files"), relpath);
-  return read_checked(dir_, relpath, digest);
+  const json::Value* digest = manifest_.at("files").find(relpath);
+  if (!digest) refuse(dir_, "file \"" + relpath + "\" is not listed in manifest.json");
+  const Root root(dir_);
+  std::vector<uint8_t> bytes = root.read(relpath, UINT64_MAX, missing_file(relpath));
+  check_sha256(dir_, relpath, bytes, digest->as_string());
+  return bytes;
+}
+
+namespace {
+
+// A value for a message: its JSON text, cut at 80 characters.
+std::string shown(const Value& v) {
+  const std::string t = v.dump();
+  return t.size() <= 80 ? t : t.substr(0, 77) + "...";
+}
+
+void expect_at(const std::string& dir, const Value& want, const Value* got, const std::string& path,
+               const std::string& who) {
+  auto differ = [&](const std::string& is, const std::string& wanted) {
+    refuse(dir, std::string(kManifest) + ": " + (path.empty() ? "" : path + ": ") + is + ", " + who +
+                    " was generated for " + wanted);
+  };
+  if (!got) differ("is missing", shown(want));
+  if (want.is_object()) {
+    if (!got->is_object()) differ("is " + shown(*got), "an object");
+    for (const auto& kv : want.as_object()) expect_at(dir, kv.second, got->find(kv.first), join(path, kv.first), who);
+  } else if (want.is_array()) {
+    if (!got->is_array()) differ("is " + shown(*got), "an array");
+    if (got->size() != want.size()) {
+      differ("has " + std::to_string(got->size()) + " items", std::to_string(want.size()));
+    }
+    for (size_t i = 0; i < want.size(); ++i) expect_at(dir, want[i], &(*got)[i], join(path, i), who);
+  } else if (got->dump() != want.dump()) {
+    differ("is " + shown(*got), shown(want));
+  }
+}
+
+}  // namespace
+
+void Artifact::expect(const json::Value& expected, const std::string& who) const {
+  expect_at(dir_, expected, &manifest_, "", who);
 }
 
 }  // namespace dlavm

@@ -135,6 +135,15 @@ size_t Value::size() const {
 
 namespace {
 
+// A byte of the input for a message: 'c' when printable ASCII, else its value (0xA2), so the message
+// stays one line of valid UTF-8 whatever the input holds.
+std::string shown_byte(char c) {
+  const unsigned char u = static_cast<unsigned char>(c);
+  if (u >= 0x20 && u < 0x7F) return std::string("'") + c + "'";
+  static const char* hex = "0123456789ABCDEF";
+  return std::string("byte 0x") + hex[u >> 4] + hex[u & 15];
+}
+
 void dump_string(const std::string& s, std::string& out) {
   out += '"';
   for (unsigned char c : s) {
@@ -252,7 +261,7 @@ class Parser {
       case 'n': literal("null"); return Value();
       default:
         if (t_[pos_] == '-' || (t_[pos_] >= '0' && t_[pos_] <= '9')) return number();
-        fail(std::string("unexpected character '") + t_[pos_] + "'");
+        fail("unexpected character " + shown_byte(t_[pos_]));
     }
   }
 
@@ -404,7 +413,7 @@ class Parser {
         }
         default:
           pos_ -= 2;
-          fail(std::string("invalid escape '\\") + e + "'");
+          fail("invalid escape '\\' followed by " + shown_byte(e));
       }
     }
   }

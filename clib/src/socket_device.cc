@@ -68,7 +68,15 @@ class SocketDevice final : public Device {
     // Requests are small and strictly request/reply: Nagle would add 40 ms each.
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     timeout_s_ = timeout_s;
-    hello();
+    try {
+      hello();
+    } catch (...) {
+      // A throwing constructor runs no destructor: close here, or a refused handshake leaks the
+      // connection and the server waits on it forever.
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = -1;
+      throw;
+    }
   }
 
   ~SocketDevice() override {

@@ -34,6 +34,24 @@ void Stream::patch(size_t entry, size_t w, uint32_t value) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(value >> (8 * i));
 }
 
+void Stream::set_bits(size_t entry, size_t w, unsigned lo, unsigned width, uint64_t value) {
+  if (width < 1 || width > 32 || lo > 32 - width) {
+    throw std::out_of_range("bits [" + std::to_string(lo) + ", " + std::to_string(uint64_t{lo} + width) +
+                            ") are not inside a 32-bit word");
+  }
+  const uint64_t mask = (uint64_t{1} << width) - 1;
+  if (value > mask) {
+    throw std::out_of_range("value " + std::to_string(value) + " does not fit " + std::to_string(width) + " bits");
+  }
+  const uint32_t old = word(entry, w);  // checks entry and w
+  patch(entry, w, static_cast<uint32_t>((old & ~(mask << lo)) | (value << lo)));
+}
+
+void Stream::disable(size_t entry) {
+  const uint32_t wait = word(entry, 0) & 0xFF00u;  // checks entry
+  for (size_t w = 0; w < kInsnWords; ++w) patch(entry, w, w == 0 ? wait : 0);
+}
+
 void Stream::upload(Device& dev, uint64_t addr) const {
   if (addr % kInsnBytes) {
     throw DeviceError("UnalignedAccessError", "AUX stream address " + std::to_string(addr) + " is not 64-byte aligned");

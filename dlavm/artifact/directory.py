@@ -1,63 +1,259 @@
-"""An artifact directory: ``manifest.json`` read by :func:`~dlavm.artifact.read_manifest`, files checked.
+"""An artifact directory, verified once: :func:`load_artifact` reads every file once, checks it, keeps the bytes.
 
-:func:`open_artifact` refuses, with :class:`~dlavm.artifact.errors.ArtifactError`
-naming the file or field, a directory whose manifest breaks the schema
-(messages ``artifact DIR: manifest.json: FIELD: RULE``), one whose listed file
-is missing or does not match its sha256, or a stream file whose size is not
-its ``count`` entries. ``dlavm::Artifact::open`` (clib/src/artifact.cc)
-applies the same rules with the same messages to the fields it reads.
+What :func:`load_artifact` guarantees (else :class:`~dlavm.artifact.errors.ArtifactError`,
+one line ``artifact DIR: FILE: FIELD: RULE`` or ``artifact DIR: file "REL" ...``):
+
+1. ``manifest.json`` and every file the manifest lists are regular files
+   reached without following a symbolic link (each path component is opened
+   relative to its parent with ``O_NOFOLLOW``; a FIFO, device, socket or
+   directory is refused without blocking on it);
+2. ``manifest.sha256`` holds the line ``<sha256>  manifest.json`` (the
+   ``sha256sum`` format) written by the writer, and ``manifest.json`` matches
+   it, so a one-field edit of the manifest is refused;
+3. the manifest passes :func:`~dlavm.artifact.read_manifest` (schema,
+   references, memory map);
+4. every listed file matches its sha256; sizes: a stream file holds ``count``
+   64-byte entries, a weight file ``nbytes`` bytes, a host-constant file its
+   dtype times its shape;
+5. every patch names a field of the instruction at its ``index`` (decoded
+   from the stream's opcode) with that field's ``word``, ``lo``, ``width`` and
+   ``kind`` (:mod:`dlavm.target.isa`).
+
+The bytes checked are the bytes used: :meth:`VerifiedArtifact.read` returns
+them from memory, never re-reading the file, so a file changed after loading
+is not seen. ``dlavm::Artifact::open`` (clib/src/artifact.cc) applies the
+rules the shared refusal table (tests/artifact/refusals.py) marks for it.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
-from pathlib import Path
+import re
+import stat
+from dataclasses import dataclass, field
 
-from dlavm.target.isa import INSN_BYTES
+from dlavm.target.isa import INSN_BYTES, OPS_BY_CODE
 
 from .errors import ArtifactError
-from .reader import read_manifest
-from .schema import Manifest
+from .reader import check_format_version, parse_json, read_manifest
+from .schema import DTYPE_BYTES, Manifest
+
+MANIFEST = "manifest.json"
+MANIFEST_SUM = "manifest.sha256"
+#: The largest manifest read (bytes); a 7B model's is a few megabytes.
+MAX_MANIFEST_BYTES = 1 << 28
+_SUM_LINE = re.compile(rb"([0-9a-f]{64})  manifest\.json\n?")
+_READ_CHUNK = 1 << 22
 
 
 def _refuse(directory: str, why: str) -> ArtifactError:
     return ArtifactError(f"artifact {directory}: {why}")
 
 
-def _read_checked(directory: str, rel: str, digest: str) -> bytes:
-    path = os.path.join(directory, rel)
-    if not os.path.isfile(path):
-        raise _refuse(directory, f'file "{rel}" is missing')
-    data = Path(path).read_bytes()
+def manifest_sum_text(manifest_bytes: bytes) -> str:
+    """The text of ``manifest.sha256`` for a manifest of these bytes (what the writer stores)."""
+    return f"{hashlib.sha256(manifest_bytes).hexdigest()}  {MANIFEST}\n"
+
+
+def _open_inside(directory: str, rel: str, root_fd: int, missing: str | None = None) -> tuple:
+    """(fd, size) of the regular file ``rel`` under ``root_fd``, no component a symbolic link; ``missing``:
+    the message when it does not exist."""
+    parts = rel.split("/")
+    missing = missing or f'file "{rel}" is missing'
+    fd = root_fd
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            try:
+                st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise _refuse(directory, missing) from None
+            where = rel if last else "/".join(parts[:i + 1])
+            if stat.S_ISLNK(st.st_mode):
+                raise _refuse(directory, f'file "{rel}": "{where}" is a symbolic link; an artifact holds '
+                                         f'regular files only')
+            if last and not stat.S_ISREG(st.st_mode):
+                raise _refuse(directory, f'file "{rel}" is not a regular file')
+            if not last and not stat.S_ISDIR(st.st_mode):
+                raise _refuse(directory, f'file "{rel}": "{where}" is not a directory')
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_NONBLOCK if last else os.O_DIRECTORY)
+            try:
+                nfd = os.open(part, flags, dir_fd=fd)
+            except OSError as e:   # swapped for a link or removed since the stat
+                if e.errno == errno.ELOOP:
+                    raise _refuse(directory, f'file "{rel}": "{where}" is a symbolic link; an artifact holds '
+                                             f'regular files only') from None
+                raise _refuse(directory, f'file "{rel}" cannot be opened ({e.strerror})') from None
+            if fd != root_fd:
+                os.close(fd)
+            fd = nfd
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse(directory, f'file "{rel}" is not a regular file')
+        return fd, st.st_size
+    except BaseException:
+        if fd != root_fd:
+            os.close(fd)
+        raise
+
+
+def _read_fd(directory: str, rel: str, fd: int, size: int, limit: int | None) -> bytes:
+    if limit is not None and size > limit:
+        raise _refuse(directory, f'file "{rel}" holds {size} bytes, more than the {limit} it may')
+    chunks, got = [], 0
+    while True:   # read to the end: a file that grows after the stat is read (and checked) as it is
+        try:
+            chunk = os.read(fd, _READ_CHUNK)
+        except OSError as e:
+            raise _refuse(directory, f'file "{rel}" cannot be read ({e.strerror})') from None
+        if not chunk:
+            return b"".join(chunks)
+        got += len(chunk)
+        if limit is not None and got > limit:
+            raise _refuse(directory, f'file "{rel}" holds more than the {limit} bytes it may')
+        chunks.append(chunk)
+
+
+class _Root:
+    """The artifact directory opened once; files are opened relative to it."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        try:
+            self.fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise _refuse(directory, f"cannot open the artifact directory ({e.strerror})") from None
+
+    def read(self, rel: str, limit: int | None = None, missing: str | None = None) -> bytes:
+        fd, size = _open_inside(self.directory, rel, self.fd, missing)
+        try:
+            return _read_fd(self.directory, rel, fd, size, limit)
+        finally:
+            os.close(fd)
+
+    def close(self):
+        os.close(self.fd)
+
+
+def _sha256_checked(directory: str, rel: str, data: bytes, digest: str) -> bytes:
     got = hashlib.sha256(data).hexdigest()
     if got != digest:
         raise _refuse(directory, f'file "{rel}" does not match its sha256 (manifest {digest}, file {got})')
     return data
 
 
-def open_artifact(directory: str | os.PathLike) -> Manifest:
-    """The manifest of the artifact at ``directory`` after every check (module docstring)."""
-    d = os.fspath(directory)
-    mpath = os.path.join(d, "manifest.json")
-    if not os.path.isfile(mpath):
-        raise _refuse(d, "manifest.json not found")
-    m = read_manifest(Path(mpath).read_bytes(), source=f"artifact {d}: manifest.json")
-    sizes = {}
-    for rel, digest in m.files.items():
-        sizes[rel] = len(_read_checked(d, rel, digest))
+def _check_manifest_sum(root: _Root, text: bytes) -> None:
+    d = root.directory
+    recorded = root.read(MANIFEST_SUM, 1024, missing=f"{MANIFEST_SUM}: not found (the writer records the "
+                                                     f"sha256 of manifest.json there)")
+    m = _SUM_LINE.fullmatch(recorded)
+    if m is None:
+        raise _refuse(d, f'{MANIFEST_SUM}: must be the one line "<64 lowercase hex digits>  manifest.json"')
+    got = hashlib.sha256(text).hexdigest()
+    if m.group(1).decode() != got:
+        raise _refuse(d, f"{MANIFEST}: does not match {MANIFEST_SUM} (recorded {m.group(1).decode()}, "
+                         f"file {got})")
+
+
+def _expected_sizes(m: Manifest) -> dict:
+    """{relpath: (bytes the file must hold, "FIELD: what")} from the manifest's own fields."""
+    out = {}
     for name, s in m.streams.items():
-        if sizes[s.file] != s.count * INSN_BYTES:
-            raise _refuse(d, f"manifest.json: streams.{name}.file: holds {sizes[s.file]} bytes, "
-                             f"its count ({s.count}) needs {s.count * INSN_BYTES}")
-    return m
+        out[s.file] = (s.count * INSN_BYTES, f"streams.{name}.file", f"its count ({s.count}) needs")
+    for i, w in enumerate(m.weights):
+        out[w.file] = (w.nbytes, f"weights[{i}].file", "its nbytes is")
+    for i, c in enumerate(m.host_consts):
+        n = DTYPE_BYTES[c.dtype]
+        for x in c.shape:
+            n *= x
+        out[c.file] = (n, f"host_consts[{i}].file", f"its {c.dtype} shape {list(c.shape)} needs")
+    return out
+
+
+def _check_patch_fields(d: str, m: Manifest, data: dict) -> None:
+    for name, s in m.streams.items():
+        blob = data[s.file]
+        for i, p in enumerate(s.patches):
+            q = f"manifest.json: streams.{name}.patches[{i}]"
+            opcode = blob[p.index * INSN_BYTES]
+            fmt = OPS_BY_CODE.get(opcode)
+            if fmt is None:
+                raise _refuse(d, f"{q}.index: entry {p.index} holds no instruction (opcode {opcode:#04x})")
+            f = next((f for f in fmt.fields if f.name == p.field), None)
+            if f is None:
+                raise _refuse(d, f'{q}.field: "{p.field}" is not a field of {fmt.mnemonic} (entry {p.index})')
+            for attr in ("word", "lo", "width", "kind"):
+                want, got = getattr(f, attr), getattr(p, attr)
+                if want != got:
+                    shown = (lambda v: f'"{v}"') if attr == "kind" else str
+                    raise _refuse(d, f"{q}.{attr}: {fmt.mnemonic}.{p.field} has {attr} {shown(want)}, "
+                                     f"got {shown(got)}")
+
+
+@dataclass(frozen=True)
+class VerifiedArtifact:
+    """A verified artifact: its typed manifest and the checked bytes of every listed file."""
+
+    directory: str
+    manifest: Manifest
+    files: dict = field(repr=False)
+
+    def read(self, rel: str) -> bytes:
+        """The verified bytes of ``rel`` (a file ``manifest.files`` lists), from memory."""
+        if rel not in self.files:
+            raise _refuse(self.directory, f'file "{rel}" is not listed in manifest.json')
+        return self.files[rel]
+
+
+def load_artifact(directory: str | os.PathLike) -> VerifiedArtifact:
+    """The artifact at ``directory`` after every check of the module docstring, its files in memory."""
+    d = os.fspath(directory)
+    root = _Root(d)
+    try:
+        text = root.read(MANIFEST, MAX_MANIFEST_BYTES, missing="manifest.json not found")
+        source = f"artifact {d}: {MANIFEST}"
+        data = parse_json(text, source)
+        check_format_version(data, source)    # another version is named as such before anything else
+        _check_manifest_sum(root, text)
+        m = read_manifest(data, source=source)
+        sizes = _expected_sizes(m)
+        files = {}
+        for rel, digest in m.files.items():
+            want = sizes.get(rel)
+            fd, size = _open_inside(d, rel, root.fd)
+            try:
+                if want is not None and size != want[0]:
+                    raise _refuse(d, f"{MANIFEST}: {want[1]}: holds {size} bytes, {want[2]} {want[0]}")
+                raw = _read_fd(d, rel, fd, size, None if want is None else want[0])
+            finally:
+                os.close(fd)
+            files[rel] = _sha256_checked(d, rel, raw, digest)
+            if want is not None and len(raw) != want[0]:
+                raise _refuse(d, f"{MANIFEST}: {want[1]}: holds {len(raw)} bytes, {want[2]} {want[0]}")
+        _check_patch_fields(d, m, files)
+        return VerifiedArtifact(d, m, files)
+    finally:
+        root.close()
+
+
+def open_artifact(directory: str | os.PathLike) -> Manifest:
+    """The manifest of the artifact at ``directory`` after every check (:func:`load_artifact`)."""
+    return load_artifact(directory).manifest
 
 
 def read_artifact_file(directory: str | os.PathLike, manifest: Manifest, rel: str) -> bytes:
-    """The bytes of a file listed in ``manifest``, re-read and checked against its sha256."""
+    """The bytes of a file listed in ``manifest``, read now (as :func:`load_artifact` reads: no link, regular
+    file) and checked against its sha256; the bytes returned are the bytes checked."""
     d = os.fspath(directory)
     if rel not in manifest.files:
         raise _refuse(d, f'file "{rel}" is not listed in manifest.json')
-    return _read_checked(d, rel, manifest.files[rel])
+    root = _Root(d)
+    try:
+        return _sha256_checked(d, rel, root.read(rel), manifest.files[rel])
+    finally:
+        root.close()
 
 
-__all__ = ["open_artifact", "read_artifact_file"]
+__all__ = ["load_artifact", "open_artifact", "read_artifact_file", "VerifiedArtifact", "manifest_sum_text",
+           "MANIFEST", "MANIFEST_SUM"]

@@ -17,8 +17,22 @@ rule) on the first violation:
    dim; entries name existing values, streams and host constants; patch and
    guard indexes lie inside their stream, a patch's bits inside its word,
    a stream has one instruction record per entry naming buffers that exist;
-   weight blobs are buffers of ``memory.weights`` at the same address; the
-   LLM section names existing dims and entries.
+   weight blobs are buffers of ``memory.weights`` at the same address; an
+   entry reads no host value before a step writes it and returns only
+   written host values, ``to_device`` writes and ``to_host`` reads device
+   values (with an ``addr``), host steps read and write host values; the
+   LLM section names existing dims and entries; every file is named by one
+   field only;
+5. the memory map (:func:`check_memory_map`): the target description is a
+   valid target matching its fingerprint; every pool lies inside its target
+   memory region and every buffer inside its pool; the ``weights``, ``kv``
+   and ``streams`` pools overlap no other pool (the ``activations.*`` pools
+   of different functions share one arena); buffers of ``weights``/``kv``
+   do not overlap; a weight blob fits its buffer, each buffer has at most
+   one blob and, when ``weights_complete``, every non-empty buffer of
+   ``memory.weights`` has one; every stream lies inside
+   ``memory.streams`` and overlaps no other stream; a device value's address
+   lies in an ``activations.*`` or ``kv`` pool.
 
 No other exception escapes for any input.
 """
@@ -27,10 +41,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dlavm.target.isa import INSN_BYTES
+
 from .errors import ManifestError
 from .expr import ExprError, check_expr
+from .memory import NAMED_POOLS
 from .schema import FORMAT, MANIFEST_VERSION, Manifest
-from .spec import Reader, Record, join, quote
+from .spec import Reader, Record, escape, join, quote
 
 
 def _no_duplicates(pairs):
@@ -56,9 +73,8 @@ def parse_json(text, source: str) -> Any:
         raise ManifestError(f"{source}: is not valid JSON: {exc}") from None
 
 
-def read_manifest(text_or_data, source: str = "manifest.json") -> Manifest:
-    """The typed, validated manifest of ``text_or_data`` (JSON text, bytes, or decoded JSON data)."""
-    data = parse_json(text_or_data, source) if isinstance(text_or_data, (str, bytes, bytearray)) else text_or_data
+def check_format_version(data, source: str) -> None:
+    """Step 2: ``data`` is an object whose ``format`` and ``version`` are this reader's."""
     r = Reader(source)
     if not isinstance(data, dict):
         r.fail("", "must hold a JSON object")
@@ -74,11 +90,19 @@ def read_manifest(text_or_data, source: str = "manifest.json") -> Manifest:
         r.want("version", "an integer", v)
     if v != MANIFEST_VERSION:
         r.fail("version", f"is {v}, this reader reads version {MANIFEST_VERSION}")
+
+
+def read_manifest(text_or_data, source: str = "manifest.json") -> Manifest:
+    """The typed, validated manifest of ``text_or_data`` (JSON text, bytes, or decoded JSON data)."""
+    data = parse_json(text_or_data, source) if isinstance(text_or_data, (str, bytes, bytearray)) else text_or_data
+    check_format_version(data, source)
+    r = Reader(source)
     try:
         m = Record(Manifest).decode(data, "", r)
     except RecursionError:  # a decoded-data input nested past the interpreter's limit
         r.fail("", "nesting deeper than the reader allows")
     check_references(m, r)
+    check_memory_map(m, r)
     return m
 
 
@@ -87,10 +111,6 @@ def check_references(m: Manifest, r: Reader) -> None:
     for d, b in m.dims.items():
         if b.lo > b.hi:
             r.fail(f"dims.{d}", f"lower bound {b.lo} exceeds upper bound {b.hi}")
-
-    def listed(path, rel):
-        if rel not in m.files:
-            r.fail(path, f"{quote(rel)} is not listed in files")
 
     def over_dims(path, expr):
         try:
@@ -102,6 +122,14 @@ def check_references(m: Manifest, r: Reader) -> None:
                 r.fail(path, f"uses {quote(name)}, which is not a dim")
 
     named = {n for pool in ("weights", "kv") if pool in m.memory for n in m.memory[pool].buffers}
+    owner: dict = {}
+
+    def listed(path, rel):  # listed in files, and named by one field only
+        if rel not in m.files:
+            r.fail(path, f"{quote(rel)} is not listed in files")
+        if rel in owner:
+            r.fail(path, f"{quote(rel)} is already named by {owner[rel]}")
+        owner[rel] = path
     for name, s in m.streams.items():
         p = f"streams.{name}"
         listed(f"{p}.file", s.file)
@@ -166,6 +194,7 @@ def check_references(m: Manifest, r: Reader) -> None:
                 value(f"{p}.{kind}[{i}].value", io.value)
                 for j, d in enumerate(io.shape):
                     over_dims(f"{p}.{kind}[{i}].shape[{j}]", d)
+        check_data_flow(p, e, r)
         for i, st in enumerate(e.steps):
             q = f"{p}.steps[{i}]"
             if st.TAG == "stream":
@@ -201,4 +230,114 @@ def check_references(m: Manifest, r: Reader) -> None:
             over_dims(f"llm.requires[{i}]", c)
 
 
-__all__ = ["read_manifest", "parse_json", "check_references"]
+def check_data_flow(p: str, e, r: Reader) -> None:
+    """Entry ``e`` (at path ``p``) reads no host value before a step writes it, returns only written host
+    values, moves data between host and device values only (a device value has an ``addr``)."""
+    written = {io.value for io in e.inputs}
+
+    def read(path, vid):
+        if vid in e.values and vid not in written:
+            r.fail(path, f"{quote(vid)} is read before any step writes it")
+
+    def device(path, vid, want):
+        v = e.values.get(vid)
+        if v is not None and (v.addr is not None) != want:
+            r.fail(path, f"{quote(vid)} is {'a host value (no addr)' if want else 'a device value (has an addr)'}")
+
+    for i, st in enumerate(e.steps):
+        q = f"{p}.steps[{i}]"
+        if st.TAG == "host":
+            for j, a in enumerate(st.args):
+                if hasattr(a, "value"):
+                    device(f"{q}.args[{j}].value", a.value, False)
+                    read(f"{q}.args[{j}].value", a.value)
+            device(f"{q}.dst", st.dst, False)
+            written.add(st.dst)
+        elif st.TAG == "to_device":
+            if hasattr(st.src, "value"):
+                device(f"{q}.src.value", st.src.value, False)
+                read(f"{q}.src.value", st.src.value)
+            device(f"{q}.dst", st.dst, True)
+        elif st.TAG == "to_host":
+            device(f"{q}.src", st.src, True)
+            device(f"{q}.dst", st.dst, False)
+            written.add(st.dst)
+    for i, o in enumerate(e.outputs):
+        device(f"{p}.outputs[{i}].value", o.value, False)
+        if o.value in e.values and o.value not in written:
+            r.fail(f"{p}.outputs[{i}].value", f"{quote(o.value)} is not written by any step")
+
+
+def _span(lo: int, n: int) -> str:
+    return f"[{lo}, {lo + n})"
+
+
+def check_memory_map(m: Manifest, r: Reader) -> None:
+    """Step 5 of the module docstring: every placement inside its pool and the device, none overlapping."""
+    target = m.target.load(r)
+    regions = {g.name: g for g in target.figures.regions}
+    for name, pool in m.memory.items():
+        p = join("memory", name)
+        g = regions.get(pool.region)
+        if g is None:
+            r.fail(f"{p}.region", f"{quote(pool.region)} is not a memory region of the target "
+                                  f"({', '.join(regions)})")
+        if pool.base < g.base or pool.base + pool.used > g.base + g.size:
+            r.fail(p, f"{_span(pool.base, pool.used)} is outside the target's {g.name} region "
+                      f"{_span(g.base, g.size)}")
+        for bname, b in pool.buffers.items():
+            if b.size and (b.addr < pool.base or b.addr + b.size > pool.base + pool.used):
+                r.fail(join(f"{p}.buffers", bname), f"{_span(b.addr, b.size)} is outside the pool "
+                                                    f"{_span(pool.base, pool.used)}")
+    # activation pools of different functions share the arena; every other pair is disjoint
+    spans = sorted((pool.base, pool.used, name) for name, pool in m.memory.items() if pool.used)
+    for i, (a0, n0, p0) in enumerate(spans):
+        for a1, n1, p1 in spans[i + 1:]:
+            if a1 >= a0 + n0:
+                break
+            if not (p0.startswith("activations.") and p1.startswith("activations.")):
+                r.fail(join("memory", p1), f"{_span(a1, n1)} overlaps memory.{escape(p0)} {_span(a0, n0)}")
+    for pool in NAMED_POOLS:
+        if pool not in m.memory:
+            continue
+        bufs = sorted((b.addr, b.size, n) for n, b in m.memory[pool].buffers.items() if b.size)
+        for (a0, n0, b0), (a1, n1, b1) in zip(bufs, bufs[1:]):
+            if a1 < a0 + n0:
+                r.fail(join(f"memory.{pool}.buffers", b1), f"{_span(a1, n1)} overlaps buffer {quote(b0)} "
+                                                           f"{_span(a0, n0)}")
+    wbufs = m.memory["weights"].buffers if "weights" in m.memory else {}
+    blob_of: dict = {}
+    for i, w in enumerate(m.weights):
+        if w.name in blob_of:
+            r.fail(f"weights[{i}].name", f"{quote(w.name)} already has a blob (weights[{blob_of[w.name]}])")
+        blob_of[w.name] = i
+        if w.nbytes > wbufs[w.name].size:
+            r.fail(f"weights[{i}].nbytes", f"must be <= its buffer's size ({wbufs[w.name].size}), got {w.nbytes}")
+    if m.weights_complete:   # else a device instruction would read a buffer nothing loaded
+        for name, b in wbufs.items():
+            if b.size and name not in blob_of:
+                r.fail(join("memory.weights.buffers", name), "has no blob in weights (weights_complete is true)")
+    if m.streams and "streams" not in m.memory:
+        r.fail("memory", 'has no "streams" pool for the streams')
+    placed = []
+    for name, s in m.streams.items():
+        pool, n = m.memory["streams"], s.count * INSN_BYTES
+        if s.addr < pool.base or s.addr + n > pool.base + pool.used:
+            r.fail(join("streams", name) + ".addr", f"{_span(s.addr, n)} is outside memory.streams "
+                                                    f"{_span(pool.base, pool.used)}")
+        placed.append((s.addr, n, name))
+    placed.sort()
+    for (a0, n0, s0), (a1, n1, s1) in zip(placed, placed[1:]):
+        if n0 and n1 and a1 < a0 + n0:
+            r.fail(join("streams", s1) + ".addr", f"{_span(a1, n1)} overlaps stream {quote(s0)} {_span(a0, n0)}")
+    device_pools = [(pool.base, pool.used) for name, pool in m.memory.items()
+                    if name == "kv" or name.startswith("activations.")]
+    for ename, e in m.entries.items():
+        for vid, v in e.values.items():
+            if v.addr is not None and not any(b <= v.addr < b + n for b, n in device_pools):
+                r.fail(f"{join('entries', ename)}.values.{escape(vid)}.addr",
+                       f"{v.addr} is in no activations or kv pool")
+
+
+__all__ = ["read_manifest", "parse_json", "check_format_version", "check_references", "check_data_flow",
+           "check_memory_map"]

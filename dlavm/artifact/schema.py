@@ -28,8 +28,10 @@ FORMAT = "dlavm-artifact"
 MANIFEST_VERSION = 2
 #: Device addresses are counted in bytes below 2**64; instruction address fields hold multiples of 32.
 ADDRESS = Int(0, 2**64 - 1)
-DTYPE = Enum("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-             "float16", "float32", "float64")
+#: Bytes per element of each dtype (little-endian arrays).
+DTYPE_BYTES = {"bool": 1, "int8": 1, "int16": 2, "int32": 4, "int64": 8, "uint8": 1, "uint16": 2, "uint32": 4,
+               "uint64": 8, "float16": 2, "float32": 4, "float64": 8}
+DTYPE = Enum(*DTYPE_BYTES)
 DIM_MAX = 2**31 - 1
 
 
@@ -41,16 +43,19 @@ class TargetInfo:
     fingerprint: str = spec_field(Sha256(), "sha256 of the target description")
     description: dict = spec_field(Json(dict), "the full target description (doc/targets.md)")
 
-    def load(self):
-        """The :class:`~dlavm.target.Target` described, checked against its fingerprint."""
-        from dlavm.target.schema import TargetError, target_from_dict
-        from .errors import ManifestError
+    def load(self, reader=None):
+        """The :class:`~dlavm.target.Target` described, checked against its fingerprint; refusals name
+        ``reader``'s source (:class:`~dlavm.artifact.spec.Reader`)."""
+        from dlavm.target.schema import target_from_dict
+        from .spec import Reader
+        r = reader or Reader("manifest")
         try:
             t = target_from_dict(json.loads(json.dumps(self.description)))
-        except (TargetError, ValueError, TypeError, KeyError) as e:
-            raise ManifestError(f"manifest: target.description: not a valid target: {e}") from None
+        except Exception as e:  # noqa: BLE001 - untrusted data: any failure of the target reader is a refusal
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            r.fail("target.description", f"not a valid target: {why}")
         if t.fingerprint() != self.fingerprint:
-            raise ManifestError("manifest: target.description: does not match target.fingerprint")
+            r.fail("target.description", "does not match target.fingerprint")
         return t
 
 
@@ -281,7 +286,8 @@ class Manifest:
 
     format: str = spec_field(Enum(FORMAT), "file format")
     version: int = spec_field(Int(0), f"schema version; this reader reads {MANIFEST_VERSION}")
-    isa_version: str = spec_field(Text(r"[0-9]+\.[0-9]+", "MAJOR.MINOR", 32, "`MAJOR.MINOR`"), "ISA the streams are encoded for")
+    isa_version: str = spec_field(Text(r"[0-9]+\.[0-9]+", "MAJOR.MINOR", 32, "`MAJOR.MINOR`"),
+                                  "ISA the streams are encoded for")
     target: TargetInfo = spec_field(Record(TargetInfo), "the device")
     model: str = spec_field(Text(), "model name")
     weights_format: str = spec_field(Enum("int4", "int8", "fp16"), "default weight format")
@@ -326,7 +332,7 @@ def schema_markdown() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-__all__ = ["FORMAT", "MANIFEST_VERSION", "Manifest", "TargetInfo", "Dim", "Pool", "Buffer", "WeightBlob",
+__all__ = ["FORMAT", "MANIFEST_VERSION", "DTYPE_BYTES", "Manifest", "TargetInfo", "Dim", "Pool", "Buffer", "WeightBlob",
            "HostConst", "Entry", "EntryInput", "EntryOutput", "ValueInfo", "HostStep", "ToDeviceStep",
            "ToHostStep", "StreamStep", "ValueRef", "LiteralOperand", "ConstRef", "Stream", "Patch", "Guard",
            "InsnRecord", "LlmInfo", "HostOp", "RECORDS", "schema_markdown"]

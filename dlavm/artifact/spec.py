@@ -165,9 +165,13 @@ class Sha256(Spec):
         return v
 
 
+#: The files of an artifact that ``files`` cannot list: the manifest and the record of its sha256.
+RESERVED_FILES = ("manifest.json", "manifest.sha256")
+
+
 def inside_artifact(rel: str) -> bool:
-    """``rel`` is a plain relative path inside the artifact directory (not manifest.json itself)."""
-    if not rel or rel.startswith("/") or "\\" in rel or rel == "manifest.json" or rel.endswith("/"):
+    """``rel`` is a plain relative path inside the artifact directory (not manifest.json or manifest.sha256)."""
+    if not rel or rel.startswith("/") or "\\" in rel or rel in RESERVED_FILES or rel.endswith("/"):
         return False
     return all(part not in ("", ".", "..") for part in rel.split("/")) and not re.search(r"[\x00-\x1f]", rel)
 

@@ -2,7 +2,9 @@
 
 :func:`write_artifact` stores a :class:`~dlavm.backend.build.Build`: every
 file, then the typed manifest (:class:`dlavm.artifact.Manifest`) with the
-sha256 of each file under ``files``. Reading and verifying is
+sha256 of each file under ``files``, then ``manifest.sha256`` (the
+``sha256sum`` line of ``manifest.json``), so that the manifest itself is
+checked when read. Reading and verifying is
 :func:`dlavm.artifact.open_artifact`'s job, so a deployment host needs no
 compiler.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from dlavm.artifact import read_manifest
+from dlavm.artifact import MANIFEST_SUM, manifest_sum_text, read_manifest
 
 from .build import checksums
 
@@ -31,7 +33,9 @@ def write_artifact(build, directory, extra_files: dict | None = None) -> Path:
     manifest = dataclasses.replace(build.manifest, files=dict(sorted(sums.items())))
     text = manifest.dumps()
     read_manifest(text, source=f"the manifest written to {root}")  # the writer only writes what readers accept
-    (root / "manifest.json").write_text(text)
+    data = text.encode()
+    (root / "manifest.json").write_bytes(data)
+    (root / MANIFEST_SUM).write_text(manifest_sum_text(data))
     return root
 
 

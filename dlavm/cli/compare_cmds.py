@@ -9,10 +9,7 @@ import sys
 
 import click
 
-
-def _fail(msg: str):
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(2)
+from .errors import EXIT_NEGATIVE
 
 
 @click.command("diff")
@@ -28,14 +25,11 @@ def diff_cmd(a, b, at, raw_addresses, context):
     Exits 0 when they are the same, 1 when they differ, 2 on bad input.
     """
     from dlavm.compare.diff import diff_listings, format_diff
-    from dlavm.compare.listing import CompareError, open_pair
-    try:
-        la, lb = open_pair(a, b, at, raw_addresses)
-    except CompareError as e:
-        _fail(str(e))
+    from dlavm.compare.listing import open_pair
+    la, lb = open_pair(a, b, at, raw_addresses)
     res = diff_listings(la, lb)
     click.echo(format_diff(res, context=context), nl=False)
-    sys.exit(0 if res.same else 1)
+    sys.exit(0 if res.same else EXIT_NEGATIVE)
 
 
 @click.command("golden")
@@ -52,10 +46,7 @@ def golden_cmd(do_update, case_keys, root):
     from dlavm.compare import golden
     from dlavm.compare.cases import CASES, find_case
     from dlavm.compare.diff import format_diff
-    try:
-        cases = [find_case(k) for k in case_keys] if case_keys else list(CASES)
-    except KeyError as e:
-        _fail(str(e.args[0]))
+    cases = [find_case(k) for k in case_keys] if case_keys else list(CASES)
     root = Path(root) if root else None
     statuses = golden.update(cases, root) if do_update else golden.check(cases, root)
     def shown(path):
@@ -77,7 +68,7 @@ def golden_cmd(do_update, case_keys, root):
             click.echo(format_diff(st.diff), nl=False)
     if bad and not do_update:
         click.echo(f"{bad} golden(s) differ from the current compiler; review, then `dlavm golden --update`")
-        sys.exit(1)
+        sys.exit(EXIT_NEGATIVE)
 
 
 COMMANDS = [diff_cmd, golden_cmd]

@@ -29,13 +29,15 @@ def _progress(stage, done, total, detail):
               help="Print a table of graph-pass timings, with each pattern rule's hits and time.")
 def compile_cmd(model, target, weights, max_seq, out, driver, llm, time_passes):
     """Compile MODEL for a target into an artifact directory and print the compile report."""
-    if llm:
-        from dlavm.llm import compile_llm
-        cm = compile_llm(model, target=target, weights=weights, max_ctx=max_seq, on_progress=_progress)
-    else:
-        from dlavm.compiler import compile as dlavm_compile
-        cm = dlavm_compile(model, target=target, weights=weights, max_seq=max_seq, on_progress=_progress)
-    click.echo("", err=True)
+    try:
+        if llm:
+            from dlavm.llm import compile_llm
+            cm = compile_llm(model, target=target, weights=weights, max_ctx=max_seq, on_progress=_progress)
+        else:
+            from dlavm.compiler import compile as dlavm_compile
+            cm = dlavm_compile(model, target=target, weights=weights, max_seq=max_seq, on_progress=_progress)
+    finally:
+        click.echo("", err=True)  # ends the progress line, so an error is a line of its own
     if time_passes:
         from dlavm.ir import format_records
         click.echo(format_records(cm.pass_records), err=True)
@@ -54,10 +56,11 @@ def run_cmd(artifact, seq, entry, direct):
     from dlavm.compiler import random_inputs
     from dlavm.compiler import load
     cm = load(artifact)
+    inputs = random_inputs(cm.manifest, entry, seq)  # refuses an unknown entry or a seq past the bounds
     entry = entry or cm.entries[0]
     rt = cm.runtime(mode="direct" if direct else "aux")
     state = {d: seq for d in cm.manifest.entries[entry].state_dims}  # LLM: a prefill of seq tokens
-    outs = rt.run(entry, *random_inputs(cm.manifest, entry, seq), dims=state)
+    outs = rt.run(entry, *inputs, dims=state)
     for i, o in enumerate(outs):
         summary = f"min {o.min():.4g} max {o.max():.4g} mean {o.mean():.4g}" if o.size else "empty"
         click.echo(f"output {i}: shape {list(o.shape)} {o.dtype}  {summary}")
@@ -89,10 +92,11 @@ def disasm_cmd(artifact):
 def profile_cmd(artifact, seq, entry, timing_only, trace_path, ctx):
     """Cycles, time at the target clock, % of roofline and a per-op table for one run of ARTIFACT."""
     from dlavm.compiler import format_profile, profile
-    from dlavm.runtime.loader import verify_artifact
-    m = verify_artifact(artifact)
+    from dlavm.runtime.loader import load_verified
+    art = load_verified(artifact)
+    m = art.manifest
     functional = not timing_only and m.weights_complete
-    p = profile(m, lambda rel: (Path(artifact) / rel).read_bytes(), seq, entry, functional, trace_path, ctx)
+    p = profile(m, art.read, seq, entry, functional, trace_path, ctx)
     click.echo(format_profile(p))
     if trace_path:
         click.echo(f"trace written to {trace_path}")
@@ -118,46 +122,41 @@ def generate_cmd(artifact, prompt, prompt_ids, max_new_tokens, temperature, top_
     import time
 
     from dlavm.compiler import load
+    if (prompt is None) == (prompt_ids is None):
+        raise click.UsageError("give exactly one of --prompt TEXT or --prompt-ids IDS")
     cm = load(artifact)
     llm = cm.manifest.llm
     if llm is None:
-        raise click.ClickException(f"{artifact} has no generation entries: compile it with `dlavm compile --llm`")
+        raise click.UsageError(f"artifact '{artifact}' has no generation entries: compile it with "
+                               "`dlavm compile --llm`")
     tok = None
     if tokenizer_path or demo_tokenizer:
         from dlavm.tokenizer import Tokenizer, train_demo_tokenizer
         tok = Tokenizer.from_file(tokenizer_path) if tokenizer_path else train_demo_tokenizer(llm.vocab)
-    if (prompt is None) == (prompt_ids is None):
-        raise click.ClickException("give exactly one of --prompt TEXT or --prompt-ids IDS")
     if prompt_ids is not None:
         try:
-            ids = [int(t) for t in prompt_ids.replace(",", " ").split()]
+            ids = [int(t, 10) for t in prompt_ids.replace(",", " ").split()]
         except ValueError:
-            raise click.ClickException(f"--prompt-ids must be integers separated by commas or spaces, "
-                                       f"got {prompt_ids!r}") from None
+            raise click.BadParameter(f"must be integers separated by commas or spaces, got {prompt_ids!r}",
+                                     param_hint="--prompt-ids") from None
     elif tok is None:
-        raise click.ClickException("--prompt TEXT needs a tokenizer (--tokenizer FILE or --demo-tokenizer); "
-                                   "or give --prompt-ids")
+        raise click.UsageError("--prompt TEXT needs a tokenizer (--tokenizer FILE or --demo-tokenizer); "
+                               "or give --prompt-ids")
     else:
         ids = tok.encode(prompt)
-    bad = [t for t in ids if not 0 <= t < llm.vocab]
-    if bad:
-        raise click.ClickException(f"token ids {bad[:5]} are outside the model's vocabulary [0, {llm.vocab})")
     if eos_id is None and tok is not None:
         eos_id = tok.eos_id
-    from dlavm.runtime.generate import ContextOverflowError
+    tokens = cm.generate(ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                         eos_id=eos_id)  # checks every argument before anything runs
     stream = None
     if tok is not None:
         from dlavm.tokenizer import DecodeStream
         stream = DecodeStream(tok)
         click.echo(prompt if prompt is not None else tok.decode(ids), nl=False)
     t0, n = time.perf_counter(), 0
-    try:
-        for t in cm.generate(ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                             eos_id=eos_id):
-            n += 1
-            click.echo(stream.step(t) if stream else f"{t} ", nl=False)
-    except ContextOverflowError as e:
-        raise click.ClickException(str(e)) from None
+    for t in tokens:
+        n += 1
+        click.echo(stream.step(t) if stream else f"{t} ", nl=False)
     if stream:
         click.echo(stream.flush(), nl=False)
     click.echo()

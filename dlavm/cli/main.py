@@ -5,28 +5,29 @@ import sys
 
 import click
 
-import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
-
 from .compare_cmds import COMMANDS as COMPARE_COMMANDS
 from .compile_cmds import COMMANDS as COMPILE_COMMANDS
+from .errors import EXIT_NEGATIVE, fail
 from .targets import targets
 
 
 class _Group(click.Group):
-    """Show library errors as one clean line instead of a traceback."""
+    """The ``dlavm`` group: every failure becomes one ``error:`` line (:mod:`dlavm.cli.errors`).
 
-    def invoke(self, ctx):
+    Nothing heavy is imported at module level: ``--help``, usage errors and the torch-free commands
+    (doc/cli.md) answer without torch, and each command imports what it needs.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except SystemExit:
             raise
-        except Exception as e:  # library errors carry the user-facing message
-            from ..ir import IRError
-            from ..models import ModelNotFound
-            if isinstance(e, (IRError, ModelNotFound, ValueError, KeyError)):
-                click.echo(f"error: {e}", err=True)
-                sys.exit(2)
-            raise
+        except BaseException as exc:  # noqa: BLE001 -- the one place failures are reported
+            fail(exc)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,6 +61,7 @@ def models_cmd():
 @click.option("--time-passes", is_flag=True, help="Print a table of pass timings.")
 def import_cmd(model, max_seq, summary, spans, raw, dump_ir, time_passes):
     """Import MODEL through torch.export and print its graph IR."""
+    import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
     from ..models import import_model
     from ..ir import PassContext, format_records, print_module, summarize_module
 
@@ -78,6 +80,7 @@ def import_cmd(model, max_seq, summary, spans, raw, dump_ir, time_passes):
 @click.option("--aten", is_flag=True, help="List the ATen overloads the torch frontend converts.")
 def ops_cmd(aten):
     """List the graph-IR ops (or the supported ATen ops)."""
+    import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
     if aten:
         from ..frontend.torch import CONVERTERS
         for name in sorted({str(k) for k in CONVERTERS}):
@@ -95,29 +98,36 @@ def ops_cmd(aten):
 @click.option("--max-seq", type=int, default=None, help="Upper bound of the sequence dim.")
 def check_cmd(model, dims, max_seq):
     """Run MODEL's graph IR on the reference executor and compare with torch eager."""
+    import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
     from ..models import import_model
-    from ..reference import compare_with_torch
 
+    bindings = [dict(_parse_dims(dims))] if dims else None
     res = import_model(model, max_seq=max_seq)
+    from ..reference import compare_with_torch
     if res.spec.shape_only:
-        raise click.ClickException(f"'{model}' is shape-only (meta device) and cannot be executed")
-    bindings = [dict(_parse_dims(dims))] if dims else [
-        {k: v} for k, (lo, hi) in res.spec.dims.items() for v in sorted({lo, (lo + hi) // 2 + 1, hi})]
+        raise click.UsageError(f"model '{model}' is shape-only (meta device) and cannot be executed")
+    if bindings is None:
+        bindings = [{k: v} for k, (lo, hi) in res.spec.dims.items() for v in sorted({lo, (lo + hi) // 2 + 1, hi})]
     bad = 0
     for b in bindings:
-        agreement = compare_with_torch(res.module, "forward", res.spec.module, res.spec.make_inputs(**b), b)
+        agreement = compare_with_torch(res.module, "forward", res.spec.module, res.spec.inputs_at(**b), b)
         click.echo(str(agreement))
         bad += not agreement.ok
     if bad:
-        sys.exit(1)
+        sys.exit(EXIT_NEGATIVE)
 
 
 def _parse_dims(items):
+    """``NAME=INT`` items as (name, value) pairs; the model checks names and bounds (``ModelSpec.inputs_at``)."""
     for item in items:
         key, sep, val = item.partition("=")
-        if not sep or not val.strip().lstrip("-").isdigit():
+        try:
+            value = int(val, 10) if sep else None
+        except ValueError:
+            value = None
+        if value is None or not key.strip().isidentifier():
             raise click.BadParameter(f"expected NAME=INT, got '{item}'", param_hint="--dims")
-        yield key.strip(), int(val)
+        yield key.strip(), value
 
 
 main.add_command(targets)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from dlavm.target import Target, TargetError, get_target, list_targets
+from dlavm.target import Target, get_target, list_targets
 
 #: (header, function of a target) for each column of the table.
 COLUMNS = (
@@ -38,9 +38,6 @@ def format_table(targets: list[Target]) -> str:
 @click.option("--name", "names", multiple=True, help="Show only these targets (names or files).")
 def targets(files: tuple[str, ...], names: tuple[str, ...]) -> None:
     """List device targets with key parameters and derived figures."""
-    try:
-        shown = [get_target(n) for n in names] if names else list_targets()
-        shown += [get_target(f) for f in files]
-    except TargetError as exc:
-        raise click.ClickException(str(exc)) from None
+    shown = [get_target(n) for n in names] if names else list_targets()
+    shown += [get_target(f) for f in files]
     click.echo(format_table(shown))

@@ -23,6 +23,8 @@ import numpy as np
 from dlavm import sym
 from dlavm.ir import Constant, Function, Module, TensorType, Var, call
 
+from .listing import CompareError
+
 
 def _c(*dims):
     return tuple(sym.const(d) if isinstance(d, int) else d for d in dims)
@@ -147,7 +149,7 @@ def find_case(key: str) -> GoldenCase:
     """The case named ``target/name`` (or ``name`` when only one target has it)."""
     hits = [c for c in CASES if key in (c.key, c.name)]
     if len(hits) != 1:
-        raise KeyError(f"no golden case {key!r}; cases are {[c.key for c in CASES]}")
+        raise CompareError(f"no golden case {key!r}; cases are {[c.key for c in CASES]}")
     return hits[0]
 
 

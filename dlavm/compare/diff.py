@@ -23,7 +23,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .listing import Insn, Listing
+from .listing import CompareError, Insn, Listing
 
 HEADER_KEYS = ("target", "isa", "dims", "at", "addresses")
 
@@ -215,7 +215,9 @@ def _context(listing: Listing, stream: str, index: int, marker: str, context: in
 
 
 def format_diff(res: DiffResult, context: int = 1, max_groups: int = 60) -> str:
-    """Readable, grouped text of ``res`` (see the module docstring)."""
+    """Readable, grouped text of ``res`` (see the module docstring); ``context`` is an integer >= 0."""
+    if isinstance(context, bool) or not isinstance(context, int) or context < 0:
+        raise CompareError(f"context={context!r}: must be an integer >= 0 (neighbouring instructions shown)")
     a, b = res.a, res.b
     lines = [f"--- A: {a.source or '(A)'}  ({a.count} instructions)",
              f"+++ B: {b.source or '(B)'}  ({b.count} instructions)"]

@@ -293,12 +293,12 @@ def open_source(path) -> "ArtifactSource | Listing":
     if p.is_dir():
         if not (p / "manifest.json").exists():
             raise CompareError(f"{p}: not an artifact (no manifest.json in the directory)")
-        from dlavm.runtime.loader import verify_artifact
+        from dlavm.runtime.loader import load_verified
         try:
-            m = verify_artifact(p)
+            art = load_verified(p)
         except Exception as e:  # noqa: BLE001 - the loader's message names the file or field
             raise CompareError(f"{p}: not a valid artifact: {e}") from None
-        return ArtifactSource(m, lambda rel: (p / rel).read_bytes(), str(p))
+        return ArtifactSource(art.manifest, art.read, str(p))
     if not p.exists():
         raise CompareError(f"{p}: no such file or directory")
     data = p.read_bytes()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import enum
 import socket
 import struct
+import time
 
 MAGIC = 0x4D564C44            # "DLVM" little-endian
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2            # 2: BUSY status, per-frame deadline, concurrent clients (doc/socket.md)
 DEFAULT_MAX_MESSAGE = 64 << 20  # bytes after the 4-byte length field
 MIN_MAX_MESSAGE = 64            # the smallest message limit either end may announce or accept
 NO_TIMEOUT = 0xFFFF_FFFF_FFFF_FFFF
@@ -36,6 +37,7 @@ class Status(enum.IntEnum):
     BAD_REQUEST = 2    # malformed message, unknown op, wrong size, version mismatch
     TIMEOUT = 3        # WAIT exceeded its timeout
     INTERNAL = 4       # the server failed unexpectedly
+    BUSY = 5           # the device (or the server) is taken by other clients; the request did not run
 
 
 class FrameLengthError(ConnectionError):
@@ -48,42 +50,75 @@ class FrameLengthError(ConnectionError):
         self.limit = limit
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytes | None:
-    """Read exactly ``n`` bytes; None if the peer closed before the first byte.
+class FrameTimeoutError(ConnectionError):
+    """A message that did not arrive whole within the frame deadline of its first byte.
 
-    Raises ConnectionError if it closes part-way. Reads in chunks of at most
-    1 MiB, so memory grows only with bytes actually received.
-    """
-    parts, got = [], 0
-    while got < n:
-        chunk = sock.recv(min(n - got, 1 << 20))
-        if not chunk:
-            if got == 0:
-                return None
-            raise ConnectionError(f"connection closed after {got} of {n} bytes")
-        parts.append(chunk)
-        got += len(chunk)
-    return b"".join(parts)
+    The rest of it may still arrive, so the stream cannot be resynchronised:
+    the connection is unusable afterwards."""
+
+    def __init__(self, received: int, expected: int, seconds: float):
+        what = f"{received} of {expected} bytes" if expected > 4 else f"{received} of the 4 length bytes"
+        super().__init__(f"message not complete within the frame deadline of {seconds:g} s after its first "
+                         f"byte: {what} arrived")
+        self.received = received
+        self.expected = expected
+        self.seconds = seconds
 
 
-def read_frame(sock: socket.socket, limit: int) -> bytes | None:
+def read_frame(sock: socket.socket, limit: int, frame_timeout: float | None = None) -> bytes | None:
     """The next message's body (head byte + payload); None if the peer closed cleanly before it.
 
-    The length field is checked against ``limit`` before a byte of the body
-    is read: a peer cannot make this end allocate more than ``limit`` bytes.
-    Raises :class:`FrameLengthError` for a length outside ``1..limit`` and
-    ConnectionError if the peer closes mid-message.
+    The wait for the message's first byte is bounded by the socket's timeout
+    (the idle timeout; ``TimeoutError``). With ``frame_timeout`` (seconds) the
+    whole message must then arrive within that time of its first byte,
+    however slowly it trickles in, or :class:`FrameTimeoutError` is raised
+    (the socket's timeout is restored afterwards). The length field is
+    checked against ``limit`` before a byte of the body is read: a peer
+    cannot make this end allocate more than ``limit`` bytes. Raises
+    :class:`FrameLengthError` for a length outside ``1..limit`` and
+    ConnectionError if the peer closes mid-message. Reads in chunks of at
+    most 1 MiB, so memory grows only with bytes actually received.
     """
-    head = recv_exact(sock, 4)
-    if head is None:
+    first = sock.recv(4)
+    if not first:
         return None
-    (n,) = struct.unpack("<I", head)
-    if not 1 <= n <= limit:
-        raise FrameLengthError(n, limit)
-    body = recv_exact(sock, n)
-    if body is None:
-        raise ConnectionError(f"connection closed before a message body of {n} bytes")
-    return body
+    deadline = None if frame_timeout is None else time.monotonic() + frame_timeout
+    own_timeout = sock.gettimeout()
+    parts, got = [first], len(first)
+    expected = 4
+
+    def fill(upto: int) -> None:    # inside a message the deadline, not the idle timeout, bounds the reads
+        nonlocal got
+        while got < upto:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise FrameTimeoutError(got, expected, frame_timeout)
+                sock.settimeout(left)
+            try:
+                chunk = sock.recv(min(upto - got, 1 << 20))
+            except socket.timeout:
+                if deadline is None:
+                    raise
+                raise FrameTimeoutError(got, expected, frame_timeout) from None
+            if not chunk:
+                raise ConnectionError(f"connection closed after {got} of {expected} message bytes")
+            parts.append(chunk)
+            got += len(chunk)
+
+    try:
+        fill(4)
+        head = b"".join(parts)
+        (n,) = struct.unpack_from("<I", head)
+        if not 1 <= n <= limit:
+            raise FrameLengthError(n, limit)
+        expected = 4 + n
+        parts[:] = [head[4:]]
+        fill(expected)
+    finally:
+        if deadline is not None:
+            sock.settimeout(own_timeout)
+    return b"".join(parts)
 
 
 def frame(head: int, payload: bytes = b"") -> bytes:
@@ -120,5 +155,5 @@ def negotiate_max_message(own: int, announced: int) -> int:
 
 
 __all__ = ["MAGIC", "PROTOCOL_VERSION", "DEFAULT_MAX_MESSAGE", "MIN_MAX_MESSAGE", "NO_TIMEOUT", "Op", "Status",
-           "FrameLengthError", "recv_exact", "read_frame", "frame", "error_payload", "parse_error_payload",
+           "FrameLengthError", "FrameTimeoutError", "read_frame", "frame", "error_payload", "parse_error_payload",
            "negotiate_max_message"]

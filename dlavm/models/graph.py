@@ -29,12 +29,11 @@ def import_model(model: str, max_seq: int | None = None, keep_weights: bool = Tr
     """
     import time
 
-    from dlavm.frontend.torch import from_torch
-
     kwargs = {"max_seq": max_seq} if max_seq is not None else {}
     t0 = time.perf_counter()
-    spec = load_model(model, **kwargs)
+    spec = load_model(model, **kwargs)  # refuses a bad MODEL or max_seq before torch is imported
     timings = {"build_s": time.perf_counter() - t0}
+    from dlavm.frontend.torch import from_torch
     mod = from_torch(spec.module, spec.example_inputs, spec.dynamic_shapes, name=fn_name,
                      keep_weights=keep_weights and not spec.shape_only, timings=timings)
     if canonicalize:

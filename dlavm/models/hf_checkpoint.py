@@ -13,7 +13,6 @@ import contextlib
 import json
 from pathlib import Path
 
-from .builtin import _causal_lm
 from .spec import ModelSpec
 
 
@@ -30,9 +29,6 @@ def load_hf_checkpoint(directory, max_seq: int | None = None) -> ModelSpec:
     ``checkpoint`` (the directory), ``model_type`` and ``tokenizer`` (the
     path of ``tokenizer.json``, or None).
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     root = Path(directory).expanduser()
     if not root.is_dir():
         raise CheckpointError(f"checkpoint directory '{root}' does not exist")
@@ -41,6 +37,10 @@ def load_hf_checkpoint(directory, max_seq: int | None = None) -> ModelSpec:
     if not ((root / "model.safetensors").is_file() or (root / "model.safetensors.index.json").is_file()):
         raise CheckpointError(f"checkpoint '{root}' has no model.safetensors (nor model.safetensors.index.json); "
                               "only safetensors weights are loaded")
+    import torch  # after the cheap checks: a missing directory is reported on a host without torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .builtin import _causal_lm
     try:
         json.loads((root / "config.json").read_text(encoding="utf-8"))
         config = AutoConfig.from_pretrained(root, local_files_only=True, trust_remote_code=False)

@@ -5,6 +5,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
+class ModelDimError(ValueError):
+    """Dim values a model's inputs cannot be made at (unknown dim, out of its bounds)."""
+
+
 @dataclass
 class ModelSpec:
     """A torch module plus everything needed to export and exercise it.
@@ -27,6 +31,20 @@ class ModelSpec:
     shape_only: bool = False
     description: str = ""
     extras: dict = field(default_factory=dict)  # loader-specific facts, e.g. hf: checkpoint and tokenizer paths
+
+    def inputs_at(self, **dims) -> tuple:
+        """``make_inputs(**dims)`` after checking every name is one of ``self.dims`` and every value an
+        integer within its bounds; :class:`ModelDimError` names the dim, the value and the bounds."""
+        known = ", ".join(f"{k} in [{lo}, {hi}]" for k, (lo, hi) in self.dims.items()) or "none"
+        for name, value in dims.items():
+            if name not in self.dims:
+                raise ModelDimError(f"model '{self.name}' has no dynamic dim {name!r} (dims: {known})")
+            lo, hi = self.dims[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ModelDimError(f"model '{self.name}': {name}={value!r} is outside its bounds [{lo}, {hi}]")
+        if self.make_inputs is None:
+            raise ModelDimError(f"model '{self.name}' has no make_inputs: its inputs cannot be made at {dims}")
+        return tuple(self.make_inputs(**dims))
 
     @classmethod
     def from_factory_result(cls, name: str, result) -> "ModelSpec":

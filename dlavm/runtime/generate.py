@@ -21,6 +21,7 @@ than the context raises :class:`ContextOverflowError` before anything runs.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import numpy as np
@@ -30,6 +31,20 @@ from .runtime import RunError, Runtime
 
 class ContextOverflowError(RunError, ValueError):
     """Prompt (plus generated tokens) does not fit the model's maximum context."""
+
+
+class GenerateArgumentError(RunError, ValueError):
+    """An argument of :meth:`Generator.generate` is outside its range; names the argument, value and rule."""
+
+
+def _check_arg(name: str, value, kind: type, lo, hi, rule: str) -> None:
+    """Refuse ``value`` unless it is a ``kind`` (an int for int; an int or float for float, finite; never a
+    bool) in ``[lo, hi]`` (``None``: unbounded)."""
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer) if kind is int
+                                                               else (int, float, np.integer, np.floating))
+    ok = ok and (kind is int or math.isfinite(value)) and lo <= value and (hi is None or value <= hi)
+    if not ok:
+        raise GenerateArgumentError(f"{name}={value!r}: must be {rule}")
 
 
 class Generator:
@@ -71,13 +86,25 @@ class Generator:
         """Yield up to ``max_new_tokens`` new token ids after ``prompt_ids`` (module docstring)."""
         prompt = [int(t) for t in np.asarray(prompt_ids).reshape(-1)]
         if not prompt:
-            raise RunError("the prompt is empty: give at least one token")
+            raise GenerateArgumentError("the prompt is empty: give at least one token")
+        vocab = self.llm.vocab
+        outside = [t for t in prompt if not 0 <= t < vocab]
+        if outside:
+            raise GenerateArgumentError(f"prompt token ids {outside[:5]} are outside the model's vocabulary "
+                                        f"[0, {vocab})")
         if len(prompt) > self.max_ctx:
             raise ContextOverflowError(f"the prompt has {len(prompt)} tokens but the model's maximum context "
                                        f"is {self.max_ctx}")
-        if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
-            raise ValueError(f"bad sampling parameters: temperature={temperature} (>= 0), top_k={top_k} "
-                             f"(>= 0), top_p={top_p} (in (0, 1])")
+        _check_arg("max_new_tokens", max_new_tokens, int, 1, None, "an integer >= 1")
+        _check_arg("temperature", temperature, float, 0.0, None, "a finite number >= 0 (0: greedy)")
+        _check_arg("top_k", top_k, int, 0, vocab, f"an integer in [0, {vocab}] (0: all tokens)")
+        _check_arg("top_p", top_p, float, 0.0, 1.0, "a number in (0, 1]")
+        if top_p == 0:
+            raise GenerateArgumentError(f"top_p={top_p!r}: must be a number in (0, 1]")
+        if seed is not None:
+            _check_arg("seed", seed, int, 0, None, "an integer >= 0")
+        if eos_id is not None:
+            _check_arg("eos_id", eos_id, int, 0, vocab - 1, f"a token id in [0, {vocab})")
         return self._loop(prompt, int(max_new_tokens), float(temperature), int(top_k), float(top_p), seed,
                           eos_id, keep_logits)
 

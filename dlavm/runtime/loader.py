@@ -1,25 +1,25 @@
-"""Open an artifact directory: verify it, then run it with :class:`~dlavm.runtime.runtime.Runtime`.
+"""Open an artifact directory: verify it once, then run its verified bytes with :class:`~dlavm.runtime.runtime.Runtime`.
 
-:func:`verify_artifact` refuses, with :class:`ArtifactError` naming the file
-or field, an artifact whose manifest breaks the schema
-(:func:`dlavm.artifact.open_artifact`: format, version, every field, file
-checksums), whose ISA major version differs from this runtime's, or (given a
-target) that was compiled for another target. Needs ``dlavm.target`` and
+:func:`load_verified` refuses, with :class:`ArtifactError` naming the file
+or field, an artifact that fails :func:`dlavm.artifact.load_artifact`
+(manifest checksum, format, version, every field, memory map, file checks),
+whose ISA major version differs from this runtime's, or (given a target)
+that was compiled for another target. It returns the files' checked bytes,
+which are what the runtime runs (a file changed after loading is not seen). Needs ``dlavm.target`` and
 ``dlavm.artifact`` only; the device is the caller's HAL
 (``dlavm.sim_device.open_simulator`` opens the simulator on a development
 host).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-from dlavm.artifact import ArtifactError, Manifest, open_artifact
+from dlavm.artifact import ArtifactError, Manifest, VerifiedArtifact, load_artifact
 from dlavm.target.isa import ISA_VERSION
 
 
-def verify_artifact(directory, target=None) -> Manifest:
-    """The typed manifest of a verified artifact (see module docstring)."""
-    m = open_artifact(directory)
+def load_verified(directory, target=None) -> VerifiedArtifact:
+    """The verified artifact (manifest and checked file bytes), see the module docstring."""
+    art = load_artifact(directory)
+    m = art.manifest
     isa = f"{ISA_VERSION >> 16}.{ISA_VERSION & 0xFFFF}"
     if m.isa_version.split(".")[0] != isa.split(".")[0]:
         raise ArtifactError(f"artifact {directory}: built for ISA {m.isa_version}, this runtime speaks ISA {isa}")
@@ -27,7 +27,12 @@ def verify_artifact(directory, target=None) -> Manifest:
         raise ArtifactError(f"artifact {directory}: compiled for target '{m.target.name}' "
                             f"(fingerprint {m.target.fingerprint[:12]}), not for '{target.name}' "
                             f"(fingerprint {target.fingerprint()[:12]})")
-    return m
+    return art
+
+
+def verify_artifact(directory, target=None) -> Manifest:
+    """The typed manifest of a verified artifact (:func:`load_verified`)."""
+    return load_verified(directory, target).manifest
 
 
 def artifact_target(manifest: Manifest):
@@ -38,9 +43,8 @@ def artifact_target(manifest: Manifest):
 def load_runtime(directory, hal, mode: str = "aux"):
     """(manifest, Runtime) for a verified artifact on ``hal`` (a :class:`~dlavm.devlink.DeviceHAL`)."""
     from dlavm.runtime.runtime import Runtime
-    root = Path(directory)
-    m = verify_artifact(root)
-    return m, Runtime(m, lambda rel: (root / rel).read_bytes(), hal, mode)
+    art = load_verified(directory)
+    return art.manifest, Runtime(art.manifest, art.read, hal, mode)
 
 
-__all__ = ["ArtifactError", "verify_artifact", "artifact_target", "load_runtime"]
+__all__ = ["ArtifactError", "load_verified", "verify_artifact", "artifact_target", "load_runtime"]

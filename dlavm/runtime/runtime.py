@@ -30,7 +30,7 @@ import numpy as np
 from dlavm.artifact import (ConstRef, ExprError, HostStep, LiteralOperand, Manifest, ToDeviceStep, ToHostStep,
                             ValueInfo, eval_expr)
 from dlavm.devlink.hal import DeviceHAL
-from dlavm.runtime.host_kernels import run_host_op
+from dlavm.runtime.host_kernels import HostOpError, run_host_op
 from dlavm.target.isa import ARGMAX_RECORD_BYTES, INSN_BYTES, INSN_WORDS, op_format
 
 _ADDRESS_UNIT = 32
@@ -68,6 +68,9 @@ class Runtime:
         self.stream_log: list = []
         self._streams = {n: bytes(read_file(s.file)) for n, s in manifest.streams.items()}
         self._written: dict = {}
+        #: [start, end) of the pools device values may occupy (activations of every function, the KV cache)
+        self._value_pools = [(p.base, p.base + p.used) for n, p in manifest.memory.items()
+                             if n == "kv" or n.startswith("activations.")]
         self.host_consts = {}
         for c in manifest.host_consts:
             dt = np.dtype(c.dtype).newbyteorder("<")
@@ -146,16 +149,17 @@ class Runtime:
         for step in fn.steps:
             if isinstance(step, ToDeviceStep):
                 x = np.asarray(self._operand(step.src, vals), dtype=np.float32).astype(np.float16)
+                self._check_span(step.dst, values[step.dst], x.nbytes)
                 self.hal.write_mem(values[step.dst].addr, x.tobytes())
             elif isinstance(step, ToHostStep):
-                vals[step.dst] = self._read(values[step.src], env, step.dtype)
+                vals[step.dst] = self._read(step.src, values[step.src], env, step.dtype)
             elif isinstance(step, HostStep) and self.timing_only:  # shape-only: values do not matter
                 v = values[step.dst]
                 vals[step.dst] = np.zeros([_eval(d, env) for d in v.shape], dtype=v.dtype)
             elif isinstance(step, HostStep):
                 args = [self._operand(a, vals) for a in step.args]
                 attrs = {k: self._attr(v, env) for k, v in step.attrs.items()}
-                vals[step.dst] = run_host_op(step.op, args, attrs, values[step.dst].dtype)
+                vals[step.dst] = _host_op(entry, step, args, attrs, values[step.dst])
             else:
                 self._run_stream(step.stream, env)
         end = self.hal.stats()
@@ -179,9 +183,21 @@ class Runtime:
             return [self._attr(x, env) for x in v]
         return v
 
-    def _read(self, value: ValueInfo, env: dict, dtype: str) -> np.ndarray:
+    def _check_span(self, vid: str, value: ValueInfo, nbytes: int) -> None:
+        """A device value of ``nbytes`` at its address lies inside one pool of device values."""
+        a = value.addr
+        if not any(lo <= a and a + nbytes <= hi for lo, hi in self._value_pools):
+            raise RunError(f"device value '{vid}': {nbytes} bytes at {a} do not fit the activations or kv pool "
+                           f"that holds its address")
+
+    def _read(self, vid: str, value: ValueInfo, env: dict, dtype: str) -> np.ndarray:
         shape = tuple(_eval(d, env) for d in value.shape)
-        n = int(np.prod(shape, dtype=np.int64))
+        if any(d < 0 for d in shape):
+            raise RunError(f"device value '{vid}': shape {list(shape)} has a negative dim")
+        n = 1
+        for d in shape:
+            n *= d
+        self._check_span(vid, value, n * (ARGMAX_RECORD_BYTES if value.layout == "argmax" else 2))
         if value.layout == "argmax":
             rec = np.frombuffer(self.hal.read_mem(value.addr, ARGMAX_RECORD_BYTES * n), dtype="<i4").reshape(n, 2)
             return rec[:, 0].reshape(shape).astype(dtype)
@@ -204,6 +220,11 @@ class Runtime:
                 raise RunError(f"stream '{name}' entry {p.index}: {p.field} = {v} does not fit "
                                f"its {p.width}-bit field (dims {dict(env)})")
             off = p.index * INSN_BYTES + 4 * p.word
+            (w,) = struct.unpack_from("<I", self._streams[name], off)
+            bound = w >> p.lo & mask   # the compiled stream holds the field at its upper bound
+            if v > bound:
+                raise RunError(f"stream '{name}' entry {p.index}: {p.field} = {v} exceeds the upper bound "
+                               f"{bound} the stream was compiled with (dims {dict(env)})")
             (w,) = struct.unpack_from("<I", data, off)
             struct.pack_into("<I", data, off, (w & ~(mask << p.lo) & 0xFFFFFFFF) | (v << p.lo))
         for i in off_entries:
@@ -241,6 +262,16 @@ class Runtime:
         self._written[name] = data
         self.hal.run_stream(s.addr, s.count)
         self.hal.wait()
+
+
+def _host_op(entry: str, step: HostStep, args: list, attrs: dict, dst: ValueInfo) -> np.ndarray:
+    """``step`` run by its host kernel; a kernel that cannot take the operands and attributes the manifest
+    gives is a :class:`RunError` naming the step (the manifest is data: its values may be any JSON)."""
+    try:
+        return run_host_op(step.op, args, attrs, dst.dtype)
+    except (HostOpError, ValueError, TypeError, KeyError, IndexError, OverflowError, MemoryError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RunError(f"entry '{entry}': host op '{step.op}' (writing {step.dst}) cannot run: {why}") from None
 
 
 def _eval(expr: str, env: Mapping[str, int]) -> int:

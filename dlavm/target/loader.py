@@ -22,38 +22,66 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.json"))
 
 
+def _refuse_duplicates(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise TargetError(f"field(s) {dup} given more than once")
+    return dict(pairs)
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise TargetError(f"target file {str(path)!r} does not exist")
-    text = path.read_text()
+        raise TargetError(f"target file {str(path)!r} does not exist or is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TargetError(f"target file {str(path)!r} cannot be read as UTF-8 text: {exc}") from None
     if path.suffix in (".yaml", ".yml"):
         try:
             import yaml  # optional dependency: JSON is always available
         except ImportError as exc:
             raise TargetError(f"target file {str(path)!r} is YAML but PyYAML is not installed; "
                               "use JSON or install pyyaml") from exc
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise TargetError(f"target file {str(path)!r} is not valid YAML: {exc}") from None
     else:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_refuse_duplicates)
         except json.JSONDecodeError as exc:
-            raise TargetError(f"target file {str(path)!r} is not valid JSON: {exc}") from exc
+            raise TargetError(f"target file {str(path)!r} is not valid JSON: {exc}") from None
+        except (TargetError, RecursionError) as exc:
+            raise TargetError(f"target file {str(path)!r}: {exc or 'nested too deeply'}") from None
     if not isinstance(data, dict):
-        raise TargetError(f"target file {str(path)!r} must hold an object of target fields")
+        raise TargetError(f"target file {str(path)!r} must hold an object of target fields, "
+                          f"not {type(data).__name__}")
     return data
 
 
-def _resolve(data: dict[str, Any], origin: str, here: Path | None, seen: tuple[str, ...]) -> Target:
+def _resolve(data: dict[str, Any], origin: str, where: str, here: Path | None, seen: tuple[str, ...]) -> Target:
+    """The Target of one file's ``data``; a refusal is prefixed with ``where`` (the file)."""
     data = dict(data)
     base_ref = data.pop("base", None)
-    if base_ref is None:
-        return target_from_dict(data)
-    base = _load(str(base_ref), here, seen + (origin,))
-    return target_from_dict(data, base=base)
+    base = None
+    if base_ref is not None:
+        if not isinstance(base_ref, str) or not base_ref:
+            raise TargetError(f"{where}: field base = {base_ref!r} must be a string naming a built-in target "
+                              "or a target file")
+        try:
+            base = _load(base_ref, here, seen + (origin,))
+        except TargetError as exc:
+            raise TargetError(f"{where}: base {base_ref!r}: {exc}") from None
+    try:
+        return target_from_dict(data, base=base)
+    except TargetError as exc:
+        raise TargetError(f"{where}: {exc}") from None
 
 
 def _load(ref: str, here: Path | None, seen: tuple[str, ...]) -> Target:
-    if ref in builtin_names():
+    builtin = ref in builtin_names()
+    if builtin:
         key, path = ref, BUILTIN_DIR / f"{ref}.json"
     else:
         path = Path(ref)
@@ -65,7 +93,8 @@ def _load(ref: str, here: Path | None, seen: tuple[str, ...]) -> Target:
         key = str(path.resolve())
     if key in seen:
         raise TargetError(f"'base' chain loops: {' -> '.join(seen + (key,))}")
-    return _resolve(_read_file(path), key, path.parent, seen)
+    where = f"built-in target {key!r}" if builtin else f"target file {str(path)!r}"
+    return _resolve(_read_file(path), key, where, path.parent, seen)
 
 
 @lru_cache(maxsize=64)

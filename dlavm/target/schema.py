@@ -10,6 +10,7 @@ schema, never subclasses.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -33,8 +34,10 @@ class Target:
     is the one place the reference values are written, and variants inherit
     them with ``"base": "vcu128"`` (see loader.py).
 
-    Guarantees after construction: every integer field is positive where a
-    size or count is meant, the three memory regions do not overlap and fit
+    Guarantees after construction: every field has its declared type exactly
+    (an ``int`` field holds an integer, never a float or a bool; a ``float``
+    field is finite), every integer field is positive where a size or count
+    is meant, the three memory regions do not overlap and fit
     in ``address_bits``, and ``weight_formats`` only names formats the ISA
     knows. A violation raises :class:`TargetError` naming the field.
     """
@@ -101,13 +104,11 @@ class Target:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("int", "float") and not isinstance(value, bool):
-                if not isinstance(value, (int, float)):
-                    raise TargetError(f"target {self.name!r}: field {f.name} must be a number, got {value!r}")
-                if value < 0 or (value == 0 and f.name not in _MAY_BE_ZERO):
-                    raise TargetError(f"target {self.name!r}: field {f.name} must be > 0, got {value!r}")
+            _check_field_type(self.name, f.name, f.type, getattr(self, f.name))
         object.__setattr__(self, "weight_formats", tuple(self.weight_formats))
+        if not self.weight_formats:
+            raise TargetError(f"target {self.name!r}: field weight_formats is empty; give at least one of "
+                              f"{KNOWN_WEIGHT_FORMATS}")
         for fmt in self.weight_formats:
             if fmt not in KNOWN_WEIGHT_FORMATS:
                 raise TargetError(f"target {self.name!r}: weight format {fmt!r} unknown; "
@@ -196,6 +197,41 @@ def _check_numerics(t: "Target") -> None:
                              f"more than {_EXACT_BITS} bits (doc/isa.md 7.2)")
 
 
+#: Largest value of an integer field: the C++ runtime holds every field in a signed 64-bit integer.
+INT_FIELD_MAX = 2**63 - 1
+
+
+def _check_field_type(target: object, name: str, kind: str, value: object) -> None:
+    """Refuse a field value of the wrong type or range, naming the field, the value and the rule.
+
+    ``int`` fields take JSON integers only (no ``2.5``, no ``2.0``, no ``true``), in
+    ``[1, INT_FIELD_MAX]`` (``[0, ...]`` for the fields of ``_MAY_BE_ZERO``); ``float`` fields take
+    finite numbers > 0 (integers too, never booleans); ``str`` fields take strings (``name`` not
+    empty); ``weight_formats`` takes a list of strings.
+    """
+    def refuse(rule: str) -> None:
+        raise TargetError(f"target {target!r}: field {name} = {value!r} {rule}")
+
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            refuse(f"must be an integer, not {type(value).__name__}")
+        low = 0 if name in _MAY_BE_ZERO else 1
+        if not low <= value <= INT_FIELD_MAX:
+            refuse(f"must be in [{low}, 2**63 - 1]")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            refuse(f"must be a number, not {type(value).__name__}")
+        if not math.isfinite(value) or value <= 0:
+            refuse("must be a finite number > 0")
+    elif kind == "str":
+        if not isinstance(value, str):
+            refuse(f"must be a string, not {type(value).__name__}")
+        if name == "name" and not value.strip():
+            refuse("must not be empty")
+    elif not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        refuse("must be a list of format names (strings)")
+
+
 _MAY_BE_ZERO = {"hbm_base", "burst_overhead_cycles", "dma_latency", "mvm_latency",
                 "mat_latency", "sfu_latency", "dma_setup_cycles"}
 
@@ -212,8 +248,6 @@ def target_from_dict(data: dict[str, Any], base: Target | None = None) -> Target
     if unknown:
         raise TargetError(f"unknown target field(s) {unknown}; known fields: {', '.join(FIELD_NAMES)}")
     values = dict(data)
-    if "weight_formats" in values:
-        values["weight_formats"] = tuple(values["weight_formats"])
     if base is None:
         if "name" not in values:
             raise TargetError("a target needs a 'name' (or a 'base' to inherit from)")

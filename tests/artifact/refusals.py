@@ -212,13 +212,18 @@ def _expr(field, value, rule):
 
 #: Rules only the Python reader applies (fields the C++ runtime does not read).
 PYTHON = [
-    ("expression syntax", _expr("expr", "seq +", "malformed size expression 'seq +': invalid syntax")),
-    ("expression call", _expr("expr", "__import__('os')", "size expression \"__import__('os')\" calls something "
-                                                          "other than min/max")),
-    ("expression attribute", _expr("expr", "seq.real", "size expression 'seq.real' uses a forbidden construct "
-                                                       "(Attribute)")),
-    ("expression power", _expr("expr", "seq ** seq", "size expression 'seq ** seq': '**' needs a name or literal "
-                                                     "base and a literal exponent in [0, 64]")),
+    ("expression syntax", _expr("expr", "seq +", "malformed size expression 'seq +': unexpected end of text")),
+    ("expression call", _expr("expr", "open(seq)", "size expression 'open(seq)' calls 'open'; only min and max "
+                                                   "may be called")),
+    ("expression quote", _expr("expr", "__import__('os')", "malformed size expression \"__import__('os')\": "
+                                                           "unexpected character \"'\"")),
+    ("expression attribute", _expr("expr", "seq.real", "malformed size expression 'seq.real': unexpected "
+                                                       "character '.'")),
+    ("expression power", _expr("expr", "9**9**9", "malformed size expression '9**9**9': '**' (exponentiation) "
+                                                  "is not allowed")),
+    ("expression literal past int64", _expr("expr", "seq + 9223372036854775808",
+                                            "size expression 'seq + 9223372036854775808': a literal is outside "
+                                            "int64")),
     ("expression too long", _expr("expr", "+".join(["seq"] * 3000),
                                   "size expression is 11999 characters long; the limit is 8192")),
     ("expression too deep", _expr("expr", "-" * 100 + "seq", "size expression '" + "-" * 40 + "'... is nested "
@@ -245,4 +250,281 @@ PYTHON = [
     ("isa version", _set(("isa_version",), "one", 'isa_version: "one" is not MAJOR.MINOR')),
     ("nan in a description", _set(("target", "description", "clock_mhz"), float("nan"),
                                   "is not valid JSON: NaN is not JSON")),
+]
+
+
+# --- an artifact is untrusted input: rules on the manifest's checksum, the files and the memory map ---------
+
+def unsealed(mutate):
+    """Mark a mutation whose manifest the test must not reseal (``manifest.sha256`` is left as written)."""
+    mutate.unsealed = True
+    return mutate
+
+
+@unsealed
+def _edited_after_sealing(m, d):
+    m["model"] = m["model"] + "x"
+    return "manifest.json: does not match manifest.sha256 (recorded "
+
+
+@unsealed
+def _no_sum(m, d):
+    (d / "manifest.sha256").unlink()
+    return "manifest.sha256: not found (the writer records the sha256 of manifest.json there)"
+
+
+@unsealed
+def _bad_sum(m, d):
+    (d / "manifest.sha256").write_text("0" * 63 + "  manifest.json\n")
+    return 'manifest.sha256: must be the one line "<64 lowercase hex digits>  manifest.json"'
+
+
+def _first(m, prefix):
+    return next(rel for rel in m["files"] if rel.startswith(prefix))
+
+
+def _link_out(m, d):
+    rel = m["weights"][0]["file"]
+    outside = d.parent / "outside.bin"
+    outside.write_bytes((d / rel).read_bytes())    # same bytes, same sha256: only the link is wrong
+    (d / rel).unlink()
+    (d / rel).symlink_to(outside)
+    return f'file "{rel}": "{rel}" is a symbolic link; an artifact holds regular files only'
+
+
+def _dir_link_out(m, d):
+    import shutil
+    rel = _first(m, "weights/")
+    shutil.move(str(d / "weights"), str(d.parent / "weights_outside"))
+    (d / "weights").symlink_to(d.parent / "weights_outside")
+    return f'file "{rel}": "weights" is a symbolic link; an artifact holds regular files only'
+
+
+def _link_to_dev_zero(m, d):
+    rel = m["host_consts"][0]["file"]
+    (d / rel).unlink()
+    (d / rel).symlink_to("/dev/zero")
+    return f'file "{rel}": "{rel}" is a symbolic link; an artifact holds regular files only'
+
+
+def _fifo(m, d):
+    import os
+    rel = _s(m)["asm"]
+    (d / rel).unlink()
+    os.mkfifo(d / rel)    # opening it for reading must not block
+    return f'file "{rel}" is not a regular file'
+
+
+def _directory(m, d):
+    rel = _s(m)["asm"]
+    (d / rel).unlink()
+    (d / rel).mkdir()
+    return f'file "{rel}" is not a regular file'
+
+
+def _named_twice(m, d):
+    m["weights"][1]["file"] = m["weights"][0]["file"]
+    return f'weights[1].file: "{m["weights"][0]["file"]}" is already named by weights[0].file'
+
+
+def _weight_size(m, d):
+    w = m["weights"][0]
+    n = w["nbytes"]
+    w["nbytes"] = n - 32
+    return f"weights[0].file: holds {n} bytes, its nbytes is {n - 32}"
+
+
+def _host_const_size(m, d):
+    c = m["host_consts"][0]
+    n = (d / c["file"]).stat().st_size
+    c["shape"][0] += 1
+    import numpy as np
+    want = np.dtype(c["dtype"]).itemsize * int(np.prod(c["shape"]))
+    return f"host_consts[0].file: holds {n} bytes, its {c['dtype']} shape {c['shape']} needs {want}"
+
+
+def _patched_insn(m, d):
+    """(patch 0, the instruction format of its entry) read from the stream file."""
+    from dlavm.target.isa import INSN_BYTES, OPS_BY_CODE
+    s = _s(m)
+    p = s["patches"][0]
+    return p, OPS_BY_CODE[(d / s["file"]).read_bytes()[p["index"] * INSN_BYTES]]
+
+
+def _patch_word(m, d):
+    p, fmt = _patched_insn(m, d)
+    f = fmt.field(p["field"])
+    p["word"] = f.word + 1
+    return f"streams.{STREAM}.patches[0].word: {fmt.mnemonic}.{f.name} has word {f.word}, got {f.word + 1}"
+
+
+def _patch_field(m, d):
+    p, fmt = _patched_insn(m, d)
+    p["field"] = "nosuch"
+    return f'streams.{STREAM}.patches[0].field: "nosuch" is not a field of {fmt.mnemonic} (entry {p["index"]})'
+
+
+def _patch_kind(m, d):
+    p, fmt = _patched_insn(m, d)
+    f = fmt.field(p["field"])
+    other = "uint" if f.kind == "addr" else "addr"
+    p["kind"] = other
+    return f'streams.{STREAM}.patches[0].kind: {fmt.mnemonic}.{f.name} has kind "{f.kind}", got "{other}"'
+
+
+def _pool_outside(m, d):
+    pool = m["memory"]["weights"]
+    pool["base"] = 2**40
+    return f"memory.weights: [{2**40}, {2**40 + pool['used']}) is outside the target's hbm region"
+
+
+def _pools_overlap(m, d):
+    w, kv = m["memory"]["weights"], m["memory"]["kv"]
+    shift = kv["base"] - w["base"]
+    kv["base"] = w["base"]
+    for b in kv["buffers"].values():
+        b[0] -= shift
+    return f"memory.kv: [{w['base']}, {w['base'] + kv['used']}) overlaps memory.weights [{w['base']}, "
+
+
+def _buffers_overlap(m, d):
+    bufs = m["memory"]["kv"]["buffers"]
+    (n0, b0), (n1, b1) = sorted(bufs.items(), key=lambda kv: kv[1][0])[:2]
+    b1[0] = b0[0] + 32
+    return f'memory.kv.buffers.{n1}: [{b1[0]}, {b1[0] + b1[1]}) overlaps buffer "{n0}" [{b0[0]}, {b0[0] + b0[1]})'
+
+
+def _buffer_outside(m, d):
+    pool = m["memory"]["kv"]
+    name, b = next(iter(pool["buffers"].items()))
+    b[0] = pool["base"] + pool["used"]
+    return f"memory.kv.buffers.{name}: [{b[0]}, {b[0] + b[1]}) is outside the pool"
+
+
+def _stream_at_zero(m, d):
+    s = _s(m)
+    s["addr"] = 0
+    return f"streams.{STREAM}.addr: [0, {s['count'] * 64}) is outside memory.streams"
+
+
+def _blob_past_buffer(m, d):
+    w = m["weights"][0]
+    size = m["memory"]["weights"]["buffers"][w["name"]][1]
+    w["nbytes"] = size + 32
+    return f"weights[0].nbytes: must be <= its buffer's size ({size}), got {size + 32}"
+
+
+def _value_nowhere(m, d):
+    vals = m["entries"]["forward"]["values"]
+    vid = next(k for k, v in vals.items() if v["addr"] is not None)
+    vals[vid]["addr"] = 0
+    return f"entries.forward.values.{vid}.addr: 0 is in no activations or kv pool"
+
+
+def _blob_missing(m, d):
+    w = m["weights"].pop(0)
+    return f"memory.weights.buffers.{w['name']}: has no blob in weights (weights_complete is true)"
+
+
+def _blob_twice(m, d):
+    m["weights"][1]["name"] = m["weights"][0]["name"]
+    m["weights"][1]["addr"] = m["weights"][0]["addr"]
+    return f'weights[1].name: "{m["weights"][0]["name"]}" already has a blob (weights[0])'
+
+
+def _output_unwritten(m, d):
+    e = m["entries"]["forward"]
+    out = e["outputs"][0]["value"]
+    i = next(i for i, s in enumerate(e["steps"]) if s.get("dst") == out)
+    e["steps"][i]["dst"] = e["outputs"][0]["value"] + "_other"
+    e["values"][out + "_other"] = e["values"][out]
+    return f'entries.forward.outputs[0].value: "{out}" is not written by any step'
+
+
+def _read_before_written(m, d):
+    e = m["entries"]["forward"]
+    i, st = next((i, s) for i, s in enumerate(e["steps"]) if s["kind"] == "host"
+                 and any("value" in a for a in s["args"]))
+    j = next(j for j, a in enumerate(st["args"]) if "value" in a)
+    st["args"][j]["value"] = st["dst"]
+    return f'entries.forward.steps[{i}].args[{j}].value: "{st["dst"]}" is read before any step writes it'
+
+
+def _to_host_of_host_value(m, d):
+    e = m["entries"]["forward"]
+    i, st = next((i, s) for i, s in enumerate(e["steps"]) if s["kind"] == "to_host")
+    e["values"][st["src"]]["addr"] = None
+    return f'entries.forward.steps[{i}].src: "{st["src"]}" is a host value (no addr)'
+
+
+@unsealed
+def _manifest_link(m, d):
+    (d.parent / "manifest_outside.json").write_bytes((d / "manifest.json").read_bytes())
+    (d / "manifest.json").unlink()
+    (d / "manifest.json").symlink_to(d.parent / "manifest_outside.json")
+    return 'file "manifest.json": "manifest.json" is a symbolic link; an artifact holds regular files only'
+
+
+@unsealed
+def _long_sum(m, d):
+    (d / "manifest.sha256").write_text("0" * 2000)
+    return 'file "manifest.sha256" holds 2000 bytes, more than the 1024 it may'
+
+
+def _folder_is_a_file(m, d):
+    import shutil
+    rel = _first(m, "weights/")
+    shutil.rmtree(d / "weights")
+    (d / "weights").write_bytes(b"not a folder")
+    return f'file "{rel}": "weights" is not a directory'
+
+
+#: (name, mutation, C++): rules an artifact from an untrusted source is checked against. Python applies every
+#: row; C++ (``dlavm::Artifact::open``) must refuse the rows marked True with the same message. A mutation
+#: marked :func:`unsealed` leaves ``manifest.sha256`` as the writer wrote it; every other one is resealed, so
+#: the rule itself (not the checksum) refuses it.
+UNTRUSTED = [
+    ("manifest edited after sealing", _edited_after_sealing, True),
+    ("manifest.sha256 missing", _no_sum, True),
+    ("manifest.sha256 malformed", _bad_sum, True),
+    ("files lists manifest.sha256", _set(("files", "manifest.sha256"), "0" * 64,
+                                         'files: path "manifest.sha256" must be a relative path inside the '
+                                         'artifact'), True),
+    ("file is a link out of the artifact", _link_out, True),
+    ("folder is a link out of the artifact", _dir_link_out, True),
+    ("file is a link to /dev/zero", _link_to_dev_zero, True),
+    ("file is a FIFO", _fifo, True),
+    ("file is a directory", _directory, True),
+    ("file named twice", _named_twice, True),
+    ("weight file of another size", _weight_size, True),
+    ("host constant file of another size", _host_const_size, True),
+    ("patch word is not its field's", _patch_word, True),
+    ("patch field is not its instruction's", _patch_field, True),
+    ("patch kind is not its field's", _patch_kind, True),
+    ("manifest.json is a link", _manifest_link, True),
+    ("manifest.sha256 too long", _long_sum, True),
+    ("folder on a path is a file", _folder_is_a_file, True),
+    # False (Python only): the C++ runtime reads no memory map, value, step operand or target description
+    # from the manifest. A generated driver carries the addresses, sizes and steps it was generated for as
+    # constants (checked by this reader when it was generated) and refuses a manifest whose streams, weight
+    # blobs or host constants differ from them (Artifact::expect, tests/clib/test_cpp_driver_untrusted.py).
+    ("pool outside its region", _pool_outside, False),
+    ("pool region unknown", _set(("memory", "kv", "region"), "flash",
+                                 'memory.kv.region: "flash" is not a memory region of the target ('), False),
+    ("pools overlap", _pools_overlap, False),
+    ("buffers overlap", _buffers_overlap, False),
+    ("buffer outside its pool", _buffer_outside, False),
+    ("stream outside memory.streams", _stream_at_zero, False),
+    ("weight blob past its buffer", _blob_past_buffer, False),
+    ("device value in no pool", _value_nowhere, False),
+    ("weight buffer without a blob", _blob_missing, False),
+    ("weight buffer with two blobs", _blob_twice, False),
+    ("output never written", _output_unwritten, False),
+    ("value read before it is written", _read_before_written, False),
+    ("device read of a host value", _to_host_of_host_value, False),
+    ("target description invalid", _set(("target", "description", "hbm_channels"), "x",
+                                        "target.description: not a valid target: "), False),
+    ("target fingerprint of another description", _set(("target", "fingerprint"), "0" * 64,
+                                                        "target.description: does not match target.fingerprint"),
+     False),
 ]

@@ -101,12 +101,27 @@ def test_deep_nesting_is_refused_not_a_recursion_error(good_json):
 
 
 def test_size_expressions_are_bounded():
-    assert eval_expr("min(seq, 64) * 2 + seq ** 2", {"seq": 10}) == 120
-    for bad, why in [("2 ** 10 ** 10", "'\\*\\*' needs"), ("seq ** 65", "'\\*\\*' needs"),
+    assert eval_expr("min(seq, 64) * 2 + seq*seq", {"seq": 10}) == 120
+    for bad, why in [("2 ** 10 ** 10", "exponentiation"), ("seq ** 2", "exponentiation"),
                      ("(" * 300 + "seq" + ")" * 300, "nested"), ("1+" * 5000 + "1", "characters long"),
-                     ("min(seq)", "min/max"), ("seq // 0", "divides by zero")]:
+                     ("min(seq)", "at least two operands"), ("seq // 0", "divides by zero"),
+                     ("seq % (seq - 3)", "divides by zero"),
+                     ("9223372036854775807 + seq", "leaves int64"), ("-9223372036854775808 - seq", "leaves int64"),
+                     ("seq*4611686018427387904", "leaves int64"), ("99999999999999999999999", "outside int64")]:
         with pytest.raises(ExprError, match=why):
             eval_expr(bad, {"seq": 3})
+    assert eval_expr("-9223372036854775808 + seq", {"seq": 3}) == -2**63 + 3
+
+
+def test_size_expression_evaluation_is_linear_in_its_length():
+    """The longest chain the limits allow evaluates in milliseconds (no exponentiation to blow up)."""
+    import time
+    text = "*".join(["seq"] * 2000)
+    t0 = time.perf_counter()
+    with pytest.raises(ExprError, match="leaves int64"):
+        eval_expr(text, {"seq": 3})
+    assert eval_expr("+".join(["seq"] * 2000), {"seq": 3}) == 6000
+    assert time.perf_counter() - t0 < 1.0
 
 
 def test_instruction_records_come_from_the_lowering_and_feed_the_listing(good, good_artifact):

@@ -9,13 +9,15 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dlavm.artifact import ArtifactError, open_artifact, read_artifact_file
+from dlavm.artifact import MANIFEST_SUM, ArtifactError, manifest_sum_text, open_artifact, read_artifact_file
 
 from .mutations import json_values, paths
-from .refusals import BOTH, DEEP_LEVELS, DEEP_MARK, PYTHON
+from .refusals import BOTH, DEEP_LEVELS, DEEP_MARK, PYTHON, UNTRUSTED
 
 
 def _damaged(good, tmp_path, mutate):
+    """A copy of ``good`` broken by ``mutate``, its manifest resealed (a new ``manifest.sha256``) unless the
+    mutation is marked unsealed, so the rule under test is what refuses it; returns (dir, expected text)."""
     d = tmp_path / "art"
     shutil.copytree(good, d)
     m = json.loads((d / "manifest.json").read_text())
@@ -23,6 +25,8 @@ def _damaged(good, tmp_path, mutate):
     text = json.dumps(m, indent=1)
     text = text.replace(json.dumps(DEEP_MARK), "[" * DEEP_LEVELS + "1" + "]" * DEEP_LEVELS)
     (d / "manifest.json").write_text(text)
+    if not getattr(mutate, "unsealed", False):
+        (d / MANIFEST_SUM).write_text(manifest_sum_text(text.encode()))
     return d, expect
 
 
@@ -69,6 +73,16 @@ def test_the_python_reader_refuses_what_only_it_reads(good_artifact, tmp_path, n
     assert expect in py and py.startswith(f"artifact {d}: manifest.json: "), py
 
 
+@pytest.mark.parametrize("name,mutate,cpp", UNTRUSTED, ids=[n for n, _, _ in UNTRUSTED])
+def test_untrusted_artifact_rules(good_artifact, cpp_reader, tmp_path, name, mutate, cpp):
+    """Python refuses every row; the C++ reader refuses the rows marked for it with the same message."""
+    d, expect = _damaged(good_artifact, tmp_path, mutate)
+    py = _python(d)
+    assert expect in py and py.startswith(f"artifact {d}: ") and "\n" not in py, py
+    if cpp:
+        assert _cpp(cpp_reader, d) == py
+
+
 @pytest.mark.parametrize("text,why", [("{not json", "manifest.json: is not valid JSON: "),
                                       ("[1, 2]", "manifest.json: must hold a JSON object"),
                                       ('{"format": "dlavm-artifact", "format": "x"}', "manifest.json: is not valid "
@@ -77,6 +91,7 @@ def test_text_that_is_not_a_manifest_is_refused_by_both(good_artifact, cpp_reade
     d = tmp_path / "art"
     shutil.copytree(good_artifact, d)
     (d / "manifest.json").write_text(text)
+    (d / MANIFEST_SUM).write_text(manifest_sum_text(text.encode()))
     py, cpp = _python(d), _cpp(cpp_reader, d)
     assert py.startswith(f"artifact {d}: {why}") and cpp.startswith(f"artifact {d}: {why}"), (py, cpp)
 
@@ -91,7 +106,7 @@ def test_a_file_is_reread_and_checked_when_it_is_read(good_artifact, cpp_reader,
     assert out.read_bytes() == read_artifact_file(d, m, rel) == (d / rel).read_bytes()
     with pytest.raises(ArtifactError, match='file "manifest.json" is not listed in manifest.json'):
         read_artifact_file(d, m, "manifest.json")
-    (d / rel).write_bytes(b"changed after opening")
+    (d / rel).write_bytes(bytes(len((d / rel).read_bytes())))   # same size, other bytes
     with pytest.raises(ArtifactError, match=f'file "{rel}" does not match its sha256'):
         read_artifact_file(d, m, rel)
     res = subprocess.run([str(cpp_reader), "artifact", str(d), rel, str(out)], capture_output=True, text=True)
@@ -115,7 +130,9 @@ def test_random_damage_never_crashes_the_cpp_reader_and_it_refuses_no_more_than_
         parent[path[-1]] = data.draw(json_values())
     else:
         del parent[path[-1]]
-    (d / "manifest.json").write_text(json.dumps(m))
+    text = json.dumps(m)
+    (d / "manifest.json").write_text(text)
+    (d / MANIFEST_SUM).write_text(manifest_sum_text(text.encode()))
     res = subprocess.run([str(cpp_reader), "artifact", str(d)], capture_output=True, text=True, timeout=60)
     assert res.returncode in (0, 2), res.stdout + res.stderr
     try:

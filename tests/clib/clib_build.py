@@ -21,8 +21,9 @@ SANITIZER_EXIT_CODE = 86
 
 @functools.lru_cache(maxsize=None)
 def _make_var(target: str) -> str:
-    res = subprocess.run(["make", "-s", "-C", str(CLIB), target], capture_output=True, text=True, timeout=60,
-                         check=True)
+    # --no-print-directory: under `make test` (a sub-make) make would add "Entering directory" lines
+    res = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(CLIB), target], capture_output=True,
+                         text=True, timeout=60, check=True)
     return res.stdout.strip()
 
 

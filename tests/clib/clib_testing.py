@@ -38,11 +38,15 @@ def run_program(exe: Path, *args, check_rc: int | None = 0, timeout: float = 60)
 
 
 def write_artifact(directory: Path, files: dict[str, bytes], manifest) -> Path:
-    """An artifact dir: the files plus ``manifest`` (a ``dlavm.artifact.Manifest``) listing their sha256."""
+    """An artifact dir: the files plus ``manifest`` (a ``dlavm.artifact.Manifest``) listing their sha256, sealed
+    with ``manifest.sha256`` as the compiler's writer seals it."""
+    from dlavm.artifact import MANIFEST_SUM, manifest_sum_text
     directory.mkdir(parents=True, exist_ok=True)
     for rel, data in files.items():
         (directory / rel).parent.mkdir(parents=True, exist_ok=True)
         (directory / rel).write_bytes(data)
     sums = {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
-    (directory / "manifest.json").write_text(dataclasses.replace(manifest, files=sums).dumps())
+    text = dataclasses.replace(manifest, files=sums).dumps()
+    (directory / "manifest.json").write_text(text)
+    (directory / MANIFEST_SUM).write_text(manifest_sum_text(text.encode()))
     return directory

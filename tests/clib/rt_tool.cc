@@ -6,6 +6,8 @@
 //   sha256 FILE...               one hex digest per line
 //   json FILE                    the parsed value's dump(), or "ParseError OFFSET: message" (exit 2)
 //   artifact DIR [REL OUT]       verify; list files (or copy REL to OUT), or "ArtifactError: message" (exit 2)
+//   artifact-reread DIR REL OUT  verify, print "opened", wait for a line on stdin, then copy REL to OUT
+//   artifact-expect DIR JSON     verify, then Artifact::expect(JSON): "ok" or "ArtifactError: message" (exit 2)
 //   constants                    register addresses and protocol numbers, "NAME VALUE" per line
 //   device URI read ADDR N | write-reg ADDR VALUE | patch-word STREAM ENTRY WORD VALUE | target
 //                                one device call; "DeviceError KIND: message" (exit 3) on failure
@@ -120,6 +122,29 @@ int main(int argc, char** argv) {
       std::cout << "ArtifactError: " << e.what() << "\n";
       return 2;
     }
+  } else if (cmd == "artifact-reread" && argc == 5) {
+    // open, say so, wait for a line on stdin (the test changes a file meanwhile), then read REL
+    try {
+      const dlavm::Artifact a = dlavm::Artifact::open(argv[2]);
+      std::cout << "opened" << std::endl;
+      std::string line;
+      std::getline(std::cin, line);
+      const std::vector<uint8_t> bytes = a.read_file(argv[3]);
+      spit(argv[4], bytes.data(), bytes.size());
+      std::cout << "read " << bytes.size() << "\n";
+    } catch (const dlavm::ArtifactError& e) {
+      std::cout << "ArtifactError: " << e.what() << "\n";
+      return 2;
+    }
+  } else if (cmd == "artifact-expect" && argc == 4) {
+    try {
+      const dlavm::Artifact a = dlavm::Artifact::open(argv[2]);
+      a.expect(dlavm::json::parse(argv[3]), "this tool");
+      std::cout << "ok\n";
+    } catch (const dlavm::ArtifactError& e) {
+      std::cout << "ArtifactError: " << e.what() << "\n";
+      return 2;
+    }
   } else if (cmd == "constants") {
     namespace r = dlavm::reg;
     namespace p = dlavm::protocol;
@@ -134,7 +159,8 @@ int main(int argc, char** argv) {
         {"op.READ_REG", p::READ_REG}, {"op.WRITE_MEM", p::WRITE_MEM}, {"op.READ_MEM", p::READ_MEM},
         {"op.WAIT", p::WAIT}, {"op.STATS", p::STATS}, {"op.RESET", p::RESET}, {"op.TRACE", p::TRACE},
         {"status.OK", p::OK}, {"status.DEVICE_ERROR", p::DEVICE_ERROR}, {"status.BAD_REQUEST", p::BAD_REQUEST},
-        {"status.TIMEOUT", p::TIMEOUT}, {"status.INTERNAL", p::INTERNAL}};
+        {"status.TIMEOUT", p::TIMEOUT}, {"status.INTERNAL", p::INTERNAL},
+        {"status.BUSY", p::BUSY}};
     for (const auto& row : rows) std::printf("%s %" PRIu64 "\n", row.first, row.second);
   } else if (cmd == "device") {
     return device_cmd(argc, argv);

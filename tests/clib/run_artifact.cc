@@ -8,9 +8,10 @@
 //   "weights":  [{"file", "addr"}]                         blobs to preload
 //   "streams":  the first stream's "file", "addr" and "patches" [{"index", "word", "lo", "width", "expr"}],
 //               where each patch is a whole word (lo 0, width 32) whose expression is a dim name
-//   "entries":  the first entry's first output value: "addr" and "shape" (dim names or integers),
-//               read as float16
-// Prints "DeviceError KIND: message" and exits 3 when the device refuses.
+//   "entries":  the first entry's first output: the device value its to_host step reads ("addr" and
+//               "shape": dim names or integers), read as float16
+// Prints "DeviceError KIND: message" and exits 3 when the device refuses, "error: message" and exits 2
+// for any other failure (a refused artifact, a patch outside the stream).
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -53,19 +54,29 @@ int main(int argc, char** argv) {
     dev->wait();
 
     const dlavm::json::Value& entry = m["entries"].as_object().at(0).second;
-    const dlavm::json::Value& out = entry["values"][entry["outputs"][size_t{0}]["value"].as_string()];
+    const std::string& result = entry["outputs"][size_t{0}]["value"].as_string();
+    const dlavm::json::Value* out = nullptr;  // the device value the to_host step producing `result` reads
+    for (const dlavm::json::Value& step : entry["steps"].as_array()) {
+      if (step["kind"].as_string() == "to_host" && step["dst"].as_string() == result) {
+        out = &entry["values"][step["src"].as_string()];
+      }
+    }
+    if (!out) throw std::runtime_error("no to_host step produces the output " + result);
     size_t nbytes = 2;  // float16
-    for (const dlavm::json::Value& d : out["shape"].as_array()) {
+    for (const dlavm::json::Value& d : (*out)["shape"].as_array()) {
       const std::string& e = d.as_string();
       nbytes *= static_cast<size_t>(dims.count(e) ? dims.at(e) : std::stoll(e));
     }
-    const std::vector<uint8_t> y = dev->read_mem(static_cast<uint64_t>(out["addr"].as_int()), nbytes);
+    const std::vector<uint8_t> y = dev->read_mem(static_cast<uint64_t>((*out)["addr"].as_int()), nbytes);
     std::ofstream(argv[3], std::ios::binary).write(reinterpret_cast<const char*>(y.data()),
                                                   static_cast<std::streamsize>(y.size()));
     std::cout << "cycles " << dev->cycles() << "\n";
   } catch (const dlavm::DeviceError& e) {
     std::cout << "DeviceError " << e.kind() << ": " << e.what() << "\n";
     return 3;
+  } catch (const std::exception& e) {  // a refused artifact (ArtifactError), a bad index, ...
+    std::cout << "error: " << e.what() << "\n";
+    return 2;
   }
   return 0;
 }

@@ -15,7 +15,7 @@ import pytest
 from clib_testing import CLIB, CXXFLAGS, ROOT, ServerThread, run_program, write_artifact
 from dlavm.devlink import protocol, socket_client
 from dlavm.artifact import (FORMAT, MANIFEST_VERSION, Buffer, Dim, Entry, EntryOutput, InsnRecord, Manifest, Patch,
-                            Pool, Stream, StreamStep, TargetInfo, ValueInfo, WeightBlob, open_artifact,
+                            Pool, Stream, StreamStep, TargetInfo, ToHostStep, ValueInfo, WeightBlob, open_artifact,
                             read_artifact_file)
 from dlavm.target import asm, get_target, isa
 from dlavm.target.layout import pack_int4, quantize_int4
@@ -33,8 +33,8 @@ def _build_artifact(directory):
     gamma = (1 + 0.1 * rng.standard_normal(K)).astype(np.float16)
     q, scales = quantize_int4(rng.standard_normal((N, K)).astype(np.float32), t.int4_group)
     w = pack_int4(q, t.int4_group)
-    a_x, a_g, a_h, a_y = sram, sram + 0x1000, sram + 0x2000, sram + 0x3000
-    a_w, a_s = hbm, hbm + 0x10000
+    a_w, a_s, a_x, a_g = hbm, hbm + 0x10000, hbm + 0x18000, hbm + 0x19000   # preloaded: memory.weights
+    a_h, a_y = sram + 0x2000, sram + 0x3000                                  # scratch: memory.activations.main
     text = "\n".join([
         f"rmsnorm src={a_x:#x} dst={a_h:#x} gamma={a_g:#x} rows={M_MAX} cols={K} eps=1e-5",
         f"mvm wfmt=int4 x={a_h:#x} w={a_w:#x} wscale={a_s:#x} out={a_y:#x} m={M_MAX} k={K} n={N} wait=sfu",
@@ -50,11 +50,16 @@ def _build_artifact(directory):
         format=FORMAT, version=MANIFEST_VERSION, isa_version=f"{isa.ISA_VERSION >> 16}.{isa.ISA_VERSION & 0xFFFF}",
         target=TargetInfo(t.name, t.fingerprint(), t.to_dict()), model="e2e", weights_format="int4",
         weights_complete=True, dims={"M": Dim(1, M_MAX)},
-        memory={"weights": Pool("hbm", hbm, 0, {n: Buffer(addr, data.nbytes) for n, (data, addr) in blobs.items()})},
+        memory={"weights": Pool("hbm", hbm, 0x20000, {n: Buffer(addr, data.nbytes) for n, (data, addr)
+                                                      in blobs.items()}),
+                "activations.main": Pool("sram", sram, 0x4000, {}),
+                "streams": Pool("ddr", ddr, 2 * isa.INSN_BYTES, {})},
         weights=tuple(WeightBlob(n, f"weights/{n}.bin", addr, data.nbytes) for n, (data, addr) in blobs.items()),
         host_consts=(),
         entries={"main": Entry((), (), (), (EntryOutput("y", y_shape, "float16"),),
-                               {"y": ValueInfo(y_shape, "float16", a_y, "dense")}, (StreamStep("main"),))},
+                               {"y_dev": ValueInfo(y_shape, "float16", a_y, "dense"),
+                                "y": ValueInfo(y_shape, "float16", None, "dense")},
+                               (StreamStep("main"), ToHostStep("y_dev", "y", "float16")))},
         streams={"main": Stream("streams/main.bin", "streams/main.asm", ddr, 2,
                                 (Patch(0, "rows", rows.word, rows.lo, rows.width, "uint", "M"),
                                  Patch(1, "m", m.word, m.lo, m.width, "uint", "M")), (),
@@ -79,7 +84,9 @@ def _run_in_process(directory, dims: dict[str, int]) -> tuple[bytes, list, int]:
     dev.write_mem(s.addr, bytes(stream))
     dev.run_stream(s.addr, s.count)
     dev.wait()
-    out = m.entries["main"].values[m.entries["main"].outputs[0].value]
+    entry = m.entries["main"]
+    read_back = next(st for st in entry.steps if st.TAG == "to_host" and st.dst == entry.outputs[0].value)
+    out = entry.values[read_back.src]
     y = dev.read_mem(out.addr, 2 * int(np.prod([dims.get(d) or int(d) for d in out.shape])))
     return y, log, dev.cycles()
 

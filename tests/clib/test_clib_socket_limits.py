@@ -1,6 +1,7 @@
-"""The C++ socket client against a malicious server on 127.0.0.1: a reply longer than the negotiated
+"""The C++ socket client against malicious servers on 127.0.0.1: a reply longer than the negotiated
 message limit (the smaller of the server's announced limit and the client's own, doc/runtime_cpp.md)
-is refused with a ConnectionError before any buffer of that size is allocated."""
+is refused with a ConnectionError before any buffer of that size is allocated, and a refused
+handshake releases its connection."""
 from __future__ import annotations
 
 import socket
@@ -10,9 +11,9 @@ import threading
 import pytest
 
 from clib_testing import run_program
+from dlavm.devlink.protocol import PROTOCOL_VERSION
 
 CLIENT_MAX = 64 << 20        # protocol::kDefaultMaxMessage (test_cpp_constants_match... keeps it equal)
-PROTOCOL_VERSION = 1
 
 
 def _recv_exact(conn, n: int) -> bytes:
@@ -74,3 +75,42 @@ def test_a_reply_past_the_negotiated_limit_is_refused(cpp_programs, announced_ma
     assert res.stdout.strip() == (f"DeviceError ConnectionError: device server 127.0.0.1:{srv.port}: reply length "
                                   f"{reply_len} is outside 1..{limit} (the negotiated message limit); "
                                   f"refusing to read it")
+
+
+class WrongVersionServer:
+    """Serves ``n`` clients one after the other: answers each HELLO with protocol version 99, then
+    waits until that client hangs up before accepting the next."""
+
+    def __init__(self, n: int):
+        self.n, self.served = n, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        for _ in range(self.n):
+            conn, _ = self.sock.accept()
+            with conn:
+                (n,) = struct.unpack("<I", _recv_exact(conn, 4))
+                _recv_exact(conn, n)
+                hello = bytes([0]) + struct.pack("<HI", 99, 4096) + b"future"
+                conn.sendall(struct.pack("<I", len(hello)) + hello)
+                while conn.recv(4096):                             # until the client closes
+                    pass
+            self.served += 1
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(timeout=10)
+
+
+def test_a_refused_handshake_releases_the_connection(cpp_programs):
+    srv = WrongVersionServer(3)
+    try:
+        res = run_program(cpp_programs["reopen_device"], f"sim://127.0.0.1:{srv.port}?timeout_s=5", 3, timeout=60)
+    finally:
+        srv.close()
+    want = (f"DeviceError ProtocolError: device server 127.0.0.1:{srv.port} speaks protocol version 99, "
+            f"this client {PROTOCOL_VERSION}")
+    assert res.stdout.splitlines() == [want] * 3 and srv.served == 3

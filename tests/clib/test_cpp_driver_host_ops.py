@@ -1,5 +1,6 @@
 """Host ops and host constants in the generated C++ driver: every dtype ``load_const`` reads gives the
-Python runtime's outputs bit for bit, a constant file of the wrong size is refused, and a model whose
+Python runtime's outputs bit for bit, a constant file of the wrong size or an artifact other than the
+one the driver was generated for is refused, and a model whose
 host ops the C++ driver cannot run says so when it is compiled (report) and saved (refusal)."""
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from dlavm import sym
+from dlavm.artifact import MANIFEST_SUM, manifest_sum_text
 from dlavm.backend.driver import CPP_CONST_DTYPES, cpp_unsupported_host_ops
 from dlavm.compiler import CompileError, compile as dlavm_compile, load
 from dlavm.ir import Constant, Function, Module, TensorType, Var, call
@@ -89,21 +91,51 @@ def test_host_constants_of_every_supported_dtype_match_the_python_runtime(const_
     np.testing.assert_array_equal(got, want.reshape(-1))
 
 
-def test_a_host_constant_file_of_the_wrong_size_is_refused(const_artifact, server, tmp_path):
-    src, exe = const_artifact
+def _reseal(art, manifest):
+    text = json.dumps(manifest)
+    (art / "manifest.json").write_text(text)
+    (art / MANIFEST_SUM).write_text(manifest_sum_text(text.encode()))
+
+
+def _short_const(src, tmp_path):
+    """A copy of ``src`` whose float16 constant file is one element short, listed with its new sha256."""
     art = tmp_path / "art"
     shutil.copytree(src, art)
     manifest = json.loads((art / "manifest.json").read_text())
-    const = next(c for c in manifest["host_consts"] if np.dtype(c["dtype"]).name == "float16")
-    data = (art / const["file"]).read_bytes()[:-2]     # one fp16 element short
+    i, const = next((i, c) for i, c in enumerate(manifest["host_consts"]) if np.dtype(c["dtype"]).name == "float16")
+    data = (art / const["file"]).read_bytes()[:-2]
     (art / const["file"]).write_bytes(data)
-    manifest["files"][const["file"]] = hashlib.sha256(data).hexdigest()   # a consistent, wrong-sized artifact
-    (art / "manifest.json").write_text(json.dumps(manifest))
+    manifest["files"][const["file"]] = hashlib.sha256(data).hexdigest()
+    return art, manifest, i, const
+
+
+def test_a_host_constant_file_of_the_wrong_size_is_refused(const_artifact, server, tmp_path):
+    """Shorter than its shape: refused by Artifact::open (the Python reader's rule and message), before
+    the driver reads it."""
+    src, exe = const_artifact
+    art, manifest, i, const = _short_const(src, tmp_path)
+    _reseal(art, manifest)
     res = _run(exe, server, art, tmp_path, np.zeros((ROWS, DIM), np.float32))
     need = VOCAB * DIM * 2
     assert res.returncode == 1
-    assert res.stderr.strip() == (f"error: host constant {const['file']}: {need - 2} bytes, but its shape and dtype "
-                                  f"float16 need {need}")
+    assert res.stderr.strip() == (f"error: artifact {art}: manifest.json: host_consts[{i}].file: holds {need - 2} "
+                                  f"bytes, its float16 shape [{VOCAB}, {DIM}] needs {need}")
+
+
+def test_an_artifact_the_driver_was_not_generated_for_is_refused(const_artifact, server, tmp_path):
+    """A consistent artifact (the shape says one row less, the file holds one row less) that is not the one
+    the driver carries as constants: refused by the driver, naming the field, before any buffer is used."""
+    src, exe = const_artifact
+    art, manifest, i, const = _short_const(src, tmp_path)
+    data = (art / const["file"]).read_bytes()[:-(DIM * 2 - 2)]
+    (art / const["file"]).write_bytes(data)
+    manifest["files"][const["file"]] = hashlib.sha256(data).hexdigest()
+    const["shape"][0] -= 1
+    _reseal(art, manifest)
+    res = _run(exe, server, art, tmp_path, np.zeros((ROWS, DIM), np.float32))
+    assert res.returncode == 1
+    assert res.stderr.strip() == (f"error: artifact {art}: manifest.json: host_consts[{i}].shape[0]: is {VOCAB - 1}, "
+                                  f"this driver was generated for {VOCAB}")
 
 
 def test_a_model_the_cpp_driver_cannot_run_says_so_at_compile_time(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from dlavm.artifact import Buffer, open_artifact
-from dlavm.cli.compare_cmds import diff_cmd
+from dlavm.cli.main import main as cli_main
 from dlavm.compare import golden
 from dlavm.compare.cases import find_case
 from dlavm.compare.diff import diff_listings, format_diff
@@ -24,7 +24,7 @@ def art(tmp_path_factory):
 
 
 def _diff(*args):
-    return CliRunner().invoke(diff_cmd, [str(a) for a in args])
+    return CliRunner().invoke(cli_main, ["diff"] + [str(a) for a in args])
 
 
 def _moved(cm, delta=0x1000):

@@ -1,17 +1,21 @@
-"""The socket client never allocates what a peer merely announces: every reply is
-bounded by the negotiated message limit (the smaller of the client's and the
-server's), checked before the body is read. Each test talks to a scripted,
-misbehaving server on 127.0.0.1 that serves one connection and stops by itself."""
+"""The socket client against misbehaving servers: it never allocates what a peer merely
+announces (every reply is bounded by the negotiated message limit, the smaller of the client's
+and the server's, checked before the body is read), a reply must arrive whole within the
+client's timeout of its first byte, and a server of another protocol version is refused with a
+clear message and the connection released. Each test talks to a scripted server on 127.0.0.1
+that serves one connection and stops by itself."""
 from __future__ import annotations
 
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
-from dlavm.devlink.protocol import (DEFAULT_MAX_MESSAGE, MIN_MAX_MESSAGE, PROTOCOL_VERSION, FrameLengthError, Op,
-                                    Status, frame, negotiate_max_message, read_frame)
+from dlavm.devlink.protocol import (DEFAULT_MAX_MESSAGE, MIN_MAX_MESSAGE, PROTOCOL_VERSION, FrameLengthError,
+                                    FrameTimeoutError, Op, Status, error_payload, frame, negotiate_max_message,
+                                    read_frame)
 from dlavm.devlink.socket_client import ConnectionLostError, SocketDevice
 
 GIB = 1 << 30
@@ -121,3 +125,86 @@ def test_negotiation_and_framing_rules():
         assert read_frame(b, 64) == bytes([Status.OK]) + b"xyz"
         a.close()
         assert read_frame(b, 64) is None
+
+
+def test_a_server_of_another_protocol_version_is_refused_and_the_connection_released():
+    srv = ScriptedServer([frame(Status.OK, struct.pack("<HI", 1, 4096) + b"tiny")])
+    with pytest.raises(ConnectionLostError, match=f"^device server 127.0.0.1:{srv.port} speaks protocol version 1, "
+                                                  f"this client {PROTOCOL_VERSION}$"):
+        SocketDevice("127.0.0.1", srv.port, timeout=30)
+    srv.thread.join(timeout=3)          # the client hung up at once (the server lingers 10 s otherwise)
+    assert not srv.thread.is_alive()
+
+
+def test_an_old_server_refusing_the_handshake_is_a_clear_error():
+    old = frame(Status.BAD_REQUEST, error_payload("ProtocolError", f"protocol version {PROTOCOL_VERSION} is not "
+                                                                   f"supported (server speaks 1)"))
+    srv = ScriptedServer([old])
+    with pytest.raises(ConnectionLostError, match=f"^device server 127.0.0.1:{srv.port} refused the handshake of "
+                                                  f"protocol version {PROTOCOL_VERSION}: protocol version "
+                                                  f"{PROTOCOL_VERSION} is not supported \\(server speaks 1\\)$"):
+        SocketDevice("127.0.0.1", srv.port, timeout=30)
+    srv.thread.join(timeout=3)
+    assert not srv.thread.is_alive()
+
+
+def _trickle(sock: socket.socket, data: bytes, pause: float, stop: threading.Event) -> None:
+    for byte in data:
+        if stop.wait(pause):
+            return
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            return
+
+
+def test_a_frame_must_arrive_within_its_deadline_however_it_trickles():
+    # Each byte comes within the socket's 1 s timeout, but the frame takes 10 x 0.1 s > 0.5 s.
+    a, b = socket.socketpair()
+    stop = threading.Event()
+    sender = threading.Thread(target=_trickle, args=(a, frame(Status.OK, b"hello"), 0.1, stop))
+    with a, b:
+        b.settimeout(1.0)
+        sender.start()
+        try:
+            with pytest.raises(FrameTimeoutError, match=r"^message not complete within the frame deadline of 0.5 s "
+                                                        r"after its first byte: [0-9] of 10 bytes arrived$"):
+                read_frame(b, 64, frame_timeout=0.5)
+            assert b.gettimeout() == 1.0           # the socket's own timeout is restored
+        finally:
+            stop.set()
+            sender.join(timeout=5)
+
+
+def test_the_frame_deadline_starts_at_the_first_byte():
+    a, b = socket.socketpair()
+    with a, b:
+        b.settimeout(0.2)
+        with pytest.raises(TimeoutError) as info:      # nothing arrives: the idle timeout, not the deadline
+            read_frame(b, 64, frame_timeout=5.0)
+        assert not isinstance(info.value, FrameTimeoutError)
+        a.sendall(frame(Status.OK, b"late but whole"))
+        assert read_frame(b, 64, frame_timeout=5.0) == bytes([Status.OK]) + b"late but whole"
+
+
+def test_the_client_bounds_a_trickling_reply_by_its_timeout():
+    class TricklingServer(ScriptedServer):
+        def _serve(self) -> None:
+            conn, _ = self.listener.accept()
+            stop = threading.Event()
+            with conn:
+                conn.settimeout(self.linger)
+                read_frame(conn, DEFAULT_MAX_MESSAGE)
+                conn.sendall(hello_reply(4096))
+                read_frame(conn, DEFAULT_MAX_MESSAGE)
+                _trickle(conn, frame(Status.OK, struct.pack("<I", 7)), 0.15, stop)   # 9 bytes over 1.35 s
+                stop.set()
+            self.listener.close()
+
+    srv = TricklingServer([])
+    dev = SocketDevice("127.0.0.1", srv.port, timeout=0.5)
+    start = time.monotonic()
+    with pytest.raises(ConnectionLostError, match="not complete within the frame deadline of 0.5 s"):
+        dev.read_reg(0)
+    assert time.monotonic() - start < 1.2
+    srv.join()

@@ -26,7 +26,9 @@ def test_user_file_is_added(tmp_path):
 
 
 def test_bad_file_is_a_clean_error(tmp_path):
+    from dlavm.cli.main import main
     p = tmp_path / "bad.json"
     p.write_text(json.dumps({"base": "vcu128", "name": "bad", "tin": -1}))
-    res = CliRunner().invoke(targets, ["--file", str(p)])
-    assert res.exit_code != 0 and "field tin must be > 0" in res.output
+    res = CliRunner().invoke(main, ["targets", "--file", str(p)])
+    assert res.exit_code == 2 and res.stderr.startswith(f"error: target file '{p}'")
+    assert "field tin = -1 must be in [1, " in res.stderr

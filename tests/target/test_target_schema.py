@@ -66,7 +66,7 @@ def test_standalone_user_target_must_give_every_field(tmp_path):
 
 @pytest.mark.parametrize("data,msg", [
     ({"base": "vcu128", "name": "x", "hbm_chanels": 4}, "unknown target field.*hbm_chanels"),
-    ({"base": "vcu128", "name": "x", "tin": 0}, "field tin must be > 0"),
+    ({"base": "vcu128", "name": "x", "tin": 0}, r"field tin = 0 must be in \[1, 2\*\*63 - 1\]"),
     ({"base": "vcu128", "name": "x", "weight_formats": ["int3"]}, "weight format 'int3' unknown"),
     ({"base": "vcu128", "name": "x", "ddr_base": 4096}, "overlaps"),
     ({"base": "vcu128", "name": "x", "hbm_bits_per_cycle": 12}, "multiple of 8"),
@@ -77,15 +77,51 @@ def test_standalone_user_target_must_give_every_field(tmp_path):
     ({"base": "vcu128", "name": "x", "int4_group": 2048}, r"int4_group=2048 exceeds 1024: .* more than 53 bits"),
     ({"base": "tiny", "name": "x", "tin": 24, "int4_group": 64}, r"int4_group=64 and tin=24 must divide one another"),
     ({"base": "vcu128", "name": "x", "int8_block": 128}, r"int8_block=128 exceeds 64: .* more than 53 bits"),
-    ({"base": "vcu128", "name": "x", "int8_block": 0}, r"field int8_block must be > 0"),
+    ({"base": "vcu128", "name": "x", "int8_block": 0}, r"field int8_block = 0 must be in \[1, "),
     ({"base": "vcu128", "name": "x", "tree_lanes": 48}, r"tree_lanes=48 must be a power of two"),
     ({"base": "vcu128", "name": "x", "tree_lanes": 1}, r"tree_lanes=1 must be a power of two >= 2"),
+    # strict types: an int field takes a JSON integer only, a float field a finite number
+    ({"base": "tiny", "name": "x", "hbm_channels": 2.5}, r"field hbm_channels = 2.5 must be an integer, not float"),
+    ({"base": "tiny", "name": "x", "hbm_channels": 2.0}, r"field hbm_channels = 2.0 must be an integer, not float"),
+    ({"base": "tiny", "name": "x", "hbm_channels": True}, r"field hbm_channels = True must be an integer, not bool"),
+    ({"base": "tiny", "name": "x", "tin": 16.5}, r"field tin = 16.5 must be an integer, not float"),
+    ({"base": "tiny", "name": "x", "sram_bytes": -1}, r"field sram_bytes = -1 must be in \[1, "),
+    ({"base": "tiny", "name": "x", "tout": 2**64}, r"field tout = 18446744073709551616 must be in \[1, 2\*\*63 - 1\]"),
+    ({"base": "tiny", "name": "x", "clock_mhz": float("inf")}, r"field clock_mhz = inf must be a finite number > 0"),
+    ({"base": "tiny", "name": "x", "clock_mhz": float("nan")}, r"field clock_mhz = nan must be a finite number > 0"),
+    ({"base": "tiny", "name": "x", "host_rtt_us": "0.1"}, r"field host_rtt_us = '0.1' must be a number, not str"),
+    ({"base": "tiny", "name": "x", "clock_mhz": False}, r"field clock_mhz = False must be a number, not bool"),
+    ({"base": "tiny", "name": 5}, r"field name = 5 must be a string, not int"),
+    ({"base": "tiny", "name": " "}, r"field name = ' ' must not be empty"),
+    ({"base": "tiny", "name": "x", "description": [1]}, r"field description = \[1\] must be a string, not list"),
+    ({"base": "tiny", "name": "x", "weight_formats": "int4"}, r"field weight_formats = 'int4' must be a list"),
+    ({"base": "tiny", "name": "x", "weight_formats": []}, r"field weight_formats is empty"),
+    ({"base": 7, "name": "x"}, r"field base = 7 must be a string"),
 ])
 def test_bad_target_files_name_the_field(tmp_path, data, msg):
     p = tmp_path / "bad.json"
     p.write_text(json.dumps(data))
-    with pytest.raises(TargetError, match=msg):
+    with pytest.raises(TargetError, match=msg) as info:
         get_target(p)
+    assert str(info.value).startswith(f"target file '{p}': "), "the refusal names the file"
+
+
+def test_json_text_quirks_are_refused(tmp_path):
+    """JSON's Infinity, numbers past float64 (parsed as inf) and repeated keys never reach a Target."""
+    for text, msg in (('{"base": "tiny", "name": "x", "clock_mhz": Infinity}', "clock_mhz = inf"),
+                      ('{"base": "tiny", "name": "x", "mvm_latency": 1e400}', "mvm_latency = inf must be an integer"),
+                      ('{"base": "tiny", "name": "x", "tin": 16, "tin": 32}', r"field\(s\) \['tin'\] given more than once")):
+        p = tmp_path / "quirk.json"
+        p.write_text(text)
+        with pytest.raises(TargetError, match=msg):
+            get_target(p)
+
+
+def test_base_refusal_names_both_files(tmp_path):
+    (tmp_path / "base.json").write_text(json.dumps({"base": "tiny", "name": "b", "tin": 16.5}))
+    (tmp_path / "top.json").write_text(json.dumps({"base": "base.json", "name": "t"}))
+    with pytest.raises(TargetError, match=r"top.json': base 'base.json': target file '.*base.json': .*tin = 16.5"):
+        get_target(tmp_path / "top.json")
 
 
 def test_unknown_target_and_missing_file():

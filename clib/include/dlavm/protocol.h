@@ -9,7 +9,7 @@ namespace dlavm {
 namespace protocol {
 
 constexpr uint32_t kMagic = 0x4D564C44u;  // "DLVM" little-endian
-constexpr uint16_t kVersion = 1;
+constexpr uint16_t kVersion = 2;  // 2: BUSY status, per-frame deadline, concurrent clients
 constexpr uint32_t kDefaultMaxMessage = 64u << 20;  // bytes after the length field
 
 enum Op : uint8_t {
@@ -30,6 +30,7 @@ enum Status : uint8_t {
   BAD_REQUEST = 2,   // malformed message, unknown op, wrong size, version mismatch
   TIMEOUT = 3,       // WAIT exceeded its timeout
   INTERNAL = 4,      // the server failed unexpectedly (a bug there)
+  BUSY = 5,          // the device is taken by other clients; the request did not run (send it again)
 };
 
 }  // namespace protocol

@@ -3,7 +3,9 @@
 // A stream is count x 64-byte entries, each 16 little-endian 32-bit words.
 // A driver patches the words that depend on dynamic sizes (entry i, word w:
 // OpFormat.field_offset(op, field) / 4 on the Python side), uploads the
-// stream to a 64-byte aligned device address and starts the sequencer.
+// stream to a 64-byte aligned device address and starts the sequencer. Every
+// access is bounds-checked against the bytes held: an index from an artifact
+// outside the stream is an exception, never a write past the buffer.
 #pragma once
 
 #include <cstddef>
@@ -24,6 +26,12 @@ class Stream {
   // Word w (0..15) of entry i; std::out_of_range past the end.
   uint32_t word(size_t entry, size_t w) const;
   void patch(size_t entry, size_t w, uint32_t value);
+  // Bits [lo, lo + width) of word w of entry i set to value (which must fit width bits); the other bits
+  // kept. std::out_of_range for an entry, word or bit range outside the stream or the word, or a value
+  // wider than the field.
+  void set_bits(size_t entry, size_t w, unsigned lo, unsigned width, uint64_t value);
+  // Entry i becomes a nop keeping its wait mask (bits 8..15 of word 0); std::out_of_range past the end.
+  void disable(size_t entry);
 
   // Copy the stream to device memory at addr (64-byte aligned, else
   // DeviceError kind "UnalignedAccessError").

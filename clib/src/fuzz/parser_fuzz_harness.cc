@@ -11,7 +11,8 @@
 // MODE:
 //   json       dlavm::json::parse, then parse(dump(v)) must dump the same text
 //   tokenizer  dlavm::Tokenizer::from_json, then encode/decode/stream a few texts and every id
-//   manifest   the input becomes WORKDIR/manifest.json, then dlavm::Artifact::open(WORKDIR) and
+//   manifest   the input becomes WORKDIR/manifest.json (sealed in manifest.sha256), then
+//              dlavm::Artifact::open(WORKDIR) and
 //              read_file of every listed file (WORKDIR holds the files of a real artifact)
 //   socket     the input is what a device server sends after the client's HELLO request: a
 //              server thread on 127.0.0.1 replies with it, while the "sim://" client performs
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "dlavm/artifact.h"
+#include "dlavm/sha256.h"
 #include "dlavm/device.h"
 #include "dlavm/json.h"
 #include "dlavm/tokenizer.h"
@@ -88,6 +90,11 @@ void run_manifest(const std::string& text, const std::string& dir) {
     std::ofstream f(dir + "/manifest.json", std::ios::binary | std::ios::trunc);
     f.write(text.data(), static_cast<std::streamsize>(text.size()));
     if (!f) throw std::logic_error("cannot write " + dir + "/manifest.json");
+  }
+  {  // sealed as the writer seals it, so the input reaches the schema's rules, not only the checksum's
+    std::ofstream f(dir + "/" + dlavm::kManifestSum, std::ios::binary | std::ios::trunc);
+    f << dlavm::sha256_hex(text.data(), text.size()) << "  manifest.json\n";
+    if (!f) throw std::logic_error("cannot write " + dir + "/" + dlavm::kManifestSum);
   }
   const dlavm::Artifact art = dlavm::Artifact::open(dir);
   for (const std::string& rel : art.files()) art.read_file(rel);

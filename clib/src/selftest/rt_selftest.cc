@@ -2,7 +2,9 @@
 // The exhaustive ones (fp16 vs numpy, artifacts, the socket device) are in
 // tests/clib/.
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 
 #include "dlavm/fp16.h"
@@ -44,6 +46,29 @@ int main() {
   dlavm::Stream s(std::vector<uint8_t>(128, 0));
   s.patch(1, 5, 0xA1B2C3D4u);
   check(s.count() == 2 && s.word(1, 5) == 0xA1B2C3D4u && s.bytes()[64 + 20] == 0xD4, "stream patch");
+  s.set_bits(1, 5, 8, 8, 0x55);
+  check(s.word(1, 5) == 0xA1B255D4u, "stream set_bits keeps the other bits");
+  s.patch(0, 0, 0x0000A310u);  // mvm with wait bits 0xA3
+  s.patch(0, 7, 9);
+  s.disable(0);
+  check(s.word(0, 0) == 0x0000A300u && s.word(0, 7) == 0, "stream disable keeps the wait mask only");
+  // An index from an artifact outside the stream, word or field: an exception, never a write past the buffer.
+  const auto refused = [&](auto&& call) {
+    try {
+      call();
+    } catch (const std::out_of_range&) {
+      return true;
+    }
+    return false;
+  };
+  check(refused([&] { s.set_bits(2, 0, 0, 8, 1); }), "set_bits past the last entry");
+  check(refused([&] { s.set_bits(0, 16, 0, 8, 1); }), "set_bits past the last word");
+  check(refused([&] { s.set_bits(0, 1, 20, 16, 1); }), "set_bits past bit 31");
+  check(refused([&] { s.set_bits(0, 1, 0, 0, 0); }), "set_bits of no bits");
+  check(refused([&] { s.set_bits(0, 1, 0, 4, 16); }), "set_bits of a value wider than the field");
+  check(refused([&] { s.disable(2); }), "disable past the last entry");
+  check(refused([&] { s.disable(SIZE_MAX / 64 + 1); }), "disable of an entry whose offset wraps");
+  check(s.word(1, 5) == 0xA1B255D4u && s.bytes().size() == 128, "refused calls change nothing");
 
   if (failures) return EXIT_FAILURE;
   std::printf("rt_selftest: ok\n");

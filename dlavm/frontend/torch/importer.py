@@ -23,6 +23,10 @@ from .decompositions import decomposition_table
 from .symbols import SymbolTable
 
 
+class ExportError(IRError):
+    """``torch.export`` refused the model (data-dependent control flow, inputs that do not fit it, ...)."""
+
+
 class UnsupportedOpError(IRError):
     """The model uses an ATen op DLAVM cannot import; the message names op, node and source."""
 
@@ -349,7 +353,11 @@ def export_module(module, example_inputs, dynamic_shapes=None, strict: bool = Fa
     graph holds ops our converters cannot take directly (see
     ``needs_decomposition``). Returns the ExportedProgram."""
     t0 = time.perf_counter()
-    ep = torch.export.export(module, tuple(example_inputs), dynamic_shapes=dynamic_shapes, strict=strict)
+    try:
+        ep = torch.export.export(module, tuple(example_inputs), dynamic_shapes=dynamic_shapes, strict=strict)
+    except Exception as e:  # noqa: BLE001 -- the user's model code runs in here and may raise anything
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+        raise ExportError(f"torch.export of {type(module).__name__} failed: {type(e).__name__}: {first}") from e
     t1 = time.perf_counter()
     missing = needs_decomposition(ep)
     if missing:
