@@ -20,9 +20,6 @@ failed (tests/artifact/artifact_fuzz.py: ``is_failure``).
 from __future__ import annotations
 
 import argparse
-import collections
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -45,64 +42,17 @@ def main(argv=None) -> int:
     print(f"[{0.0:6.1f}s] compiling the base artifacts (block, tiny-llama on target tiny)...", flush=True)
     from tests.artifact.artifact_fuzz import (CLASSES, is_failure, make_bases, message_rule, run_case,
                                               schedule)
+    from tests.artifact.fuzz_tally import FuzzTally
     with tempfile.TemporaryDirectory(prefix="fuzz_artifacts_") as work:
         work = Path(work)
         bases = make_bases(work / "bases")
         print(f"[{time.perf_counter() - t0:6.1f}s] bases ready: "
               + ", ".join(f"{b.name} ({len(list(b.directory.rglob('*')))} paths)" for b in bases), flush=True)
-        table = collections.Counter()
-        rules = collections.Counter()
-        fields, sealed_ran, failures = set(), collections.Counter(), []
-        last = time.perf_counter()
-        t_cases = time.perf_counter()
         plan = schedule(args.cases, args.seed)
+        tally = FuzzTally(CLASSES, is_failure, message_rule, len(plan), t0)
         for i, (cls, seed) in enumerate(plan):
-            case = run_case(bases[i % len(bases)], cls, seed, work / "cases", args.time_limit)
-            table[cls, case.outcome] += 1
-            if case.outcome == "refused":
-                rules[message_rule(case.message)] += 1
-            if cls.startswith("field"):
-                fields.add(case.detail.split(" ")[0])
-            if cls == "field-sealed" and case.outcome in ("different", "device-refused"):
-                sealed_ran[f"{case.detail.split(' ')[0]}: {case.outcome}"] += 1
-            if is_failure(case):
-                failures.append(case)
-            now = time.perf_counter()
-            if now - last >= 1.0 or i + 1 == len(plan):
-                last = now
-                print(f"[{now - t0:6.1f}s] {i + 1}/{len(plan)} cases, {len(failures)} failures", flush=True)
-        elapsed = time.perf_counter() - t_cases
-    outcomes = sorted({o for _, o in table})
-    print()
-    print(f"{'class':<16}" + "".join(f"{o:>16}" for o in outcomes) + f"{'total':>10}")
-    for cls in CLASSES:
-        print(f"{cls:<16}" + "".join(f"{table[cls, o]:>16}" for o in outcomes)
-              + f"{sum(table[cls, o] for o in outcomes):>10}")
-    print(f"{'all':<16}" + "".join(f"{sum(table[c, o] for c in CLASSES):>16}" for o in outcomes)
-          + f"{sum(table.values()):>10}")
-    print(f"\n{sum(table.values())} cases in {elapsed:.1f} s ({1000 * elapsed / max(1, sum(table.values())):.1f} "
-          f"ms each); {len(rules)} distinct refusal rules; {len(fields)} manifest field paths edited")
-    if sealed_ran:
-        print("\nresealed edits that ran differently (a different well-formed artifact; no check can tell):")
-        for k, n in sealed_ran.most_common():
-            print(f"  {n:5d}  {k}")
-    print(f"\nfailures: {len(failures)}")
-    for c in failures[:50]:
-        print(f"  {c.base} {c.cls} {c.detail}: {c.outcome}: {c.message}")
-    result = {
-        "cases": sum(table.values()), "seed": args.seed, "time_limit_s": args.time_limit,
-        "seconds": round(elapsed, 1), "python": platform.python_version(),
-        "table": {cls: {o: table[cls, o] for o in outcomes if table[cls, o]} for cls in CLASSES},
-        "failures": [c.__dict__ for c in failures],
-        "refusal_rules": dict(rules.most_common()),
-        "field_paths_edited": sorted(fields),
-        "sealed_edits_that_ran_differently": dict(sealed_ran),
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
-    return 1 if failures else 0
+            tally.add(cls, run_case(bases[i % len(bases)], cls, seed, work / "cases", args.time_limit))
+    return tally.report(Path(args.out), args.seed, args.time_limit)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ Prints a table and writes ``bench/results/fuzz_cpp_parsers.json``.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -233,24 +234,30 @@ class Mutator:
 
 # ---- running the harness ------------------------------------------------------------------------
 
-def build_harness() -> dict[str, str]:
-    """`make -C clib asan`; returns the environment the sanitized harness runs with."""
-    res = subprocess.run(["make", "-C", str(CLIB), "asan"], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(f"make -C clib asan failed:\n{res.stdout}\n{res.stderr}")
+def build_harness(into: Path) -> tuple[Path, dict[str, str]]:
+    """`make -C clib asan` (under the lock file the tests use) and a private copy of the harness in
+    ``into`` (another `make asan` may relink clib's while this runs); returns it and the environment
+    the sanitized harness runs with."""
+    (CLIB / "build-asan").mkdir(exist_ok=True)
+    with open(CLIB / "build-asan" / ".make.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        res = subprocess.run(["make", "-C", str(CLIB), "asan"], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise SystemExit(f"make -C clib asan failed:\n{res.stdout}\n{res.stderr}")
+        harness = Path(shutil.copy2(HARNESS, into / HARNESS.name))
     env = dict(os.environ)
     opts = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(CLIB), "print-sanitize-env"],
                           capture_output=True, text=True, check=True).stdout.split()
     for item in opts:
         key, value = item.split("=", 1)
         env[key] = f"{value}:exitcode={SANITIZER_EXIT_CODE}"
-    return env
+    return harness, env
 
 
-def _run_batch(parser: str, inputs: list[bytes], workdir: Path, env: dict, timeout: float):
-    """Run the harness on ``inputs``: (statuses, returncode or None on timeout, stderr text)."""
+def _run_batch(harness: Path, parser: str, inputs: list[bytes], workdir: Path, env: dict, timeout: float):
+    """Run ``harness`` on ``inputs``: (statuses, returncode or None on timeout, stderr text)."""
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([str(HARNESS), parser, str(workdir)], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([str(harness), parser, str(workdir)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=err, env=env)
 
         def feed():
@@ -278,9 +285,9 @@ def _run_batch(parser: str, inputs: list[bytes], workdir: Path, env: dict, timeo
         return bytes(statuses), (None if timed_out else rc), err.read().decode(errors="replace")
 
 
-def fuzz_parser(parser: str, seeds: list[bytes], n: int, seed: int, workdir: Path, env: dict,
+def fuzz_parser(harness: Path, parser: str, seeds: list[bytes], n: int, seed: int, workdir: Path, env: dict,
                 chunk: int = 500, timeout: float = 120.0, crash_dir: Path | None = None, progress=None) -> dict:
-    """Feed ``n`` mutated inputs to one parser; counts per outcome and the findings."""
+    """Feed ``n`` mutated inputs to one parser through ``harness``; counts per outcome and the findings."""
     mutate = Mutator(seeds, seed, frames=parser == "socket")
     counts = {"A": 0, "R": 0, "U": 0}
     crashes, reports, unexpected = [], [], []
@@ -290,7 +297,7 @@ def fuzz_parser(parser: str, seeds: list[bytes], n: int, seed: int, workdir: Pat
         batch = [mutate() for _ in range(min(chunk, n - done))]
         pending = batch
         while pending:
-            statuses, rc, stderr = _run_batch(parser, [d for d, _ in pending], workdir, env, timeout)
+            statuses, rc, stderr = _run_batch(harness, parser, [d for d, _ in pending], workdir, env, timeout)
             for k, s in enumerate(statuses.decode()):
                 counts[s] += 1
                 if s == "U" and len(unexpected) < 20:
@@ -363,16 +370,16 @@ def run(n: int, parsers=PARSERS, seed: int = 0, chunk: int = 500, timeout: float
     """Build the harness, make the seeds and fuzz each parser in turn; the results document."""
     progress = _Progress(n * len(parsers), quiet)
     progress.describe("building clib (asan) and the seeds")
-    env = build_harness()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        harness, env = build_harness(Path(tmp))
         seeds, art = build_seeds(Path(tmp))
         for i, parser in enumerate(parsers):
             progress.describe(parser)
             workdir = Path(tmp) / f"work-{parser}"
             shutil.copytree(art, workdir)
-            rows.append(fuzz_parser(parser, seeds[parser], n, seed + i, workdir, env, chunk, timeout, crash_dir,
-                                    progress))
+            rows.append(fuzz_parser(harness, parser, seeds[parser], n, seed + i, workdir, env, chunk, timeout,
+                                    crash_dir, progress))
     progress.close()
     cxx = subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     flags = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(CLIB), "print-sanitize-flags"],

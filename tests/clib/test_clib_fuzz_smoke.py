@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 
-from clib_build import build_clib
 from clib_testing import ROOT
 
 
@@ -17,7 +16,6 @@ def _bench_module():
 
 
 def test_parsers_survive_a_small_fuzz_run(tmp_path):
-    build_clib("asan")                      # under the tests' build lock; the bench's make is then a no-op
     fuzz = _bench_module()
     doc = fuzz.run(2000, seed=7, quiet=True, crash_dir=tmp_path / "crashes")
     assert [r["parser"] for r in doc["results"]] == list(fuzz.PARSERS)
