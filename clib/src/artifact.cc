@@ -67,30 +67,7 @@ bool is_ident(const std::string& s) {
 
 // Quotes, backslashes and control characters escaped as JSON does (dlavm.artifact.spec.escape), so a
 // message stays one line.
-std::string escape(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20) {
-          static const char* hex = "0123456789abcdef";
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 15];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out;
-}
+std::string escape(const std::string& s) { return json::escape(s); }
 
 std::string quote(const std::string& s) { return "\"" + escape(s) + "\""; }
 

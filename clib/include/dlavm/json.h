@@ -92,6 +92,11 @@ class Value {
   std::shared_ptr<const Object> obj_;
 };
 
+// The body of a JSON string literal for ``s`` (no surrounding quotes): quotes, backslashes and
+// control characters escaped as Python's json module does (\n, \b, \u001f, ...); other bytes as they
+// are. The artifact reader's messages use it too, so they stay one line and match Python's.
+std::string escape(const std::string& s);
+
 // Parse a whole document (one value, surrounding whitespace allowed).
 // Nesting deeper than 256 levels is refused.
 Value parse(const std::string& text);
