@@ -19,7 +19,6 @@ failed (tests/artifact/artifact_fuzz.py: ``is_failure``).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -30,19 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", type=int, default=5000)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--time-limit", type=float, default=20.0, help="seconds per case before it counts as a hang")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "fuzz_artifacts.json"))
-    args = ap.parse_args(argv)
-    if args.cases < 1 or args.time_limit <= 0:
-        ap.error("--cases must be >= 1 and --time-limit > 0")
+    from tests.artifact.fuzz_tally import FuzzTally, fuzz_arguments
+    args = fuzz_arguments(__doc__, "fuzz_artifacts", 20.0, argv)
     t0 = time.perf_counter()
     print(f"[{0.0:6.1f}s] compiling the base artifacts (block, tiny-llama on target tiny)...", flush=True)
     from tests.artifact.artifact_fuzz import (CLASSES, is_failure, make_bases, message_rule, run_case,
                                               schedule)
-    from tests.artifact.fuzz_tally import FuzzTally
     with tempfile.TemporaryDirectory(prefix="fuzz_artifacts_") as work:
         work = Path(work)
         bases = make_bases(work / "bases")

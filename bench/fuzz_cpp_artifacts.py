@@ -17,7 +17,6 @@ that differs from the unmutated one for any class but resealed manifest edits); 
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -29,21 +28,14 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", type=int, default=5000)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--time-limit", type=float, default=30.0, help="seconds per case before it counts as a hang")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "fuzz_cpp_artifacts.json"))
-    args = ap.parse_args(argv)
-    if args.cases < 1 or args.time_limit <= 0:
-        ap.error("--cases must be >= 1 and --time-limit > 0")
+    from tests.artifact.fuzz_tally import FuzzTally, fuzz_arguments
+    args = fuzz_arguments(__doc__, "fuzz_cpp_artifacts", 30.0, argv)
     for tool in ("g++", "strace"):
         if shutil.which(tool) is None:
-            ap.error(f"{tool} is not installed")
+            sys.exit(f"error: {tool} is not installed")
     t0 = time.perf_counter()
     print(f"[{0.0:6.1f}s] compiling the base artifact (block on target tiny) and its driver with the "
           f"sanitizers...", flush=True)
-    from tests.artifact.fuzz_tally import FuzzTally
     from tests.clib.cpp_artifact_fuzz import (CLASSES, SimServer, is_failure, make_base, message_rule, run_case,
                                               schedule)
     server = SimServer()

@@ -3,11 +3,28 @@ bench/fuzz_cpp_artifacts.py: the C++ path): outcomes per mutation class, refusal
 field paths reached, resealed edits that ran, failures; the printed table and the JSON result."""
 from __future__ import annotations
 
+import argparse
 import collections
 import json
 import platform
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fuzz_arguments(doc: str, name: str, time_limit: float, argv=None) -> argparse.Namespace:
+    """The command line both fuzz benches take: ``--cases``, ``--seed``, ``--time-limit`` (seconds per
+    case before it counts as a hang) and ``--out`` (default ``bench/results/<name>.json``)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--cases", type=int, default=5000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--time-limit", type=float, default=time_limit, help="seconds per case before it counts as a hang")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / f"{name}.json"))
+    args = ap.parse_args(argv)
+    if args.cases < 1 or args.time_limit <= 0:
+        ap.error("--cases must be >= 1 and --time-limit > 0")
+    return args
 
 
 class FuzzTally:
@@ -82,4 +99,4 @@ class FuzzTally:
         return 1 if self.failures else 0
 
 
-__all__ = ["FuzzTally"]
+__all__ = ["FuzzTally", "fuzz_arguments"]
