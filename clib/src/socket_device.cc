@@ -4,11 +4,13 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -191,9 +193,21 @@ class SocketDevice final : public Device {
     }
   }
 
-  void recv_all(void* data, size_t n) {
+  using Clock = std::chrono::steady_clock;
+
+  // Read n bytes. Each read waits at most timeout_s (SO_RCVTIMEO); with a deadline, the whole read
+  // must also end before it, so a peer trickling one byte at a time cannot hold the client forever.
+  void recv_all(void* data, size_t n, const Clock::time_point* deadline = nullptr) {
     uint8_t* p = static_cast<uint8_t*>(data);
     while (n) {
+      if (deadline) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+        pollfd pfd{fd_, POLLIN, 0};
+        const int ready = left > 0 ? ::poll(&pfd, 1, static_cast<int>(left)) : 0;
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready == 0) lost("reply not complete within " + std::to_string(timeout_s_) + " s of its first byte");
+        if (ready < 0) lost(std::string("poll failed: ") + std::strerror(errno));
+      }
       const ssize_t k = ::recv(fd_, p, n, 0);
       if (k < 0 && errno == EINTR) continue;
       if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) lost("no reply within " + std::to_string(timeout_s_) + " s");
@@ -204,15 +218,19 @@ class SocketDevice final : public Device {
     }
   }
 
+  // One reply: its first byte may take up to timeout_s (the device may be computing); from then on
+  // the whole reply must arrive within timeout_s (doc/socket.md, "Clients, deadlines and BUSY").
   std::vector<uint8_t> receive() {
     uint8_t len_bytes[4];
-    recv_all(len_bytes, 4);
+    recv_all(len_bytes, 1);
+    const Clock::time_point deadline = Clock::now() + std::chrono::seconds(timeout_s_);
+    recv_all(len_bytes + 1, 3, &deadline);
     const uint32_t len = static_cast<uint32_t>(get_le(len_bytes, 4));
     if (len == 0 || len > max_message_)
       lost("reply length " + std::to_string(len) + " is outside 1.." + std::to_string(max_message_) +
            " (the negotiated message limit); refusing to read it");
     std::vector<uint8_t> body(len);
-    recv_all(body.data(), len);
+    recv_all(body.data(), len, &deadline);
     return body;
   }
 

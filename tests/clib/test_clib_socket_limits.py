@@ -1,12 +1,13 @@
 """The C++ socket client against malicious servers on 127.0.0.1: a reply longer than the negotiated
 message limit (the smaller of the server's announced limit and the client's own, doc/runtime_cpp.md)
-is refused with a ConnectionError before any buffer of that size is allocated, and a refused
-handshake releases its connection."""
+is refused with a ConnectionError before any buffer of that size is allocated, a reply trickled byte
+by byte is given up at its deadline, and a refused handshake releases its connection."""
 from __future__ import annotations
 
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -114,3 +115,52 @@ def test_a_refused_handshake_releases_the_connection(cpp_programs):
     want = (f"DeviceError ProtocolError: device server 127.0.0.1:{srv.port} speaks protocol version 99, "
             f"this client {PROTOCOL_VERSION}")
     assert res.stdout.splitlines() == [want] * 3 and srv.served == 3
+
+
+class TricklingServer:
+    """Answers HELLO at once, then sends its reply to the next request one byte every ``gap`` seconds
+    (at most ``limit`` bytes, then waits for the client to hang up)."""
+
+    def __init__(self, gap: float, limit: int = 64):
+        self.gap, self.limit, self.sent = gap, limit, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            try:
+                (n,) = struct.unpack("<I", _recv_exact(conn, 4))
+                _recv_exact(conn, n)
+                hello = bytes([0]) + struct.pack("<HI", PROTOCOL_VERSION, 4096) + b"slow"
+                conn.sendall(struct.pack("<I", len(hello)) + hello)
+                (n,) = struct.unpack("<I", _recv_exact(conn, 4))
+                _recv_exact(conn, n)
+                reply = struct.pack("<I", 9) + bytes([0]) + b"\0" * 8
+                for b in reply[:self.limit]:
+                    conn.sendall(bytes([b]))
+                    self.sent += 1
+                    time.sleep(self.gap)
+                conn.recv(1)
+            except (ConnectionError, OSError):
+                pass
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(timeout=30)
+
+
+def test_a_trickled_reply_is_given_up_at_its_deadline(cpp_programs):
+    """Each byte comes within the per-read timeout (0.6 s < 1 s), but the 13-byte reply as a whole
+    would take 7.8 s: the client gives up one second after its first byte."""
+    srv = TricklingServer(gap=0.6)
+    try:
+        res = run_program(cpp_programs["rt_tool"], "device", f"sim://127.0.0.1:{srv.port}?timeout_s=1",
+                          "read", 0, 8, check_rc=3, timeout=60)
+    finally:
+        srv.close()
+    assert res.stdout.strip() == (f"DeviceError ConnectionError: device server 127.0.0.1:{srv.port}: reply not "
+                                  f"complete within 1 s of its first byte")
+    assert srv.sent < 13
