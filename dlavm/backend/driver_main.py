@@ -6,6 +6,18 @@ refusals), never a crash.
 from __future__ import annotations
 
 
+#: How both generated mains end: a device refusal or any other error is one ``error:`` line, exit 1.
+_CATCH = """  catch (const dlavm::DeviceError& e) {
+    std::cerr << "error: the device refused: " << e.kind() << ": " << e.what() << "\\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\\n";
+    return 1;
+  }
+}
+"""
+
+
 def run_main(lf, ns: str, mf: str, dims: list, shape, fn: str) -> str:
     """``<model>_main.cc``: run entry ``lf`` (the driver's method ``fn``) once on raw input files, write raw
     outputs and the cycles. ``shape(exprs, dims)`` renders a shape as C++."""
@@ -86,15 +98,8 @@ int main(int argc, char** argv) {{
     }}
     std::printf("cycles %llu\\n", static_cast<unsigned long long>(c1 - c0));
     return 0;
-  }} catch (const dlavm::DeviceError& e) {{
-    std::cerr << "error: the device refused: " << e.kind() << ": " << e.what() << "\\n";
-    return 1;
-  }} catch (const std::exception& e) {{
-    std::cerr << "error: " << e.what() << "\\n";
-    return 1;
   }}
-}}
-"""
+{_CATCH}"""
 
 
 def generate_main(llm, ns: str, mf: str, entry: str) -> str:
@@ -162,15 +167,8 @@ int main(int argc, char** argv) {{
     }}
     std::printf("stop %s\\n", reason.c_str());
     return 0;
-  }} catch (const dlavm::DeviceError& e) {{
-    std::cerr << "error: the device refused: " << e.kind() << ": " << e.what() << "\\n";
-    return 1;
-  }} catch (const std::exception& e) {{
-    std::cerr << "error: " << e.what() << "\\n";
-    return 1;
   }}
-}}
-"""
+{_CATCH}"""
 
 
 __all__ = ["run_main", "generate_main"]

@@ -27,6 +27,16 @@ def _recv_exact(conn, n: int) -> bytes:
     return data
 
 
+def _hello_then_request(conn, announced_max: int, target: bytes) -> None:
+    """Answer the client's HELLO announcing ``announced_max``, then read its next request."""
+    (n,) = struct.unpack("<I", _recv_exact(conn, 4))
+    _recv_exact(conn, n)
+    hello = bytes([0]) + struct.pack("<HI", PROTOCOL_VERSION, announced_max) + target
+    conn.sendall(struct.pack("<I", len(hello)) + hello)
+    (n,) = struct.unpack("<I", _recv_exact(conn, 4))
+    _recv_exact(conn, n)
+
+
 class LyingServer:
     """Answers HELLO announcing ``announced_max``, then answers the next request with a frame header
     announcing ``reply_len`` bytes, sends ``sent`` bytes of it and waits for the client to hang up."""
@@ -42,12 +52,7 @@ class LyingServer:
         conn, _ = self.sock.accept()
         with conn:
             try:
-                (n,) = struct.unpack("<I", _recv_exact(conn, 4))
-                _recv_exact(conn, n)                           # HELLO
-                hello = bytes([0]) + struct.pack("<HI", PROTOCOL_VERSION, self.announced_max) + b"evil"
-                conn.sendall(struct.pack("<I", len(hello)) + hello)
-                (n,) = struct.unpack("<I", _recv_exact(conn, 4))
-                _recv_exact(conn, n)                           # the request
+                _hello_then_request(conn, self.announced_max, b"evil")
                 conn.sendall(struct.pack("<I", self.reply_len) + b"\0" * self.sent)
                 conn.recv(1)                                   # until the client closes
             except (ConnectionError, OSError):
@@ -132,12 +137,7 @@ class TricklingServer:
         conn, _ = self.sock.accept()
         with conn:
             try:
-                (n,) = struct.unpack("<I", _recv_exact(conn, 4))
-                _recv_exact(conn, n)
-                hello = bytes([0]) + struct.pack("<HI", PROTOCOL_VERSION, 4096) + b"slow"
-                conn.sendall(struct.pack("<I", len(hello)) + hello)
-                (n,) = struct.unpack("<I", _recv_exact(conn, 4))
-                _recv_exact(conn, n)
+                _hello_then_request(conn, 4096, b"slow")
                 reply = struct.pack("<I", 9) + bytes([0]) + b"\0" * 8
                 for b in reply[:self.limit]:
                     conn.sendall(bytes([b]))
