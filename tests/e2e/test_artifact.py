@@ -15,7 +15,6 @@ from dlavm.target import get_target
 from dlavm.runtime.loader import ArtifactError, verify_artifact
 from dlavm.runtime.runtime import BoundsError
 
-from dlavm.cli.compile_cmds import COMMANDS
 from dlavm.compiler import compile as dlavm_compile, load
 from tests.e2e import device_graphs as G
 
@@ -88,7 +87,8 @@ def test_shape_past_its_bound_is_a_clear_error(saved):
 
 
 def test_cli_compile_run_disasm_profile(tmp_path):
-    cmds = {c.name: c for c in COMMANDS}
+    from dlavm.cli.main import main
+    cmds = main.commands
     r = CliRunner()
     out = tmp_path / "mlp"
     res = r.invoke(cmds["compile"], ["mlp", "--target", "tiny", "--max-seq", "16", "-o", str(out)],
