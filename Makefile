@@ -18,7 +18,10 @@ setup: $(STAMP) clib
 clib:
 	$(MAKE) -C clib
 
+# The demo's model is trained on the text in data/ on first use (a few minutes, with progress;
+# script/train_tiny.py), then cached in build/trained-tiny/.
 demo: setup
+	$(VPY) script/train_tiny.py >/dev/null
 	$(VPY) script/main.py
 
 test: setup

@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 # reference executor, model recipes) needs torch. torch is pinned to the CPU
 # build so that a plain install never pulls a multi-GB CUDA wheel.
 TORCH = ["torch==2.13.0", "transformers>=5.0", "safetensors>=0.4"]
-DEV = TORCH + ["pytest>=8", "hypothesis>=6.100", "tqdm>=4.66"]
+DEV = TORCH + ["pytest>=8", "hypothesis>=6.100", "tqdm>=4.66", "matplotlib>=3.8", "jinja2>=3.1"]
 
 setup(
     name="dlavm",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,9 @@ import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
 from dlavm.backend.artifact import write_artifact
 from dlavm.backend.build import Build, build_module
 from dlavm.backend.driver import cpp_unsupported_host_ops, generate_driver
+from dlavm.backend.ops_report import check_ops_report_path, write_ops_report
 from dlavm.backend.report import format_report
+from dlavm.runtime.host_kernels import HostOpError, host_ops_of, require_kernels
 from dlavm.runtime.loader import artifact_target, load_verified
 from dlavm.artifact import HostStep, Manifest, eval_expr
 from dlavm.runtime.runtime import BoundsError, Runtime, RunError
@@ -43,14 +44,22 @@ def _is_device_module(mod) -> bool:
     return False
 
 
-def _to_device_graph(mod, weights: str, timings: dict, target, on_progress=None):
-    """``(device graph, [PassRecord])``: ``mod`` through the device pipeline for ``target``."""
+def device_graph(mod, weights: str, target):
+    """``mod`` (imported graph IR) through the device pipeline for ``target`` with ``weights``, as
+    :func:`compile` lowers it: what ``dlavm.passes.fake_quantized_module`` needs to rebuild the weights
+    a compiled artifact computes with."""
+    return _to_device_graph(mod, weights, {}, get_target(target))[0]
+
+
+def _to_device_graph(mod, weights: str, timings: dict, target, on_progress=None, dump_ir=None):
+    """``(device graph, [PassRecord])``: ``mod`` through the device pipeline for ``target``
+    (the IR after each pass written to the folder ``dump_ir`` if given)."""
     if _is_device_module(mod):
         return mod, []
     from dlavm.ir import PassContext, PassManager
     from dlavm.passes import device_pipeline
     ctx = PassContext(on_progress=(lambda name, i, n: on_progress("pass", i, n, name)) if on_progress else None,
-                      target=target)
+                      target=target, dump_dir=dump_ir)
     t0 = time.perf_counter()
     out = PassManager(device_pipeline(weights=weights)).run(mod, ctx)
     timings["device_pipeline"] = time.perf_counter() - t0
@@ -63,13 +72,13 @@ def _check_host_ops(manifest: Manifest) -> None:
     """Every host-fallback step must have a numpy kernel in the runtime that honours its attributes,
     else the model cannot run: refused here, naming the op, attribute and value, never run wrong.
     (A dtype numpy cannot hold, bfloat16, is refused by the manifest schema already.)"""
-    from dlavm.runtime.host_kernels import KERNELS, unsupported_attrs
+    from dlavm.runtime.host_kernels import find_kernel, unsupported_attrs
     missing, problems = set(), []
     for entry, e in manifest.entries.items():
         for s in e.steps:
             if not isinstance(s, HostStep):
                 continue
-            if s.op not in KERNELS:
+            if find_kernel(s.op) is None:
                 missing.add(s.op)
                 continue
             where = f"host op '{s.op}' (entry '{entry}', value {s.dst})"
@@ -146,20 +155,31 @@ class CompiledModel:
         extra = generate_driver(self.build, self.manifest.model) if driver else {}
         return write_artifact(self.build, directory, extra)
 
+    def write_ops_report(self, path) -> Path:
+        """Write the supported-ops report to ``path``: per op, where it runs, why, its module and count,
+        CSV or Markdown by the extension (:mod:`dlavm.backend.ops_report`). Needs the device graph, so
+        a freshly compiled model, not a loaded artifact."""
+        return write_ops_report(path, self)
+
     def report(self) -> str:
         """The compile report: every op, where it runs, instructions, estimated cycles and memory."""
         problems = _cpp_driver_problems(self.manifest)
-        return (format_report(self.manifest, self.build, self.timings) + "\n"
+        host = self.device_module.attrs.get("host_ops") if self.device_module is not None else None
+        return (format_report(self.manifest, self.build, self.timings, host) + "\n"
                 + (f"C++ driver: unavailable: {problems}" if problems else "C++ driver: available"))
 
 
 def compile(model, example_inputs=None, dynamic_shapes=None, target="vcu128", weights: str = "int4",
-            max_seq: int | None = None, name: str | None = None, on_progress=None) -> CompiledModel:
+            max_seq: int | None = None, name: str | None = None, on_progress=None,
+            dump_ir: str | None = None) -> CompiledModel:
     """Compile ``model`` for ``target`` (see the module docstring).
 
     ``on_progress(stage, done, total, detail)`` is called as work proceeds: each
     graph pass (``stage='pass'``), each weight packed (``'pack'``, total None),
-    each stream encoded (``'stream'``).
+    each stream encoded (``'stream'``); for a model given by name, first each import stage
+    (``'import'``: build model, torch.export, decompose, convert) and import pass (``'import pass'``).
+    ``dump_ir``: a folder to write the IR to before and after each graph pass (``NN-pass.txt``, as
+    ``dlavm import --dump-ir``).
     """
     from dlavm.ir import Module
     tgt = get_target(target)
@@ -173,8 +193,8 @@ def compile(model, example_inputs=None, dynamic_shapes=None, target="vcu128", we
         mod = model
     elif isinstance(model, str):
         from dlavm.models import import_model
-        model_name = Path(model).stem if ":" not in model else model.split(":")[-1]
-        mod = import_model(model, max_seq=max_seq).module
+        res = import_model(model, max_seq=max_seq, on_progress=on_progress)
+        mod, model_name = res.module, res.spec.name   # hf:DIR: the folder's name, not its path
     else:
         from dlavm.frontend.torch import from_torch
         if example_inputs is None:
@@ -182,7 +202,7 @@ def compile(model, example_inputs=None, dynamic_shapes=None, target="vcu128", we
         model_name = type(model).__name__
         mod = from_torch(model, tuple(example_inputs), dynamic_shapes)
     timings["import"] = time.perf_counter() - t0
-    mod, pass_records = _to_device_graph(mod, weights, timings, tgt, on_progress)
+    mod, pass_records = _to_device_graph(mod, weights, timings, tgt, on_progress, dump_ir)
     build = build_module(mod, tgt, model=name or model_name, weights=weights, on_progress=on_progress)
     _check_host_ops(build.manifest)
     timings.update(build.timings)
@@ -199,6 +219,10 @@ def load(directory, hal=None) -> CompiledModel:
     ``hal``: run on this device instead of a fresh in-process simulator.
     """
     art = load_verified(directory)   # the checked bytes are what runs: no re-read after verifying
+    try:  # a host op this process cannot run (an unregistered @dlavm.host_op) is refused at load
+        require_kernels(host_ops_of(art.manifest))
+    except HostOpError as e:
+        raise RunError(f"cannot load {directory}: {e}") from None
     cm = CompiledModel(art.manifest, art.read)
     if hal is not None:
         cm.runtime(hal)
@@ -217,16 +241,22 @@ def check_entry(manifest: Manifest, entry: str | None) -> str:
 
 
 def random_inputs(manifest: Manifest, entry: str, seq: int, seed: int = 0) -> list:
-    """Random inputs for ``entry`` with every dim = ``seq`` clipped to its bounds (ints in [0, 16)).
+    """Random inputs for ``entry`` with every dim its inputs use = ``seq`` (ints in [0, 16)).
 
-    A ``seq`` below every dim's lower bound or above every dim's upper bound fits none of them:
-    :class:`BoundsError` names it and the bounds instead of clipping it silently."""
+    A ``seq`` outside the bounds of one of those dims is refused with :class:`BoundsError`, naming
+    the value, the dim and its bounds: never clamped."""
+    import re
     entry = check_entry(manifest, entry)
-    bounds = ", ".join(f"{d} in [{b.lo}, {b.hi}]" for d, b in manifest.dims.items())
-    if isinstance(seq, bool) or not isinstance(seq, int) or (manifest.dims and not (
-            min(b.lo for b in manifest.dims.values()) <= seq <= max(b.hi for b in manifest.dims.values()))):
-        raise BoundsError(f"seq={seq!r} is outside the bounds the model was compiled for ({bounds})")
-    env = {d: min(max(seq, b.lo), b.hi) for d, b in manifest.dims.items()}
+    used = sorted({name for spec in manifest.entries[entry].inputs for d in spec.shape
+                   for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", str(d)) if name in manifest.dims})
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        raise BoundsError(f"seq={seq!r} is not an integer")
+    for d in used:
+        b = manifest.dims[d]
+        if not b.lo <= seq <= b.hi:
+            raise BoundsError(f"seq={seq!r} is outside the bounds the model was compiled for: {d} in "
+                              f"[{b.lo}, {b.hi}] (seq sets every dynamic dim)")
+    env = {d: seq for d in manifest.dims}
     rng = np.random.default_rng(seed)
     out = []
     for spec in manifest.entries[entry].inputs:
@@ -239,8 +269,11 @@ def random_inputs(manifest: Manifest, entry: str, seq: int, seed: int = 0) -> li
 
 
 def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, functional: bool = True,
-            trace_path: str | None = None, ctx: int | None = None) -> dict:
+            trace_path: str | None = None, ctx: int | None = None, hal=None) -> dict:
     """Measured profile of one run of ``entry`` on the simulator, with :func:`random_inputs`.
+
+    ``hal``: profile on this device (a device server: ``SocketDevice``) instead of a fresh in-process
+    simulator; the per-op table then stays empty (it needs the simulator's instruction records).
 
     Reports device cycles and time at the target clock, per-op busy cycles
     (each stream entry carries its op tag) and utilisation against the roofline
@@ -249,7 +282,16 @@ def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, f
     timing-only simulator (shape-only 7B models in milliseconds). Writes a
     Perfetto trace to ``trace_path`` if given. An LLM entry's state dim (the
     KV length after the call, doc/llm.md) is ``ctx`` (default ``seq``:
-    prefill); decode at context ``n`` is ``seq=1, ctx=n``.
+    prefill); decode at context ``n`` is ``seq=1, ctx=n``, after a prefill of
+    the ``n - 1`` cached tokens.
+
+    Besides the totals and ``per_op`` (``(tag, busy cycles, instructions)``), the result has
+    ``phase`` and ``phases`` (each run: ``prefill`` / ``decode`` / ``run``, tokens, KV length,
+    cycles; the last one is the measured run), ``ops`` (per op tag: layer, MACs, bytes moved,
+    busy cycles, first start and last end cycle: the roofline and timeline of ``dlavm profile
+    --plot``) and ``host`` (the host-fallback steps of the measured run: their count and the wall
+    time of their numpy kernels in this process, per op). The trace's events carry the op tag,
+    layer and weights (:mod:`dlavm.runtime.profile_trace`).
     """
     entry = check_entry(manifest, entry)
     state_dims = manifest.entries[entry].state_dims
@@ -261,30 +303,48 @@ def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, f
             raise BoundsError(f"ctx={ctx!r} is outside [{max(seq, b.lo)}, {b.hi}]: the tokens in the KV cache "
                               f"after the call, at least seq={seq} and at most the compiled bound of {d}")
     target = artifact_target(manifest)
-    sim = open_simulator(manifest, functional=functional, trace=trace_path is not None)
+    sim = hal if hal is not None else open_simulator(manifest, functional=functional, trace=trace_path is not None)
     rt = Runtime(manifest, read_file, sim, "aux", timing_only=not functional)
     inputs = random_inputs(manifest, entry, seq)
     state = {d: ctx if ctx is not None else seq for d in manifest.entries[entry].state_dims}
     past = max(state.values(), default=seq) - seq
-    if past > 0:  # decode after a real prefill of the `past` cached tokens (not measured)
+    runs = []  # one per rt.run: (phase, tokens, KV length after, stats before, stats after, streams, host steps)
+    if past > 0:  # decode after a real prefill of the `past` cached tokens (its own phase, not the measured one)
+        b = sim.stats()
         rt.run(entry, *random_inputs(manifest, entry, past, seed=1), dims={d: past for d in state})
+        runs.append(("prefill", past, past, b, sim.stats(), rt.stream_log, rt.host_log))
     before = sim.stats()
     outputs = rt.run(entry, *inputs, dims=state)
     after = sim.stats()
-    per_op: dict = defaultdict(lambda: [0, 0])
+    phase = "run" if not state else "prefill" if past == 0 else "decode" if seq == 1 else "prefill (chunk)"
+    runs.append((phase, seq, max(state.values(), default=None), before, after, rt.stream_log, rt.host_log))
+    records = getattr(sim, "records", ())
+    per_op: dict = {}
     for name, first in rt.stream_log:
         s = manifest.streams[name]
-        for k, rec in enumerate(sim.records[first:first + s.count]):
-            tag = s.insns[k].tag or rec.op
-            per_op[tag][0] += rec.busy_end - rec.start
-            per_op[tag][1] += 1
+        for k, rec in enumerate(records[first:first + s.count]):
+            info = s.insns[k]
+            tag = info.tag or rec.op
+            o = per_op.setdefault(tag, {"tag": tag, "layer": info.layer, "cycles": 0, "insns": 0, "macs": 0,
+                                        "bytes": 0, "start": rec.start, "end": rec.busy_end})
+            o["cycles"] += rec.busy_end - rec.start
+            o["insns"] += 1
+            o["macs"] += getattr(rec, "macs", 0)
+            o["bytes"] += getattr(rec, "nbytes", 0)
+            o["start"], o["end"] = min(o["start"], rec.start), max(o["end"], rec.busy_end)
     fig = target.figures
     cycles = after["cycles"] - before["cycles"]
     macs = after["macs"] - before["macs"]
     hbm = after["hbm_bytes"] - before["hbm_bytes"]
-    roof = max(macs / fig.peak_macs_per_cycle, hbm / fig.hbm_bytes_per_cycle)
+    roof = fig.roofline_cycles(macs, hbm)
+    host_ops: dict = {}
+    for op, _dst, _t, sec in rt.host_log:
+        h = host_ops.setdefault(op, [0.0, 0])
+        h[0] += sec
+        h[1] += 1
     result = {
         "target": target.name, "entry": entry, "seq": seq, "functional": functional, "state": state,
+        "phase": phase,
         "cycles": cycles, "time_us": fig.cycles_to_us(cycles), "clock_mhz": target.clock_mhz,
         "macs": macs, "hbm_bytes": hbm, "roofline_cycles": roof,
         "roofline_fraction": roof / cycles if cycles else 0.0,
@@ -293,13 +353,50 @@ def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, f
         "mac_fraction": macs / fig.peak_macs_per_cycle / cycles if cycles else 0.0,
         "ms_per_token": fig.cycles_to_us(cycles) / 1e3 / max(seq, 1),
         "instructions": after["instructions"] - before["instructions"],
-        "per_op": sorted(((k, v[0], v[1]) for k, v in per_op.items()), key=lambda r: -r[1]),
+        "per_op": sorted(((o["tag"], o["cycles"], o["insns"]) for o in per_op.values()), key=lambda r: -r[1]),
+        # per op: its layer, MACs and bytes moved (roofline), first start and last end cycle (timeline)
+        "ops": sorted(per_op.values(), key=lambda o: o["start"]),
+        "peak_macs_per_cycle": fig.peak_macs_per_cycle, "hbm_bytes_per_cycle": fig.hbm_bytes_per_cycle,
+        # host-fallback kernels of the measured run: numpy in this process, wall time (not device cycles)
+        "host": {"seconds": sum(h[3] for h in rt.host_log), "steps": len(rt.host_log),
+                 "per_op": sorted(((op, v[0], v[1]) for op, v in host_ops.items()), key=lambda r: -r[1])},
+        "phases": [{"phase": ph, "tokens": n, "kv": kv, "cycles": a["cycles"] - b["cycles"],
+                    "time_us": fig.cycles_to_us(a["cycles"] - b["cycles"]),
+                    "host_s": sum(h[3] for h in hl), "measured": i == len(runs) - 1}
+                   for i, (ph, n, kv, b, a, _, hl) in enumerate(runs)],
         "outputs": [(list(o.shape), str(o.dtype)) for o in outputs],
     }
+    raw = sim.trace() if trace_path else None
+    if trace_path and raw is None:
+        raise RunError(f"cannot write the trace {trace_path}: this device keeps no trace (profile on the "
+                       f"in-process simulator for a trace)")
     if trace_path:
         with open(trace_path, "w") as f:
-            json.dump(sim.trace(), f)
+            json.dump(_annotated_trace(raw, manifest, entry, runs, records, fig), f)
     return result
+
+
+def _annotated_trace(raw: dict, manifest: Manifest, entry: str, runs: list, records, fig) -> dict:
+    """The simulator's trace with op tags, layers and weights in ``args``, one marked span per phase and
+    the host-fallback kernels' wall time (:mod:`dlavm.runtime.profile_trace`)."""
+    from dlavm.runtime.profile_trace import annotate_trace
+    info, phases, host = {}, [], []
+    for ph, n, kv, b, a, streams, host_log in runs:
+        for name, first in streams:
+            s = manifest.streams[name]
+            for k, rec in enumerate(records[first:first + s.count]):
+                r = s.insns[k]
+                info[rec.index] = {"tag": r.tag, "layer": r.layer, "weights": list(r.weights), "insn": rec.op,
+                                   "entry": entry, "phase": ph, "macs": getattr(rec, "macs", 0),
+                                   "bytes": getattr(rec, "nbytes", 0)}
+        t0, t1 = fig.cycles_to_us(b["cycles"]), fig.cycles_to_us(a["cycles"])
+        phases.append({"name": f"{ph} ({n} token{'s' if n != 1 else ''})", "start_us": t0, "end_us": t1,
+                       "args": {"phase": ph, "entry": entry, "tokens": n, "kv_length": kv,
+                                "cycles": a["cycles"] - b["cycles"]}})
+        host += [{"name": op, "start_us": t0 + start * 1e6, "dur_us": sec * 1e6,
+                  "args": {"op": op, "value": dst, "phase": ph, "wall_us": round(sec * 1e6, 3)}}
+                 for op, dst, start, sec in host_log]
+    return annotate_trace(raw, info, phases, host)
 
 
 def format_profile(p: dict, top: int = 20) -> str:
@@ -311,6 +408,10 @@ def format_profile(p: dict, top: int = 20) -> str:
              f" -> {100 * p['roofline_fraction']:.1f}% of roofline",
              f"HBM bandwidth {100 * p['hbm_fraction']:.1f}% of peak, MACs {100 * p['mac_fraction']:.1f}% of peak; "
              f"{p['ms_per_token']:.3f} ms per token ({p['seq']} token(s) in {p['time_us'] / 1e3:.3f} ms)"]
+    if p.get("state"):
+        lines.append("phases: " + "; ".join(
+            f"{ph['phase']} {ph['tokens']} token(s) to KV length {ph['kv']}: {ph['cycles']:,} cycles = "
+            f"{ph['time_us']:.1f} us" + (" (measured above)" if ph["measured"] else "") for ph in p["phases"]))
     kinds: dict = {}
     for tag, cyc, n in p["per_op"]:
         k = kinds.setdefault(tag.split("#")[0], [0, 0, 0])
@@ -324,8 +425,15 @@ def format_profile(p: dict, top: int = 20) -> str:
         lines.append(f"{tag:<24} {cyc:>12,} {n:>6}")
     if len(p["per_op"]) > top:
         lines.append(f"... {len(p['per_op']) - top} more ops")
+    host = p.get("host") or {}
+    if host.get("steps"):
+        lines.append(f"host fallback: {host['steps']} step(s), {host['seconds'] * 1e3:.3f} ms wall time of the numpy "
+                     f"kernels in this process (not in the device cycles above)")
+        lines.append(f"{'host op':<24} {'wall ms':>12} {'steps':>6}")
+        for op, sec, n in host["per_op"][:top]:
+            lines.append(f"{op:<24} {sec * 1e3:>12.3f} {n:>6}")
     return "\n".join(lines)
 
 
 __all__ = ["compile", "load", "CompiledModel", "CompileError", "profile", "format_profile", "random_inputs",
-           "check_entry"]
+           "check_entry", "device_graph"]

@@ -43,6 +43,8 @@ class Record:
     done: int
     mem_end: int
     compute_cycles: int
+    macs: int = 0     # multiply-accumulates it performed
+    nbytes: int = 0   # bytes it moved (HBM and DDR)
 
 
 def channel_bytes(offsets: np.ndarray, length: int, granule: int, channels: int) -> np.ndarray:
@@ -154,7 +156,8 @@ class TimingModel:
         self.unit_count[unit] += 1
         self.starts[unit].append(t0)
         self.macs += macs
-        rec = Record(len(self.records), op, unit, t_issue, t0, busy_end, done, mem_end, compute_cycles)
+        rec = Record(len(self.records), op, unit, t_issue, t0, busy_end, done, mem_end, compute_cycles, macs,
+                     sum(a.nbytes for a in accesses))
         self.records.append(rec)
         return rec
 

@@ -279,7 +279,8 @@ def test_the_table_keeps_torch_and_the_compiler_out_of_the_lower_and_deployment_
                   "dlavm.runtime", "dlavm.devlink", "dlavm.artifact", "hw_models", "dlavm.tokenizer"]
     assert not [p for p in torch_free if "torch" in allowed_closure(table, [p])]
     assert allowed_closure(table, ["dlavm.runtime"]) <= {
-        "dlavm.runtime", "numpy", "dlavm.sym", "dlavm.target", "dlavm.artifact", "dlavm.devlink", "yaml"}
+        "dlavm.runtime", "numpy", "dlavm.sym", "dlavm.target", "dlavm.artifact", "dlavm.devlink", "yaml",
+        "dlavm.host_ops"}
     assert allowed_closure(table, ["hw_models"]) <= {
         "hw_models", "numpy", "dlavm.sym", "dlavm.target", "dlavm.devlink", "yaml"}
 

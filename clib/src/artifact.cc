@@ -35,6 +35,11 @@ constexpr int64_t kMaxCount = int64_t{1} << 24;
 constexpr int64_t kNoLimit = INT64_MAX;
 // dlavm.artifact.directory.MAX_MANIFEST_BYTES
 constexpr uint64_t kMaxManifestBytes = uint64_t{1} << 28;
+// dlavm.artifact.schema.TOKENIZER_MAX_BYTES and CHAT_TEMPLATE_MAX_BYTES.
+constexpr uint64_t kTokenizerMaxBytes = uint64_t{64} << 20;
+constexpr uint64_t kChatTemplateMaxBytes = uint64_t{1} << 20;
+// dlavm.artifact.spec.FLOAT_TAG
+constexpr const char* kFloatTag = "$float";
 
 bool has_control(const std::string& s) {
   for (unsigned char c : s) {
@@ -171,6 +176,23 @@ class Checker {
   void nullable_name(const Value& v, const std::string& path) const {
     if (!v.is_null()) name(v, path);
   }
+  // The non-finite numbers of a host step's literal or attribute (dlavm.artifact.spec.HostJson): an object
+  // with a "$float" key is {"$float": "inf" | "-inf" | "nan"} and nothing else. The generated driver carries
+  // its literals and attributes as C++ constants; this checks the form only.
+  void host_json(const Value& v, const std::string& path) const {
+    if (v.is_array()) {
+      for (size_t i = 0; i < v.size(); ++i) host_json(v[i], join(path, i));
+    } else if (v.is_object() && v.find(kFloatTag)) {
+      for (const auto& kv : v.as_object()) {
+        if (kv.first != kFloatTag) {
+          fail(path, "a " + quote(kFloatTag) + " object must have no other key, got " + quote(kv.first));
+        }
+      }
+      one_of(v[kFloatTag], join(path, kFloatTag), {"inf", "-inf", "nan"});
+    } else if (v.is_object()) {
+      for (const auto& kv : v.as_object()) host_json(kv.second, join(path, kv.first));
+    }
+  }
 
  private:
   std::string prefix_;
@@ -178,7 +200,7 @@ class Checker {
 
 const std::vector<std::string> kTopFields = {
     "format", "version", "isa_version", "target", "model", "weights_format", "weights_complete", "dims",
-    "memory", "weights", "host_consts", "entries", "streams", "llm", "host_ops", "files"};
+    "memory", "weights", "host_consts", "entries", "streams", "llm", "host_ops", "files", "tokenizer"};
 
 const std::vector<std::string> kDtypes = {"bool",   "int8",   "int16",   "int32",   "int64",   "uint8",
                                           "uint16", "uint32", "uint64", "float16", "float32", "float64"};
@@ -235,14 +257,21 @@ void check_manifest(const Checker& c, const Value& m) {
   const auto& consts = c.array(m["host_consts"], "host_consts");
   for (size_t i = 0; i < consts.size(); ++i) {
     const std::string p = join("host_consts", i);
-    c.record(consts[i], p, {"name", "file", "dtype", "shape"});
+    c.record(consts[i], p, {"name", "file", "dtype", "shape", "quant"});
     c.name(consts[i]["name"], p + ".name");
     c.rel_path(consts[i]["file"], p + ".file");
     c.one_of(consts[i]["dtype"], p + ".dtype", kDtypes);
     const auto& shape = c.array(consts[i]["shape"], p + ".shape");
     for (size_t j = 0; j < shape.size(); ++j) c.integer(shape[j], join(p + ".shape", j), 0, kDimMax);
+    const Value& quant = consts[i]["quant"];
+    if (!quant.is_null()) {  // HostQuant
+      c.record(quant, p + ".quant", {"format", "group", "scales"});
+      c.one_of(quant["format"], p + ".quant.format", {"int8", "int4"});
+      c.integer(quant["group"], p + ".quant.group", 1, kDimMax);
+      c.rel_path(quant["scales"], p + ".quant.scales");
+    }
   }
-  // entries: only the steps' kind, and a stream step's stream, are read here
+  // entries: only the steps' kind, a stream step's stream and the "$float" tags of a host step are read here
   const auto& entries = c.object(m["entries"], "entries");
   for (const auto& e : entries) {
     c.name_key(e.first, "entries");
@@ -260,6 +289,17 @@ void check_manifest(const Checker& c, const Value& m) {
       if (kind->as_string() == "stream") {
         c.record(arr[i], q, {"kind", "stream"});
         c.name(arr[i]["stream"], q + ".stream");
+      }
+      if (kind->as_string() == "host") {
+        const Value* args = arr[i].find("args");
+        for (size_t k = 0; args && args->is_array() && k < args->size(); ++k) {
+          const Value* lit = (*args)[k].is_object() ? (*args)[k].find("literal") : nullptr;
+          if (lit) c.host_json(*lit, join(q + ".args", k) + ".literal");
+        }
+        const Value* attrs = arr[i].find("attrs");
+        if (attrs && attrs->is_object()) {
+          for (const auto& kv : attrs->as_object()) c.host_json(kv.second, join(q + ".attrs", kv.first));
+        }
       }
     }
   }
@@ -312,6 +352,18 @@ void check_manifest(const Checker& c, const Value& m) {
     }
   }
 
+  // tokenizer: null or TokenizerInfo
+  const Value& tok = m["tokenizer"];
+  if (!tok.is_null()) {
+    c.record(tok, "tokenizer", {"file", "bos_id", "eos_ids", "add_bos", "chat_template"});
+    c.rel_path(tok["file"], "tokenizer.file");
+    if (!tok["bos_id"].is_null()) c.integer(tok["bos_id"], "tokenizer.bos_id", 0, kDimMax);
+    const auto& eos = c.array(tok["eos_ids"], "tokenizer.eos_ids");
+    for (size_t j = 0; j < eos.size(); ++j) c.integer(eos[j], join("tokenizer.eos_ids", j), 0, kDimMax);
+    if (!tok["add_bos"].is_bool()) c.want("tokenizer.add_bos", "a boolean", tok["add_bos"]);
+    if (!tok["chat_template"].is_null()) c.rel_path(tok["chat_template"], "tokenizer.chat_template");
+  }
+
   // cross-references, in the Python reader's order (dlavm/artifact/reader.py check_references)
   std::map<std::string, std::string> owner;  // file -> the field naming it
   auto listed = [&](const std::string& path, const std::string& rel) {  // listed, and named by one field only
@@ -360,7 +412,24 @@ void check_manifest(const Checker& c, const Value& m) {
     }
   }
   for (size_t i = 0; i < weights.size(); ++i) listed(join("weights", i) + ".file", weights[i]["file"].as_string());
-  for (size_t i = 0; i < consts.size(); ++i) listed(join("host_consts", i) + ".file", consts[i]["file"].as_string());
+  for (size_t i = 0; i < consts.size(); ++i) {
+    const std::string p = join("host_consts", i);
+    listed(p + ".file", consts[i]["file"].as_string());
+    const Value& quant = consts[i]["quant"];
+    if (quant.is_null()) continue;
+    listed(p + ".quant.scales", quant["scales"].as_string());
+    const auto& shape = consts[i]["shape"].as_array();
+    if (consts[i]["dtype"].as_string() != "float32" || shape.size() != 2) {
+      std::string dims;
+      for (const Value& d : shape) dims += (dims.empty() ? "" : ", ") + std::to_string(d.as_int());
+      c.fail(p + ".quant", "a quantised constant must be a float32 2-D array, got " + consts[i]["dtype"].as_string() +
+                               " of shape [" + dims + "]");
+    }
+  }
+  if (!tok.is_null()) {
+    listed("tokenizer.file", tok["file"].as_string());
+    if (!tok["chat_template"].is_null()) listed("tokenizer.chat_template", tok["chat_template"].as_string());
+  }
   for (const auto& e : entries) {
     const Value* steps = e.second.find("steps");
     if (!steps) continue;
@@ -396,6 +465,14 @@ Artifact Artifact::open(const std::string& dir) {
   check_manifest_sum(dir, root, text);
   check_manifest(checker, m);
   const std::map<std::string, ExpectedSize> sizes = expected_sizes(m);
+  // the files without an exact size: the most bytes each may hold (directory._size_limits)
+  std::map<std::string, std::pair<uint64_t, std::string>> limits;
+  if (!m["tokenizer"].is_null()) {
+    limits[m["tokenizer"]["file"].as_string()] = {kTokenizerMaxBytes, "tokenizer.file"};
+    if (!m["tokenizer"]["chat_template"].is_null()) {
+      limits[m["tokenizer"]["chat_template"].as_string()] = {kChatTemplateMaxBytes, "tokenizer.chat_template"};
+    }
+  }
   std::set<std::string> stream_files;
   for (const auto& kv : m["streams"].as_object()) stream_files.insert(kv.second["file"].as_string());
   std::map<std::string, std::vector<uint8_t>> stream_bytes;
@@ -410,7 +487,13 @@ Artifact Artifact::open(const std::string& dir) {
     uint64_t size = 0;
     const Fd fd = open_inside(dir, root.fd(), rel, missing_file(rel), size);
     if (e && (!e->fits || size != e->n)) wrong_size(size);
-    std::vector<uint8_t> bytes = read_fd(dir, rel, fd.get(), size, e ? e->n : UINT64_MAX);
+    const auto most = limits.find(rel);
+    if (most != limits.end() && size > most->second.first) {
+      refuse(dir, std::string(kManifest) + ": " + most->second.second + ": holds " + std::to_string(size) +
+                      " bytes, more than the " + std::to_string(most->second.first) + " it may");
+    }
+    std::vector<uint8_t> bytes = read_fd(dir, rel, fd.get(), size,
+                                         e ? e->n : most != limits.end() ? most->second.first : UINT64_MAX);
     check_sha256(dir, rel, bytes, kv.second.as_string());
     if (e && bytes.size() != e->n) wrong_size(bytes.size());
     if (stream_files.count(rel)) stream_bytes[rel] = std::move(bytes);

@@ -130,6 +130,26 @@ std::map<std::string, ExpectedSize> expected_sizes(const Value& m) {
   const auto& consts = m["host_consts"].as_array();
   for (size_t i = 0; i < consts.size(); ++i) {
     const std::string& dtype = consts[i]["dtype"].as_string();
+    const Value& quant = consts[i]["quant"];
+    if (!quant.is_null()) {  // a float32 [rows, cols] stored int8 / int4 (directory.quantised_bytes)
+      const uint64_t rows = static_cast<uint64_t>(consts[i]["shape"][size_t{0}].as_int());
+      const uint64_t cols = static_cast<uint64_t>(consts[i]["shape"][size_t{1}].as_int());
+      const uint64_t group = static_cast<uint64_t>(quant["group"].as_int());
+      const std::string& fmt = quant["format"].as_string();
+      ExpectedSize e;
+      e.n = fmt == "int8" ? rows * cols : rows * ((cols + 1) / 2);
+      e.bytes = std::to_string(e.n);
+      e.field = "host_consts[" + std::to_string(i) + "].file";
+      e.why = "its " + fmt + " shape [" + std::to_string(rows) + ", " + std::to_string(cols) + "] needs";
+      out[consts[i]["file"].as_string()] = e;
+      ExpectedSize s;
+      s.n = rows * ((cols + group - 1) / group) * 2;
+      s.bytes = std::to_string(s.n);
+      s.field = "host_consts[" + std::to_string(i) + "].quant.scales";
+      s.why = "its float16 scales of " + std::to_string(rows) + " rows, groups of " + std::to_string(group) + " need";
+      out[quant["scales"].as_string()] = s;
+      continue;
+    }
     ExpectedSize e;
     e.n = kDtypeBytes.at(dtype);
     e.bytes = std::to_string(e.n);

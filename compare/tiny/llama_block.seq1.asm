@@ -3,7 +3,7 @@
 # config: max_seq=256 layers=2 hidden=256 heads=4 kv_heads=2 head_dim=64 ffn=512
 # model: llama_block
 # target: tiny
-# isa: 1.0
+# isa: 1.1
 # dims: seq in [1, 256]
 # at: seq=1
 # addresses: relocated

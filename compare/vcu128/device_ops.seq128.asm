@@ -3,7 +3,7 @@
 # config: max_seq=256 k=4096 heads=2 head_dim=32
 # model: device_ops
 # target: vcu128
-# isa: 1.0
+# isa: 1.1
 # dims: seq in [1, 256]
 # at: seq=128
 # addresses: relocated
@@ -33,6 +33,6 @@ stream forward.0 14
 0008 - dev.attention#5 softmax in_fp32=1 causal=1 src=kv:forward.attn.scores dst=kv:forward.attn.probs rows=256{seq*2} cols=128{seq} m=128{seq} pos0=0 wait=mat
 0009 - dev.attention#5 mat_pv p=kv:forward.attn.probs vc=kv:forward.attn.vcache out=act+0x0 m=128{seq} heads=2 kv_heads=2 l=128{seq} d=32 v_stride=16384 wait=mvm,sfu
 0010 - dev.act#6 act src=act+0x0 dst=act+0x8000 table=weights:pwl.silu count=8192{seq*64} nseg=512 lo=-16.0 inv_step=16.0 wait=mat
-0011 - dev.eltwise#7 eltwise fn=mul a=act+0x8000 b=act+0x0 dst=act+0x10000 count=8192{seq*64} wait=sfu
+0011 - dev.eltwise#7 eltwise fn=mul a=act+0x8000 b=act+0x0 dst=act+0x10000 count=8192{seq*64} period=0 wait=sfu
 0012 - dev.softmax#8 softmax in_fp32=0 causal=0 src=act+0x10000 dst=act+0x400000 rows=128{seq} cols=64 m=128{seq} pos0=0 wait=sfu
 0013 - dev.mvm#9 mvm wfmt=int4 affine=0 res=add relu=0 argmax=0 out_fp32=0 x=act+0x400000 w=weights:ops.out.weight.int4 wscale=weights:ops.out.weight.int4.scale out=act+0x0 aff=- resid=act+0x200000 m=128{seq} k=64 n=4096 wait=mat,sfu

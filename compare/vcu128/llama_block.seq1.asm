@@ -3,7 +3,7 @@
 # config: max_seq=256 layers=2 hidden=4096 heads=32 kv_heads=8 head_dim=128 ffn=11008
 # model: llama_block
 # target: vcu128
-# isa: 1.0
+# isa: 1.1
 # dims: seq in [1, 256]
 # at: seq=1
 # addresses: relocated

@@ -14,7 +14,9 @@ one line ``artifact DIR: FILE: FIELD: RULE`` or ``artifact DIR: file "REL" ...``
    references, memory map);
 4. every listed file matches its sha256; sizes: a stream file holds ``count``
    64-byte entries, a weight file ``nbytes`` bytes, a host-constant file its
-   dtype times its shape;
+   dtype times its shape (a quantised one: its packed bytes, its scales file
+   two bytes per scale); the bundled tokenizer.json holds at most
+   ``TOKENIZER_MAX_BYTES``, the chat template ``CHAT_TEMPLATE_MAX_BYTES``;
 5. every patch names a field of the instruction at its ``index`` (decoded
    from the stream's opcode) with that field's ``word``, ``lo``, ``width`` and
    ``kind`` (:mod:`dlavm.target.isa`).
@@ -37,7 +39,7 @@ from dlavm.target.isa import INSN_BYTES, OPS_BY_CODE
 
 from .errors import ArtifactError
 from .reader import check_format_version, parse_json, read_manifest
-from .schema import DTYPE_BYTES, Manifest
+from .schema import CHAT_TEMPLATE_MAX_BYTES, DTYPE_BYTES, TOKENIZER_MAX_BYTES, Manifest
 
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.sha256"
@@ -164,10 +166,33 @@ def _expected_sizes(m: Manifest) -> dict:
     for i, w in enumerate(m.weights):
         out[w.file] = (w.nbytes, f"weights[{i}].file", "its nbytes is")
     for i, c in enumerate(m.host_consts):
+        if c.quant is not None:
+            q, (rows, cols) = c.quant, c.shape
+            out[c.file] = (quantised_bytes(q.format, rows, cols), f"host_consts[{i}].file",
+                           f"its {q.format} shape {list(c.shape)} needs")
+            out[q.scales] = (rows * -(-cols // q.group) * 2, f"host_consts[{i}].quant.scales",
+                             f"its float16 scales of {rows} rows, groups of {q.group} need")
+            continue
         n = DTYPE_BYTES[c.dtype]
         for x in c.shape:
             n *= x
         out[c.file] = (n, f"host_consts[{i}].file", f"its {c.dtype} shape {list(c.shape)} needs")
+    return out
+
+
+def quantised_bytes(fmt: str, rows: int, cols: int) -> int:
+    """Bytes of a ``rows x cols`` array stored as ``fmt`` (``HostQuant.format``): int8 one per element,
+    int4 two per byte with every row padded to an even length."""
+    return rows * cols if fmt == "int8" else rows * -(-cols // 2)
+
+
+def _size_limits(m: Manifest) -> dict:
+    """{relpath: (most bytes the file may hold, FIELD)} for files without an exact size."""
+    out = {}
+    if m.tokenizer is not None:
+        out[m.tokenizer.file] = (TOKENIZER_MAX_BYTES, "tokenizer.file")
+        if m.tokenizer.chat_template is not None:
+            out[m.tokenizer.chat_template] = (CHAT_TEMPLATE_MAX_BYTES, "tokenizer.chat_template")
     return out
 
 
@@ -218,14 +243,18 @@ def load_artifact(directory: str | os.PathLike) -> VerifiedArtifact:
         _check_manifest_sum(root, text)
         m = read_manifest(data, source=source)
         sizes = _expected_sizes(m)
+        limits = _size_limits(m)
         files = {}
         for rel, digest in m.files.items():
             want = sizes.get(rel)
+            most = limits.get(rel)
             fd, size = _open_inside(d, rel, root.fd)
             try:
                 if want is not None and size != want[0]:
                     raise _refuse(d, f"{MANIFEST}: {want[1]}: holds {size} bytes, {want[2]} {want[0]}")
-                raw = _read_fd(d, rel, fd, size, None if want is None else want[0])
+                if most is not None and size > most[0]:
+                    raise _refuse(d, f"{MANIFEST}: {most[1]}: holds {size} bytes, more than the {most[0]} it may")
+                raw = _read_fd(d, rel, fd, size, want[0] if want is not None else most[0] if most else None)
             finally:
                 os.close(fd)
             files[rel] = _sha256_checked(d, rel, raw, digest)

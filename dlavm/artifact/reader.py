@@ -21,8 +21,8 @@ rule) on the first violation:
    entry reads no host value before a step writes it and returns only
    written host values, ``to_device`` writes and ``to_host`` reads device
    values (with an ``addr``), host steps read and write host values; the
-   LLM section names existing dims and entries; every file is named by one
-   field only;
+   LLM section names existing dims and entries; a quantised host constant
+   is a float32 2-D array; every file is named by one field only;
 5. the memory map (:func:`check_memory_map`): the target description is a
    valid target matching its fingerprint; every pool lies inside its target
    memory region and every buffer inside its pool; the ``weights``, ``kv``
@@ -164,7 +164,16 @@ def check_references(m: Manifest, r: Reader) -> None:
     consts = set()
     for i, c in enumerate(m.host_consts):
         listed(f"host_consts[{i}].file", c.file)
+        if c.quant is not None:
+            listed(f"host_consts[{i}].quant.scales", c.quant.scales)
+            if c.dtype != "float32" or len(c.shape) != 2:
+                r.fail(f"host_consts[{i}].quant", f"a quantised constant must be a float32 2-D array, got "
+                                                  f"{c.dtype} of shape {list(c.shape)}")
         consts.add(c.name)
+    if m.tokenizer is not None:
+        listed("tokenizer.file", m.tokenizer.file)
+        if m.tokenizer.chat_template is not None:
+            listed("tokenizer.chat_template", m.tokenizer.chat_template)
     for ename, e in m.entries.items():
         p = f"entries.{ename}"
         for i, d in enumerate(e.state_dims):

@@ -20,12 +20,14 @@ from typing import Any, ClassVar
 
 from dlavm.target.isa import INSN_WORDS
 
-from .spec import (IDENT, NAME, Bool, Enum, Expr, Int, Json, Keyed, ListOf, MapOf, Nullable, Record, RelPath,
+from .spec import (IDENT, NAME, Bool, Enum, Expr, HostJson, Int, Json, Keyed, ListOf, MapOf, Nullable, Record, RelPath,
                    Sha256, Tagged, Text, record_fields, spec_field)
 
 FORMAT = "dlavm-artifact"
 #: 2: instruction records (op tag, layer, weights) per stream entry; typed host-constant dtypes.
-MANIFEST_VERSION = 2
+#: 3: the bundled tokenizer (``tokenizer``); host constants stored quantised (``HostConst.quant``); a non-finite
+#: number in a host step's literal or attribute written ``{"$float": "-inf"}`` (:class:`.spec.HostJson`).
+MANIFEST_VERSION = 3
 #: Device addresses are counted in bytes below 2**64; instruction address fields hold multiples of 32.
 ADDRESS = Int(0, 2**64 - 1)
 #: Bytes per element of each dtype (little-endian arrays).
@@ -33,6 +35,9 @@ DTYPE_BYTES = {"bool": 1, "int8": 1, "int16": 2, "int32": 4, "int64": 8, "uint8"
                "uint64": 8, "float16": 2, "float32": 4, "float64": 8}
 DTYPE = Enum(*DTYPE_BYTES)
 DIM_MAX = 2**31 - 1
+#: The largest bundled tokenizer.json and chat template (bytes); both readers refuse larger files.
+TOKENIZER_MAX_BYTES = 64 << 20
+CHAT_TEMPLATE_MAX_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -96,13 +101,26 @@ class WeightBlob:
 
 
 @dataclass(frozen=True)
+class HostQuant:
+    """How a host constant's file encodes it when quantised: symmetric, ``value = q * scale``."""
+
+    format: str = spec_field(Enum("int8", "int4"), "`int8`: one signed byte per element; `int4`: two signed "
+                                                    "nibbles per byte, the low nibble first, rows padded to even")
+    group: int = spec_field(Int(1, DIM_MAX), "elements of a row per scale (the last dim)")
+    scales: str = spec_field(RelPath(), "float16 `[rows, ceil(cols / group)]`; listed in `files`")
+
+
+@dataclass(frozen=True)
 class HostConst:
     """A constant a host step reads (little-endian array)."""
 
     name: str = spec_field(NAME, "constant name")
-    file: str = spec_field(RelPath(), "the bytes; listed in `files`")
-    dtype: str = spec_field(DTYPE, "element type")
+    file: str = spec_field(RelPath(), "the bytes (as `quant` says when set); listed in `files`")
+    dtype: str = spec_field(DTYPE, "element type the host step reads")
     shape: tuple = spec_field(ListOf(Int(0, DIM_MAX)), "dims")
+    quant: HostQuant | None = spec_field(Nullable(Record(HostQuant)),
+                                         "null: the file holds the array; else a float32 2-D array stored "
+                                         "quantised, dequantised when loaded", default=None)
 
 
 @dataclass(frozen=True)
@@ -145,7 +163,7 @@ class ValueRef:
 class LiteralOperand:
     """Operand: a literal."""
 
-    literal: Any = spec_field(Json(), "the value")
+    literal: Any = spec_field(HostJson(), "the value")
 
 
 @dataclass(frozen=True)
@@ -167,7 +185,7 @@ class HostStep:
     TAG: ClassVar[str] = "host"
     op: str = spec_field(NAME, "op name (a host kernel)")
     args: tuple = spec_field(ListOf(OPERAND), "operands")
-    attrs: dict = spec_field(MapOf(NAME, Json()), "attributes; `{\"sym\": expr}` is a size expression")
+    attrs: dict = spec_field(MapOf(NAME, HostJson()), "attributes; `{\"sym\": expr}` is a size expression")
     dst: str = spec_field(NAME, "value id written")
 
 
@@ -271,6 +289,19 @@ class LlmInfo:
 
 
 @dataclass(frozen=True)
+class TokenizerInfo:
+    """The model's tokenizer, bundled so that `dlavm generate` encodes and decodes text (doc/llm.md)."""
+
+    file: str = spec_field(RelPath(), "a HF `tokenizer.json` of at most 64 MiB; listed in `files`")
+    bos_id: int | None = spec_field(Nullable(Int(0, DIM_MAX)), "beginning-of-sequence token, null if none")
+    eos_ids: tuple = spec_field(ListOf(Int(0, DIM_MAX)), "end-of-sequence tokens: generation stops at any")
+    add_bos: bool = spec_field(Bool(), "a prompt starts with `bos_id` (the tokenizer config's `add_bos_token`)")
+    chat_template: str | None = spec_field(Nullable(RelPath()),
+                                           "the Jinja chat template (UTF-8, at most 1 MiB; listed in `files`), "
+                                           "null if none")
+
+
+@dataclass(frozen=True)
 class HostOp:
     """A host-fallback op and why it is not on the device."""
 
@@ -301,6 +332,8 @@ class Manifest:
     llm: LlmInfo | None = spec_field(Nullable(Record(LlmInfo)), "generate-loop data, null for other models")
     host_ops: tuple = spec_field(ListOf(Record(HostOp)), "host-fallback ops")
     files: dict = spec_field(MapOf(RelPath(), Sha256()), "every file of the artifact -> its sha256")
+    tokenizer: TokenizerInfo | None = spec_field(Nullable(Record(TokenizerInfo)),
+                                                 "the bundled tokenizer, null if none", default=None)
 
     def to_json(self) -> dict:
         """The manifest as JSON data (what ``manifest.json`` holds)."""
@@ -312,9 +345,9 @@ class Manifest:
 
 
 #: Every record of the schema, in the order the doc lists them.
-RECORDS = (Manifest, TargetInfo, Dim, Pool, Buffer, WeightBlob, HostConst, Entry, EntryInput, EntryOutput,
+RECORDS = (Manifest, TargetInfo, Dim, Pool, Buffer, WeightBlob, HostConst, HostQuant, Entry, EntryInput, EntryOutput,
            ValueInfo, HostStep, ToDeviceStep, ToHostStep, StreamStep, ValueRef, LiteralOperand, ConstRef,
-           Stream, Patch, Guard, InsnRecord, LlmInfo, HostOp)
+           Stream, Patch, Guard, InsnRecord, LlmInfo, TokenizerInfo, HostOp)
 
 
 def schema_markdown() -> str:
@@ -335,4 +368,5 @@ def schema_markdown() -> str:
 __all__ = ["FORMAT", "MANIFEST_VERSION", "DTYPE_BYTES", "Manifest", "TargetInfo", "Dim", "Pool", "Buffer", "WeightBlob",
            "HostConst", "Entry", "EntryInput", "EntryOutput", "ValueInfo", "HostStep", "ToDeviceStep",
            "ToHostStep", "StreamStep", "ValueRef", "LiteralOperand", "ConstRef", "Stream", "Patch", "Guard",
-           "InsnRecord", "LlmInfo", "HostOp", "RECORDS", "schema_markdown"]
+           "InsnRecord", "LlmInfo", "TokenizerInfo", "HostQuant", "HostOp", "RECORDS", "schema_markdown",
+           "TOKENIZER_MAX_BYTES", "CHAT_TEMPLATE_MAX_BYTES"]

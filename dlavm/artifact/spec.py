@@ -232,6 +232,50 @@ class Json(Spec):
         return json.loads(json.dumps(v))  # a private copy: the typed object never aliases the input
 
 
+#: The key of the one-key object that stands for a non-finite number in a host step's literal or attribute
+#: (strict JSON has no inf or nan): ``{"$float": "-inf"}``. clib/src/artifact.cc checks the same form.
+FLOAT_TAG = "$float"
+#: Each tag value and the number it stands for.
+NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _tag_non_finite(v):
+    """``v`` as JSON data with each non-finite float written ``{"$float": TAG}``."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return {FLOAT_TAG: "nan" if math.isnan(v) else "inf" if v > 0 else "-inf"}
+    if isinstance(v, dict):
+        return {k: _tag_non_finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_tag_non_finite(x) for x in v]
+    return v
+
+
+class HostJson(Json):
+    """A host step's literal or attribute: any JSON value, a non-finite number written ``{"$float": TAG}``
+    (TAG one of :data:`NON_FINITE`); an object with a ``"$float"`` key is that and nothing else."""
+
+    doc = 'any JSON value, a non-finite number as {"$float": "inf" / "-inf" / "nan"}'
+
+    def decode(self, v, path, r):
+        super().decode(v, path, r)
+        stack = [(v, path)]
+        while stack:   # in document order, as the C++ reader (the first bad tag is named)
+            x, p = stack.pop()
+            if isinstance(x, dict) and FLOAT_TAG in x:
+                other = next((k for k in x if k != FLOAT_TAG), None)
+                if other is not None:
+                    r.fail(p, f'a {quote(FLOAT_TAG)} object must have no other key, got {quote(other)}')
+                Enum(*NON_FINITE).decode(x[FLOAT_TAG], join(p, FLOAT_TAG), r)
+            elif isinstance(x, dict):
+                stack.extend(reversed([(y, join(p, k)) for k, y in x.items()]))
+            elif isinstance(x, (list, tuple)):
+                stack.extend(reversed([(y, join(p, i)) for i, y in enumerate(x)]))
+        return json.loads(json.dumps(v), object_hook=lambda o: NON_FINITE[o[FLOAT_TAG]] if FLOAT_TAG in o else o)
+
+    def encode(self, v):
+        return _tag_non_finite(v)
+
+
 class ListOf(Spec):
     def __init__(self, item: Spec, max_len: int | None = None):
         self.item, self.max_len = item, max_len
@@ -289,9 +333,10 @@ class Nullable(Spec):
         return None if v is None else self.inner.encode(v)
 
 
-def spec_field(spec: Spec, doc: str = ""):
-    """A dataclass field of a manifest record: its JSON spec and one line of meaning."""
-    return dataclasses.field(metadata={"spec": spec, "doc": doc})
+def spec_field(spec: Spec, doc: str = "", default=dataclasses.MISSING):
+    """A dataclass field of a manifest record: its JSON spec and one line of meaning (``default``: the
+    value a constructor call may leave out; the JSON field is required all the same)."""
+    return dataclasses.field(default=default, metadata={"spec": spec, "doc": doc})
 
 
 def record_fields(cls) -> list:
@@ -391,6 +436,7 @@ def describe(spec: Spec) -> str:
     return spec.doc
 
 
-__all__ = ["Reader", "Spec", "Int", "Bool", "Text", "Enum", "Sha256", "RelPath", "Expr", "Json", "ListOf", "MapOf",
-           "Nullable", "Record", "Tagged", "Keyed", "spec_field", "record_fields", "describe", "inside_artifact",
-           "IDENT", "NAME", "MAX_JSON_DEPTH", "json_type", "quote", "join"]
+__all__ = ["Reader", "Spec", "Int", "Bool", "Text", "Enum", "Sha256", "RelPath", "Expr", "Json", "HostJson", "ListOf",
+           "MapOf", "Nullable", "Record", "Tagged", "Keyed", "spec_field", "record_fields", "describe",
+           "inside_artifact", "IDENT", "NAME", "MAX_JSON_DEPTH", "FLOAT_TAG", "NON_FINITE", "json_type", "quote",
+           "join"]

@@ -6,10 +6,11 @@ does, with every dynamic value computed by code exported from the sym
 expressions (``dlavm.sym.to_cpp``): bind dims from input shapes (bounds
 checked), convert inputs to fp16, patch each stream (dynamic fields,
 guarded entries -> ``nop``), upload and run it, read the outputs. Host
-fallback ops supported in C++: ``CPP_HOST_OPS``, with host constants of the
-dtypes in ``CPP_CONST_DTYPES``; :func:`cpp_unsupported_host_ops` lists what
-a model needs beyond that, and :func:`generate_driver` refuses such a model
-(the compiler reports it at compile time). ``main`` (:mod:`.driver_main`)
+fallback ops run by the C++ kernels of clib (``dlavm/host_ops.h``; which ops,
+with which attributes: :data:`.cpp_host_ops.CPP_HOST_OPS`), with host constants of
+the dtypes in ``CPP_CONST_DTYPES``; :func:`cpp_unsupported_host_ops` names each op
+a model needs beyond that (once, with its step count), and :func:`generate_driver`
+refuses such a model (the compiler reports it at compile time). ``main`` (:mod:`.driver_main`)
 reads raw little-endian input files and writes raw output files so tests
 can compare with the Python runtime bit for bit. The driver checks the
 manifest fields it carries as constants (``kArtifactFacts``, checked by
@@ -28,9 +29,9 @@ import numpy as np
 from dlavm import sym
 from dlavm.artifact import ConstRef, HostStep, Manifest, ToDeviceStep, ToHostStep, ValueRef
 
+from .cpp_host_ops import CPP_DTYPES, CPP_HOST_OPS, HostCall, Operand, call_problem, emit_call
 from .driver_main import generate_main, run_main
 
-CPP_HOST_OPS = ("embedding", "reshape", "arange")
 #: dtypes of host constants the generated ``load_const`` reads, with their element size in bytes:
 #: floats are held as float32, integers and bool as int64, both exactly.
 CPP_CONST_DTYPES = {"float32": 4, "float16": 2, "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1,
@@ -43,13 +44,16 @@ class DriverUnsupportedError(ValueError):
 
 @dataclass(frozen=True)
 class UnsupportedHostOp:
-    """One host step of an entry that the generated C++ driver cannot run."""
-    entry: str
+    """A host op the generated C++ driver cannot run, for one reason: ``count`` steps in ``entries``."""
     op: str
     reason: str
+    count: int
+    entries: tuple
 
     def __str__(self) -> str:
-        return f"entry '{self.entry}': host op '{self.op}': {self.reason}"
+        where = ", ".join(f"'{e}'" for e in self.entries)
+        steps = f"{self.count} step{'s' if self.count != 1 else ''}"
+        return f"host op '{self.op}' ({steps} in entr{'ies' if len(self.entries) > 1 else 'y'} {where}): {self.reason}"
 
 
 def _dtype_name(dtype: str) -> str:
@@ -57,52 +61,49 @@ def _dtype_name(dtype: str) -> str:
     return np.dtype(dtype).name
 
 
+def _host_call(step: HostStep, values: dict, consts: dict, cpp_args=None, attrs=None, render=None) -> HostCall:
+    """``step`` as :mod:`.cpp_host_ops` sees it (``values``: the entry's value records; ``consts``: host
+    constant name -> manifest record; ``cpp_args``: each operand's C++ expression when generating)."""
+    ops = []
+    for k, a in enumerate(step.args):
+        cpp = cpp_args[k] if cpp_args else ""
+        if isinstance(a, ValueRef):
+            ops.append(Operand("value", _dtype_name(values[a.value].dtype), cpp=cpp))
+        elif isinstance(a, ConstRef):
+            ops.append(Operand("const", _dtype_name(consts[a.const].dtype if a.const in consts else a.dtype), cpp=cpp))
+        else:
+            ops.append(Operand("literal", literal=a.literal))
+    return HostCall(step.op, tuple(ops), step.attrs if attrs is None else attrs,
+                    _dtype_name(values[step.dst].dtype), render)
+
+
 def _host_step_problem(step: HostStep, values: dict, consts: dict) -> str | None:
     """Why the C++ driver cannot run host ``step`` (None when it can). ``values``: the entry's
     value records; ``consts``: host constant name -> manifest record (absent: no data)."""
-    op = step.op
-    if op not in CPP_HOST_OPS:
-        return f"no C++ implementation (the C++ driver runs {', '.join(CPP_HOST_OPS)})"
     for a in step.args:
         if isinstance(a, ConstRef) and a.const in consts:
             dt = _dtype_name(consts[a.const].dtype)
             if dt not in CPP_CONST_DTYPES:
-                return (f"host constant '{a.const}' has dtype {dt}, which the C++ driver does not hold exactly "
+                return (f"it reads a host constant of dtype {dt}, which the C++ driver does not hold exactly "
                         f"(it reads {', '.join(CPP_CONST_DTYPES)})")
-    tensors = [a for a in step.args if isinstance(a, (ValueRef, ConstRef))]
-
-    def dtype(a):
-        return _dtype_name(values[a.value].dtype if isinstance(a, ValueRef) else
-                           consts[a.const].dtype if a.const in consts else a.dtype)
-
-    if op == "embedding":
-        if len(step.args) != 2 or len(tensors) != 2:
-            return "the C++ embedding takes a table tensor and an index tensor"
-        if not np.issubdtype(np.dtype(dtype(tensors[0])), np.floating):
-            return f"the C++ embedding needs a float table, not {dtype(tensors[0])}"
-        if np.dtype(dtype(tensors[1])).kind not in "iub":
-            return f"the C++ embedding needs integer indices, not {dtype(tensors[1])}"
-    elif op == "reshape":
-        if len(step.args) != 1 or len(tensors) != 1:
-            return "the C++ reshape takes one tensor"
-    elif op == "arange" and step.args:
-        return "the C++ arange takes no tensor operands"
-    return None
+    return call_problem(_host_call(step, values, consts))
 
 
 def cpp_unsupported_host_ops(manifest: Manifest) -> list[UnsupportedHostOp]:
-    """Every host step of ``manifest`` the generated C++ driver cannot run, with the reason, in entry
-    and step order (empty: the driver runs every entry). Steps reading a host weight compiled
-    shape-only are not listed: that model can only be profiled, whatever runs it."""
+    """Each host op of ``manifest`` the generated C++ driver cannot run, once per op and reason, with the
+    number of steps and the entries, in order of first appearance (empty: the driver runs every entry).
+    Steps reading a host weight compiled shape-only are not listed: that model can only be profiled,
+    whatever runs it."""
     consts = {c.name: c for c in manifest.host_consts}
-    out = []
+    found: dict = {}
     for name, entry in manifest.entries.items():
         for step in entry.steps:
             if isinstance(step, HostStep):
                 why = _host_step_problem(step, entry.values, consts)
                 if why is not None:
-                    out.append(UnsupportedHostOp(name, step.op, why))
-    return out
+                    count, entries = found.get((step.op, why), (0, ()))
+                    found[(step.op, why)] = (count + 1, entries + ((name,) if name not in entries else ()))
+    return [UnsupportedHostOp(op, why, count, entries) for (op, why), (count, entries) in found.items()]
 
 
 def _ident(name: str) -> str:
@@ -129,6 +130,7 @@ _HEADER = """// Generated by dlavm for model '{model}', target '{target}' (ISA {
 
 #include "dlavm/artifact.h"
 #include "dlavm/device.h"
+#include "dlavm/host_ops.h"
 #include "dlavm/stream.h"
 
 namespace {ns} {{
@@ -138,14 +140,9 @@ struct Dims {{
 {dims}
 }};
 
-// A host tensor, row-major: float32 data in f, or integer data in i.
-struct Tensor {{
-  std::vector<int64_t> shape;
-  std::vector<float> f;
-  std::vector<int64_t> i;
-  bool is_int = false;
-  int64_t numel() const;
-}};
+// A host tensor, row-major: float data in f (float16 and float32 values), or integer and bool data in i
+// (shape, f, i, is_int, numel(); dlavm/host_ops.h).
+using Tensor = dlavm::host::Tensor;
 
 class Driver {{
  public:
@@ -171,6 +168,7 @@ _SOURCE_HEAD = """// Generated by dlavm for model '{model}', target '{target}'. 
 #include "{model_file}.h"
 
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -218,57 +216,25 @@ const char* const kArtifactFacts = R"dlavm_json({facts})dlavm_json";
   dev.write_mem(addr, h.data(), h.size() * 2);
 }}
 
+// A device value read back as `dtype` (the Python runtime's astype: fp16 values, or argmax indices).
 [[maybe_unused]] Tensor to_host(dlavm::Device& dev, uint64_t addr, std::vector<int64_t> shape, bool argmax,
-                                bool as_int) {{
+                                dlavm::host::DType dtype) {{
   Tensor t;
   t.shape = std::move(shape);
-  const size_t n = static_cast<size_t>(product(t.shape));
-  t.is_int = as_int;
+  const size_t n = static_cast<size_t>(t.numel());
   if (argmax) {{
     std::vector<int32_t> rec(2 * n);
     dev.read_mem(addr, rec.data(), rec.size() * 4);
+    t.is_int = true;
     for (size_t k = 0; k < n; ++k) t.i.push_back(rec[2 * k]);
-    return t;
+  }} else {{
+    std::vector<uint16_t> h(n);
+    dev.read_mem(addr, h.data(), n * 2);
+    for (size_t k = 0; k < n; ++k) t.f.push_back(dlavm::fp16_to_float(h[k]));
   }}
-  std::vector<uint16_t> h(n);
-  dev.read_mem(addr, h.data(), n * 2);
-  for (size_t k = 0; k < n; ++k) {{
-    const float v = dlavm::fp16_to_float(h[k]);
-    if (as_int) t.i.push_back(static_cast<int64_t>(v)); else t.f.push_back(v);
-  }}
-  return t;
+  return dlavm::host::cast(t, dtype);
 }}
 
-[[maybe_unused]] Tensor embedding(const Tensor& table, const Tensor& ids) {{
-  Tensor out;
-  if (table.shape.size() != 2 || table.is_int || static_cast<int64_t>(table.f.size()) != table.numel() ||
-      !ids.is_int || static_cast<int64_t>(ids.i.size()) != ids.numel())
-    throw std::runtime_error("embedding: the table must be a float [rows, dim] tensor and the ids integers");
-  const int64_t dim = table.shape.back(), rows = table.shape.front();
-  out.shape = ids.shape;
-  out.shape.push_back(dim);
-  for (int64_t id : ids.i) {{
-    if (id < 0 || id >= rows) throw std::runtime_error("embedding index " + std::to_string(id) + " out of range");
-    out.f.insert(out.f.end(), table.f.begin() + id * dim, table.f.begin() + (id + 1) * dim);
-  }}
-  return out;
-}}
-
-[[maybe_unused]] Tensor arange(int64_t start, int64_t end, int64_t step, bool is_int) {{
-  Tensor out;
-  out.is_int = is_int;
-  for (int64_t v = start; v < end; v += step) {{
-    if (is_int) out.i.push_back(v); else out.f.push_back(static_cast<float>(v));
-  }}
-  out.shape = {{static_cast<int64_t>(out.is_int ? out.i.size() : out.f.size())}};
-  return out;
-}}
-
-[[maybe_unused]] Tensor reshape(Tensor t, std::vector<int64_t> shape) {{
-  if (product(shape) != t.numel()) throw std::runtime_error("reshape: element count differs");
-  t.shape = std::move(shape);
-  return t;
-}}
 
 // The little-endian array of T in `raw`, each element widened to U.
 template <typename T, typename U>
@@ -309,12 +275,41 @@ void widen(const std::vector<uint8_t>& raw, std::vector<U>& out) {{
   return t;
 }}
 
-}}  // namespace
+// A float32 [rows, cols] host constant stored quantised (HostConst.quant, dlavm/runtime/host_quant.py):
+// `file` int8 (one byte per element) or int4 (two per byte, low nibble first, rows padded to even),
+// `scales` fp16 [rows, ceil(cols / group)]; value = q * scale.
+[[maybe_unused]] Tensor load_const_quant(const dlavm::Artifact& art, const char* file, const char* scales,
+                                         bool int4, int64_t group, int64_t rows, int64_t cols) {{
+  Tensor t;
+  t.shape = {{rows, cols}};
+  const std::vector<uint8_t> raw = art.read_file(file), sraw = art.read_file(scales);
+  const int64_t row_bytes = int4 ? (cols + 1) / 2 : cols, groups = (cols + group - 1) / group;
+  if (static_cast<int64_t>(raw.size()) != rows * row_bytes || static_cast<int64_t>(sraw.size()) != rows * groups * 2)
+    throw std::runtime_error(std::string("host constant ") + file + ": its sizes do not match its shape");
+  std::vector<uint16_t> h;
+  widen<uint16_t>(sraw, h);
+  t.f.resize(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {{
+    for (int64_t c = 0; c < cols; ++c) {{
+      int q;
+      if (int4) {{
+        const int nib = (raw[static_cast<size_t>(r * row_bytes + c / 2)] >> (4 * (c % 2))) & 0x0F;
+        q = nib > 7 ? nib - 16 : nib;
+      }} else {{
+        q = static_cast<int8_t>(raw[static_cast<size_t>(r * row_bytes + c)]);
+      }}
+      t.f[static_cast<size_t>(r * cols + c)] =
+          static_cast<float>(q) * dlavm::fp16_to_float(h[static_cast<size_t>(r * groups + c / group)]);
+    }}
+  }}
+  return t;
+}}
 
-int64_t Tensor::numel() const {{ return product(shape); }}
+}}  // namespace
 
 Driver::Driver(dlavm::Device& dev, const dlavm::Artifact& art) : dev_(dev), art_(art) {{
   art_.expect(dlavm::json::parse(kArtifactFacts), "this driver");
+  dlavm::require_target(dev_, art_.manifest().at("target").at("name").as_string());  // as named at HELLO
   for (const StreamInfo& s : kStreams) {{
     streams_.emplace_back(art_.read_file(s.file));
     if (streams_.back().count() != s.count)
@@ -381,6 +376,9 @@ def generate_driver(build, model: str) -> dict:
     streams = ",\n".join(f'  {{"{m.streams[n].file}", {m.streams[n].addr:#x}ull, '
                          f'{m.streams[n].count}u}}' for n in stream_names)
     consts_txt = "\n".join(
+        f'  consts_.push_back(load_const_quant(art_, "{c.file}", "{c.quant.scales}", '
+        f'{"true" if c.quant.format == "int4" else "false"}, {c.quant.group}, {c.shape[0]}, {c.shape[1]}));'
+        if c.quant is not None else
         f'  consts_.push_back(load_const(art_, "{c.file}", "{_dtype_name(c.dtype)}", '
         f'{CPP_CONST_DTYPES[_dtype_name(c.dtype)]}, {{{", ".join(str(int(x)) for x in c.shape)}}}));'
         for c in consts)
@@ -402,7 +400,9 @@ def _artifact_facts(m: Manifest) -> str:
     facts = {
         "streams": {n: {"file": s.file, "addr": s.addr, "count": s.count} for n, s in m.streams.items()},
         "weights": [{"file": w.file, "addr": w.addr, "nbytes": w.nbytes} for w in m.weights],
-        "host_consts": [{"name": c.name, "file": c.file, "dtype": c.dtype, "shape": list(c.shape)}
+        "host_consts": [{"name": c.name, "file": c.file, "dtype": c.dtype, "shape": list(c.shape),
+                         "quant": None if c.quant is None else {"format": c.quant.format, "group": c.quant.group,
+                                                                "scales": c.quant.scales}}
                         for c in m.host_consts],
         "files": {s.file: m.files[s.file] for s in m.streams.values()},
     }
@@ -436,6 +436,7 @@ def _entry(lf, m, build, dims, sidx, cidx) -> str:
         L.append(f"  if (d.{e.name} < {e.lo} || d.{e.name} > {e.hi})\n"
                  f"    throw std::runtime_error(\"dim {e.name}=\" + std::to_string(d.{e.name}) + "
                  f"\" is outside [{e.lo}, {e.hi}]\");")
+    consts_by_name = {c.name: c for c in m.host_consts}
     llm = m.llm
     if lf.state_dims and llm:
         sd, cd = llm.seq_dim, llm.ctx_dim
@@ -452,10 +453,9 @@ def _entry(lf, m, build, dims, sidx, cidx) -> str:
             L.append(f"  to_device(dev_, {vals[step.dst]['addr']:#x}ull, {ref});")
         elif isinstance(step, ToHostStep):
             v = vals[step.src]
-            as_int = "true" if not step.dtype.startswith("float") else "false"
             L.append(f"  Tensor {var[step.dst]} = to_host(dev_, {v['addr']:#x}ull, "
                      f"{_shape(lf.shapes[step.dst], dims)}, {'true' if v['layout'] == 'argmax' else 'false'}, "
-                     f"{as_int});")
+                     f"dlavm::host::DType::{CPP_DTYPES[_dtype_name(step.dtype)]});")
         elif isinstance(step, HostStep):
             args = []
             for a in step.args:
@@ -469,16 +469,14 @@ def _entry(lf, m, build, dims, sidx, cidx) -> str:
                     args.append(f"consts_[{cidx[a.const]}]")
                 else:
                     args.append(None)
-            # cpp_unsupported_host_ops refused every other form before generation started
-            if step.op == "embedding":
-                L.append(f"  Tensor {var[step.dst]} = embedding({args[0]}, {args[1]});")
-            elif step.op == "arange":
-                a = lf.host_attrs[step.dst]
-                is_int = np.dtype(str(a.get("dtype", "int64"))).kind in "iub"
-                L.append(f"  Tensor {var[step.dst]} = arange({_cpp(a['start'], dims)}, {_cpp(a['end'], dims)}, "
-                         f"{int(a.get('step', 1))}, {'true' if is_int else 'false'});")
-            else:
-                L.append(f"  Tensor {var[step.dst]} = reshape({args[0]}, {_shape(lf.shapes[step.dst], dims)});")
+            # cpp_unsupported_host_ops refused every step call_problem refuses before generation started
+            call = _host_call(step, m.entries[lf.name].values, consts_by_name, args, lf.host_attrs[step.dst],
+                              lambda e: _cpp(e, dims))
+            if L[-1] == "  host_step = nullptr;":   # host steps in a row: the next label replaces it
+                L.pop()
+            L.append(f"  host_step = \"host op '{step.op}' (writing {step.dst})\";")
+            L.append(f"  Tensor {var[step.dst]} = {emit_call(call)};")
+            L.append("  host_step = nullptr;")
         else:
             sname = step.stream
             st = build.streams[sname]
@@ -499,6 +497,16 @@ def _entry(lf, m, build, dims, sidx, cidx) -> str:
             L.append("  }")
     outs = ", ".join(var[v] for v in lf.outputs)
     L.append(f"  return {{{outs}}};")
+    if any(isinstance(s, HostStep) for s in m.entries[lf.name].steps):
+        # a host kernel's error names its step, as the Python runtime does; any other error passes unchanged
+        start = L.index("  Dims d;")
+        L[start:] = (["  const char* host_step = nullptr;  // the host step running, for its error message", "  try {"]
+                     + ["  " + line for line in L[start:]]
+                     + ["  } catch (const std::exception& e) {",
+                        "    if (host_step == nullptr) throw;",
+                        f"    throw std::runtime_error(std::string(\"entry '{lf.name}': \") + host_step + "
+                        f"\" cannot run: \" + e.what());",
+                        "  }"])
     L.append("}")
     return "\n".join(L) + "\n"
 

@@ -1,14 +1,18 @@
 """The ``main`` programs of the generated C++ driver (:mod:`dlavm.backend.driver`): ``<model>_main.cc`` runs
 one entry on raw input files, ``<model>_generate.cc`` the greedy generation loop of an LLM. Both print one
 line ``error: ...`` and exit 1 on any failure (``error: the device refused: KIND: ...`` for the device's own
-refusals), never a crash.
+refusals; ``error: the artifact was compiled for target 'A' but the device implements 'B'`` when the device
+server's handshake names another target than the artifact's), never a crash.
 """
 from __future__ import annotations
 
 
 #: How both generated mains end: a device refusal or any other error is one ``error:`` line, exit 1.
 _CATCH = """  catch (const dlavm::DeviceError& e) {
-    std::cerr << "error: the device refused: " << e.kind() << ": " << e.what() << "\\n";
+    if (e.kind() == "TargetMismatch")  // the driver's own refusal (dlavm::require_target), not the device's
+      std::cerr << "error: " << e.what() << "\\n";
+    else
+      std::cerr << "error: the device refused: " << e.kind() << ": " << e.what() << "\\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\\n";

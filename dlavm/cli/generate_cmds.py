@@ -3,68 +3,175 @@ from __future__ import annotations
 
 import click
 
+from .device_option import device_hal, device_option
+
+
+def _bundled_tokenizer(cm):
+    """``(Tokenizer, TokenizerInfo)`` of the tokenizer bundled in the artifact, or ``(None, None)``."""
+    info = cm.manifest.tokenizer
+    if info is None:
+        return None, None
+    from dlavm.tokenizer.bundled import tokenizer_from_text
+    text = cm._read(info.file).decode("utf-8", errors="replace")
+    return tokenizer_from_text(text, f"artifact '{cm.manifest.model}': {info.file}"), info
+
+
+def _chat_prompt(cm, info, tok, prompt: str) -> str:
+    """``prompt`` as one user message in the artifact's chat template."""
+    if info is None or info.chat_template is None:
+        raise click.UsageError(f"--chat: artifact '{cm.manifest.model}' has no chat template "
+                               "(a hf:DIR checkpoint's tokenizer_config.json or chat_template.jinja brings one)")
+    from dlavm.tokenizer.bundled import render_chat
+    text = cm._read(info.chat_template).decode("utf-8", errors="replace")
+    names = {k: (tok.id_to_token(i) or "") if i is not None else "" for k, i in
+             (("bos_token", info.bos_id), ("eos_token", info.eos_ids[0] if info.eos_ids else None))}
+    return render_chat(text, [{"role": "user", "content": prompt}], **names)
+
+
+def _warn(text: str) -> None:
+    click.echo(f"warning: {text}", err=True)
+
 
 @click.command("generate")
 @click.argument("artifact", type=click.Path(exists=True, file_okay=False))
-@click.option("--prompt", default=None, help="Prompt text (needs a tokenizer: --tokenizer or --demo-tokenizer).")
+@click.option("--prompt", default=None, help="Prompt text (the artifact's bundled tokenizer, or --tokenizer / "
+                                             "--demo-tokenizer).")
 @click.option("--prompt-ids", default=None, help="Prompt as token ids, e.g. '1,2,3' (no tokenizer needed).")
+@click.option("--chat", is_flag=True, help="Put the prompt into the bundled chat template as a user message.")
+@click.option("--bos/--no-bos", default=None, help="Start the prompt with the BOS token (default: as the "
+                                                   "bundled tokenizer config says; no for --tokenizer).")
 @click.option("--max-new-tokens", type=int, default=32, show_default=True)
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy (argmax on the device).")
-@click.option("--top-k", type=int, default=0, show_default=True, help="Sample among the k most likely (0 = all).")
-@click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus sampling mass.")
+@click.option("--top-k", type=int, default=None, help="Sample among the k most likely (0 = all; default 0).")
+@click.option("--top-p", type=float, default=None, help="Nucleus sampling mass (default 1).")
 @click.option("--seed", type=int, default=None, help="Sampling seed.")
 @click.option("--tokenizer", "tokenizer_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="tokenizer.json to encode the prompt and decode the tokens.")
+              help="tokenizer.json to encode the prompt and decode the tokens (instead of the bundled one).")
 @click.option("--demo-tokenizer", is_flag=True, help="Use the demo BPE trained on the project's text "
                                                     "(vocabulary = the model's).")
 @click.option("--eos-id", type=int, default=None, help="Stop at this token (default: the tokenizer's EOS).")
-def generate_cmd(artifact, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, tokenizer_path,
-                 demo_tokenizer, eos_id):
-    """Generate text with the LLM artifact ARTIFACT on the simulator, streaming tokens as they come."""
+@click.option("--verify", is_flag=True, help="Compare the device's logits at every step with torch "
+                                             "(teacher-forced; needs torch and --model unless the artifact is "
+                                             "a recipe's).")
+@click.option("--model", "model_spec", default=None,
+              help="With --verify: the MODEL the artifact was compiled from (recipe, hf:DIR, file.py:factory).")
+@device_option
+def generate_cmd(artifact, prompt, prompt_ids, chat, bos, max_new_tokens, temperature, top_k, top_p, seed,
+                 tokenizer_path, demo_tokenizer, eos_id, verify, model_spec, device):
+    """Generate text with the LLM artifact ARTIFACT on the simulator, streaming tokens as they come.
+
+    Prints the tokens, then on stderr why it stopped, the host wall time and the simulated figures
+    (prefill ms, decode tokens/s, % of roofline at the target clock)."""
     import time
 
     from dlavm.compiler import load
     if (prompt is None) == (prompt_ids is None):
         raise click.UsageError("give exactly one of --prompt TEXT or --prompt-ids IDS")
+    if prompt is not None and prompt == "":
+        raise click.BadParameter("the prompt is empty: give some text", param_hint="--prompt")
+    if model_spec is not None and not verify:
+        raise click.UsageError("--model is the reference of --verify: give --verify too")
+    if temperature == 0:
+        given = [f for f, v in (("--top-k", top_k), ("--top-p", top_p), ("--seed", seed)) if v is not None]
+        if given:
+            _warn(f"{', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect at --temperature 0 "
+                  "(greedy); give --temperature > 0 to sample")
     cm = load(artifact)
     llm = cm.manifest.llm
     if llm is None:
         raise click.UsageError(f"artifact '{artifact}' has no generation entries: compile it with "
                                "`dlavm compile --llm`")
-    tok = None
+    if verify and model_spec is None:
+        from dlavm.models import RECIPES
+        if cm.manifest.model not in RECIPES:
+            raise click.UsageError(f"--verify needs --model MODEL: the artifact records the name "
+                                   f"'{cm.manifest.model}', not where its weights came from (give the recipe, "
+                                   "hf:DIR or file.py:factory it was compiled from)")
+        model_spec = cm.manifest.model
+    tok, info = None, None
     if tokenizer_path or demo_tokenizer:
         from dlavm.tokenizer import Tokenizer, train_demo_tokenizer
-        tok = Tokenizer.from_file(tokenizer_path) if tokenizer_path else train_demo_tokenizer(llm.vocab)
+        if tokenizer_path:
+            tok = Tokenizer.from_file(tokenizer_path)
+        else:
+            try:
+                tok = train_demo_tokenizer(llm.vocab)
+            except ValueError as e:   # a vocabulary the demo BPE cannot have
+                raise click.UsageError(f"--demo-tokenizer: the model's vocabulary does not fit it: {e}") from None
+    else:
+        tok, info = _bundled_tokenizer(cm)
     if prompt_ids is not None:
         try:
             ids = [int(t, 10) for t in prompt_ids.replace(",", " ").split()]
         except ValueError:
             raise click.BadParameter(f"must be integers separated by commas or spaces, got {prompt_ids!r}",
                                      param_hint="--prompt-ids") from None
+        if chat or bos is not None:
+            raise click.UsageError(f"{'--chat' if chat else '--bos/--no-bos'} applies to --prompt TEXT, not to "
+                                   "--prompt-ids")
     elif tok is None:
-        raise click.UsageError("--prompt TEXT needs a tokenizer (--tokenizer FILE or --demo-tokenizer); "
-                               "or give --prompt-ids")
+        raise click.UsageError(f"--prompt TEXT needs a tokenizer: artifact '{cm.manifest.model}' bundles none "
+                               "(give --tokenizer FILE or --demo-tokenizer, or --prompt-ids)")
     else:
-        ids = tok.encode(prompt)
-    if eos_id is None and tok is not None:
-        eos_id = tok.eos_id
-    tokens = cm.generate(ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                         eos_id=eos_id)  # checks every argument before anything runs
+        text = _chat_prompt(cm, info, tok, prompt) if chat else prompt
+        add_bos = bos if bos is not None else (info.add_bos if info is not None and not chat else False)
+        if add_bos and info is not None and info.bos_id is None:
+            raise click.UsageError(f"--bos: artifact '{cm.manifest.model}''s tokenizer has no BOS token")
+        ids = tok.encode(text)
+        if add_bos:
+            ids = [info.bos_id if info is not None else _bos_of(tok), *ids]
+        if not ids:
+            raise click.BadParameter(f"the prompt {prompt!r} encodes to no tokens", param_hint="--prompt")
+    if device is not None:
+        cm.runtime(device_hal(device, cm.manifest))   # cm.generate runs on it
+    if eos_id is None:
+        eos_id = list(info.eos_ids) if info is not None and info.eos_ids else tok.eos_id if tok else None
+    tokens = cm.generate(ids, max_new_tokens, temperature=temperature, top_k=top_k or 0,
+                         top_p=1.0 if top_p is None else top_p, seed=seed, eos_id=eos_id,
+                         keep_logits=verify)  # checks every argument before anything runs
     stream = None
     if tok is not None:
         from dlavm.tokenizer import DecodeStream
         stream = DecodeStream(tok)
         click.echo(prompt if prompt is not None else tok.decode(ids), nl=False)
-    t0, n = time.perf_counter(), 0
+    t0, got = time.perf_counter(), []
     for t in tokens:
-        n += 1
+        got.append(t)
         click.echo(stream.step(t) if stream else f"{t} ", nl=False)
     if stream:
         click.echo(stream.flush(), nl=False)
     click.echo()
     gen = cm.generator
     secs = time.perf_counter() - t0
-    click.echo(f"[{gen.stop_message}; {n} tokens in {secs:.2f} s on the simulator]", err=True)
+    from dlavm.runtime.generate import format_performance
+    click.echo(f"[{gen.stop_message}; {len(got)} tokens in {secs:.2f} s host wall time]", err=True)
+    click.echo(f"[{format_performance(gen.performance())}]", err=True)
+    if verify:
+        _verify(cm, model_spec, ids, got, gen.logits)
+
+
+def _bos_of(tok) -> int:
+    if tok.bos_id is None:
+        raise click.UsageError(f"--bos: tokenizer '{tok.path}' has no BOS token")
+    return tok.bos_id
+
+
+def _verify(cm, model_spec, prompt, tokens, device_logits) -> None:
+    """--verify: the comparison table and summaries; exit 1 when the same-weights reference disagrees
+    at a step that is not a near-tie."""
+    from dlavm.llm.verify import format_steps, verify
+    if not tokens:
+        raise click.UsageError("--verify: no token was generated, nothing to compare")
+    comparisons = verify(model_spec, cm, prompt, tokens, device_logits)
+    click.echo(f"verify: teacher-forced, torch ({model_spec}) on the prompt ({len(prompt)} tokens) + the "
+               f"{len(tokens)} generated tokens; per step max |device - torch| of the logits, and the argmax "
+               "(device/torch where they differ: 'tie' = torch's top-2 margin <= the error, '!' = larger)")
+    click.echo(format_steps(comparisons))
+    for c in comparisons:
+        click.echo(f"verify {c.summary()}")
+    bad = comparisons[0].real_divergences
+    if bad:
+        raise SystemExit(1)
 
 
 COMMANDS = [generate_cmd]

@@ -68,9 +68,10 @@ def import_cmd(model, max_seq, summary, spans, raw, dump_ir, time_passes):
     from ..models import import_model
     from ..ir import PassContext, format_records, print_module, summarize_module
 
-    ctx = PassContext(dump_dir=dump_ir,
-                      on_progress=lambda name, i, n: click.echo(f"# pass {i}/{n}: {name}", err=True))
-    res = import_model(model, max_seq=max_seq, canonicalize=not raw, pass_ctx=ctx)
+    from .progress import Progress
+    with Progress() as progress:  # import stages and passes from the first second (doc/cli.md, "Progress")
+        ctx = PassContext(dump_dir=dump_ir, on_progress=lambda name, i, n: progress("import pass", i, n, name))
+        res = import_model(model, max_seq=max_seq, canonicalize=not raw, pass_ctx=ctx, on_progress=progress)
     click.echo(summarize_module(res.module) if summary else print_module(res.module, show_spans=spans))
     t = res.timings
     click.echo(f"# import: build {t['build_s']:.2f}s, torch.export {t['export_s']:.2f}s, "
@@ -81,9 +82,20 @@ def import_cmd(model, max_seq, summary, spans, raw, dump_ir, time_passes):
 
 @main.command("ops")
 @click.option("--aten", is_flag=True, help="List the ATen overloads the torch frontend converts.")
-def ops_cmd(aten):
-    """List the graph-IR ops (or the supported ATen ops)."""
+@click.option("--device", "device", is_flag=True,
+              help="List what each target runs on the device: device ops, the patterns they come from, limits.")
+@click.option("--target", "-t", "targets", multiple=True,
+              help="With --device: only this target (name or file; repeatable). Default: every built-in target.")
+def ops_cmd(aten, device, targets):
+    """List the graph-IR ops (or the supported ATen ops, or what each target runs on the device)."""
+    if targets and not device:
+        raise click.UsageError("--target goes with --device")
+    if aten and device:
+        raise click.UsageError("--aten and --device list different things: give one")
     import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
+    if device:
+        _print_device_ops(targets)
+        return
     if aten:
         from ..frontend.torch import CONVERTERS
         for name in sorted({str(k) for k in CONVERTERS}):
@@ -95,12 +107,33 @@ def ops_cmd(aten):
         click.echo(f"{op.name:<14} ({', '.join(op.inputs)}) [{attrs}]  {op.doc}")
 
 
+def _print_device_ops(targets) -> None:
+    from ..devops.catalog import device_op_rows, target_capabilities
+    from ..target import get_target, list_targets
+    for i, t in enumerate([get_target(t) for t in targets] if targets else list_targets()):
+        click.echo(("\n" if i else "") + f"target {t.name}: "
+                   + "; ".join(f"{k} {v}" for k, v in target_capabilities(t)))
+        rows = device_op_rows(t)
+        w = max(len(r["op"]) for r in rows)
+        click.echo(f"  {'op':<{w}}  {'runs':<8}  from (legalization patterns) / emits / limits")
+        for r in rows:
+            parts = [r["from"] or "-", f"emits {r['emits']}" if r["emits"] else "",
+                     f"limits: {r['limits']}" if r["limits"] else "",
+                     r["lowering"] if r["runs"] == "no" else ""]
+            click.echo(f"  {r['op']:<{w}}  {r['runs']:<8}  " + " | ".join(p for p in parts if p))
+
+
 @main.command("check")
 @click.argument("model")
 @click.option("--dims", "dims", multiple=True, help="Dim binding like seq=7 (repeatable).")
 @click.option("--max-seq", type=int, default=None, help="Upper bound of the sequence dim.")
 def check_cmd(model, dims, max_seq):
-    """Run MODEL's graph IR on the reference executor and compare with torch eager."""
+    """Run MODEL's graph IR on the reference executor and compare with torch eager.
+
+    Without --dims, at each dim's lower bound, a middle value and its upper bound (a model without
+    dynamic dims: once, at its example inputs). Prints one line per comparison and a summary; a
+    check that compared nothing is an error.
+    """
     import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
     from ..models import import_model
 
@@ -109,13 +142,16 @@ def check_cmd(model, dims, max_seq):
     from ..reference import compare_with_torch
     if res.spec.shape_only:
         raise click.UsageError(f"model '{model}' is shape-only (meta device) and cannot be executed")
-    if bindings is None:
-        bindings = [{k: v} for k, (lo, hi) in res.spec.dims.items() for v in sorted({lo, (lo + hi) // 2 + 1, hi})]
-    bad = 0
+    bindings = bindings or res.spec.check_points()
+    results = []
     for b in bindings:
         agreement = compare_with_torch(res.module, "forward", res.spec.module, res.spec.inputs_at(**b), b)
         click.echo(str(agreement))
-        bad += not agreement.ok
+        results.append(agreement)
+    bad = sum(not a.ok for a in results)
+    worst = max(a.max_abs for a in results)
+    click.echo(f"check: {len(results)} binding(s) compared, {sum(a.compared for a in results)} values, "
+               f"max abs err {worst:.3e}: " + (f"{bad} MISMATCH" if bad else "all match torch"))
     if bad:
         sys.exit(EXIT_NEGATIVE)
 

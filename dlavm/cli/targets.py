@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from dlavm.target import Target, get_target, list_targets
+from dlavm.target import Target, TargetError, builtin_names, get_target, list_targets
 
 #: (header, function of a target) for each column of the table.
 COLUMNS = (
@@ -32,12 +32,40 @@ def format_table(targets: list[Target]) -> str:
     return "\n".join(lines)
 
 
+def select_targets(files: tuple[str, ...] = (), names: tuple[str, ...] = ()) -> list[Target]:
+    """The targets ``dlavm targets`` shows: the built-ins and the target of each file of ``files``; with
+    ``names``, only those, in that order.
+
+    A name is looked up first among the targets the files define (the ``name`` field of each file),
+    then among the built-ins and as a file path (:func:`dlavm.target.get_target`), so
+    ``--file mine.json --name mine`` finds the target defined in ``mine.json``. A name found nowhere is
+    a :class:`TargetError` listing every name that was available.
+    """
+    from_files = [get_target(f) for f in files]
+    if not names:
+        return list_targets() + from_files
+    by_name = {t.name: t for t in from_files}
+    shown = []
+    for n in names:
+        if n in by_name:
+            shown.append(by_name[n])
+            continue
+        try:
+            shown.append(get_target(n))
+        except TargetError as exc:
+            if not from_files:
+                raise
+            raise TargetError(f"unknown target {n!r}: the files {list(files)} define {sorted(by_name)}, "
+                              f"the built-in targets are {builtin_names()}") from exc
+    return shown
+
+
 @click.command("targets")
 @click.option("--file", "files", multiple=True, type=click.Path(dir_okay=False),
               help="Also show a user target from a JSON/YAML file (repeatable).")
-@click.option("--name", "names", multiple=True, help="Show only these targets (names or files).")
+@click.option("--name", "names", multiple=True,
+              help="Show only these targets (repeatable): names of built-ins or of targets defined by --file "
+                   "files, or target files.")
 def targets(files: tuple[str, ...], names: tuple[str, ...]) -> None:
     """List device targets with key parameters and derived figures."""
-    shown = [get_target(n) for n in names] if names else list_targets()
-    shown += [get_target(f) for f in files]
-    click.echo(format_table(shown))
+    click.echo(format_table(select_targets(files, names)))

@@ -8,7 +8,15 @@ nothing after it), compares every field's text and returns a
 * header differences (target, ISA, dims, ``at``, address mode);
 * the memory map: buffers moved (grouped by the same delta), resized,
   added or removed; with relocated addresses a moved buffer shows here
-  only, not in every instruction that uses it;
+  only, not in every instruction that uses it. A buffer only in A and one
+  only in B of the same pool and size are one *renamed* buffer (weights
+  renamed by a format change: ``model.layers.0.x`` -> ``layers.0.x``) when
+  their bytes are equal (both sides artifacts: the manifests' sha256), or,
+  where the bytes are not known on both sides (a listing file, KV
+  buffers), when the unpaired buffers
+  of the pool line up one to one in address order with equal sizes
+  (:func:`pair_renamed`); instructions then compare with A's labels
+  renamed, so a rename shows once, not in every instruction that uses it;
 * changed fields, grouped: the same ``(op, field, old -> new)`` across many
   instructions is one line with a count, the layers and the indices; what
   is left and differs by the same amount (``m: 32 -> 33``,
@@ -58,7 +66,9 @@ class DiffResult:
     a: Listing
     b: Listing
     header: list = field(default_factory=list)    # (key, old, new)
-    memory: list = field(default_factory=list)    # (kind, label, old, new): moved / resized / only in A / only in B
+    #: (kind, label, old, new): moved / resized / only in A / only in B; ("renamed", (label A, label B),
+    #: (addr, size) in A, (addr, size) in B, how: "content" or "position")
+    memory: list = field(default_factory=list)
     streams: list = field(default_factory=list)   # (side, name): a stream only on one side
     changes: list = field(default_factory=list)
     gaps: list = field(default_factory=list)
@@ -77,13 +87,56 @@ def _static(text: str) -> str:
     return text.split("{", 1)[0]
 
 
-def _compare(stream: str, x: Insn, y: Insn, out: list, bare: bool = False) -> None:
+def pair_renamed(a: Listing, b: Listing, only_a: list, only_b: list) -> list:
+    """``[(label A, label B, how)]``: buffers of ``only_a`` (labels only in A) and ``only_b`` that are one
+    buffer renamed (see the module docstring); ``how`` is ``"content"`` (equal bytes: both listings know
+    them, :attr:`Listing.contents`) or ``"position"`` (the bytes are not known on both sides: the unpaired
+    buffers of a pool line up one to one in address order with equal sizes). A buffer whose bytes both
+    sides know and that differ is never paired."""
+    ma = {lab: (addr, size) for lab, addr, size in a.memory}
+    mb = {lab: (addr, size) for lab, addr, size in b.memory}
+    pairs = []
+    by_key: dict = defaultdict(list)   # weights with known bytes: paired by (pool, size, sha256)
+    for lab in sorted(only_b, key=lambda x: mb[x][0]):
+        if lab in b.contents:
+            by_key[(lab.split(":", 1)[0], mb[lab][1], b.contents[lab])].append(lab)
+    for lab in sorted(only_a, key=lambda x: ma[x][0]):   # equal bytes twice: paired in address order
+        cands = by_key.get((lab.split(":", 1)[0], ma[lab][1], a.contents.get(lab)))
+        if cands:
+            pairs.append((lab, cands.pop(0), "content"))
+    # buffers whose bytes are not known on both sides (a listing file, KV buffers): by position and size
+    both = bool(a.contents) and bool(b.contents)
+    left_a = [x for x in only_a if not (both and x in a.contents) and x not in {p[0] for p in pairs}]
+    left_b = [y for y in only_b if not (both and y in b.contents) and y not in {p[1] for p in pairs}]
+    for pool in sorted({x.split(":", 1)[0] for x in left_a} & {y.split(":", 1)[0] for y in left_b}):
+        xs = sorted((x for x in left_a if x.split(":", 1)[0] == pool), key=lambda x: ma[x][0])
+        ys = sorted((y for y in left_b if y.split(":", 1)[0] == pool), key=lambda y: mb[y][0])
+        if len(xs) == len(ys) and all(ma[x][1] == mb[y][1] for x, y in zip(xs, ys)):
+            pairs += [(x, y, "position") for x, y in zip(xs, ys)]
+    return pairs
+
+
+_LABEL_END = r"(?=$|[+{\]\s,)])"
+
+
+def _renamer(renames: dict):
+    """A function that rewrites every whole label of ``renames`` (A's name -> B's) in a field's text."""
+    if not renames:
+        return lambda text: text
+    pattern = re.compile(r"(?<![\w.:])(" + "|".join(re.escape(k) for k in sorted(renames, key=len, reverse=True))
+                         + ")" + _LABEL_END)
+    return lambda text: pattern.sub(lambda m: renames[m.group(1)], text)
+
+
+def _compare(stream: str, x: Insn, y: Insn, out: list, bare: bool = False, rename=None) -> None:
     if x.op != y.op:
         out.append(Change(stream, x.index, y.index, y.op, "op", x.op, y.op, y.layer, y.tag))
         return
     names = list(x.fields) + [n for n in y.fields if n not in x.fields]
     for n in names:
         old, new = x.fields.get(n, ""), y.fields.get(n, "")
+        if rename is not None:
+            old = rename(old)
         if bare:
             old, new = _static(old), _static(new)
         if old != new:
@@ -103,8 +156,14 @@ def diff_listings(a: Listing, b: Listing) -> DiffResult:
             res.header.append((k, a.header.get(k, "-"), b.header.get(k, "-")))
     ma = {lab: (addr, size) for lab, addr, size in a.memory}
     mb = {lab: (addr, size) for lab, addr, size in b.memory}
+    renames: dict = {}
     if ma and mb:
+        pairs = pair_renamed(a, b, [x for x in ma if x not in mb], [y for y in mb if y not in ma])
+        renames = {x: y for x, y, _ in pairs}
+        res.memory += [("renamed", (x, y), ma[x], mb[y], how) for x, y, how in pairs]
         for lab, (addr, size) in ma.items():
+            if lab in renames:
+                continue
             if lab not in mb:
                 res.memory.append(("only in A", lab, (addr, size), None))
             else:
@@ -113,7 +172,9 @@ def diff_listings(a: Listing, b: Listing) -> DiffResult:
                     res.memory.append(("resized", lab, (addr, size), (addr2, size2)))
                 if addr2 != addr:
                     res.memory.append(("moved", lab, (addr, size), (addr2, size2)))
-        res.memory += [("only in B", lab, None, v) for lab, v in mb.items() if lab not in ma]
+        res.memory += [("only in B", lab, None, v) for lab, v in mb.items()
+                       if lab not in ma and lab not in renames.values()]
+    rename = _renamer(renames) if renames else None
     pairs = [(n, a.streams[n], b.streams[n]) for n in a.streams if n in b.streams]
     if len(a.streams) == len(b.streams) == 1 and not pairs:   # e.g. a .bin stream against an artifact
         (_, xs), (nb, ys) = next(iter(a.streams.items())), next(iter(b.streams.items()))
@@ -128,7 +189,7 @@ def diff_listings(a: Listing, b: Listing) -> DiffResult:
         for tag, i1, i2, j1, j2 in sm.get_opcodes():
             n = min(i2 - i1, j2 - j1) if tag in ("equal", "replace") else 0
             for k in range(n):
-                _compare(name, xs[i1 + k], ys[j1 + k], res.changes, bare)
+                _compare(name, xs[i1 + k], ys[j1 + k], res.changes, bare, rename)
             res.gaps += [Gap(name, "A", xs[i].index, xs[i]) for i in range(i1 + n, i2)]
             res.gaps += [Gap(name, "B", ys[j].index, ys[j]) for j in range(j1 + n, j2)]
     return res
@@ -229,8 +290,11 @@ def format_diff(res: DiffResult, context: int = 1, max_groups: int = 60) -> str:
     if res.memory:
         lines.append("memory map:")
         moved = defaultdict(list)
-        for kind, lab, old, new in res.memory:
-            if kind == "moved":
+        renamed = defaultdict(list)
+        for kind, lab, old, new, *how in res.memory:
+            if kind == "renamed":
+                renamed[(how[0], new[0] - old[0])].append(lab)
+            elif kind == "moved":
                 moved[new[0] - old[0]].append(lab)
             elif kind == "resized":
                 lines.append(f"  resized {lab}: {old[1]:#x} -> {new[1]:#x} bytes")
@@ -241,6 +305,13 @@ def format_diff(res: DiffResult, context: int = 1, max_groups: int = 60) -> str:
             sign = "+" if delta >= 0 else "-"
             names = ", ".join(labs[:4]) + (f", ... (+{len(labs) - 4})" if len(labs) > 4 else "")
             lines.append(f"  moved {len(labs)} buffer(s) by {sign}{abs(delta):#x}: {names}")
+        for (how, delta), pairs in renamed.items():
+            by = "equal bytes" if how == "content" else "same position and size"
+            where = f", moved by {'+' if delta >= 0 else '-'}{abs(delta):#x}" if delta else ""
+            lines.append(f"  renamed {len(pairs)} buffer(s) ({by}{where}):")
+            lines += [f"    {x} -> {y}" for x, y in pairs[:4]]
+            if len(pairs) > 4:
+                lines.append(f"    ... (+{len(pairs) - 4})")
     for side, name in res.streams:
         lines.append(f"stream {name}: only in {side}")
     groups = group_changes(res.changes)
@@ -286,4 +357,4 @@ def _tags(cs) -> str:
     return ",".join(tags[:6]) + (f",... (+{len(tags) - 6})" if len(tags) > 6 else "")
 
 
-__all__ = ["Change", "Gap", "DiffResult", "diff_listings", "format_diff", "group_changes"]
+__all__ = ["Change", "Gap", "DiffResult", "diff_listings", "format_diff", "group_changes", "pair_renamed"]

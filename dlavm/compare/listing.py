@@ -75,12 +75,18 @@ class Insn:
 
 @dataclass
 class Listing:
-    """Header (ordered key -> text), memory map ``[(label, addr, size)]`` and streams {name: [Insn]}."""
+    """Header (ordered key -> text), memory map ``[(label, addr, size)]`` and streams {name: [Insn]}.
+
+    ``contents`` maps the label of each weight buffer to the sha256 of its bytes (from the artifact's
+    manifest; empty for a listing read from text), so the diff can pair weights renamed between two
+    artifacts by content (:func:`dlavm.compare.diff.pair_renamed`).
+    """
 
     header: dict = field(default_factory=dict)
     memory: list = field(default_factory=list)
     streams: dict = field(default_factory=dict)
     source: str = ""
+    contents: dict = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -152,6 +158,9 @@ def from_manifest(manifest: Manifest, read_file: Callable[[str], bytes], at: Map
     hdr.update({"target": manifest.target.name, "isa": manifest.isa_version,
                 "dims": _dims_text(dims) or "-", "at": at_text(at), "addresses": "raw" if raw else "relocated"})
     out = Listing(hdr, [] if raw else mm.describe(), {}, source)
+    if not raw:   # the manifest lists every file's sha256: a weight's content hash costs no read
+        out.contents = {mm.label(w.addr): manifest.files[w.file] for w in manifest.weights
+                        if w.file in manifest.files}
     for name, s in manifest.streams.items():
         try:
             insns = isa.decode_stream(read_file(s.file))

@@ -47,6 +47,17 @@ class RemoteDeviceError(HALError):
         self.status = status
 
 
+class TargetMismatchError(HALError):
+    """The device server implements another target than the one expected (the artifact's): its memory
+    map, units and cycle counts are another device's, so nothing is run on it."""
+
+    def __init__(self, expected: str, actual: str, where: str):
+        super().__init__(f"the artifact was compiled for target '{expected}' but the device at {where} "
+                         f"implements '{actual}'")
+        self.expected = expected
+        self.actual = actual
+
+
 class DeviceBusyError(RemoteDeviceError):
     """The server answered BUSY: the device (or the server's client limit) is taken by other
     clients and the request did not run, so sending it again is safe."""
@@ -60,7 +71,9 @@ class SocketDevice(DeviceHAL):
 
     Performs the HELLO handshake on construction (``target`` then names the
     device's target); a server speaking another protocol version is refused
-    with :class:`ConnectionLostError`. The message limit is the smaller of
+    with :class:`ConnectionLostError`, and with ``expect_target`` (a target
+    name: the artifact's) a server that announces another target is refused
+    with :class:`TargetMismatchError`, before anything is written to it. The message limit is the smaller of
     ``max_message`` and the server's announced limit (:attr:`max_message`
     after the handshake): a reply announcing more is refused before its body
     is read, so a faulty or hostile server cannot make the client allocate
@@ -80,12 +93,13 @@ class SocketDevice(DeviceHAL):
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, timeout: float = 600.0,
-                 max_message: int = DEFAULT_MAX_MESSAGE, busy_retry: float = 0.0):
+                 max_message: int = DEFAULT_MAX_MESSAGE, busy_retry: float = 0.0, expect_target: str | None = None):
         if max_message < MIN_MAX_MESSAGE:
             raise ValueError(f"max_message {max_message} is below the protocol's minimum of {MIN_MAX_MESSAGE} bytes")
         self.timeout = _seconds("timeout", timeout, zero_allowed=False)
         self.busy_retry = _seconds("busy_retry", busy_retry, zero_allowed=True)
         self.address = (host, int(port))
+        self.expect_target = expect_target
         self.sock: socket.socket | None = None
         self._retrying_busy(lambda: self._connect(max_message))
 
@@ -117,6 +131,8 @@ class SocketDevice(DeviceHAL):
             except ValueError as exc:
                 raise ConnectionLostError(f"device server {host}:{port}: {exc}") from None
             self.target = reply[6:].decode("utf-8", "replace")
+            if self.expect_target is not None and self.target != self.expect_target:
+                raise TargetMismatchError(self.expect_target, self.target, f"{host}:{port}")
         except BaseException:
             self.close()
             raise
@@ -238,4 +254,4 @@ class SocketDevice(DeviceHAL):
         self._call(Op.RESET)
 
 
-__all__ = ["SocketDevice", "RemoteDeviceError", "DeviceBusyError", "ConnectionLostError"]
+__all__ = ["SocketDevice", "RemoteDeviceError", "DeviceBusyError", "ConnectionLostError", "TargetMismatchError"]

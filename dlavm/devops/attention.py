@@ -14,9 +14,9 @@ import math
 import numpy as np
 
 from .. import sym
-from ..ir import IRTypeError, TensorType, attr, call
+from ..ir import IRTypeError, Literal, TensorType, attr, call
 from ..passes.fold import FoldError, evaluate, is_size_only
-from ..passes.patterns_match import Pat, Pattern, const_int, is_op
+from ..passes.patterns_match import Pat, Pattern, const_int, is_op, permute
 from ..target.isa import HEAD_DIM_MULTIPLE
 from ..task.ir import If
 from ..task.lower import ub
@@ -114,9 +114,81 @@ def _attention(node, ctx):
     return head_major(y, node.type.dtype)
 
 
+def _neg_inf(x) -> bool:
+    return isinstance(x, Literal) and isinstance(x.value, float) and math.isinf(x.value) and x.value < 0
+
+
+def _host_side(x, ctx):
+    """``x`` with a legalized single-use ``dev.to_host(dev.op(dev.to_device(h)))`` seen as the op on ``h``:
+    (op name, the op's call or its device call, its host input), or (None, None, None)."""
+    if is_op(x, "dev.to_host") and ctx.single_use(x) and is_op(x.args[0], "dev.softmax") \
+            and ctx.single_use(x.args[0]) and is_op(x.args[0].args[0], "dev.to_device"):
+        return "softmax", x.args[0], x.args[0].args[0].args[0]
+    if is_op(x, "softmax") and ctx.single_use(x):
+        return "softmax", x, x.args[0]
+    return None, None, None
+
+
+def _scores(s, ctx):
+    """``(q, k, scale)`` of ``s = q @ k.transpose(-2, -1)`` times a scale (``* c``, ``c *`` or ``/ c``), or None."""
+    scale = 1.0
+    if is_op(s, "mul") and ctx.single_use(s):
+        a, b = s.args
+        mm, lit = (a, b) if isinstance(b, Literal) else (b, a)
+        if not isinstance(lit, Literal) or isinstance(lit.value, bool):
+            return None
+        s, scale = mm, float(lit.value)
+    elif is_op(s, "div") and ctx.single_use(s) and s.attrs["rounding_mode"] is None and \
+            isinstance(s.args[1], Literal) and not isinstance(s.args[1].value, bool) and s.args[1].value != 0:
+        s, scale = s.args[0], 1.0 / float(s.args[1].value)
+    if not (is_op(s, "matmul") and ctx.single_use(s)):
+        return None
+    q, kt = s.args
+    if kt.type.ndim != 4:
+        return None
+    return q, permute(kt, (0, 1, 3, 2)), scale  # k = (k^T)^T: composes with the permute that made k^T
+
+
+def _written_attention(node, ctx, p, v):
+    """``softmax(masked_fill(q @ k^T * scale, drop, -inf)) @ v`` -> dev.attention, when the dropped
+    positions are a size-only mask proven causal (or there is no mask: full attention)."""
+    kind, sm, s = _host_side(p, ctx)
+    if kind is None:
+        return None
+    sm_axis = sm.attrs["axis"] if sm.op.name == "softmax" else -1
+    if sm_axis % s.type.ndim != s.type.ndim - 1:
+        return None
+    keep = None
+    if is_op(s, "where") and ctx.single_use(s) and _neg_inf(s.args[1]) and s.args[0].type.dtype == "bool":
+        keep = call("logical_not", s.args[0])   # masked_fill(drop, -inf): the kept positions are ~drop
+        s = s.args[2]
+    qks = _scores(s, ctx)
+    if qks is None:
+        return None
+    q, k, scale = qks
+    if not (q.type.ndim == k.type.ndim == v.type.ndim == 4):
+        return None
+    causal = False
+    if keep is not None:
+        key = ("mask", keep.args[0], q.type.shape[2], k.type.shape[2], False)
+        if key not in ctx.memo:
+            ctx.memo[key] = mask_kind(ctx, keep, q.type.shape[2], k.type.shape[2], False)
+        mkind, why = ctx.memo[key]
+        if mkind is None:
+            return ctx.decline(node, f"hand-written attention left on the host: {why}")
+        causal = mkind == "causal"
+    att = call("attention", q, k, v, causal=causal, scale=scale, span=node.span)
+    if att.type != node.type:
+        return None
+    return _attention(att, ctx)
+
+
 PATTERNS = (
     Pattern("attention", Pat("attention"), _attention, "GQA attention (+causal mask) -> dev.attention",
             priority=30),
+    Pattern("attention-written", Pat("matmul", Pat.any("p"), Pat.any("v")), _written_attention,
+            "softmax(masked_fill(q @ k^T * scale, ~tril, -inf)) @ v -> dev.attention (mask proven causal)",
+            priority=10),
 )
 
 

@@ -20,11 +20,13 @@ from .. import sym
 from ..ir import Call, IRTypeError, TensorType, attr, call
 from ..ir.types import dtype_category
 from ..ir.ops.common import tensor
+from ..passes.fold import free_dims
 from ..passes.patterns_match import Pat, Pattern, is_float, is_op, is_weight, reshape, to_device, to_host
 from ..target import layout
 from ..target.isa import ADDRESS_UNIT, ARGMAX_RECORD_BYTES, RESIDUAL_MODES, WEIGHT_FORMATS
 from ..task.ir import For
 from ..task.lower import LowerContext, numel, ub
+from .conv import PATTERNS as CONV_PATTERNS
 from .examples import OpExample
 from .spec import DeviceOpSpec, Lowering, f16, register_device_op
 
@@ -87,6 +89,26 @@ def _relu(node, ctx, y):
     return to_host(Call(y.op, y.args, {**y.attrs, "relu": True}), node.type.dtype)
 
 
+def _relu_through_layout(node, ctx, v):
+    """relu(layout(to_host(mvm))) = layout(to_host(mvm(relu=True))): ReLU commutes with reshape and
+    permute (a convolution's mvm is followed by the NCHW reshape/permute, ``conv.py``)."""
+    chain, inner = [], v
+    while is_op(inner, "reshape", "permute"):
+        if not ctx.single_use(inner):
+            return None
+        chain.append(inner)
+        inner = inner.args[0]
+    if not (chain and is_op(inner, "dev.to_host") and ctx.single_use(inner)):
+        return None
+    y = inner.args[0]
+    if not (plain_mvm(y, allow_relu=False) and ctx.single_use(y)):
+        return None
+    out = to_host(Call(y.op, y.args, {**y.attrs, "relu": True}), inner.attrs["dtype"])
+    for c in reversed(chain):
+        out = Call(c.op, (out,), c.attrs, span=c.span)
+    return out
+
+
 def _argmax(node, ctx, h, y):
     if not (ctx.single_use(h) and ctx.single_use(y)):
         return None
@@ -118,6 +140,76 @@ def _slice_of_linear(node, ctx, x):
     return out
 
 
+def _layout_ids(chain, ids, env):
+    """Apply the reshape/permute/slice ``chain`` (innermost first) to the numpy array ``ids``."""
+    for c in chain:
+        a = c.attrs
+        if c.op.name == "reshape":
+            ids = ids.reshape([sym.evaluate(d, env) for d in a["shape"]])
+        elif c.op.name == "permute":
+            ids = np.transpose(ids, a["dims"])
+        else:
+            idx = [slice(None)] * ids.ndim
+            idx[a["axis"]] = slice(sym.evaluate(a["start"], env), sym.evaluate(a["end"], env), a["step"])
+            ids = ids[tuple(idx)]
+    return ids
+
+
+def _column_range(node, chain, h, probes):
+    """``(a, b)`` when ``node`` (the last of ``chain`` over ``h = to_host(mvm)``) holds exactly columns
+    ``[a, b)`` of every row of ``h``, in row-major order, at every probed size; else None."""
+    out = None
+    for env in probes:
+        shape = [sym.evaluate(d, env) for d in h.type.shape]
+        n = shape[-1]
+        ids = _layout_ids(chain, np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape), env).reshape(-1)
+        rows = int(np.prod(shape[:-1]))
+        if rows == 0 or ids.size % rows:
+            return None
+        w = ids.size // rows
+        a = int(ids[0] % n) if ids.size else 0
+        want = (np.arange(rows)[:, None] * n + a + np.arange(w)[None, :]).reshape(-1)
+        if a + w > n or not np.array_equal(ids, want) or out not in (None, (a, a + w)):
+            return None
+        out = (a, a + w)
+    return out
+
+
+def _slice_of_split_linear(node, ctx, x):
+    """A slice of a layout (reshape/permute) of a linear's output that is a column range of it, in row-major
+    order (``nn.MultiheadAttention`` splits its packed q/k/v projection as
+    ``reshape [.., 3, E] -> permute -> slice``): a linear with those weight rows, reshaped."""
+    chain, inner = [node], x
+    while is_op(inner, "reshape", "permute"):
+        chain.append(inner)
+        inner = inner.args[0]
+    if len(chain) < 3 or not (is_op(inner, "dev.to_host") and plain_mvm(inner.args[0])):
+        return None
+    # the layout chain may be shared only by other slices (the q, k and v of one packed projection), so
+    # once each is rewritten the wide mvm has no user left
+    users = [u for c in chain[1:] + [inner] for u in ctx.uses.get(c, ())]
+    if not ctx.single_use(inner.args[0]) or not all(any(u is c for c in chain) or is_op(u, "slice") for u in users):
+        return None
+    dims = sorted({v for c in chain for v in free_dims(c)}, key=str)
+    if len(dims) > 1:
+        return None
+    probes = [{}]
+    if dims:
+        lo, hi = sym.bounds(dims[0])
+        if hi is None:
+            return None
+        probes = [{dims[0]: v} for v in sorted({lo, hi, 2, 3}) if lo <= v <= hi]
+    cols = _column_range(node, list(reversed(chain)), inner, probes)
+    if cols is None:
+        return None
+    y = inner.args[0]
+    a, b = cols
+    w = call("slice", y.args[1], axis=0, start=a, end=b, step=1)
+    extra = [call("slice", y.args[2], axis=0, start=a, end=b, step=1)] if y.attrs["bias"] else []
+    out = to_host(Call(y.op, (y.args[0], w, *extra), y.attrs), inner.type.dtype)
+    return reshape(out, tuple(node.type.shape))
+
+
 _X = Pat.any("x", where=is_float)
 _MVM_OUT = Pat("dev.to_host", Pat("dev.mvm", where=plain_mvm, name="y"), name="h")
 
@@ -131,13 +223,18 @@ PATTERNS = (
             Pat("relu", Pat("dev.to_host", Pat("dev.mvm", where=lambda y: plain_mvm(y, allow_relu=False),
                                                 name="y"))),
             _relu, "relu(mvm) -> dev.mvm(relu=True)", priority=20),
+    Pattern("relu-through-layout->mvm.relu", Pat("relu", Pat(("reshape", "permute"), name="v")),
+            _relu_through_layout, "relu(reshape/permute(mvm)) -> reshape/permute(dev.mvm(relu=True))", priority=20),
     Pattern("argmax->mvm.argmax",
             Pat("argmax", _MVM_OUT, attrs={"keepdim": False}, where=_last_axis),
             _argmax, "argmax(mvm, -1) -> dev.mvm(argmax=True)", priority=20),
     Pattern("slice-of-linear",
             Pat("slice", Pat.any("x"), attrs={"step": 1}, where=_last_axis),
             _slice_of_linear, "columns of a linear -> linear of weight rows", priority=20),
-)
+    Pattern("slice-of-split-linear", Pat("slice", Pat(("reshape", "permute"), name="x"), attrs={"step": 1}),
+            _slice_of_split_linear, "a column range of a linear through reshape/permute (packed q/k/v) -> "
+                                    "linear of weight rows", priority=20),
+) + CONV_PATTERNS
 
 
 # --- reference kernel -----------------------------------------------------------------------------
@@ -274,7 +371,8 @@ def lower(ctx: LowerContext, node):
 
 def examples(rng):
     """Every weight format and epilogue; K = 32, so on a target with a small activation buffer the
-    token tile edges fall inside the bound."""
+    token tile edges fall inside the bound. And convolutions (``conv.py``): a 3x3 with padding (K = 27),
+    a strided one, a patch embedding (stride == kernel, K = 48), each with its host im2col."""
     from .examples import host_input, one_op, seq_dim, weight
     seq, k, n = seq_dim(), 32, 24
 
@@ -290,9 +388,29 @@ def examples(rng):
         return OpExample(name, one_op("dev.mvm", args, p, dtype, wfmt=wfmt, **attrs),
                          edges=lambda t: (rows_per_tile(t, k, out_row),))
 
+    def conv(name, c, k, o, wfmt, patch, **attrs):
+        """A convolution as legalization leaves it (``conv.py``): host im2col, the mvm, host NCHW. The
+        dynamic dim is the image height (a patch embedding: the batch of 8x8 images), width 8."""
+        from ..ir import Constant, Function, Module, TensorType, Var, call
+        from .conv import conv_as_mvm, im2col
+        p, kk = {}, c * k * k
+        shape = (seq, c, 8, 8) if patch else (1, c, seq, 8)
+        x = Var("x", TensorType(tuple(sym.as_expr(d) for d in shape), "float32"))
+        w4 = Constant("w4", TensorType(tuple(sym.const(d) for d in (o, c, k, k)), "float32"))
+        bias = weight(p, "b", 0.1 * rng.standard_normal(o))
+        node = call("conv2d", x, w4, bias, **attrs)
+        w = weight(p, "w", rng.standard_normal((o, kk)) / math.sqrt(kk))
+        out = conv_as_mvm(node, x, im2col(x, node), weight=w, wfmt=wfmt, relu=True)
+        per_seq = int(node.type.shape[3]) * (int(node.type.shape[2]) if patch else 1)  # mvm rows per seq
+        return OpExample(name, Module({"forward": Function("forward", [x], out)}, p),
+                         edges=lambda t: (max(1, rows_per_tile(t, kk, 2 * o) // per_seq),))
+
     return (case("int4"), case("int8-bias-relu", "int8", bias=True, relu=True),
             case("fp16-res-add", "fp16", res="add"), case("int4-res-mul", res="mul"),
-            case("argmax", argmax=True))
+            case("argmax", argmax=True),
+            conv("conv3x3-im2col", 3, 3, 16, "int8", False, padding=(1, 1)),
+            conv("conv3x3-stride2-im2col", 4, 3, 8, "int4", False, stride=(2, 2), padding=(1, 1)),
+            conv("patch-embed-4x4", 3, 4, 24, "int4", True, stride=(4, 4)))
 
 
 SPEC = register_device_op(DeviceOpSpec(

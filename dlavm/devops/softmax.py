@@ -6,9 +6,11 @@ per element.
 """
 from __future__ import annotations
 
+import math
+
 from .. import sym
-from ..ir import TensorType, attr, call
-from ..passes.patterns_match import Pat, Pattern, is_float, to_device, to_host
+from ..ir import Literal, TensorType, attr, call
+from ..passes.patterns_match import Pat, Pattern, is_float, is_op, to_device, to_host
 from ..task.lower import numel
 from .examples import OpExample
 from .spec import DeviceOpSpec, Lowering, f16, register_device_op
@@ -23,7 +25,16 @@ def _last_axis(node) -> bool:
     return node.attrs["axis"] % max(x.type.ndim, 1) == x.type.ndim - 1
 
 
+def _masked_with_inf(x) -> bool:
+    """``x`` is ``where(c, ±inf, y)`` / ``where(c, y, ±inf)`` (``masked_fill`` with an infinity)."""
+    return is_op(x, "where") and any(isinstance(a, Literal) and isinstance(a.value, float) and math.isinf(a.value)
+                                     for a in x.args[1:])
+
+
 def _softmax(node, ctx, x):
+    if _masked_with_inf(x):  # the PWL exp is not defined at -inf (0 * -inf): the host softmax is
+        return ctx.decline(node, "softmax of a masked_fill with an infinity: the device's PWL exp is not "
+                                 "defined at -inf (a causal mask runs inside dev.attention instead)")
     return to_host(call("dev.softmax", to_device(x)), node.type.dtype)
 
 

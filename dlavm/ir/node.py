@@ -17,12 +17,15 @@ from .types import TensorType, TupleType, Type, check_dtype, dtype_category
 
 @dataclass(frozen=True)
 class Span:
-    """Where a node came from in user code (file, line, and the source text)."""
+    """Where a node came from in user code (file, line, the source text, and the ``nn.Module``
+    whose forward made it: its path in the model, ``features.1``, and its class, ``BatchNorm2d``)."""
 
     file: str = ""
     line: int = 0
     text: str = ""
     origin: str = ""  # e.g. the torch node name it was imported from
+    module: str = ""  # the innermost submodule's path; "" for the top module or unknown
+    module_type: str = ""  # its class name; "" when unknown
 
     def __str__(self) -> str:
         loc = f"{self.file}:{self.line}" if self.file else ""

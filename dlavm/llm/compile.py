@@ -7,18 +7,22 @@ import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
 from dlavm.compiler import CompileError, CompiledModel, compile as compile_module
 from dlavm.passes.kv_cache import KVCacheError, add_kv_cache
 
+from .bundle import bundle_tokenizer, store_host_tables
 
-def _import(model, max_ctx: int | None):
-    """Graph-IR module of ``model``: a recipe name / ``file.py:factory``, a HF causal LM, or a Module."""
+
+def _import(model, max_ctx: int | None, on_progress=None, extras: dict | None = None):
+    """Graph-IR module and name of ``model``: a recipe name / ``file.py:factory`` / ``hf:DIR`` (named as
+    its spec says: a checkpoint by its folder's name), a HF causal LM, or a Module. ``extras`` gets the
+    spec's extras (a checkpoint's tokenizer bundle)."""
     from dlavm.ir import Module
     if isinstance(model, Module):
         return model, "model"
     if isinstance(model, str):
-        from pathlib import Path
-
         from dlavm.models import import_model
-        name = Path(model).stem if ":" not in model else model.split(":")[-1]
-        return import_model(model, max_seq=max_ctx).module, name
+        res = import_model(model, max_seq=max_ctx, on_progress=on_progress)
+        if extras is not None:
+            extras.update(res.spec.extras or {})
+        return res.module, res.spec.name
     import torch
 
     from dlavm.frontend.torch import from_torch
@@ -32,13 +36,15 @@ def _import(model, max_ctx: int | None):
 
 
 def llm_module(model, weights: str = "int4", max_ctx: int | None = None, per_layer=None, target=None,
-               pass_ctx=None):
+               pass_ctx=None, on_progress=None, extras: dict | None = None):
     """The device graph with the KV cache (entries ``logits`` and ``greedy``) of ``model``, with the
     numerics of ``target`` (default: the device pipeline's default target); the device pipeline runs
-    under ``pass_ctx`` (a ``dlavm.ir.PassContext``: timings, per-rule statistics) if given."""
+    under ``pass_ctx`` (a ``dlavm.ir.PassContext``: timings, per-rule statistics) if given; ``on_progress``
+    reports the import stages (:func:`dlavm.models.import_model`); ``extras`` gets the model spec's
+    extras."""
     from dlavm.ir import PassContext, PassManager
     from dlavm.passes import device_pipeline
-    mod, name = _import(model, max_ctx)
+    mod, name = _import(model, max_ctx, on_progress, extras)
     dev = PassManager(device_pipeline(weights, per_layer, target=target)).run(mod, pass_ctx or PassContext())
     try:
         return add_kv_cache(dev, max_ctx), name
@@ -47,20 +53,28 @@ def llm_module(model, weights: str = "int4", max_ctx: int | None = None, per_lay
 
 
 def compile_llm(model, target="vcu128", weights: str = "int4", max_ctx: int | None = None,
-                name: str | None = None, per_layer=None, on_progress=None) -> CompiledModel:
+                name: str | None = None, per_layer=None, on_progress=None, dump_ir=None) -> CompiledModel:
     """Compile a decoder-only LM for generation with a device KV cache of ``max_ctx`` positions.
 
     ``model``: a recipe name (``"tiny-llama"``), ``file.py:factory``, a HF causal LM (``input_ids ->
     .logits``) or a graph-IR module. ``max_ctx`` bounds prompt + generated tokens (default: the
-    recipe's sequence bound). The artifact's entries are ``logits`` and ``greedy`` (doc/llm.md).
-    ``on_progress`` as in :func:`dlavm.compiler.compile`.
+    recipe's sequence bound). The artifact's entries are ``logits`` and ``greedy`` (doc/llm.md); its
+    host embedding table is stored at the precision ``weights`` and a ``hf:DIR`` checkpoint's tokenizer
+    is bundled (:mod:`dlavm.llm.bundle`). ``on_progress`` and ``dump_ir`` as in :func:`dlavm.compiler.compile`.
     """
     t0 = time.perf_counter()
     from dlavm.ir import PassContext
-    pass_ctx = PassContext()
-    mod, default_name = llm_module(model, weights, max_ctx, per_layer, target=target, pass_ctx=pass_ctx)
+    pass_ctx = PassContext(dump_dir=dump_ir, on_progress=(lambda p, i, n: on_progress("pass", i, n, p))
+                           if on_progress else None)
+    extras: dict = {}
+    mod, default_name = llm_module(model, weights, max_ctx, per_layer, target=target, pass_ctx=pass_ctx,
+                                   on_progress=on_progress, extras=extras)
     t1 = time.perf_counter()
     cm = compile_module(mod, target=target, weights=weights, name=name or default_name, on_progress=on_progress)
+    store_host_tables(cm.build, weights, cm.target.int4_group)
+    if extras.get("tokenizer_bundle"):
+        bundle_tokenizer(cm.build, extras["tokenizer_bundle"])
+    cm.manifest = cm.build.manifest
     cm.timings["device_pipeline+kv_cache"] = t1 - t0
     cm.source_module = mod
     cm.pass_records = pass_ctx.records

@@ -23,6 +23,18 @@ class CausalLMLogits(nn.Module):
         return self.model(input_ids=input_ids, use_cache=False).logits
 
 
+class EncoderHidden(nn.Module):
+    """``input_ids [batch, seq] -> last hidden state`` for a HF encoder (BERT-style; no attention mask:
+    every token attends to every token)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids):
+        return self.model(input_ids=input_ids).last_hidden_state
+
+
 class ImageEncoder(nn.Module):
     """``pixel_values [batch, 3, H, W] -> last hidden state`` for a HF vision encoder."""
 
@@ -84,6 +96,12 @@ def _causal_lm(name: str, model, vocab: int, max_seq: int, description: str, sha
                      shape_only=shape_only, description=description)
 
 
+def _encoder(name: str, model, vocab: int, max_seq: int, description: str):
+    make = _ids_maker(vocab)
+    return ModelSpec(name, EncoderHidden(model.eval()).eval(), make(seq=min(8, max_seq)),
+                     {"input_ids": {1: _seq_dim(max_seq)}}, make, {"seq": (1, max_seq)}, description=description)
+
+
 def tiny_llama(max_seq: int = 256) -> ModelSpec:
     from transformers import LlamaConfig, LlamaForCausalLM
     torch.manual_seed(0)
@@ -92,6 +110,29 @@ def tiny_llama(max_seq: int = 256) -> ModelSpec:
                       rms_norm_eps=1e-5)
     return _causal_lm("tiny-llama", LlamaForCausalLM(cfg), 512, max_seq,
                       "Llama (RMSNorm, RoPE, GQA 4q/2kv heads, SwiGLU), 2 layers, hidden 128")
+
+
+def trained_tiny(max_seq: int = 256) -> ModelSpec:
+    """The demo's small Llama (4 layers, hidden 128, vocab 1024) with weights trained on the text in
+    data/ by ``script/train_tiny.py``, which also trains its tokenizer: loaded from the checkpoint
+    folder the script caches (``hf:DIR``), after training it there first if it is not cached yet (a few
+    minutes of CPU, with progress on stderr; doc/llm.md "The demo")."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .hf_checkpoint import load_hf_checkpoint
+    from .registry import ModelLoadError
+    script = Path(__file__).resolve().parents[2] / "script" / "train_tiny.py"
+    if not script.is_file():
+        raise ModelLoadError(f"recipe 'trained-tiny' needs {script} (a source checkout of dlavm)")
+    done = subprocess.run([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise ModelLoadError(f"recipe 'trained-tiny': {script} failed (exit {done.returncode}; its message "
+                             "is above)")
+    spec = load_hf_checkpoint(done.stdout.strip().splitlines()[-1], max_seq=max_seq)
+    spec.name = "trained-tiny"
+    return spec
 
 
 def tiny_qwen2(max_seq: int = 256) -> ModelSpec:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import traceback
 from dataclasses import dataclass
 
 from dlavm.artifact.schema import DIM_MAX
 
-from .spec import ModelSpec
+from .spec import ModelDimError, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Recipe:
 
 RECIPES = {r.name: r for r in [
     Recipe("tiny-llama", "tiny_llama", "tiny Llama: RMSNorm, RoPE, GQA, SwiGLU (random weights)"),
+    Recipe("trained-tiny", "trained_tiny", "small Llama trained on data/ by script/train_tiny.py (trains on first use)"),
     Recipe("tiny-qwen2", "tiny_qwen2", "tiny Qwen2: qkv bias, GQA 6q/2kv (random weights)"),
     Recipe("tiny-qwen2-pad", "tiny_qwen2_pad", "tiny Qwen2 with head dim 12: padded to 16 on the device"),
     Recipe("tiny-gpt2", "tiny_gpt2", "tiny GPT-2: LayerNorm, GELU, learned positions (random weights)"),
@@ -68,14 +70,20 @@ def load_model(spec: str, **kwargs) -> ModelSpec:
     """Build the model named by ``spec``: a recipe name, ``hf:DIR`` (a local Hugging Face
     checkpoint, see ``hf_checkpoint.load_hf_checkpoint``) or ``path/to/file.py:factory``.
 
-    ``kwargs`` go to the recipe or factory (e.g. ``max_seq=128``, checked by :func:`check_max_seq`).
+    ``kwargs`` go to the recipe or factory (e.g. ``max_seq=128``, checked by :func:`check_max_seq`);
+    a recipe or factory that does not take one is refused, naming it (doc/models.md).
     Raises :class:`ModelNotFound` for a name that is none of these and :class:`ModelLoadError`
     when a user factory fails; an exception of the user's code never escapes as itself.
     """
     if kwargs.get("max_seq") is not None:
         check_max_seq(kwargs["max_seq"])
     if spec in RECIPES:
-        return RECIPES[spec].factory(**kwargs)
+        factory = RECIPES[spec].factory
+        rejected = [k for k in kwargs if not _takes(factory, k)]
+        if rejected:
+            takes = ", ".join(inspect.signature(factory).parameters) or "no arguments"
+            raise ModelLoadError(f"recipe '{spec}' takes no {rejected[0]} (it takes: {takes})")
+        return factory(**kwargs)
     if spec.startswith("hf:"):
         from .hf_checkpoint import load_hf_checkpoint
         return load_hf_checkpoint(spec[len("hf:"):], **kwargs)
@@ -83,6 +91,22 @@ def load_model(spec: str, **kwargs) -> ModelSpec:
         return _from_factory_file(spec, kwargs)
     raise ModelNotFound(f"unknown model '{spec}': not a recipe ({', '.join(RECIPES)}) "
                         "and not of the form hf:DIR or path/to/file.py:factory")
+
+
+def recipe_takes_max_seq(spec: str) -> bool:
+    """Whether MODEL ``spec`` is a recipe or ``hf:DIR`` that takes ``max_seq`` (a user factory: False,
+    as telling needs running the user's file)."""
+    return spec.startswith("hf:") or (spec in RECIPES and _takes(RECIPES[spec].factory, "max_seq"))
+
+
+def _takes(fn, name: str) -> bool:
+    """Whether ``fn`` accepts the keyword argument ``name`` (a parameter of that name or ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True  # no signature to read (a builtin): let the call decide
+    return any(p.kind is p.VAR_KEYWORD or (p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+               for p in params)
 
 
 def _from_factory_file(spec: str, kwargs: dict) -> ModelSpec:
@@ -100,6 +124,11 @@ def _from_factory_file(spec: str, kwargs: dict) -> ModelSpec:
     factory = getattr(module, fname, None)
     if not callable(factory):
         raise ModelNotFound(f"'{path}' has no callable '{fname}'")
+    unknown = [k for k in kwargs if not _takes(factory, k)]
+    if unknown:
+        flag = " (--max-seq)" if unknown[0] == "max_seq" else ""
+        raise ModelLoadError(f"model factory '{path}:{fname}' takes no argument {unknown[0]}{flag}: drop it, or add "
+                             f"a parameter {unknown[0]} to the factory (doc/models.md)")
     try:
         result = factory(**kwargs)
     except Exception as e:  # noqa: BLE001
@@ -107,9 +136,15 @@ def _from_factory_file(spec: str, kwargs: dict) -> ModelSpec:
         raise ModelLoadError(f"model factory '{path}:{fname}' ({given or 'no arguments'}) raised "
                              f"{_user_failure(e, path)}") from e
     try:
-        return ModelSpec.from_factory_result(fname, result)
-    except TypeError as e:
+        out = ModelSpec.from_factory_result(fname, result, max_seq=kwargs.get("max_seq"))
+        if not isinstance(result, ModelSpec):
+            # a tuple names the model after its file (nanogpt.py:build -> 'nanogpt', nanogpt.py:small ->
+            # 'nanogpt_small'), so the artifacts of different files do not all share a factory's name
+            stem = os.path.splitext(os.path.basename(path))[0]
+            out.name = stem if fname == "build" else f"{stem}_{fname}"
+    except (TypeError, ModelDimError) as e:
         raise ModelLoadError(f"model file '{path}': {e}") from None
+    return out
 
 
 def _user_failure(e: BaseException, path: str) -> str:

@@ -17,7 +17,8 @@ before the single fp16 rounding, which is the ISA's definition and at
 least as accurate as the unfused pair.
 
 Guarantees afterwards: no ``dev.eltwise`` add/mul has a single-use plain
-``dev.mvm`` (up to reshapes) as an operand.
+``dev.mvm`` (up to reshapes) as an operand and a same-shape other operand
+(a broadcast row, ``dev.eltwise`` with ``period``, is not a residual).
 
 Not fused (documented in doc/passes.md): norm + linear. The ISA's mvm
 epilogue is per *output* channel and has no row-reduction stage, so an
@@ -36,6 +37,8 @@ def _plain_mvm(y) -> bool:
 
 def _epilogue(node, ctx, r, m):
     """``node`` = eltwise(r, m) with m a (reshape chain of a) plain single-use mvm -> mvm(res=fn, resid=r)."""
+    if tuple(r.type.shape) != tuple(m.type.shape):  # a broadcast row is not an mvm residual
+        return None
     y = m
     while is_op(y, "reshape") and ctx.single_use(y):
         y = y.args[0]

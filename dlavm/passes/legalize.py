@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from ..ir import Module, module_pass
 from ..ir.op import device_specs
+from .canonicalize import PRE_LEGALIZE_ONLY
 from .canonicalize import RULES as CANONICAL_RULES
 from .patterns_match import MatchContext, Pat, Pattern, ordered, record_rule_stats, run_table
 
@@ -43,7 +44,8 @@ def legalize_patterns() -> list:
     if not specs:
         raise RuntimeError("legalize: no device ops are registered; import dlavm.devops (it registers "
                            "every device op with its legalization patterns)")
-    return ordered([p for s in specs for p in s.patterns] + [_canonical(r) for r in CANONICAL_RULES])
+    return ordered([p for s in specs for p in s.patterns]
+                   + [_canonical(r) for r in CANONICAL_RULES if r.name not in PRE_LEGALIZE_ONLY])
 
 
 def legalize_function(fn, ctx: MatchContext, table=None):

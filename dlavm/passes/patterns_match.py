@@ -42,6 +42,7 @@ from typing import Callable
 from ..ir import Call, Constant, Function, Literal, Node, call, users
 from ..ir.op import device_spec
 from ..ir.pass_manager import PassContext, RuleRecord
+from .canonicalize import unit_reshape_dims
 from .fold import free_dims
 from .rewrite import Rule, rewrite
 
@@ -301,9 +302,15 @@ def strip_views(node):
 # smart constructors
 
 def permute(x, dims):
-    """``permute`` that composes with an inner permute and vanishes when it is the identity."""
+    """``permute`` that composes with an inner permute (also through a reshape that only inserts or
+    drops size-1 axes: ``[H,S,D] -> [1,H,S,D]``) and vanishes when it is the identity."""
     n = len(dims)
     dims = tuple(d % n for d in dims)
+    if is_op(x, "reshape") and is_op(x.args[0], "permute"):
+        below = unit_reshape_dims(x, dims)
+        if below is not None:
+            shape = tuple(x.type.shape[d] for d in dims)
+            return reshape(permute(x.args[0], below), shape)
     if is_op(x, "permute"):
         inner = tuple(d % n for d in x.attrs["dims"])
         dims, x = tuple(inner[d] for d in dims), x.args[0]

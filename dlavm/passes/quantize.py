@@ -187,7 +187,16 @@ def _apply(step, x):
     if op == "pad_heads":
         from .pad_heads import pad_axis
         return pad_axis(x, a["axis"], a["heads"], a["d"], a["d_pad"], a["layout"])
+    if op == "channel_affine":  # fold_batchnorm: x * scale + shift per output channel (axis 0)
+        return _channel_affine(x, a["scale"], a["shift"])
     return x
+
+
+def _channel_affine(x, scale, shift, inverse: bool = False):
+    shape = (-1,) + (1,) * (np.ndim(x) - 1)
+    s, t = np.asarray(scale, np.float64).reshape(shape), np.asarray(shift, np.float64).reshape(shape)
+    x = np.asarray(x, np.float64)
+    return ((x - t) / s if inverse else x * s + t).astype(np.float32)
 
 
 def _write_back(src, steps, value):
@@ -209,6 +218,8 @@ def _write_back(src, steps, value):
         elif op == "pad_heads":
             from .pad_heads import unpad_axis
             cur = unpad_axis(cur, a["axis"], a["heads"], a["d"], a["d_pad"], a["layout"])
+        elif op == "channel_affine":
+            cur = _channel_affine(cur, a["scale"], a["shift"], inverse=True)
         else:
             cur = cur.astype(prev.dtype)
     return cur
@@ -223,7 +234,8 @@ def fake_quantized_params(mod: Module, source_params: dict) -> dict:
     (``pad_heads``) is fake-quantised padded, as the device packs it, and its real lanes are
     written back: for an output projection padded along K, int4 groups then differ from the
     unpadded weight's, and the result is what the device multiplies by (doc/passes.md)."""
-    out = {k: np.asarray(v, dtype=np.float32).copy() for k, v in source_params.items() if v is not None}
+    out = {k: np.asarray(v, dtype=np.float32 if np.asarray(v).dtype.kind == "f" else None).copy()
+           for k, v in source_params.items() if v is not None}  # integer buffers (token type ids) keep their dtype
     recipes = mod.attrs.get("param_recipes", {})
     for name, (fmt, group) in sorted(device_param_uses(mod).items()):
         if fmt == "fp32":

@@ -108,11 +108,23 @@ class _Rewriter(Mutator):
                         raise RewriteError(f"rule '{rule.name}' changed the type of a "
                                            f"'{cur.op.name}' from {cur.type} to {out.type}")
                     self.stats[rule.name] = self.stats.get(rule.name, 0) + 1
+                    _give_span(out, cur.span)
                     cur = out
                     break
             else:
                 return cur
         raise RewriteError(f"rewrite rules did not reach a fixed point on '{node.op.name}'")
+
+
+def _give_span(node: Node, span, depth: int = 4) -> None:
+    """The calls a rule just made (no span yet, a few levels deep) report the source they stand for."""
+    stack = [(node, 0)]
+    while span is not None and stack:
+        n, d = stack.pop()
+        if isinstance(n, Call) and n.span is None:
+            n.span = span
+            if d < depth:
+                stack.extend((a, d + 1) for a in n.args)
 
 
 def rewrite(fn: Function, rules, stats: dict | None = None, uses: dict | None = None) -> Function:

@@ -5,9 +5,10 @@ reference kernel of its spec (``dlavm.devops``, doc/device_ops.md).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from .. import sym
+from .. import host_ops, sym
 from ..ir import Call, Constant, Function, GetItem, IRError, Literal, Module, Tuple, Var, Visitor
 from ..ir.op import DEVICE_PREFIX, device_spec
 from ..ir.types import TensorType
@@ -86,6 +87,8 @@ class _Interpreter(Visitor):
                 raise ExecutionError(str(e)) from None
         else:
             fn = KERNELS.get(node.op.name)
+            if fn is None and host_ops.get(node.op.name) is not None:
+                fn = _user_host_op(node)
         if fn is None:
             raise ExecutionError(f"the reference executor has no kernel for op '{node.op.name}'")
         args = [self.memo[a] for a in node.args]
@@ -104,6 +107,24 @@ class _Interpreter(Visitor):
 
     def visit_get_item(self, node: GetItem):
         return self.memo[node.value][node.index]
+
+
+def _user_host_op(node: Call):
+    """A kernel running user host op ``node`` (``@dlavm.host_op``) on numpy copies of its operands; its
+    result must have the node's shape (it is converted to the node's dtype)."""
+    def run(args, attrs, ev):
+        device = next((a.device for a in args if isinstance(a, torch.Tensor)), "cpu")
+        operands = [a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a for a in args]
+        try:
+            out = np.asarray(host_ops.call(node.op.name, attrs["call"], operands))
+        except Exception as e:  # noqa: BLE001 -- the user's function may raise anything
+            raise ExecutionError(f"host op '{node.op.name}' failed: {type(e).__name__}: {e}") from e
+        want = tuple(ev(d) for d in attrs["shape"])
+        if out.shape != want:
+            raise ExecutionError(f"host op '{node.op.name}' returned shape {out.shape}, the model expects {want}"
+                                 + (f" at {node.span}" if node.span else ""))
+        return torch.from_numpy(np.ascontiguousarray(out.astype(attrs["dtype"]))).to(device)
+    return run
 
 
 def run_function(mod: Module, name: str, inputs, device: str | None = None):

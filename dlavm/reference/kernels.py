@@ -304,6 +304,16 @@ def _index(args, attrs, ev):
     return x[tuple(idx)]
 
 
+@kernel("gather")
+def _gather(args, attrs, ev):
+    return torch.gather(args[0], attrs["axis"], args[1])
+
+
+@kernel("argsort")
+def _argsort(args, attrs, ev):
+    return torch.sort(args[0], dim=attrs["axis"], descending=attrs["descending"], stable=True).indices
+
+
 @kernel("arange")
 def _arange(args, attrs, ev, device=None):
     return torch.arange(ev(attrs["start"]), ev(attrs["end"]), attrs["step"],

@@ -15,9 +15,11 @@ index); sampling reads the last row's logits and samples on the host with
 ``temperature``, ``top_k``, ``top_p`` and a seeded numpy generator.
 
 Guarantees: tokens are yielded as soon as each is produced; generation
-stops at ``eos_id``, after ``max_new_tokens``, or when the cache is full
+stops at ``eos_id`` (one id or several), after ``max_new_tokens``, or when the cache is full
 (``stop_reason`` says which, ``stop_message`` in words); a prompt longer
 than the context raises :class:`ContextOverflowError` before anything runs.
+:func:`performance` turns the device's cycle counts of each call into
+simulated prefill time, decode tokens/s and fractions of the roofline.
 """
 from __future__ import annotations
 
@@ -62,7 +64,7 @@ class Generator:
         self.stop_message = ""
         #: per call: the last row's logits (float32 [vocab]) when ``keep_logits`` or sampling
         self.logits: list = []
-        #: per call: {"tokens", "cycles", "hbm_bytes"} measured on the device (prefill first)
+        #: per call: {"tokens", "cycles", "hbm_bytes", "macs"} measured on the device (prefill first)
         self.steps: list = []
 
     def step(self, ids, logits: bool = False) -> np.ndarray:
@@ -76,14 +78,16 @@ class Generator:
         entry = self.llm.entries["logits" if logits else "greedy"]
         (out,) = self.rt.run(entry, ids, dims={self.llm.ctx_dim: ctx})
         self.steps.append({"tokens": int(ids.shape[1]), "cycles": self.rt.last_cycles,
-                           "hbm_bytes": self.rt.last_hbm_bytes})
+                           "hbm_bytes": self.rt.last_hbm_bytes, "macs": getattr(self.rt, "last_macs", 0)})
         self.past = ctx
         return np.asarray(out[0, -1], dtype=np.float32) if logits else int(out[0, -1])
 
     def generate(self, prompt_ids, max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
-                 top_p: float = 1.0, seed: int | None = None, eos_id: int | None = None,
+                 top_p: float = 1.0, seed: int | None = None, eos_id=None,
                  keep_logits: bool = False) -> Iterator[int]:
-        """Yield up to ``max_new_tokens`` new token ids after ``prompt_ids`` (module docstring)."""
+        """Yield up to ``max_new_tokens`` new token ids after ``prompt_ids`` (module docstring); ``eos_id``:
+        a token id or a list of them (generation stops at any); ``keep_logits``: run the ``logits`` entry
+        and keep each step's last row in :attr:`logits` (greedy then takes the argmax on the host)."""
         prompt = [int(t) for t in np.asarray(prompt_ids).reshape(-1)]
         if not prompt:
             raise GenerateArgumentError("the prompt is empty: give at least one token")
@@ -103,12 +107,13 @@ class Generator:
             raise GenerateArgumentError(f"top_p={top_p!r}: must be a number in (0, 1]")
         if seed is not None:
             _check_arg("seed", seed, int, 0, None, "an integer >= 0")
-        if eos_id is not None:
-            _check_arg("eos_id", eos_id, int, 0, vocab - 1, f"a token id in [0, {vocab})")
+        eos = () if eos_id is None else tuple(eos_id) if isinstance(eos_id, (list, tuple)) else (eos_id,)
+        for e in eos:
+            _check_arg("eos_id", e, int, 0, vocab - 1, f"a token id in [0, {vocab})")
         return self._loop(prompt, int(max_new_tokens), float(temperature), int(top_k), float(top_p), seed,
-                          eos_id, keep_logits)
+                          frozenset(int(e) for e in eos), keep_logits)
 
-    def _loop(self, prompt, max_new, temperature, top_k, top_p, seed, eos_id, keep_logits):
+    def _loop(self, prompt, max_new, temperature, top_k, top_p, seed, eos_id: frozenset, keep_logits):
         rng = np.random.default_rng(seed)
         self.past, self.logits, self.steps, self.stop_reason, self.stop_message = 0, [], [], None, ""
         sampling = temperature > 0
@@ -131,13 +136,59 @@ class Generator:
                 tok = self.step(ids)
             produced += 1
             yield tok
-            if eos_id is not None and tok == eos_id:
-                self._stop("eos", f"stopped at the end-of-sequence token {eos_id} after {produced} tokens")
+            if tok in eos_id:
+                self._stop("eos", f"stopped at the end-of-sequence token {tok} after {produced} tokens")
                 return
             ids = [tok]
 
     def _stop(self, reason: str, message: str) -> None:
         self.stop_reason, self.stop_message = reason, message
+
+    def performance(self) -> dict | None:
+        """Simulated figures of the last :meth:`generate` (:func:`performance` of ``steps``)."""
+        from .loader import artifact_target
+        return performance(self.steps, artifact_target(self.rt.manifest))
+
+
+def performance(steps: list, target) -> dict | None:
+    """What the device's cycle counts say about a generation (``steps`` as :attr:`Generator.steps`: the
+    prefill call first, then one decode call per token), at ``target``'s clock; None when the device
+    reported no cycles (a device without counters).
+
+    ``prefill_ms``: the first call; ``decode_tokens_per_s``: decode calls per second of their summed
+    time (None without a decode call); ``*_roofline``: the fewest cycles the same work could take
+    (``Figures.roofline_cycles`` of its MACs and HBM bytes) over the cycles it took, prefill and decode
+    each summed over their calls."""
+    if not steps or not all(s["cycles"] for s in steps):
+        return None
+    fig = target.figures
+
+    def part(calls):
+        cycles = sum(s["cycles"] for s in calls)
+        roof = fig.roofline_cycles(sum(s.get("macs", 0) for s in calls), sum(s["hbm_bytes"] for s in calls))
+        return cycles, roof / cycles
+
+    pre_cycles, pre_roof = part(steps[:1])
+    out = {"clock_mhz": target.clock_mhz, "prefill_tokens": steps[0]["tokens"],
+           "prefill_ms": fig.cycles_to_us(pre_cycles) / 1e3, "prefill_roofline": pre_roof,
+           "decode_tokens": len(steps) - 1, "decode_tokens_per_s": None, "decode_roofline": None}
+    if len(steps) > 1:
+        dec_cycles, dec_roof = part(steps[1:])
+        out["decode_tokens_per_s"] = (len(steps) - 1) / (fig.cycles_to_us(dec_cycles) / 1e6)
+        out["decode_roofline"] = dec_roof
+    return out
+
+
+def format_performance(p: dict | None) -> str:
+    """One line of :func:`performance`'s figures."""
+    if p is None:
+        return "simulated: the device reported no cycle counts"
+    line = (f"simulated at {p['clock_mhz']:g} MHz: prefill {p['prefill_tokens']} tokens {p['prefill_ms']:.3f} ms "
+            f"({100 * p['prefill_roofline']:.1f}% of roofline)")
+    if p["decode_tokens_per_s"] is not None:
+        line += (f", decode {p['decode_tokens_per_s']:,.1f} tokens/s ({100 * p['decode_roofline']:.1f}% of "
+                 f"roofline, {p['decode_tokens']} tokens)")
+    return line
 
 
 def sample(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> int:
@@ -155,4 +206,5 @@ def sample(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng
     return int(order[rng.choice(len(order), p=p)])
 
 
-__all__ = ["Generator", "ContextOverflowError", "sample"]
+__all__ = ["Generator", "ContextOverflowError", "GenerateArgumentError", "sample", "performance",
+           "format_performance"]

@@ -13,7 +13,8 @@ model at compile time and ``run_host_op`` refuses it at run time, rather
 than computing something else. Kernels marked ``promote`` get their tensor
 operands converted to the result dtype first, float16 computing in float32
 (torch's CPU "opmath"), so the result is rounded once, as torch rounds it.
-Needs numpy only.
+Ops registered with ``@dlavm.host_op`` (``dlavm.host_ops``) run through
+:func:`find_kernel` like built-in ones. Needs numpy only.
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from math import erf
 from typing import Callable
 
 import numpy as np
+
+from dlavm import host_ops
+from dlavm.artifact import HostStep
 
 
 class HostOpError(RuntimeError):
@@ -66,9 +70,53 @@ def host_kernel(*ops, promote: bool = False, **attrs):
     return wrap
 
 
+def _user_kernel(args, a, op):
+    out = np.asarray(host_ops.call(op, a["call"], [np.asarray(x) for x in args]))
+    if out.shape != tuple(a["shape"]):
+        raise HostOpError(f"host op '{op}' returned shape {out.shape}, the model expects {tuple(a['shape'])}")
+    return out
+
+
+def find_kernel(op: str) -> HostKernel | None:
+    """The kernel of host op ``op``: a built-in one of :data:`KERNELS`, or a user host op registered in
+    this process with ``@dlavm.host_op`` (``dlavm.host_ops``); None if there is neither."""
+    k = KERNELS.get(op)
+    if k is None and host_ops.get(op) is not None:
+        k = HostKernel(op, lambda args, a, _op=op: _user_kernel(args, a, _op), {"shape": ANY, "dtype": ANY,
+                                                                                "call": ANY})
+    return k
+
+
+def missing_kernels(ops) -> list[str]:
+    """The ops of ``ops`` this process cannot run on the host, sorted: no built-in kernel and no user
+    host op registered (``@dlavm.host_op``)."""
+    return sorted({op for op in ops if find_kernel(op) is None})
+
+
+def require_kernels(ops) -> None:
+    """Raise :class:`HostOpError` (one line, naming each op) if this process cannot run one of the host
+    ops ``ops``: how a model needing a user host op nobody registered is refused when it is loaded."""
+    missing = missing_kernels(ops)
+    if not missing:
+        return
+    user = [op for op in missing if "::" in op]
+    names = ", ".join(f"'{op}'" for op in missing)
+    if user:
+        raise HostOpError(f"the model needs host op(s) {names}, which this process has not registered: register "
+                          f"the numpy implementation with @dlavm.host_op(\"{user[0]}\") before loading it "
+                          f"(doc/host_ops.md)")
+    raise HostOpError(f"the model needs host op(s) {names}, which have no numpy kernel in this dlavm "
+                      f"(dlavm.runtime.host_kernels)")
+
+
+def host_ops_of(manifest) -> set:
+    """The ops of every host-fallback step of ``manifest`` (a ``dlavm.artifact.Manifest``)."""
+    return {s.op for e in manifest.entries.values() for s in e.steps if isinstance(s, HostStep)}
+
+
 def unsupported_attrs(op: str, attrs: dict) -> list[str]:
     """The attributes of a call of ``op`` its kernel does not honour, as ``"name=value (why)"``."""
-    k = KERNELS[op]
+    k = find_kernel(op)
     out = []
     for name, value in sorted(attrs.items()):
         want = k.attrs.get(name)
@@ -322,6 +370,26 @@ def _index(args, a):
     return x[tuple(idx)]
 
 
+@host_kernel("gather", axis=ANY)
+def _gather(args, a):
+    x, i = np.asarray(args[0]), np.asarray(args[1]).astype(np.int64)
+    ax = a["axis"] % x.ndim
+    # torch lets indices be smaller than x outside ``axis``: only that corner of x is read
+    x = x[tuple(slice(None) if d == ax else slice(0, n) for d, n in enumerate(i.shape))]
+    return np.take_along_axis(x, i, axis=ax)
+
+
+@host_kernel("argsort", axis=ANY, descending=ANY)
+def _argsort(args, a):
+    x, ax = np.asarray(args[0]), a["axis"]
+    if not a["descending"]:
+        return np.argsort(x, axis=ax, kind="stable")
+    # descending and stable: sort the reversed row ascending (ties then come last-first), reverse the
+    # order and map the positions back, so equal values keep their input order; NaN comes first as in torch
+    n = x.shape[ax]
+    return np.flip(n - 1 - np.argsort(np.flip(x, ax), axis=ax, kind="stable"), ax)
+
+
 host_kernel("embedding")(lambda args, a: np.asarray(args[0])[np.asarray(args[1]).astype(np.int64)])
 host_kernel("reshape", shape=ANY)(lambda args, a: np.reshape(args[0], tuple(a["shape"])))
 host_kernel("permute", dims=ANY)(lambda args, a: np.transpose(args[0], tuple(a["dims"])))
@@ -342,8 +410,11 @@ def run_host_op(op: str, args: list, attrs: dict, dtype: str | None = None):
     Raises :class:`HostOpError` if the op has no kernel, carries an attribute
     value its kernel does not honour, has a dtype numpy cannot hold, or fails.
     """
-    kernel = KERNELS.get(op)
+    kernel = find_kernel(op)
     if kernel is None:
+        if "::" in op:
+            raise HostOpError(f"host op '{op}' is not registered in this process: register its numpy "
+                              f"implementation with @dlavm.host_op(\"{op}\") before loading the model")
         raise HostOpError(f"host-fallback op '{op}' has no numpy kernel in dlavm.runtime.host_kernels; "
                           f"supported: {sorted(KERNELS)}")
     bad = unsupported_attrs(op, attrs)
@@ -361,5 +432,5 @@ def run_host_op(op: str, args: list, attrs: dict, dtype: str | None = None):
         raise HostOpError(f"host op '{op}' failed: {e}") from e
 
 
-__all__ = ["ANY", "HostKernel", "HostOpError", "KERNELS", "NUMPY_DTYPES", "host_kernel", "run_host_op",
-           "unsupported_attrs"]
+__all__ = ["ANY", "HostKernel", "HostOpError", "KERNELS", "NUMPY_DTYPES", "find_kernel", "host_kernel",
+           "host_ops_of", "missing_kernels", "require_kernels", "run_host_op", "unsupported_attrs"]

@@ -21,7 +21,8 @@ def load_verified(directory, target=None) -> VerifiedArtifact:
     art = load_artifact(directory)
     m = art.manifest
     isa = f"{ISA_VERSION >> 16}.{ISA_VERSION & 0xFFFF}"
-    if m.isa_version.split(".")[0] != isa.split(".")[0]:
+    major, minor = (int(x) for x in m.isa_version.split(".")[:2])
+    if major != ISA_VERSION >> 16 or minor > ISA_VERSION & 0xFFFF:  # a newer minor may use fields we lack
         raise ArtifactError(f"artifact {directory}: built for ISA {m.isa_version}, this runtime speaks ISA {isa}")
     if target is not None and target.fingerprint() != m.target.fingerprint:
         raise ArtifactError(f"artifact {directory}: compiled for target '{m.target.name}' "

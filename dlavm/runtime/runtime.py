@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import struct
+import time
 from typing import Callable, Mapping
 
 import numpy as np
@@ -30,7 +31,7 @@ import numpy as np
 from dlavm.artifact import (ConstRef, ExprError, HostStep, LiteralOperand, Manifest, ToDeviceStep, ToHostStep,
                             ValueInfo, eval_expr)
 from dlavm.devlink.hal import DeviceHAL
-from dlavm.runtime.host_kernels import HostOpError, run_host_op
+from dlavm.runtime.host_kernels import HostOpError, host_ops_of, require_kernels, run_host_op
 from dlavm.target.isa import ARGMAX_RECORD_BYTES, INSN_BYTES, INSN_WORDS, op_format
 
 _ADDRESS_UNIT = 32
@@ -59,6 +60,11 @@ class Runtime:
         if not manifest.weights_complete and not timing_only:
             raise RunError("this model was compiled without weight data (shape-only): it can only be "
                                 "run for timing (timing_only=True on a timing-only simulator)")
+        if not timing_only:  # a host op this process cannot run is refused now, not mid-run
+            try:
+                require_kernels(host_ops_of(manifest))
+            except HostOpError as e:
+                raise RunError(str(e)) from None
         device_target = hal.stats().get("target")
         if device_target is not None and device_target != manifest.target.name:
             raise RunError(f"the artifact was compiled for target '{manifest.target.name}' but the device "
@@ -66,6 +72,7 @@ class Runtime:
         self.manifest, self.hal, self.mode, self.timing_only = manifest, hal, mode, timing_only
         #: (stream name, index of its first instruction in the device's issue order) per stream run
         self.stream_log: list = []
+        self.host_log: list = []
         self._streams = {n: bytes(read_file(s.file)) for n, s in manifest.streams.items()}
         self._written: dict = {}
         #: [start, end) of the pools device values may occupy (activations of every function, the KV cache)
@@ -75,15 +82,21 @@ class Runtime:
         for c in manifest.host_consts:
             dt = np.dtype(c.dtype).newbyteorder("<")
             raw = read_file(c.file)
+            if c.quant is not None:   # stored int8 / int4 with scales: float32 from here on
+                from dlavm.runtime.host_quant import dequantise
+                self.host_consts[c.name] = dequantise(raw, read_file(c.quant.scales), c.quant.format,
+                                                      c.quant.group, c.shape)
+                continue
             if len(raw) != dt.itemsize * int(np.prod(c.shape, dtype=np.int64)):
                 raise RunError(f"host constant '{c.name}': {c.file} holds {len(raw)} bytes, not a {c.dtype} "
                                f"array of shape {list(c.shape)}")
             self.host_consts[c.name] = np.frombuffer(raw, dtype=dt).reshape(c.shape)
         for w in manifest.weights:
             hal.write_mem(w.addr, read_file(w.file))
-        #: device cycles and HBM bytes of the most recent :meth:`run`
+        #: device cycles, HBM bytes and MACs of the most recent :meth:`run`
         self.last_cycles = 0
         self.last_hbm_bytes = 0
+        self.last_macs = 0
 
     @property
     def entries(self) -> list:
@@ -143,6 +156,9 @@ class Runtime:
         env = self.bind_dims(entry, inputs, dims)  # refuses an unknown entry
         fn = self.manifest.entries[entry]
         self.stream_log = []
+        #: ``(op, dst, start_s, seconds)`` of each host-fallback step of this run (wall clock from its start)
+        self.host_log = []
+        t_run = time.perf_counter()
         vals: dict = {spec.value: np.asarray(x) for spec, x in zip(fn.inputs, inputs)}
         values = fn.values
         start = self.hal.stats()
@@ -159,12 +175,15 @@ class Runtime:
             elif isinstance(step, HostStep):
                 args = [self._operand(a, vals) for a in step.args]
                 attrs = {k: self._attr(v, env) for k, v in step.attrs.items()}
+                t0 = time.perf_counter()
                 vals[step.dst] = _host_op(entry, step, args, attrs, values[step.dst])
+                self.host_log.append((step.op, step.dst, t0 - t_run, time.perf_counter() - t0))
             else:
                 self._run_stream(step.stream, env)
         end = self.hal.stats()
         self.last_cycles = end.get("cycles", 0) - start.get("cycles", 0)
         self.last_hbm_bytes = end.get("hbm_bytes", 0) - start.get("hbm_bytes", 0)
+        self.last_macs = end.get("macs", 0) - start.get("macs", 0)
         return [vals[o.value] for o in fn.outputs]
 
     def _operand(self, ref, vals: dict):

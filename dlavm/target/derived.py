@@ -51,6 +51,11 @@ class Figures:
         """Roofline: min(peak compute, HBM bandwidth x arithmetic intensity)."""
         return min(float(self.peak_macs_per_cycle), self.hbm_bytes_per_cycle * macs_per_byte)
 
+    def roofline_cycles(self, macs: float, hbm_bytes: float) -> float:
+        """The fewest cycles ``macs`` multiply-accumulates and ``hbm_bytes`` of HBM traffic can take:
+        ``max(MACs / peak MACs per cycle, HBM bytes / HBM bytes per cycle)``."""
+        return max(macs / self.peak_macs_per_cycle, hbm_bytes / self.hbm_bytes_per_cycle)
+
     def region(self, name: str) -> Region:
         for r in self.regions:
             if r.name == name:

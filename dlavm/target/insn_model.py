@@ -180,7 +180,9 @@ def _softmax_accesses(f, t):
 
 def _eltwise_accesses(f, t):
     n = f["count"] * 2
-    return [Access("a", f["a"], n), Access("b", f["b"], n), Access("dst", f["dst"], n, write=True)]
+    p = f["period"]  # a symbolic period is a row size, never 0
+    nb = f["count"] * 2 if _is_int(p) and p == 0 else p * 2
+    return [Access("a", f["a"], n), Access("b", f["b"], nb), Access("dst", f["dst"], n, write=True)]
 
 
 def _act_accesses(f, t):

@@ -189,9 +189,11 @@ OPS: tuple[OpFormat, ...] = (
         _a("src", "scores [rows,cols]"), _a("dst", "probabilities fp16 [rows,cols]"),
         _u("rows", "rows (H*M)"), _u("cols", "row length L"),
         _u("m", "queries per head: row r is query r mod m"), _u("pos0", "position of query 0")),
-    _op("eltwise", 0x23, "sfu", "dst = a fn b (fn: add|sub|mul), elementwise over count fp16 values.",
-        _enum("fn", ELTWISE_OPS, "operation"), _a("a", "fp16 [count]"), _a("b", "fp16 [count]"),
-        _a("dst", "fp16 [count]"), _u("count", "elements")),
+    _op("eltwise", 0x23, "sfu", "dst[i] = a[i] fn b[i mod period] (fn: add|sub|mul) over count fp16 values; "
+        "period 0 means count (no broadcast), else b is a row repeated count/period times.",
+        _enum("fn", ELTWISE_OPS, "operation"), _a("a", "fp16 [count]"), _a("b", "fp16 [period or count]"),
+        _a("dst", "fp16 [count]"), _u("count", "elements"),
+        _u("period", "elements of b (divides count; 0: b has count elements)")),
     _op("act", 0x24, "sfu", "Piecewise-linear activation from a table in memory.",
         _a("src", "fp16 [count]"), _a("dst", "fp16 [count]"),
         _a("table", "fp32 [nseg+2][2] (slope, intercept)"), _u("count", "elements"),
@@ -363,7 +365,7 @@ class Register:
 
 
 DEVICE_ID = 0xD1A70001
-ISA_VERSION = 0x00010000
+ISA_VERSION = 0x00010001  # 1.1: eltwise gained the broadcast field 'period'
 
 REGISTERS: tuple[Register, ...] = (
     Register("ID", 0x000, "ro", f"constant {DEVICE_ID:#010x}"),

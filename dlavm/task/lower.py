@@ -57,6 +57,26 @@ def ub(e) -> int:
     return sym.upper_bound(sym.as_expr(e))
 
 
+def host_macs(node: Call) -> int:
+    """Multiply-accumulates of a host-fallback call at the upper bound of its sizes (the compile
+    report's device MAC fraction): ``matmul``, ``linear``, ``conv2d`` and ``attention`` (both
+    products); 0 for every other op (elementwise work, reductions and data movement are not MACs)."""
+    op = node.op.name
+    shape = [ub(d) for d in node.type.shape] if hasattr(node.type, "shape") else []
+    out = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if op == "matmul":
+        return out * ub(node.args[0].type.shape[-1])
+    if op == "linear":
+        return out * ub(node.args[1].type.shape[1])
+    if op == "conv2d":
+        w = node.args[1].type.shape
+        return out * ub(w[1]) * ub(w[2]) * ub(w[3])
+    if op == "attention":
+        q, k = node.args[0].type.shape, node.args[1].type.shape
+        return int(np.prod([ub(d) for d in q], dtype=np.int64)) * ub(k[-2]) + out * ub(k[-2])
+    return 0
+
+
 @dataclass
 class LoweredFunction:
     """Steps, values and dims of one lowered function (see module docstring)."""
@@ -268,7 +288,7 @@ def lower_function(ctx: LowerContext, fn: Function) -> LoweredFunction:
             steps.append({"kind": "host", "op": op, "args": args,
                           "attrs": {k: _attr_json(v) for k, v in node.attrs.items()}, "dst": dst})
             host_attrs[dst] = dict(node.attrs)
-            ops.append({"op": op, "where": "host", "bytes": 0})
+            ops.append({"op": op, "where": "host", "bytes": 0, "macs": host_macs(node)})
     flush()
     body = fn.body
     outs = list(body.fields) if isinstance(body, Tuple) else [body]
@@ -367,5 +387,5 @@ def _host_operand(ctx: LowerContext, node):
     return {"value": vid}
 
 
-__all__ = ["LoweringError", "LowerContext", "LoweredFunction", "lower_function", "lower_module", "numel", "ub",
-           "device_size_of"]
+__all__ = ["LoweringError", "LowerContext", "LoweredFunction", "host_macs", "lower_function", "lower_module",
+           "numel", "ub", "device_size_of"]

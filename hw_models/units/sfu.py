@@ -64,12 +64,14 @@ def _softmax(i: Instruction, mem, t: Target) -> None:
 # ---------------------------------------------------------------- eltwise / act
 def _elt_check(i: Instruction, t: Target) -> None:
     require_positive(i, "count")
+    require(i["period"] == 0 or i["count"] % i["period"] == 0, i,
+            f"field period {i['period']} must divide count {i['count']}")
 
 
 def _eltwise(i: Instruction, mem, t: Target) -> None:
-    n = i["count"]
+    n, p = i["count"], i["period"] or i["count"]
     a = mem.read_array(i["a"], F16, (n,), "eltwise.a").astype(F32)
-    b = mem.read_array(i["b"], F16, (n,), "eltwise.b").astype(F32)
+    b = np.tile(mem.read_array(i["b"], F16, (p,), "eltwise.b").astype(F32), n // p)
     y = {"add": np.add, "sub": np.subtract, "mul": np.multiply}[i["fn"]](a, b)
     mem.write_array(i["dst"], y.astype(F16), "eltwise.dst")
 

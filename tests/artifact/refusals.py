@@ -24,6 +24,10 @@ def _s(m):
     return m["streams"][STREAM]
 
 
+#: The first step of the good artifact's entry: a host step (its literals and attributes may hold "$float" tags).
+H = ("entries", "forward", "steps", 0)
+
+
 def _stream_step(m):
     steps = m["entries"]["forward"]["steps"]
     return next(i for i, s in enumerate(steps) if s["kind"] == "stream"), steps
@@ -130,6 +134,38 @@ def _deep(m, d):
 S = ("streams", STREAM)
 P = S + ("patches", 0)
 
+
+def _tokenizer(**fields):
+    """A tokenizer section naming ``tokenizer/tokenizer.json`` (not listed), with ``fields`` changed."""
+    t = {"file": "tokenizer/tokenizer.json", "bos_id": 1, "eos_ids": [2], "add_bos": True, "chat_template": None}
+    t.update(fields)
+    return t
+
+
+def _quant(fmt="int8", group=256, dtype=None):
+    def mutate(m, d):
+        c = m["host_consts"][0]
+        c["quant"] = {"format": fmt, "group": group, "scales": "weights/scales.bin"}
+        m["files"]["weights/scales.bin"] = "0" * 64
+        if dtype is not None:
+            c["dtype"] = dtype
+            return (f"host_consts[0].quant: a quantised constant must be a float32 2-D array, got {dtype} of "
+                    f"shape {c['shape']}")
+        n = (d / c["file"]).stat().st_size
+        rows, cols = c["shape"]
+        return f"host_consts[0].file: holds {n} bytes, its {fmt} shape [{rows}, {cols}] needs {rows * cols}"
+    return mutate
+
+
+def _big_tokenizer(m, d):
+    from dlavm.artifact import TOKENIZER_MAX_BYTES
+    (d / "tokenizer").mkdir()
+    with open(d / "tokenizer" / "tokenizer.json", "wb") as f:   # sparse: refused by its size, never read
+        f.truncate(TOKENIZER_MAX_BYTES + 1)
+    m["files"]["tokenizer/tokenizer.json"] = "0" * 64
+    m["tokenizer"] = _tokenizer()
+    return f"tokenizer.file: holds {TOKENIZER_MAX_BYTES + 1} bytes, more than the {TOKENIZER_MAX_BYTES} it may"
+
 #: (name, mutation) fed to both readers; each must refuse with the message the mutation returns.
 BOTH = [
     ("format", _set(("format",), "onnx", 'format: must be "dlavm-artifact", got "onnx"')),
@@ -199,6 +235,49 @@ BOTH = [
                        'entries.forward.steps[0].kind: must be one of "host", "to_device", "to_host", "stream"; '
                        'got "jump"')),
     ("stream step with a foreign field", _step_field),
+    ("float tag unknown", _set(H + ("attrs", "value"), {"$float": "-infinity"},
+                               'entries.forward.steps[0].attrs.value.$float: must be one of "inf", "-inf", "nan"; '
+                               'got "-infinity"')),
+    ("float tag not a string", _set(H + ("attrs", "value"), {"$float": 1.5},
+                                    "entries.forward.steps[0].attrs.value.$float: must be a string, got number")),
+    ("float tag with another key", _set(H + ("attrs", "value"), {"$float": "inf", "x": 1},
+                                        'entries.forward.steps[0].attrs.value: a "$float" object must have no other '
+                                        'key, got "x"')),
+    ("float tag in a literal", _set(H + ("args", 0), {"literal": [1.0, {"$float": "NaN"}]},
+                                    'entries.forward.steps[0].args[0].literal[1].$float: must be one of "inf", "-inf", '
+                                    '"nan"; got "NaN"')),
+    ("tokenizer not an object", _set(("tokenizer",), 5, "tokenizer: must be an object, got integer")),
+    ("tokenizer field missing", _set(("tokenizer",), {"file": "tokenizer/tokenizer.json"},
+                                     "tokenizer.bos_id: is required")),
+    ("tokenizer unknown field", _set(("tokenizer",), _tokenizer(vocab=3),
+                                     f"tokenizer.vocab: is not a field of manifest version {V}")),
+    ("tokenizer file escaping", _set(("tokenizer",), _tokenizer(file="../tokenizer.json"),
+                                     'tokenizer.file: path "../tokenizer.json" must be a relative path inside the '
+                                     'artifact')),
+    ("tokenizer eos id negative", _set(("tokenizer",), _tokenizer(eos_ids=[2, -1]),
+                                       "tokenizer.eos_ids[1]: must be >= 0, got -1")),
+    ("tokenizer bos id a string", _set(("tokenizer",), _tokenizer(bos_id="1"),
+                                       "tokenizer.bos_id: must be an integer, got string")),
+    ("tokenizer add_bos not a boolean", _set(("tokenizer",), _tokenizer(add_bos=1),
+                                             "tokenizer.add_bos: must be a boolean, got integer")),
+    ("tokenizer file unlisted", _set(("tokenizer",), _tokenizer(),
+                                     'tokenizer.file: "tokenizer/tokenizer.json" is not listed in files')),
+    ("tokenizer file named twice", _set(("tokenizer",), _tokenizer(file="weights/host.model.embed_tokens.weight.bin"),
+                                        'tokenizer.file: "weights/host.model.embed_tokens.weight.bin" is already '
+                                        'named by host_consts[0].file')),
+    ("chat template unlisted", lambda m, d: (m.update(tokenizer=_tokenizer(
+        file=m["host_consts"][0]["file"].replace("host.", "nohost."), chat_template="tokenizer/chat.jinja")),
+        m["files"].update({m["host_consts"][0]["file"].replace("host.", "nohost."): "0" * 64}),
+        'tokenizer.chat_template: "tokenizer/chat.jinja" is not listed in files')[2]),
+    ("tokenizer too large", _big_tokenizer),
+    ("host const quant format", _set(("host_consts", 0, "quant"), {"format": "int2", "group": 1, "scales": "s.bin"},
+                                     'host_consts[0].quant.format: must be one of "int8", "int4"; got "int2"')),
+    ("host const quant group zero", _set(("host_consts", 0, "quant"), {"format": "int4", "group": 0,
+                                                                       "scales": "s.bin"},
+                                         "host_consts[0].quant.group: must be >= 1, got 0")),
+    ("host const quant missing", _set(("host_consts", 0, "quant"), ..., "host_consts[0].quant: is required")),
+    ("host const quant of a float16 array", _quant(dtype="float16")),
+    ("host const quant file size", _quant()),
     ("corrupt file", _corrupt),
     ("missing file", _missing),
     ("stream file of another size", _stream_size),
@@ -504,10 +583,11 @@ UNTRUSTED = [
     ("manifest.json is a link", _manifest_link, True),
     ("manifest.sha256 too long", _long_sum, True),
     ("folder on a path is a file", _folder_is_a_file, True),
-    # False (Python only): the C++ runtime reads no memory map, value, step operand or target description
-    # from the manifest. A generated driver carries the addresses, sizes and steps it was generated for as
-    # constants (checked by this reader when it was generated) and refuses a manifest whose streams, weight
-    # blobs or host constants differ from them (Artifact::expect, tests/clib/test_cpp_driver_untrusted.py).
+    # False (Python only): the C++ runtime reads no memory map, value, step operand (it checks only the form of
+    # a "$float" tag) or target description from the manifest. A generated driver carries the addresses, sizes
+    # and steps it was generated for as constants (checked by this reader when it was generated) and refuses a
+    # manifest whose streams, weight blobs or host constants differ from them (Artifact::expect,
+    # tests/clib/test_cpp_driver_untrusted.py).
     ("pool outside its region", _pool_outside, False),
     ("pool region unknown", _set(("memory", "kv", "region"), "flash",
                                  'memory.kv.region: "flash" is not a memory region of the target ('), False),

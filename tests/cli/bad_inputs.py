@@ -73,6 +73,21 @@ FACTORY_FILES = {
                           "def build(**kw):\n    seq = torch.export.Dim('seq', min=2, max=32)\n"
                           "    return Branchy(), (torch.randn(4, 8),), {'x': {0: seq}}\n"),
     "bad_example.py": "import torch\n\ndef build(**kw):\n    return torch.nn.Linear(8, 8), (torch.randn(4, 9),)\n",
+    "unbounded.py": ("import torch\n\ndef build():\n    return torch.nn.Linear(8, 8), (torch.randn(4, 8),), "
+                     "({0: torch.export.Dim('rows')},)\n"),
+    "auto_dim.py": ("import torch\n\ndef build():\n    return torch.nn.Linear(8, 8), (torch.randn(4, 8),), "
+                    "({0: torch.export.Dim.AUTO},)\n"),
+    "ds_length.py": ("import torch\n\ndef build():\n    return torch.nn.Linear(8, 8), (torch.randn(4, 8),), "
+                     "({0: torch.export.Dim('rows', max=8)}, None)\n"),
+    "empty_output.py": ("import torch\n\nclass Empty(torch.nn.Module):\n    def forward(self, x):\n"
+                        "        return x[:, :0] * 2\n\ndef build():\n    return Empty(), (torch.randn(4, 8),)\n"),
+    "three_items.py": "import torch\n\ndef build():\n    return torch.nn.Linear(8, 8), (torch.randn(4, 8),), None, 1\n",
+    "guard.py": ("import torch\nfrom torch import nn\n\nclass Masked(nn.Module):\n    def __init__(self):\n"
+                 "        super().__init__()\n        self.register_buffer('mask', torch.tril(torch.ones(8, 8)))\n"
+                 "    def forward(self, x):\n        T = x.shape[0]\n"
+                 "        return x.masked_fill(self.mask[:T, :T] == 0, 0.0)\n\n"
+                 "def build():\n    return Masked(), (torch.randn(4, 4),), "
+                 "({0: torch.export.Dim('seq', min=2, max=8), 1: torch.export.Dim('seq', min=2, max=8)},)\n"),
 }
 
 def cases() -> list:
@@ -179,6 +194,15 @@ def cases() -> list:
         _row("targets --file {ws}/absent.json", "absent.json"),
         _row("targets --name {ws}/garbage_artifact/manifest.json", "manifest.json", "not valid JSON"),
         _row("generate {llm} --prompt-ids 1 --tokenizer {ws}/a_file", "a_file"),
+        # compile -o into a non-empty folder; --device URIs (doc/cli.md)
+        _row("compile mlp -o {ws}/garbage_artifact", "garbage_artifact", "--force"),
+        _row("compile mlp -o {ws}/garbage_artifact --force", "garbage_artifact", "no dlavm artifact"),
+        _row("compile mlp -o {ws}/absent_dir.py/.. -t tiny", "absent_dir.py", "--force"),
+        _row("run {mlp} --device http://127.0.0.1:7000", "http://127.0.0.1:7000", "scheme"),
+        _row("run {mlp} --device sim://127.0.0.1", "sim://127.0.0.1", "HOST:PORT"),
+        _row("run {mlp} --device sim://127.0.0.1:1", "127.0.0.1:1"),
+        _row("profile {mlp} --device sim://127.0.0.1:0", "--device", "'0'"),
+        _row("generate {llm} --prompt-ids 1 --device sim://127.0.0.1:99999", "--device", "99999"),
     ]
     for name, (_, names) in BAD_TARGET_FILES.items():
         rows.append(_row(f"targets --file {{ws}}/{name}", name, *names))
@@ -197,6 +221,39 @@ def cases() -> list:
         _row("--target {ws}/tin_float.json", "tin", "16.5", tool="script"),
         _row("--weights int3", "int3", tool="script"),
         _row("--no-such-option", "--no-such-option", tool="script"),
+        _row("--model {ws}/empty_output.py:build", "Empty", "nothing", tool="script"),
+        _row("--model {ws}/no_kwargs.py:build --max-seq 8", "no_kwargs.py", "max_seq", tool="script"),
+    ]
+    rows += [  # checks never pass by comparing nothing; factories and files that cannot be used
+        _row("check {ws}/empty_output.py:build", "Empty", "[4, 0]", "nothing"),
+        _row("check {ws}/unbounded.py:build", "rows", "max_seq"),
+        _row("check {ws}/auto_dim.py:build", "input 0 axis 0", "AUTO"),
+        _row("check {ws}/ds_length.py:build", "dynamic_shapes", "2 entries"),
+        _row("check {ws}/three_items.py:build", "three_items.py", "4 items"),
+        _row("check {ws}/guard.py:build", "Not all values of seq", "guard"),
+        _row("check {ws}/no_kwargs.py:build --max-seq 8", "no_kwargs.py", "max_seq"),
+        _row("check cnn --max-seq 8", "cnn", "max_seq", "max_batch"),
+        _row("run {mlp} --seq 1000", "seq=1000", "[1, 32]"),
+        _row("run {mlp} --input {ws}/absent.npy", "absent.npy"),
+        _row("run {mlp} --input {ws}/a_file", "a_file", ".npz"),
+        _row("run {mlp} --input {ws}/empty_dir", "empty_dir"),
+        _row("run {mlp} --input {ws}/ids_wrong_key.npz", "ids_wrong_key.npz", "'tokens'", "ids"),
+        _row("run {mlp} --input {ws}/ids_missing.npz", "ids_missing.npz", "'ids'"),
+        _row("run {mlp} --input {ws}/ids_float.npy", "ids_float.npy", "float32", "int64"),
+        _row("run {mlp} --input {ws}/ids_rank2.npy", "ids_rank2.npy", "rank 1"),
+        _row("run {mlp} --input {ws}/ids_long.npy", "ids_long.npy", "seq=33", "[1, 32]"),
+        _row("run {mlp} --input {ws}/garbage.npz", "garbage.npz", "zip"),
+        _row("run {mlp} --input {ws}/garbage.safetensors", "garbage.safetensors"),
+        _row("run {mlp} --input {ws}/ids_two.npz", "ids_two.npz", "'extra'"),
+        _row("run {mlp} --input {ws}/ids.npy --seq 3", "--seq", "--input"),
+        _row("run {mlp} --save {ws}/out.txt", "out.txt", ".npz"),
+        _row("run {mlp} --save {ws}/empty_dir", "empty_dir"),
+        _row("run {mlp} --save {ws}/no_such_dir/out.npz", "no_such_dir"),
+        _row("run {mlp} --model mlp", "--model", "--check"),
+        _row("run {mlp} --max-seq 8", "--max-seq", "--check"),
+        _row("run {llm} --check", "--check", "LLM"),
+        _row("run {mlp} --check --model {ws}/raises.py:build", "raises.py", "model config broken"),
+        _row("run {mlp} --check", "--model mlp", "ids"),
     ]
     return rows
 
@@ -215,6 +272,17 @@ def make_workspace(ws: Path) -> Path:
     garbage.mkdir(exist_ok=True)
     (garbage / "manifest.json").write_text("{ this is not json")
     (ws / "bad_tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": "oops"}}))
+    import numpy as np  # input files for ``run {mlp} --input`` (its entry takes ids: int64 [seq], seq <= 32)
+    ids = np.arange(5, dtype=np.int64)
+    np.save(ws / "ids.npy", ids)
+    np.save(ws / "ids_float.npy", ids.astype(np.float32))
+    np.save(ws / "ids_rank2.npy", ids[None])
+    np.save(ws / "ids_long.npy", np.zeros(33, np.int64))
+    np.savez(ws / "ids_wrong_key.npz", tokens=ids)
+    np.savez(ws / "ids_missing.npz")
+    np.savez(ws / "ids_two.npz", ids=ids, extra=ids)
+    (ws / "garbage.npz").write_bytes(b"PK not a zip")
+    (ws / "garbage.safetensors").write_bytes(b"\xff" * 16)
     return ws
 
 

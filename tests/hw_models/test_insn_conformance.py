@@ -79,7 +79,9 @@ def instructions(draw, op: str) -> isa.Instruction:
         f.update(in_fp32=draw(st.booleans()), causal=draw(st.booleans()), rows=draw(st.integers(1, 6)),
                  cols=draw(EDGE_ELEMS), m=draw(st.integers(1, 3)), pos0=draw(st.integers(0, 300)))
     elif op == "eltwise":
-        f.update(fn=draw(st.sampled_from(isa.ELTWISE_OPS)), count=draw(EDGE_ELEMS))
+        count = draw(EDGE_ELEMS)  # period: no broadcast (0), or a row of b repeated (a divisor of count)
+        period = draw(st.sampled_from([0] + [p for p in range(1, count + 1) if count % p == 0]))
+        f.update(fn=draw(st.sampled_from(isa.ELTWISE_OPS)), count=count, period=period)
     elif op == "act":
         f.update(count=draw(EDGE_ELEMS), nseg=draw(st.integers(1, 40)), lo=-4.0, inv_step=2.0)
     elif op == "rope":

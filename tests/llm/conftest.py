@@ -8,7 +8,7 @@ import pytest
 
 from dlavm.models import import_model
 from dlavm.llm import compile_llm
-from dlavm.llm.reference import quantized_torch_model, torch_greedy  # noqa: F401 (used by the tests)
+from dlavm.llm.reference import host_tables, quantized_torch_model, torch_greedy  # noqa: F401 (used by the tests)
 
 _CACHE: dict = {}
 
@@ -34,8 +34,8 @@ def torch_model(name: str, fmt: str, max_ctx: int, target: str = "vcu128"):
     key = ("torch", name, fmt, max_ctx, target)
     if key not in _CACHE:
         r = imported(name, max_ctx)
-        _CACHE[key] = quantized_torch_model(r.spec.module, compiled(name, fmt, max_ctx, target).device_module,
-                                            r.module.params)
+        cm = compiled(name, fmt, max_ctx, target)
+        _CACHE[key] = quantized_torch_model(r.spec.module, cm.device_module, r.module.params, host_tables(cm))
     return _CACHE[key]
 
 

@@ -71,7 +71,26 @@ def test_logits_equal_the_saved_model(checkpoint):
 def test_bound_defaults_to_max_position_embeddings(checkpoint):
     directory, _ = checkpoint
     assert load_hf_checkpoint(directory).dims == {"seq": (1, MAX_POS)}
-    assert load_hf_checkpoint(directory, max_seq=1000).dims == {"seq": (1, MAX_POS)}
+    with pytest.raises(CheckpointError, match=rf"max_seq=1000 is larger than the model's "
+                                              rf"max_position_embeddings={MAX_POS} \(config.json\)"):
+        load_hf_checkpoint(directory, max_seq=1000)  # never clamped silently
+
+
+def test_an_encoder_checkpoint_loads_as_an_encoder(tmp_path):
+    """A BertModel checkpoint (``architectures: ["BertModel"]``) has no LM head: it loads with AutoModel
+    as ``input_ids -> last_hidden_state``, its weights all used."""
+    from transformers import BertConfig, BertModel
+    torch.manual_seed(0)
+    original = BertModel(BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=64, max_position_embeddings=MAX_POS)).eval()
+    original.save_pretrained(tmp_path, safe_serialization=True)
+    spec = load_model(f"hf:{tmp_path}", max_seq=16)
+    assert spec.dims == {"seq": (1, 16)} and spec.extras["kind"] == "encoder"
+    ids = spec.inputs_at(seq=9)
+    assert list(ids[0].shape) == [1, 9]
+    with torch.no_grad():
+        torch.testing.assert_close(spec.module(*ids), original(input_ids=ids[0]).last_hidden_state, rtol=0, atol=0)
+    assert load_model(f"hf:{tmp_path}").dims == {"seq": (1, MAX_POS)}
 
 
 def _rewrite_weights(directory, edit):

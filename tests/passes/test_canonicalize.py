@@ -36,17 +36,47 @@ def test_reshape_and_permute_chains_collapse():
     assert out.body is x
 
 
+def test_a_permute_of_unit_axes_is_a_reshape_and_keeps_the_values():
+    x = Var("x", TensorType((1, SEQ, 1, 8), "float32"))
+    moved = _run(call("permute", x, dims=(1, 0, 3, 2)), x)          # only the 1s move: [SEQ, 1, 8, 1]
+    assert moved.body.op.name == "reshape" and tuple(moved.body.type.shape) == (SEQ, 1, 8, 1)
+    kept = _run(call("permute", x, dims=(0, 3, 2, 1)), x)           # SEQ and 8 swap: a real permute
+    assert kept.body.op.name == "permute"
+    t = torch.randn(1, 5, 1, 8)
+    mod = Module()
+    mod.add(Function("f", [x], call("permute", x, dims=(1, 0, 3, 2))))
+    want = run_function(mod, "f", [t])
+    got = run_function(Module({"f": moved}), "f", [t])
+    assert torch.equal(got, want)
+
+
+def test_a_permute_sinks_below_a_reshape_of_unit_axes_and_cancels():
+    """nn.MultiheadAttention: [S, H, D] -permute-> [H, S, D] -reshape-> [1, H, S, D] -permute-> [1, S, H, D]."""
+    x = Var("x", TensorType((SEQ, 4, 8), "float32"))
+    body = call("permute", call("reshape", call("permute", x, dims=(1, 0, 2)), shape=(1, 4, SEQ, 8)),
+                dims=(0, 2, 1, 3))
+    out = _run(body, x)
+    assert out.body.op.name == "reshape" and out.body.args[0] is x
+    t = torch.randn(5, 4, 8)
+    mod = Module()
+    mod.add(Function("f", [x], body))
+    assert torch.equal(run_function(Module({"f": out}), "f", [t]), run_function(mod, "f", [t]))
+
+
 def test_every_rule_fires_somewhere():
     x = Var("x", TensorType((3, 4), "float32"))
     n = Var("n", TensorType((3, 4), "int64"))
+    u = Var("u", TensorType((1, 3, 4), "float32"))
     cases = [call("add", x, 0), call("sub", x, 0), call("mul", 1, x), call("div", x, 1),
              call("div", n, 1, rounding_mode="floor"),
              call("reshape", x, shape=(3, 4)), call("reshape", call("reshape", x, shape=(12,)), shape=(4, 3)),
              call("expand", x, shape=(3, 4)), call("cast", x, dtype="float32"),
-             call("permute", x, dims=(0, 1)), call("permute", call("permute", x, dims=(1, 0)), dims=(1, 0))]
+             call("permute", x, dims=(0, 1)), call("permute", call("permute", x, dims=(1, 0)), dims=(1, 0)),
+             call("permute", u, dims=(1, 0, 2)),
+             call("permute", call("reshape", x, shape=(1, 3, 4)), dims=(0, 2, 1))]
     fired: dict = {}
     for c in cases:
-        rewrite(Function("f", [x, n], c), RULES, fired)
+        rewrite(Function("f", [x, n, u], c), RULES, fired)
     assert set(fired) == {r.name for r in RULES}
 
 

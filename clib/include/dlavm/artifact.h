@@ -16,12 +16,18 @@
 //   * the fields this reader uses are fully typed and ranged: "dims",
 //     "weights", "host_consts", "streams" (with their patches, guards and
 //     instruction records), "files", and the "kind"/"stream" of every entry step;
+//   * a host step's literals and attributes: an object with a "$float" key is
+//     {"$float": "inf" | "-inf" | "nan"} (a non-finite number) and nothing else;
 //   * cross-references: dims lo <= hi, every file they name is listed in
 //     "files" and named by one field only, patch and guard indexes lie inside
 //     their stream, a patch's bits inside its 32-bit word, one instruction
 //     record per stream entry, every stream step names a stream;
 //   * every listed file matches its sha256, a stream file holds count x 64
-//     bytes, a weight file nbytes, a host-constant file its dtype x shape;
+//     bytes, a weight file nbytes, a host-constant file its dtype x shape (a
+//     quantised one, "quant" set: its int8 / packed int4 bytes, and its scales
+//     file 2 bytes per scale); the bundled tokenizer ("tokenizer": file,
+//     bos_id, eos_ids, add_bos, chat_template; typed like the fields above)
+//     holds at most 64 MiB, its chat template 1 MiB;
 //   * every patch names a field of the instruction at its index (its opcode,
 //     dlavm/target/isa.py via src/isa_fields.inc) with that field's word, lo,
 //     width and kind.
@@ -48,7 +54,7 @@ class ArtifactError : public std::runtime_error {
 
 constexpr const char* kArtifactFormat = "dlavm-artifact";
 // Equal to MANIFEST_VERSION in dlavm/artifact/schema.py (see its versioning rule).
-constexpr int64_t kArtifactVersion = 2;
+constexpr int64_t kArtifactVersion = 3;
 // The file holding the sha256 of manifest.json (dlavm.artifact.MANIFEST_SUM).
 constexpr const char* kManifestSum = "manifest.sha256";
 

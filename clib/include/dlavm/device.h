@@ -52,7 +52,7 @@ constexpr uint32_t AUX_START = 0x0AC;
 }  // namespace reg
 
 constexpr uint32_t kDeviceId = 0xD1A70001u;
-constexpr uint32_t kIsaVersion = 0x00010000u;
+constexpr uint32_t kIsaVersion = 0x00010001u;  // 1.1: eltwise 'period' (broadcast)
 constexpr size_t kInsnWords = 16;
 constexpr size_t kInsnBytes = kInsnWords * 4;
 
@@ -95,6 +95,18 @@ class Device {
   // (a carry between the two halves), so the value is one the counter really held.
   uint64_t cycles();
 };
+
+// Refuses a device that implements another target than `expected` (the target an artifact was
+// compiled for, named in its manifest): its memory map, units and cycle counts are another device's,
+// so the results would be wrong, not merely slow. Throws a DeviceError of kind "TargetMismatch" naming
+// both targets. Generated drivers call it right after the handshake, before anything is written.
+inline void require_target(const Device& dev, const std::string& expected) {
+  const std::string got = dev.target();
+  if (got != expected) {
+    throw DeviceError("TargetMismatch", "the artifact was compiled for target '" + expected +
+                                            "' but the device implements '" + got + "'");
+  }
+}
 
 // Open a device by URI:
 //   sim://HOST:PORT[?timeout_s=N]   simulator server (doc/socket.md); N is the

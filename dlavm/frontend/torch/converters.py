@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ... import sym
-from ...ir import IRError, Literal, Node, call
+from ...ir import Call, Constant, IRError, Literal, Node, TensorType, call
 
 aten = torch.ops.aten
 CONVERTERS: dict = {}
@@ -92,7 +92,9 @@ def _where(ctx, node, cond, a, b):
 
 @converts(*_ov(aten.masked_fill, "Scalar", "Tensor"))
 def _masked_fill(ctx, node, x, mask, value):
-    return call("where", ctx.tensor(mask), ctx.value(value), ctx.tensor(x), span=ctx.span)
+    # torch keeps x's dtype whatever the fill value's (a float 0-d tensor into an int x is cast)
+    return _cast_to_meta(ctx, node, call("where", ctx.tensor(mask), ctx.value(value), ctx.tensor(x),
+                                         span=ctx.span))
 
 
 @converts(*_ov(aten.clamp, "default"), *_ov(aten.clamp_min, "default"), *_ov(aten.clamp_max, "default"))
@@ -452,6 +454,78 @@ def _index(ctx, node, x, indices):
         axes.append(i)
         idx.append(t)
     return call("index", x, *idx, axes=tuple(axes), span=ctx.span)
+
+
+@converts(*_ov(aten.gather, "default"))
+def _gather(ctx, node, x, dim, index, sparse_grad=False):
+    x, index = ctx.tensor(x), ctx.tensor(index)
+    folded = _fold_gather(ctx, x, dim, index)
+    if folded is not None:
+        return folded
+    return call("gather", x, index, axis=dim, span=ctx.span)
+
+
+def _fold_gather(ctx, x, dim, index):
+    """``gather`` of a weight by a weight, or by a slice of one (HF BERT gathers its constant
+    ``token_type_ids`` buffer by its ``position_ids`` buffer cut to the sequence length), computed once
+    at import: a new weight, sliced as the index was. Slicing the index along the gathered axis, or
+    from 0 along another, slices the result the same way, so the fold holds for every length."""
+    cut = None
+    if isinstance(index, Call) and index.op.name == "slice" and isinstance(index.args[0], Constant):
+        a = index.attrs
+        if a["axis"] == dim % index.type.ndim or (a["start"] == sym.const(0) and a["step"] == 1):
+            cut, index = a, index.args[0]
+    if not (isinstance(x, Constant) and isinstance(index, Constant)):
+        return None
+    ax = dim % x.type.ndim
+    if any(d != ax and i.value > n.value for d, (i, n) in enumerate(zip(index.type.shape, x.type.shape))):
+        return None  # the whole index weight does not fit x (only its slice does): gather at run time
+    xs, ids = ctx.constant_data(x), ctx.constant_data(index)
+    data = None if xs is None or ids is None else torch.gather(xs, dim, ids)
+    name = f"{x.name}.gather{ax}.{index.name}"
+    out = ctx.add_constant(name, TensorType(index.type.shape, x.type.dtype), data)
+    if cut is None:
+        return out
+    return call("slice", out, axis=cut["axis"], start=cut["start"], end=cut["end"], step=cut["step"],
+                span=ctx.span)
+
+
+def _argsort_of(ctx, x, dim, descending):
+    return call("argsort", x, axis=dim, descending=bool(descending), span=ctx.span)
+
+
+@converts(*_ov(aten.sort, "default", "stable"))
+def _sort(ctx, node, x, *args, **kwargs):
+    # sort(x, dim=-1, descending=False) and sort.stable(x, *, stable, dim=-1, descending=False): the
+    # IR's argsort is always stable, which also satisfies an unstable request
+    if node.target == getattr(aten.sort, "stable", None):
+        dim, descending = kwargs.get("dim", -1), kwargs.get("descending", False)
+    else:
+        dim = args[0] if args else kwargs.get("dim", -1)
+        descending = args[1] if len(args) > 1 else kwargs.get("descending", False)
+    x = ctx.tensor(x)
+    idx = _argsort_of(ctx, x, dim, descending)
+    return call("gather", x, idx, axis=dim, span=ctx.span), idx
+
+
+@converts(*_ov(aten.argsort, "default", "stable"))
+def _argsort(ctx, node, x, *args, **kwargs):
+    if node.target == getattr(aten.argsort, "stable", None):
+        dim, descending = kwargs.get("dim", -1), kwargs.get("descending", False)
+    else:
+        dim = args[0] if args else kwargs.get("dim", -1)
+        descending = args[1] if len(args) > 1 else kwargs.get("descending", False)
+    return _argsort_of(ctx, ctx.tensor(x), dim, descending)
+
+
+@converts(*_ov(aten.topk, "default"))
+def _topk(ctx, node, x, k, dim=-1, largest=True, sorted=True):
+    # the first k of a stable sort: sorted whatever ``sorted`` says (an unsorted request allows any
+    # order); among equal values the lower index comes first
+    x = ctx.tensor(x)
+    ax = dim % x.type.ndim
+    idx = call("slice", _argsort_of(ctx, x, ax, largest), axis=ax, start=0, end=k, span=ctx.span)
+    return call("gather", x, idx, axis=ax, span=ctx.span), idx
 
 
 @converts(*_ov(aten.index_select, "default"))

@@ -15,8 +15,9 @@ import time
 
 import torch
 
-from ... import sym
+from ... import host_ops, sym
 from ...ir import Constant, Function, IRError, Literal, Module, Node, Span, Tuple, Var, call
+from ...ir.ops.host import user_host_op
 from ...ir.types import TensorType
 from .converters import CONVERTERS
 from .decompositions import decomposition_table
@@ -51,14 +52,19 @@ _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 
 def span_of(node) -> Span:
     """The user's source line of an fx node: the innermost frame of its stack trace
-    outside torch itself (``nn.Embedding.forward`` is not where the user wrote the op)."""
+    outside torch itself (``nn.Embedding.forward`` is not where the user wrote the op), and the
+    innermost ``nn.Module`` of its ``nn_module_stack`` (path and class name)."""
     trace = node.meta.get("stack_trace") or ""
     frames = _FRAME.findall(trace)
     outside = [f for f in frames if not f[0].startswith(_TORCH_DIR)]
+    stack = [v for k, v in (node.meta.get("nn_module_stack") or {}).items() if not str(k).startswith("_empty")]
+    path, cls = stack[-1] if stack else ("", "")
+    cls = cls if isinstance(cls, str) else getattr(cls, "__qualname__", str(cls))
+    module = {"module": str(path), "module_type": cls.rsplit(".", 1)[-1]}
     if frames:
         file, line, text = (outside or frames)[-1]
-        return Span(file, int(line), text, node.name)
-    return Span(origin=node.name)
+        return Span(file, int(line), text, node.name, **module)
+    return Span(origin=node.name, **module)
 
 
 class Importer:
@@ -70,6 +76,7 @@ class Importer:
         self.env: dict = {}
         self.span: Span | None = None
         self._type_memo: dict = {}
+        self._folded: dict = {}  # name -> torch data of the constants folded at import
 
     # -- helpers used by converters ---------------------------------------
     def dtype_name(self, dtype) -> str:
@@ -98,6 +105,26 @@ class Importer:
         raise IRError(f"expected a tensor argument, got {x!r} (at {self.span})")
 
     value = tensor
+
+    def constant_data(self, node: Constant):
+        """The data of weight ``node`` as a torch tensor, or None when it has none (a shape-only model)."""
+        data = self._folded.get(node.name)
+        if data is None:
+            data = self.ep.state_dict.get(node.name)
+        if data is None:
+            data = self.ep.constants.get(node.name)
+        if not isinstance(data, torch.Tensor) or data.device.type == "meta":
+            return None
+        return data.detach().cpu()
+
+    def add_constant(self, name: str, ty: TensorType, data) -> Constant:
+        """A weight computed at import (a folded constant): ``data`` a torch tensor, or None (no data)."""
+        if name not in self.mod.params:
+            if data is not None:
+                self._folded[name] = data
+            keep = self._keep_weights and data is not None
+            self.mod.params[name] = data.contiguous().numpy() if keep else None
+        return Constant(name, ty, self.span)
 
     @staticmethod
     def cast_scalar(v, dtype: str):
@@ -130,7 +157,8 @@ class Importer:
             if spec.kind.name not in ("USER_OUTPUT",):
                 raise IRError(f"the model writes {spec.kind.name.lower().replace('_', ' ')} "
                               f"'{spec.target}' during forward; DLAVM imports pure inference graphs")
-        mod = Module()
+        mod = self.mod = Module()
+        self._keep_weights = keep_weights
         params: list = []
         for node in ep.graph.nodes:
             if node.op != "placeholder":
@@ -219,6 +247,11 @@ class Importer:
         if target is operator.getitem:
             seq, idx = self._arg(node.args[0]), node.args[1]
             return seq[idx]
+        user = user_host_op_of(target)
+        if user is not None:
+            out = self._host_call(node, user)
+            self._check(node, out)
+            return out
         fn = CONVERTERS.get(target)
         if fn is None:
             raise UnsupportedOpError(
@@ -237,6 +270,46 @@ class Importer:
             raise IRError(f"while importing '{_op_name(target)}' at node %{node.name} ({self.span}): {e}") from None
         self._check(node, out)
         return out
+
+    def _host_call(self, node, user):
+        """A call of user host op ``user`` (``dlavm.host_ops``): one graph node of that name with the
+        call's tensors (and symbolic sizes, as 0-d tensors) as operands and torch's result type."""
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            n = len(val) if isinstance(val, (list, tuple)) else 0
+            raise IRError(f"host op '{user.name}' at node %{node.name} returns "
+                          f"{f'{n} values' if n else type(val).__name__}; a host op must return one tensor "
+                          f"({self.span})")
+        operands: list = []
+
+        def operand(x):
+            if isinstance(x, Node):
+                operands.append(x)
+                return ("tensor", len(operands) - 1)
+            if isinstance(x, sym.Expr) and not x.is_const:
+                operands.append(call("shape_value", value=x, span=self.span))
+                return ("int", len(operands) - 1)
+            return None
+
+        def plain(x):
+            if isinstance(x, sym.Expr):
+                return x.value if x.is_const else x
+            if isinstance(x, torch.dtype):
+                return dtype_name(x)
+            if isinstance(x, (list, tuple)):
+                return [plain(v) for v in x]
+            return x
+
+        args = [plain(self._arg(a)) for a in node.args]
+        kwargs = {k: plain(self._arg(v)) for k, v in node.kwargs.items()
+                  if k not in ("device", "pin_memory", "layout", "memory_format")}
+        try:
+            template = host_ops.encode_call(args, kwargs, operand)
+        except TypeError as e:
+            raise IRError(f"host op '{user.name}' at node %{node.name}: {e} ({self.span})") from None
+        t = self.out_type(node)
+        return call(user_host_op(user.name), *operands, shape=t.shape, dtype=t.dtype, call=template,
+                    span=self.span)
 
     def _check(self, node, out):
         val = node.meta.get("val")
@@ -310,13 +383,21 @@ def needs_decomposition(ep) -> list:
             schema = getattr(t, "_schema", None)
             if schema is not None and schema.is_mutable:
                 missing.append(str(t))
-            elif t in CONVERTERS or t in _INLINED_HOPS or t is operator.getitem:
+            elif t in CONVERTERS or t in _INLINED_HOPS or t is operator.getitem or user_host_op_of(t):
                 continue
             elif isinstance(n.meta.get("val"), (torch.SymInt, int)) and not isinstance(n.meta.get("val"), bool):
                 continue  # size arithmetic, taken from metadata
             else:
                 missing.append(str(t))
     return sorted(set(missing))
+
+
+def user_host_op_of(target):
+    """The user host op (``@dlavm.host_op``) registered for fx target ``target``, or None."""
+    schema = getattr(target, "_schema", None)
+    if schema is None:
+        return None
+    return host_ops.lookup(schema.name, getattr(target, "_overloadname", "default") or "default")
 
 
 def _op_name(target) -> str:
@@ -348,10 +429,12 @@ def dim_names_from_spec(ep, dynamic_shapes) -> dict:
     return names
 
 
-def export_module(module, example_inputs, dynamic_shapes=None, strict: bool = False, timings: dict | None = None):
+def export_module(module, example_inputs, dynamic_shapes=None, strict: bool = False, timings: dict | None = None,
+                  on_stage=None):
     """``torch.export``, then ``run_decompositions`` with our table only if the
     graph holds ops our converters cannot take directly (see
-    ``needs_decomposition``). Returns the ExportedProgram."""
+    ``needs_decomposition``; ``on_stage("decompose")`` is called before it).
+    Returns the ExportedProgram."""
     t0 = time.perf_counter()
     try:
         ep = torch.export.export(module, tuple(example_inputs), dynamic_shapes=dynamic_shapes, strict=strict)
@@ -361,6 +444,8 @@ def export_module(module, example_inputs, dynamic_shapes=None, strict: bool = Fa
     t1 = time.perf_counter()
     missing = needs_decomposition(ep)
     if missing:
+        if on_stage:
+            on_stage("decompose")
         # Functionalise and decompose only through our table; the converters
         # report whatever is still unsupported afterwards, with its source line.
         ep = ep.run_decompositions(decomposition_table())
@@ -385,13 +470,16 @@ def from_exported_program(ep, dynamic_shapes=None, name: str = "forward", keep_w
 
 
 def from_torch(module, example_inputs, dynamic_shapes=None, name: str = "forward",
-               keep_weights: bool = True, timings: dict | None = None) -> Module:
-    """Export ``module`` with ``dynamic_shapes`` (torch.export.Dim) and import it."""
+               keep_weights: bool = True, timings: dict | None = None, on_stage=None) -> Module:
+    """Export ``module`` with ``dynamic_shapes`` (torch.export.Dim) and import it; ``on_stage(name)`` is
+    called as the stages ``decompose`` (when needed) and ``convert`` start."""
     if isinstance(dynamic_shapes, dict) and dynamic_shapes:
         params = list(inspect.signature(module.forward).parameters)
         unknown = set(dynamic_shapes) - set(params)
         if unknown:
             raise IRError(f"dynamic_shapes names {sorted(unknown)}, which are not arguments of "
                           f"{type(module).__name__}.forward{tuple(params)}")
-    ep = export_module(module, example_inputs, dynamic_shapes, timings=timings)
+    ep = export_module(module, example_inputs, dynamic_shapes, timings=timings, on_stage=on_stage)
+    if on_stage:
+        on_stage("convert")
     return from_exported_program(ep, dynamic_shapes, name, keep_weights, timings)

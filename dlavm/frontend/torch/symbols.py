@@ -19,6 +19,8 @@ class SymbolTable:
         self._vars: dict = {}
         self._memo: dict = {}
         for s, vr in ranges.items():
+            if not s.is_Symbol:
+                continue  # the range of a derived dim (``Dim("seq") + 2``): an expression over symbols
             lo = int(vr.lower) if vr.lower.is_finite else None
             hi = int(vr.upper) if vr.upper.is_finite else None
             self._vars[s] = sym.Var(names.get(s, str(s)), lo, hi)

@@ -1,3 +1,3 @@
 """The registered graph-level ops. Importing this package registers them all (the device ops,
 ``dev.*``, are registered by ``dlavm.devops``)."""
-from . import creation, elementwise, nn, reduce, shape  # noqa: F401
+from . import creation, elementwise, host, nn, reduce, shape  # noqa: F401

@@ -109,3 +109,28 @@ def _index(types, attrs):
         after = list(x.shape[axes[-1] + 1:])
         return TensorType(tuple(before) + bshape + tuple(after), x.dtype)
     return TensorType(bshape + tuple(rest), x.dtype)
+
+
+@register_op("gather", ("x", "indices"), {"axis": attr("int")},
+             doc="torch.gather: out[i][j][k] = x[i][indices[i][j][k]][k] for axis 1; indices has x's rank, "
+                 "any size along ``axis`` and at most x's size elsewhere; the result has the shape of indices")
+def _gather(types, attrs):
+    x, i = tensor(types[0], "gather"), tensor(types[1], "gather", "indices")
+    if dtype_category(i.dtype) != "int":
+        raise IRTypeError(f"op 'gather': indices must be integers, got {i.dtype}")
+    if i.ndim != x.ndim:
+        raise IRTypeError(f"op 'gather': indices {i} must have the rank of x {x}")
+    ax = norm_axis(attrs["axis"], x.ndim, "gather")
+    for d, (a, b) in enumerate(zip(i.shape, x.shape)):
+        if d != ax and a.is_const and b.is_const and a.value > b.value:
+            raise IRTypeError(f"op 'gather': indices {i} is larger than x {x} in dim {d}")
+    return TensorType(i.shape, x.dtype)
+
+
+@register_op("argsort", ("x",), {"axis": attr("int"), "descending": attr("bool", False)},
+             doc="int64 indices that sort x along ``axis`` (ascending, or descending); stable: equal "
+                 "values keep their input order; NaN sorts above every number")
+def _argsort(types, attrs):
+    x = tensor(types[0], "argsort")
+    norm_axis(attrs["axis"], x.ndim, "argsort")
+    return TensorType(x.shape, "int64")

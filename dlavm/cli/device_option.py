@@ -1,0 +1,69 @@
+"""``--device sim://HOST:PORT``: ``run``, ``generate`` and ``profile`` on a device server instead of the
+in-process simulator (doc/cli.md, "Devices").
+
+The server is ``python -m hw_models.server`` (doc/socket.md), or anything that speaks its protocol. The
+connection's handshake names the device's target; a device of another target than the artifact's is
+refused before anything is written to it (:class:`dlavm.devlink.socket_client.TargetMismatchError`).
+Needs no torch: a deployment host runs artifacts this way.
+"""
+from __future__ import annotations
+
+import click
+
+#: The one scheme the Python runtime speaks (the C++ runtime takes the same URI, doc/runtime_cpp.md).
+SCHEME = "sim://"
+#: What ``--device`` looks like, for help and messages.
+FORM = "sim://HOST:PORT"
+
+
+class DeviceURIError(ValueError):
+    """A ``--device`` value that is not ``sim://HOST:PORT``."""
+
+
+def device_option(fn):
+    """The ``--device URI`` option (default: the in-process simulator)."""
+    return click.option(
+        "--device", "device", default=None, metavar=FORM,
+        help="Run on the device server at HOST:PORT (python -m hw_models.server, doc/socket.md) instead of an "
+             "in-process simulator; its target must be the artifact's.")(fn)
+
+
+def parse_device_uri(uri: str) -> tuple[str, int]:
+    """``(host, port)`` of ``sim://HOST:PORT`` (``HOST`` may be ``[v6 address]``); :class:`DeviceURIError`
+    naming the value otherwise."""
+    def refuse(rule: str):
+        raise DeviceURIError(f"--device {uri!r}: {rule} (expected {FORM}, e.g. sim://127.0.0.1:7000)")
+
+    if not uri.startswith(SCHEME):
+        scheme = uri.split("://", 1)[0] + "://" if "://" in uri else None
+        refuse(f"unknown scheme {scheme!r}" if scheme else "not a device URI")
+    rest = uri[len(SCHEME):]
+    if rest.startswith("["):
+        host, sep, port = rest[1:].partition("]:")
+    else:
+        host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port:
+        refuse("no HOST:PORT")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        refuse(f"port {port!r} is not an integer in [1, 65535]")
+    return host, int(port)
+
+
+def open_device(uri: str, manifest, timeout: float = 600.0):
+    """A connected :class:`~dlavm.devlink.socket_client.SocketDevice` for ``manifest``'s target (refused at
+    the handshake when the device implements another). Closed when the command ends."""
+    host, port = parse_device_uri(uri)
+    from dlavm.devlink.socket_client import SocketDevice
+    hal = SocketDevice(host, port, timeout=timeout, expect_target=manifest.target.name)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(hal.close)
+    return hal
+
+
+def device_hal(uri: str | None, manifest):
+    """The device of ``--device uri`` for ``manifest``, or None (the in-process simulator) without it."""
+    return None if uri is None else open_device(uri, manifest)
+
+
+__all__ = ["device_option", "parse_device_uri", "open_device", "device_hal", "DeviceURIError", "FORM"]
