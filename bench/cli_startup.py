@@ -49,7 +49,7 @@ if not (root / "mlp" / "manifest.json").is_file():
     mod = llama_block(max_seq=32, layers=1, rng=np.random.default_rng(0))
     dlavm_compile(mod, target="tiny", name="mlp").save(root / "mlp", driver=False)
 if not (root / "llm" / "manifest.json").is_file():
-    compile_llm("tiny-llama", target="tiny", max_ctx=16).save(root / "llm", driver=False)
+    compile_llm("tiny-llama", target="tiny", max_seq=16).save(root / "llm", driver=False)
 """
 
 #: (label, argv) of every command measured; ``{mlp}`` and ``{llm}`` are the artifacts.

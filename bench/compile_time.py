@@ -137,7 +137,7 @@ def llm_profile(model: str, max_ctx: int) -> dict:
     from dlavm.compiler import profile
     from dlavm.llm import compile_llm
     t0 = time.perf_counter()
-    cm = compile_llm(model, target="vcu128", weights="int4", max_ctx=max_ctx)
+    cm = compile_llm(model, target="vcu128", weights="int4", max_seq=max_ctx)
     compile_s = time.perf_counter() - t0
     files = cm.build.files
     runs = []

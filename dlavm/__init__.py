@@ -15,6 +15,9 @@ def __getattr__(name):
     if name in ("compile", "load"):
         from . import compiler
         return getattr(compiler, name)
+    if name == "compile_llm":
+        from .llm import compile_llm
+        return compile_llm
     if name == "host_op":  # the registry of user host ops (doc/host_ops.md): imports nothing of dlavm
         from .host_ops import host_op
         return host_op

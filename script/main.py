@@ -116,7 +116,7 @@ def generate_demo(res, args) -> int:
 
     print(f"== generation: KV-cached entries, context {args.max_seq}, {args.weights} weights", flush=True)
     t0 = time.perf_counter()
-    cm = compile_llm(res.module, target=args.target, weights=args.weights, max_ctx=args.max_seq, name=args.model)
+    cm = compile_llm(res.module, target=args.target, weights=args.weights, max_seq=args.max_seq, name=args.model)
     llm = cm.manifest.llm
     print(f"   compiled in {time.perf_counter() - t0:.1f}s: entries {cm.entries}, KV caches "
           f"{len(llm.caches)} layers x K/V")

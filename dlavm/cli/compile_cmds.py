@@ -39,7 +39,7 @@ def compile_cmd(model, target, weights, max_seq, out, force, driver, llm, time_p
     with Progress() as progress:  # ends the progress line before any error
         if llm:
             from dlavm.llm import compile_llm
-            cm = compile_llm(model, target=target, weights=weights, max_ctx=max_seq, on_progress=progress,
+            cm = compile_llm(model, target=target, weights=weights, max_seq=max_seq, on_progress=progress,
                              dump_ir=dump_ir)
         else:
             from dlavm.compiler import compile as dlavm_compile

@@ -28,7 +28,7 @@ def _import(model, max_ctx: int | None, on_progress=None, extras: dict | None = 
     from dlavm.frontend.torch import from_torch
     from dlavm.models.builtin import CausalLMLogits
     if max_ctx is None:
-        raise CompileError("compiling a torch causal LM needs max_ctx (the KV cache length)")
+        raise CompileError("compiling a torch causal LM needs max_seq (the context length the KV cache holds)")
     wrapped = CausalLMLogits(model).eval()
     ids = torch.zeros((1, min(8, max_ctx)), dtype=torch.long)
     seq = torch.export.Dim("seq", min=1, max=max_ctx)
@@ -52,13 +52,15 @@ def llm_module(model, weights: str = "int4", max_ctx: int | None = None, per_lay
         raise CompileError(f"cannot compile {name} for generation: {e}") from None
 
 
-def compile_llm(model, target="vcu128", weights: str = "int4", max_ctx: int | None = None,
+def compile_llm(model, target="vcu128", weights: str = "int4", max_seq: int | None = None,
                 name: str | None = None, per_layer=None, on_progress=None, dump_ir=None) -> CompiledModel:
-    """Compile a decoder-only LM for generation with a device KV cache of ``max_ctx`` positions.
+    """Compile a decoder-only LM for generation with a device KV cache of ``max_seq`` positions.
 
     ``model``: a recipe name (``"tiny-llama"``), ``file.py:factory``, a HF causal LM (``input_ids ->
-    .logits``) or a graph-IR module. ``max_ctx`` bounds prompt + generated tokens (default: the
-    recipe's sequence bound). The artifact's entries are ``logits`` and ``greedy`` (doc/llm.md); its
+    .logits``) or a graph-IR module. ``max_seq`` is the same bound as :func:`dlavm.compile`'s: for a
+    generator it bounds the context, prompt + generated tokens (default: the recipe's sequence bound);
+    the manifest records it as the KV cache capacity ``llm.max_ctx``. The artifact's entries are
+    ``logits`` and ``greedy`` (doc/llm.md); its
     host embedding table is stored at the precision ``weights`` and a ``hf:DIR`` checkpoint's tokenizer
     is bundled (:mod:`dlavm.llm.bundle`). ``on_progress`` and ``dump_ir`` as in :func:`dlavm.compiler.compile`.
     """
@@ -67,7 +69,7 @@ def compile_llm(model, target="vcu128", weights: str = "int4", max_ctx: int | No
     pass_ctx = PassContext(dump_dir=dump_ir, on_progress=(lambda p, i, n: on_progress("pass", i, n, p))
                            if on_progress else None)
     extras: dict = {}
-    mod, default_name = llm_module(model, weights, max_ctx, per_layer, target=target, pass_ctx=pass_ctx,
+    mod, default_name = llm_module(model, weights, max_seq, per_layer, target=target, pass_ctx=pass_ctx,
                                    on_progress=on_progress, extras=extras)
     t1 = time.perf_counter()
     cm = compile_module(mod, target=target, weights=weights, name=name or default_name, on_progress=on_progress)

@@ -87,7 +87,7 @@ def make_bases(workdir: Path) -> list:
     workdir = Path(workdir)
     block = dlavm_compile(llama_block(max_seq=64, layers=1, rng=np.random.default_rng(3)), target="tiny",
                           name="block").save(workdir / "block", driver=False)
-    llm = compile_llm("tiny-llama", target="tiny", max_ctx=32).save(workdir / "llm", driver=False)
+    llm = compile_llm("tiny-llama", target="tiny", max_seq=32).save(workdir / "llm", driver=False)
     ids = np.random.default_rng(1).integers(0, 64, (3,)).astype(np.int64)
     bases = [Base("block", Path(block), "forward", [ids], {})]
     art = load_verified(llm)

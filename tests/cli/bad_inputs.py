@@ -300,7 +300,7 @@ def make_artifacts(root: Path) -> dict:
         dlavm_compile(mod, target="tiny", name="mlp").save(root / "mlp", driver=False)
     out["mlp"] = root / "mlp"
     if not (root / "llm" / "manifest.json").is_file():
-        compile_llm("tiny-llama", target="tiny", max_ctx=16).save(root / "llm", driver=False)
+        compile_llm("tiny-llama", target="tiny", max_seq=16).save(root / "llm", driver=False)
     out["llm"] = root / "llm"
     return out
 

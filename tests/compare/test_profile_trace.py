@@ -51,7 +51,7 @@ def host_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def llm():
     from dlavm.llm import compile_llm
-    return compile_llm("tiny-llama", target="tiny", max_ctx=16)
+    return compile_llm("tiny-llama", target="tiny", max_seq=16)
 
 
 def _x(trace, pid=0):

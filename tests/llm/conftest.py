@@ -24,7 +24,7 @@ def compiled(name: str, fmt: str, max_ctx: int, target: str = "vcu128"):
     """The LLM artifact (in memory) of recipe ``name``, weights ``fmt``, context ``max_ctx``."""
     key = ("llm", name, fmt, max_ctx, target)
     if key not in _CACHE:
-        _CACHE[key] = compile_llm(imported(name, max_ctx).module, target=target, weights=fmt, max_ctx=max_ctx,
+        _CACHE[key] = compile_llm(imported(name, max_ctx).module, target=target, weights=fmt, max_seq=max_ctx,
                                   name=name)
     return _CACHE[key]
 

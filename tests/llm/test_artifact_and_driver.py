@@ -51,7 +51,7 @@ def test_cli_generate_streams_and_reports(tmp_path):
 
 def test_a_model_without_attention_is_refused():
     with pytest.raises(CompileError, match="no dev.attention"):
-        compile_llm("mlp", target="tiny", weights="int8", max_ctx=16)
+        compile_llm("mlp", target="tiny", weights="int8", max_seq=16)
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def ckpt(tmp_path_factory):
 @pytest.fixture(scope="module")
 def art(ckpt, tmp_path_factory):
     from dlavm.llm import compile_llm
-    cm = compile_llm(f"hf:{ckpt}", target="tiny", weights="int4", max_ctx=MAX_CTX)
+    cm = compile_llm(f"hf:{ckpt}", target="tiny", weights="int4", max_seq=MAX_CTX)
     return cm.save(tmp_path_factory.mktemp("art") / "llama")
 
 

@@ -185,7 +185,7 @@ def _compiled_and_torch(name, fmt):
     if key not in _MODELS:
         if name == "tiny-llama-d24":
             wrapper, src = _model(name)
-            cm = compile_llm(src, target="vcu128", weights=fmt, max_ctx=MAX_CTX, name="tiny_llama_d24")
+            cm = compile_llm(src, target="vcu128", weights=fmt, max_seq=MAX_CTX, name="tiny_llama_d24")
             tm = quantized_torch_model(wrapper, cm.device_module, src.params, host_tables(cm))
         else:
             cm, tm = compiled(name, fmt, MAX_CTX), torch_model(name, fmt, MAX_CTX)

@@ -59,7 +59,7 @@ def test_checkpoint_compiles_and_generates_like_torch(trained):
     tok = Tokenizer.from_file(res.spec.extras["tokenizer"])
     assert tok.vocab_size == res.spec.module.model.config.vocab_size == 320
     assert (tok.bos_id, tok.eos_id) == (0, 1)
-    cm = compile_llm(res.module, target="vcu128", weights="int8", max_ctx=32, name="trained-test")
+    cm = compile_llm(res.module, target="vcu128", weights="int8", max_seq=32, name="trained-test")
     prompt = tok.encode("The compiler reads a model,")
     got = list(cm.generate(prompt, 8, keep_logits=True))
     want, want_logits = torch_greedy(quantized_torch_model(res.spec.module, cm.device_module, res.module.params,
