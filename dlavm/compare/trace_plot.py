@@ -77,15 +77,16 @@ def plot_profile(p: dict, path) -> Path:
     kinds_t = sorted({o["tag"].split("#")[0] for o in ops})
     colors_t = colors
     us = 1.0 / p["clock_mhz"]
+    origin = min((o["start"] for o in ops), default=0)  # the simulator's clock runs on across calls
     for o in ops:
         k = o["tag"].split("#")[0]
-        ax_t.barh(rows[o["layer"]], max(o["end"] - o["start"], 1) * us, left=o["start"] * us, height=0.7,
+        ax_t.barh(rows[o["layer"]], max(o["end"] - o["start"], 1) * us, left=(o["start"] - origin) * us, height=0.7,
                   color=colors_t[k], edgecolor="none")
     from matplotlib.patches import Patch
     ax_t.legend(handles=[Patch(color=colors_t[k], label=k) for k in kinds_t], fontsize=7, loc="lower right")
     ax_t.set_yticks(list(rows.values()), ["-" if r is None else str(r) for r in rows])
     ax_t.invert_yaxis()
-    ax_t.set_xlabel("device time (us)")
+    ax_t.set_xlabel("device time since the first instruction (us)")
     ax_t.set_ylabel("layer")
     host = p.get("host") or {}
     extra = f"; host fallback {host['seconds'] * 1e3:.2f} ms wall, not shown" if host.get("steps") else ""
