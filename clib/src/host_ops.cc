@@ -102,14 +102,19 @@ int64_t geti(const Tensor& t, size_t k, DType d) { return t.is_int ? wrap(t.i[k]
 bool truth(const Tensor& t, size_t k) { return t.is_int ? t.i[k] != 0 : t.f[k] != 0 || std::isnan(t.f[k]); }
 
 // The result tensors: values computed in float32, double or int64, converted to `out` (astype).
-Tensor from_float(Shape s, const std::vector<float>& v, DType out) {
+// Real values (float or double: a double is rounded once, to the result dtype) as a tensor of dtype `out`.
+uint16_t to_fp16(float f) { return float_to_fp16(f); }
+uint16_t to_fp16(double d) { return double_to_fp16(d); }
+
+template <class Real>
+Tensor from_real(Shape s, const std::vector<Real>& v, DType out) {
   Tensor t;
   t.shape = std::move(s);
   t.is_int = !is_float(out);
-  if (out == DType::kFloat32) t.f = v;
-  else if (out == DType::kFloat16) {
+  if (out == DType::kFloat32 || out == DType::kFloat16) {
     t.f.resize(v.size());
-    for (size_t k = 0; k < v.size(); ++k) t.f[k] = fp16_to_float(float_to_fp16(v[k]));
+    for (size_t k = 0; k < v.size(); ++k)
+      t.f[k] = out == DType::kFloat32 ? static_cast<float>(v[k]) : fp16_to_float(to_fp16(v[k]));
   } else {
     t.i.resize(v.size());
     for (size_t k = 0; k < v.size(); ++k) t.i[k] = float_to_int(v[k], out);
@@ -117,20 +122,8 @@ Tensor from_float(Shape s, const std::vector<float>& v, DType out) {
   return t;
 }
 
-Tensor from_double(Shape s, const std::vector<double>& v, DType out) {
-  Tensor t;
-  t.shape = std::move(s);
-  t.is_int = !is_float(out);
-  if (out == DType::kFloat32 || out == DType::kFloat16) {
-    t.f.resize(v.size());
-    for (size_t k = 0; k < v.size(); ++k)
-      t.f[k] = out == DType::kFloat32 ? static_cast<float>(v[k]) : fp16_to_float(double_to_fp16(v[k]));
-  } else {
-    t.i.resize(v.size());
-    for (size_t k = 0; k < v.size(); ++k) t.i[k] = float_to_int(v[k], out);
-  }
-  return t;
-}
+Tensor from_float(Shape s, const std::vector<float>& v, DType out) { return from_real(std::move(s), v, out); }
+Tensor from_double(Shape s, const std::vector<double>& v, DType out) { return from_real(std::move(s), v, out); }
 
 Tensor from_int(Shape s, const std::vector<int64_t>& v, DType out) {
   Tensor t;

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 from .. import sym
 from ..ir import Call, call, post_order
-from ..passes.patterns_match import Pat, Pattern, is_float, is_op, is_weight, reshape, to_device, to_host
+from ..passes.patterns_match import (Pat, Pattern, is_float, is_op, is_weight, reshape, to_device, to_host,
+                                     with_optional_bias)
 
 
 def _conv_dims(node):
@@ -136,9 +137,7 @@ def _conv4d(node) -> bool:
 _X = Pat.any("x", where=is_float)
 
 PATTERNS = (
-    Pattern("conv2d->im2col+mvm",
-            Pat.alt(Pat("conv2d", _X, Pat.any("w", where=_conv4d)),
-                    Pat("conv2d", _X, Pat.any("w", where=_conv4d), Pat.any("b", where=is_weight))),
+    Pattern("conv2d->im2col+mvm", with_optional_bias("conv2d", _X, _conv4d),
             _conv, "conv2d(x, W[, b]) -> host im2col, dev.mvm(bias), host NCHW", priority=30,
             decline="conv2d needs a float input and weight (and bias) tensors that are weights"),
 )

@@ -21,7 +21,8 @@ from ..ir import Call, IRTypeError, TensorType, attr, call
 from ..ir.types import dtype_category
 from ..ir.ops.common import tensor
 from ..passes.fold import free_dims
-from ..passes.patterns_match import Pat, Pattern, is_float, is_op, is_weight, reshape, to_device, to_host
+from ..passes.patterns_match import (Pat, Pattern, is_float, is_op, is_weight, reshape, to_device, to_host,
+                                     with_optional_bias)
 from ..target import layout
 from ..target.isa import ADDRESS_UNIT, ARGMAX_RECORD_BYTES, RESIDUAL_MODES, WEIGHT_FORMATS
 from ..task.ir import For
@@ -213,10 +214,9 @@ def _slice_of_split_linear(node, ctx, x):
 _X = Pat.any("x", where=is_float)
 _MVM_OUT = Pat("dev.to_host", Pat("dev.mvm", where=plain_mvm, name="y"), name="h")
 
+
 PATTERNS = (
-    Pattern("linear->mvm",
-            Pat.alt(Pat("linear", _X, Pat.any("w", where=_matrix)),
-                    Pat("linear", _X, Pat.any("w", where=_matrix), Pat.any("b", where=is_weight))),
+    Pattern("linear->mvm", with_optional_bias("linear", _X, _matrix),
             _linear, "linear(x, W[, b]) -> dev.mvm(bias)", priority=30,
             decline="linear needs a float input and weight (and bias) tensors that are weights"),
     Pattern("relu->mvm.relu",

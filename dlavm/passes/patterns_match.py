@@ -289,6 +289,12 @@ def is_weight(node) -> bool:
 _WEIGHT_VIEWS = ("slice", "permute")
 
 
+def with_optional_bias(op: str, x: Pat, weight_is) -> Pat:
+    """``op(x, w)`` or ``op(x, w, b)``: ``w`` a weight for which ``weight_is`` holds, ``b`` a weight."""
+    w = Pat.any("w", where=weight_is)
+    return Pat.alt(Pat(op, x, w), Pat(op, x, w, Pat.any("b", where=is_weight)))
+
+
 def strip_views(node):
     """(inner, reshapes): ``node`` with its chain of reshapes removed."""
     chain = []

@@ -494,15 +494,19 @@ def _argsort_of(ctx, x, dim, descending):
     return call("argsort", x, axis=dim, descending=bool(descending), span=ctx.span)
 
 
+def _sort_args(node, packet, args, kwargs):
+    """``(dim, descending)`` of ``packet.default(x, dim=-1, descending=False)`` or
+    ``packet.stable(x, *, stable, dim=-1, descending=False)``: the IR's argsort is always stable, which
+    also satisfies an unstable request."""
+    if node.target == getattr(packet, "stable", None):
+        return kwargs.get("dim", -1), kwargs.get("descending", False)
+    return (args[0] if args else kwargs.get("dim", -1),
+            args[1] if len(args) > 1 else kwargs.get("descending", False))
+
+
 @converts(*_ov(aten.sort, "default", "stable"))
 def _sort(ctx, node, x, *args, **kwargs):
-    # sort(x, dim=-1, descending=False) and sort.stable(x, *, stable, dim=-1, descending=False): the
-    # IR's argsort is always stable, which also satisfies an unstable request
-    if node.target == getattr(aten.sort, "stable", None):
-        dim, descending = kwargs.get("dim", -1), kwargs.get("descending", False)
-    else:
-        dim = args[0] if args else kwargs.get("dim", -1)
-        descending = args[1] if len(args) > 1 else kwargs.get("descending", False)
+    dim, descending = _sort_args(node, aten.sort, args, kwargs)
     x = ctx.tensor(x)
     idx = _argsort_of(ctx, x, dim, descending)
     return call("gather", x, idx, axis=dim, span=ctx.span), idx
@@ -510,11 +514,7 @@ def _sort(ctx, node, x, *args, **kwargs):
 
 @converts(*_ov(aten.argsort, "default", "stable"))
 def _argsort(ctx, node, x, *args, **kwargs):
-    if node.target == getattr(aten.argsort, "stable", None):
-        dim, descending = kwargs.get("dim", -1), kwargs.get("descending", False)
-    else:
-        dim = args[0] if args else kwargs.get("dim", -1)
-        descending = args[1] if len(args) > 1 else kwargs.get("descending", False)
+    dim, descending = _sort_args(node, aten.argsort, args, kwargs)
     return _argsort_of(ctx, ctx.tensor(x), dim, descending)
 
 
