@@ -214,6 +214,18 @@ def test_attention_causal_attribute_without_mask():
     _check(mod, out)
 
 
+def test_full_mask_probed_at_one_query_is_full_attention():
+    # a keep-everything (bidirectional, BERT-like) mask: at seq = 1 it equals the causal mask too, which
+    # must not make it "change kind with the sequence length"
+    w = {}
+    mask = call("ge", call("add", _positions((1, 1, 1, SEQ)), _positions((1, 1, SEQ, 1))), 0)  # i + j >= 0
+    body, x = _attention_graph(w, mask=mask, rope=False)
+    mod, out = _compile(body, [x], w)
+    (att,) = [n for n in post_order(out["f"].body) if isinstance(n, Call) and n.op.name == "dev.attention"]
+    assert not att.attrs["causal"] and not _host(out)
+    _check(mod, out)
+
+
 @pytest.mark.parametrize("kind", ["anti-causal", "sliding-window", "from-input"])
 def test_non_causal_mask_stays_on_the_host_with_a_reason(kind):
     w = {}
