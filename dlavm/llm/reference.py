@@ -57,12 +57,16 @@ def _get(module, name: str):
 
 def torch_greedy(model, prompt, n: int) -> tuple:
     """``(tokens, last-row float32 logits per step)`` of ``n`` greedy steps with the HF KV cache."""
+    import inspect
+
     import torch
+    # transformers renamed the KV-cache argument and output field from ``past_key_values`` to ``cache``
+    key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     ids, past, toks, logits = torch.tensor([list(prompt)]), None, [], []
     with torch.no_grad():
         for _ in range(n):
-            out = model(input_ids=ids, past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = model(input_ids=ids, use_cache=True, **{key: past})
+            past = getattr(out, key)
             row = out.logits[0, -1]
             logits.append(row.numpy().astype(np.float32))
             toks.append(int(row.argmax()))
