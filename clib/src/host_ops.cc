@@ -936,6 +936,38 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* b, const std::vect
   return from_double(y.shape, y.v, out);
 }
 
+Tensor im2col(const Tensor& x, const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
+              const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, DType out) {
+  const std::string op = "im2col";
+  check_pool_args(x, {&kernel, &stride, &padding, &dilation}, op);
+  const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+  const int64_t kh = kernel[0], kw = kernel[1], sh = stride[0], sw = stride[1];
+  const int64_t ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1];
+  if (kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 || dh <= 0 || dw <= 0 || ph < 0 || pw < 0)
+    fail(op, "kernel, stride and dilation must be positive, padding >= 0");
+  if (h + 2 * ph - dh * (kh - 1) - 1 < 0 || w + 2 * pw - dw * (kw - 1) - 1 < 0)
+    fail(op, "the kernel does not fit the padded input " + shape_str(x.shape));
+  const int64_t oh = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1, ow = (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+  const Shape os = {n, oh, ow, c, kh, kw};   // viewed as [N*OH*OW, C*KH*KW] below
+  const size_t total = static_cast<size_t>(count(os, op));
+  std::vector<float> rf(x.is_int ? 0 : total, 0.0f);
+  std::vector<int64_t> ri(x.is_int ? total : 0, 0);
+  size_t k = 0;
+  for (int64_t ni = 0; ni < n; ++ni)
+    for (int64_t y = 0; y < oh; ++y)
+      for (int64_t xx = 0; xx < ow; ++xx)
+        for (int64_t ci = 0; ci < c; ++ci)
+          for (int64_t i = 0; i < kh; ++i)
+            for (int64_t j = 0; j < kw; ++j, ++k) {
+              const int64_t iy = y * sh - ph + i * dh, ix = xx * sw - pw + j * dw;
+              if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;   // zero padding
+              const size_t at = static_cast<size_t>(((ni * c + ci) * h + iy) * w + ix);
+              if (x.is_int) ri[k] = x.i[at]; else rf[k] = x.f[at];
+            }
+  const Shape shape = {n * oh * ow, c * kh * kw};
+  return x.is_int ? from_int(shape, ri, out) : from_float(shape, rf, out);
+}
+
 Tensor max_pool2d(const Tensor& x, const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
                   const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, bool ceil_mode,
                       DType out) {

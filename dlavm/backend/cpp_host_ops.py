@@ -287,6 +287,10 @@ _reg("attention", _attention, causal=ANY, scale=ANY)
 _reg("conv2d", lambda c: f"dlavm::host::conv2d({c.tensor(0)}, {c.tensor(1)}, {c.opt(2)}, {c.ints(c.attrs['stride'])}, "
                          f"{c.ints(c.attrs['padding'])}, {c.ints(c.attrs['dilation'])}, {c.expr(c.attrs['groups'])}, "
                          f"{c.dtype})", stride=ANY, padding=ANY, dilation=ANY, groups=ANY)
+_reg("im2col",
+     lambda c: f"dlavm::host::im2col({c.tensor(0)}, {c.ints(c.attrs['kernel'])}, {c.ints(c.attrs['stride'])}, "
+               f"{c.ints(c.attrs['padding'])}, {c.ints(c.attrs['dilation'])}, {c.dtype})",
+     kernel=ANY, stride=ANY, padding=ANY, dilation=ANY)
 _reg("max_pool2d",
      lambda c: f"dlavm::host::max_pool2d({c.tensor(0)}, {c.ints(c.attrs['kernel'])}, {c.ints(c.attrs['stride'])}, "
                f"{c.ints(c.attrs['padding'])}, {c.ints(c.attrs.get('dilation', (1, 1)))}, "

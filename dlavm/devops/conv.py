@@ -1,4 +1,4 @@
-"""Convolution on the MVM unit: ``conv2d`` -> host im2col (layout ops) + ``dev.mvm`` + host NCHW.
+"""Convolution on the MVM unit: ``conv2d`` -> host ``im2col`` + ``dev.mvm`` + host NCHW.
 
 The device has no convolution unit; a 2-D convolution with ``groups == 1``
 is a matrix product once its input patches are laid out as rows
@@ -12,10 +12,10 @@ is a matrix product once its input patches are laid out as rows
      ``[N, C, OH, KH, OW, KW]``, ``permute`` to ``[N, OH, OW, C, KH, KW]``,
      ``reshape``: pure data movement, no copy of a pixel twice (a 1x1
      convolution is the case ``KH = KW = 1``);
-   * otherwise: zero padding by ``concat`` with ``full`` zeros, one strided
-     ``slice`` pair per tap ``(kh, kw)`` giving ``[N, C, OH, OW]``, the
-     ``KH*KW`` taps stacked (``concat``) into ``[N, C, KH*KW, OH, OW]``,
-     ``permute`` to ``[N, OH, OW, C, KH*KW]`` and ``reshape``;
+   * otherwise (padding, stride, dilation): ONE host op ``im2col`` (doc/ir.md), which gathers
+     every tap of every output pixel with zero padding in a single copy (it replaced a chain of
+     ``2*KH*KW + 4`` layout ops: ``full``/``concat`` padding, strided ``slice`` pairs per tap,
+     ``concat``, ``permute``, ``reshape``);
 
 2. ``dev.mvm`` with the weight viewed as ``[O, C*KH*KW]`` (a weight
    transform, folded into a weight by ``fold_weights``) and the conv's bias
@@ -77,14 +77,6 @@ class _Layout:
     def permute(self, x, dims):
         return self("permute", x, dims=tuple(dims))
 
-    def pad(self, x, axis: int, p: int):
-        if p == 0:
-            return x
-        shape = list(x.type.shape)
-        shape[axis] = sym.const(p)
-        z = self("full", shape=tuple(shape), value=0.0, dtype=x.type.dtype)
-        return self("concat", z, x, z, axis=axis)
-
 
 def im2col(x, node):
     """The patch matrix ``[N*OH*OW, C*KH*KW]`` of ``conv2d`` ``node`` applied to ``x`` (module docstring)."""
@@ -94,16 +86,8 @@ def im2col(x, node):
     if is_patch_embedding(node):
         r = b.reshape(x, (n, c, oh, kh, ow, kw))
         return b.reshape(b.permute(r, (0, 2, 4, 1, 3, 5)), (rows, cols))
-    (sh, sw), (ph, pw), (dh, dw) = node.attrs["stride"], node.attrs["padding"], node.attrs["dilation"]
-    xp = b.pad(b.pad(x, 2, ph), 3, pw)
-    taps = []
-    for i in range(kh):
-        for j in range(kw):
-            t = b("slice", xp, axis=2, start=i * dh, end=i * dh + (oh - 1) * sh + 1, step=sh)
-            t = b("slice", t, axis=3, start=j * dw, end=j * dw + (ow - 1) * sw + 1, step=sw)
-            taps.append(b.reshape(t, (n, c, 1, oh, ow)))
-    stacked = taps[0] if len(taps) == 1 else b("concat", *taps, axis=2)
-    return b.reshape(b.permute(stacked, (0, 3, 4, 1, 2)), (rows, cols))
+    return b("im2col", x, kernel=(kh, kw), stride=tuple(node.attrs["stride"]),
+             padding=tuple(node.attrs["padding"]), dilation=tuple(node.attrs["dilation"]))
 
 
 def conv_as_mvm(node, x, cols, weight=None, **mvm_attrs):

@@ -204,6 +204,14 @@ def _conv2d(args, attrs, ev):
     return F.conv2d(x, w, b, attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"])
 
 
+@kernel("im2col")
+def _im2col(args, attrs, ev):
+    x = args[0]
+    n = x.shape[0]
+    cols = F.unfold(x, attrs["kernel"], attrs["dilation"], attrs["padding"], attrs["stride"])  # [N, C*KH*KW, L]
+    return cols.permute(0, 2, 1).reshape(n * cols.shape[2], cols.shape[1])
+
+
 @kernel("max_pool2d")
 def _max_pool2d(args, attrs, ev):
     return F.max_pool2d(args[0], attrs["kernel"], attrs["stride"], attrs["padding"],

@@ -300,6 +300,25 @@ def _conv2d(args, a):
     return out
 
 
+@host_kernel("im2col", kernel=ANY, stride=ANY, padding=ANY, dilation=ANY)
+def _im2col(args, a):
+    """Pure data movement (bit-exact): the tap (i, j) of every output pixel, zero outside the input."""
+    x = np.asarray(args[0])
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    if oh <= 0 or ow <= 0:
+        raise HostOpError(f"im2col: a {kh}x{kw} kernel (dilation {(dh, dw)}) does not fit the padded "
+                          f"{h}x{w} input (padding {(ph, pw)})")
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = np.empty((n, oh, ow, c, kh, kw), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            tap = xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+            cols[:, :, :, :, i, j] = tap.transpose(0, 2, 3, 1)
+    return cols.reshape(n * oh * ow, c * kh * kw)
+
+
 def _pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
     """torch's pooling output length: with ``ceil_mode`` the last window must start inside the
     input or its left padding."""

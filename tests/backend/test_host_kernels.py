@@ -133,6 +133,15 @@ def _pool(rng, dt, dilations=((1, 1),)):
             for d in dilations]
 
 
+def _im2col(rng, dt):
+    """The conv cases' geometry, plus a 1x1, a kernel as large as the padded input and a single image."""
+    x = _values(rng, (2, 3, 9, 7), dt)
+    return [Case([x], {"kernel": k, "stride": s, "padding": p, "dilation": d})
+            for k in ((3, 3), (2, 3)) for s in ((1, 1), (2, 1)) for p in ((0, 0), (1, 2)) for d in ((1, 1), (1, 2))] + \
+        [Case([x], {"kernel": (1, 1)}), Case([x], {"kernel": (11, 9), "padding": (1, 1)}),
+         Case([_values(rng, (1, 1, 4, 4), dt)], {"kernel": (2, 2), "stride": (2, 2)})]
+
+
 def _slice(rng, dt):
     x = _values(rng, (3, 7), dt)
     return [Case([x], {"axis": ax, "start": st, "end": en, "step": sp})
@@ -165,7 +174,7 @@ BUILDERS = {
                             Case([_values(r, (5, 8), d), _values(r, (3, 8), d)], {})],
     "matmul": lambda r, d: [Case([_values(r, (2, 5, 8), d), _values(r, (8, 3), d)], {}),
                             Case([_values(r, (2, 1, 5, 8), d), _values(r, (3, 8, 4), d)], {})],
-    "attention": _attention, "conv2d": _conv, "avg_pool2d": _pool,
+    "attention": _attention, "conv2d": _conv, "im2col": _im2col, "avg_pool2d": _pool,
     "max_pool2d": lambda r, d: _pool(r, d, dilations=((1, 1), (2, 1))),
     "gelu": _unary,
     "slice": _slice,
@@ -257,7 +266,8 @@ def _as_json(v):
 #: ops whose float results are copies, selections or exactly rounded (one IEEE operation): bit-exact
 EXACT = ("gather", "argsort", "slice", "reshape", "permute", "expand", "concat", "take", "index", "embedding",
          "where", "amax", "amin", "argmax", "neg", "abs", "relu", "floor", "ceil", "sign", "maximum", "minimum",
-         "clamp", "cast", "full", "arange", "shape_value", "add", "sub", "mul", "max_pool2d")
+         "clamp", "cast", "full", "arange", "shape_value", "add", "sub", "mul", "max_pool2d",
+         "im2col")
 
 
 def _compare(got: np.ndarray, want: np.ndarray, dtype: str, what: str):

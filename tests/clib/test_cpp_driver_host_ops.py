@@ -275,6 +275,9 @@ def _cases(v):
                            call("gt", call("slice", v["q"], axis=3, start=0, end=5), 0.0), scale=0.3)]
     c["conv2d"] = [call("conv2d", v["img"], v["wimg"], call("sum", v["wimg"], axes=(1, 2, 3)), stride=(2, 1),
                         padding=(1, 1), dilation=(1, 2), groups=2)]
+    c["im2col"] = [call("im2col", v["img"], kernel=(3, 3), stride=(2, 1), padding=(1, 1), dilation=(1, 2)),
+                   call("im2col", v["img"], kernel=(2, 3)),
+                   call("im2col", call("cast", v["img"], dtype="float16"), kernel=(3, 3), padding=(1, 1))]
     c["max_pool2d"] = [call("max_pool2d", v["img"], kernel=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=True),
                        call("max_pool2d", v["img"], kernel=(2, 2), stride=(2, 2))]
     c["avg_pool2d"] = [call("avg_pool2d", v["img"], kernel=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=True,
@@ -438,12 +441,13 @@ def test_the_host_kernels_refuse_malformed_operands_naming_the_op(cpp_programs):
     res = subprocess.run([str(cpp_programs["host_ops_refusals"])], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     lines = dict(line.split(": ", 1) for line in res.stdout.splitlines())
-    assert len(lines) == 32 and not any(k.startswith("NO THROW") for k in lines)
+    assert len(lines) == 37 and not any(k.startswith("NO THROW") for k in lines)
     assert lines["short storage"] == "exp: an operand of shape [2, 3] holds 5 elements"
     assert lines["huge shape"] == "full: shape [1048576, 1048576] has more than 2^31 elements"
     assert lines["embedding index"] == "embedding: index 3 is out of bounds for an axis of size 3"
     assert lines["take nan index"] == "take: index -9223372036854775808 is out of bounds for an axis of size 3"
     assert lines["broadcast"] == "add: shapes [2, 3] and [4] do not broadcast"
+    assert lines["im2col kernel"] == "im2col: the kernel does not fit the padded input [1, 1, 2, 2]"
     for name, message in lines.items():
         assert message.split(": ", 1)[0] in {*CPP_HOST_OPS, "gelu_tanh", "frobnicate"}, (name, message)
 

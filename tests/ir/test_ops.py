@@ -60,6 +60,24 @@ def test_slice_length_is_symbolic():
     assert sym.evaluate(s.type.shape[1], {SEQ: 1}) == 0
 
 
+def test_im2col_rows_match_conv2d_output_symbolically():
+    img, w = x(2, 3, SEQ, 20), Constant("w", TensorType((8, 3, 3, 5), "float32"))
+    attrs = {"stride": (2, 3), "padding": (1, 2), "dilation": (2, 1)}
+    conv = call("conv2d", img, w, **attrs)
+    cols = call("im2col", img, kernel=(3, 5), **attrs)
+    n, _, oh, ow = conv.type.shape
+    assert cols.type.shape == (n * oh * ow, sym.const(45)) and cols.type.dtype == "float32"
+    assert call("reshape", cols, shape=(n, oh, ow, 45)).type.shape[1] == oh  # provably the same row count
+    for h in (1, 7, 256):
+        assert sym.evaluate(cols.type.shape[0], {SEQ: h}) == 2 * ((h + 2 - 4 - 1) // 2 + 1) * 7
+    with pytest.raises(IRTypeError, match="NCHW input"):
+        call("im2col", x(3, 8, 8), kernel=(3, 3))
+    with pytest.raises(IRTypeError, match="floating input"):
+        call("im2col", x(1, 3, 8, 8, dtype="int32"), kernel=(3, 3))
+    with pytest.raises(IRTypeError, match="stride must be 2 values >= 1"):
+        call("im2col", img, kernel=(3, 3), stride=(0, 1))
+
+
 def test_index_adjacent_and_split_axes():
     t = x(5, 6, 7)
     i = x(2, 3, dtype="int64", name="i")

@@ -1,4 +1,4 @@
-"""conv2d on the MVM unit: host im2col (layout ops) + dev.mvm + host NCHW, values kept."""
+"""conv2d on the MVM unit: host im2col + dev.mvm + host NCHW, values kept."""
 from __future__ import annotations
 
 import numpy as np
@@ -59,8 +59,11 @@ def test_conv2d_becomes_an_mvm_and_keeps_its_values(name, bias, relu):
     patch = is_patch_embedding(next(n for n in post_order(mod["f"].body) if isinstance(n, Call)
                                     and n.op.name == "conv2d"))
     assert patch == name.startswith(("patch", "1x1"))
-    if patch:  # pure reshape/permute: no tap slices, no padding
-        assert not {"slice", "concat", "full"} & set(ops)
+    assert not {"slice", "concat", "full"} & set(ops)  # no tap slices, no padding by concat
+    if patch:  # pure reshape/permute
+        assert "im2col" not in ops
+    else:  # one im2col host op
+        assert ops.get("im2col") == 1
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     want, got = _values(mod, x), _values(out, x)
     assert got.shape == want.shape
@@ -105,5 +108,5 @@ def test_layout_ops_of_a_convolution_carry_its_reason():
     mod = from_torch(model, (torch.randn(1, 3, 8, 8),))
     dev = PassManager(device_pipeline("fp16", target=get_target("tiny"))).run(mod)
     reasons = {h["op"]: h["reason"] for h in dev.attrs["host_ops"]}
-    assert set(reasons) == {"slice", "concat", "full", "reshape", "permute"}
+    assert set(reasons) == {"im2col", "reshape", "permute"}
     assert set(reasons.values()) == {HOST_LAYOUT_REASON}

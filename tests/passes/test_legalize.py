@@ -268,7 +268,7 @@ def test_unsupported_model_compiles_with_host_fallback():
     assert "conv2d" not in ops and count_ops(mod["forward"])["dev.mvm"] == 3
     reasons = {h["op"]: h["reason"] for h in mod.attrs["host_ops"]}
     assert reasons["max_pool2d"] == "the device has no pooling unit"
-    assert reasons["slice"].startswith("im2col / NCHW layout of a convolution")
+    assert reasons["im2col"].startswith("im2col / NCHW layout of a convolution")
 
 
 class _PaddedAttention(torch.nn.Module):

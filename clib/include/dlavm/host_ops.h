@@ -76,6 +76,10 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
                  bool has_scale, double scale, DType out);
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* b, const std::vector<int64_t>& stride,
               const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, int64_t groups, DType out);
+// The patch matrix of a 2-D convolution: NCHW x -> [N*OH*OW, C*KH*KW], rows (n, oh, ow), columns (c, kh, kw),
+// zero outside the input (doc/ir.md "im2col"); a copy, bit-exact.
+Tensor im2col(const Tensor& x, const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
+              const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, DType out);
 Tensor max_pool2d(const Tensor& x, const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
                   const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, bool ceil_mode,
                   DType out);

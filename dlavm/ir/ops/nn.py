@@ -68,6 +68,29 @@ def _conv2d(types, attrs):
     return TensorType((x.shape[0], w.shape[0], oh, ow), dt)
 
 
+@register_op("im2col", ("x",),
+             {"kernel": attr("ints"), "stride": attr("ints", (1, 1)), "padding": attr("ints", (0, 0)),
+              "dilation": attr("ints", (1, 1))},
+             doc="the patch matrix of a 2-D convolution: NCHW x -> [N*OH*OW, C*KH*KW], rows (n, oh, ow), "
+                 "columns (c, kh, kw) (the order of an OIHW weight viewed as [O, C*KH*KW]); zero padding")
+def _im2col(types, attrs):
+    x = tensor(types[0], "im2col", "x")
+    if x.ndim != 4:
+        raise IRTypeError(f"op 'im2col' needs an NCHW input, got {x}")
+    if dtype_category(x.dtype) != "float":
+        raise IRTypeError(f"op 'im2col' needs a floating input, got {x.dtype}")
+    for name in ("kernel", "stride", "padding", "dilation"):
+        v = attrs[name]
+        if len(v) != 2 or min(v) < (0 if name == "padding" else 1):
+            raise IRTypeError(f"op 'im2col': {name} must be 2 values "
+                              f"{'>= 0' if name == 'padding' else '>= 1'}, got {tuple(v)}")
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = attrs["kernel"], attrs["stride"], attrs["padding"], attrs["dilation"]
+    # the output size exactly as conv2d's type relation writes it (so the two agree symbolically)
+    oh = sym.floordiv(x.shape[2] + 2 * ph - dh * (sym.const(kh) - 1) - 1, sh) + 1
+    ow = sym.floordiv(x.shape[3] + 2 * pw - dw * (sym.const(kw) - 1) - 1, sw) + 1
+    return TensorType((x.shape[0] * oh * ow, x.shape[1] * kh * kw), x.dtype)
+
+
 def _norm(name, doc):
     @register_op(name, ("x", "*params"), {"ndim": attr("int", 1), "eps": attr("float", 1e-5)}, doc=doc)
     def rel(types, attrs, _n=name):
