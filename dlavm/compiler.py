@@ -169,9 +169,16 @@ class CompiledModel:
                 + (f"C++ driver: unavailable: {problems}" if problems else "C++ driver: available"))
 
 
+def model_source(spec: str, max_seq: int | None = None):
+    """The manifest's record of MODEL ``spec`` compiled with ``max_seq``: the string as given (a relative
+    path stays relative: the artifact names no path of this machine the user did not give)."""
+    from dlavm.artifact import ModelSource, model_kind
+    return ModelSource(model_kind(spec), spec, max_seq)
+
+
 def compile(model, example_inputs=None, dynamic_shapes=None, target="vcu128", weights: str = "int4",
             max_seq: int | None = None, name: str | None = None, on_progress=None,
-            dump_ir: str | None = None) -> CompiledModel:
+            dump_ir: str | None = None, source=None) -> CompiledModel:
     """Compile ``model`` for ``target`` (see the module docstring).
 
     ``on_progress(stage, done, total, detail)`` is called as work proceeds: each
@@ -180,6 +187,9 @@ def compile(model, example_inputs=None, dynamic_shapes=None, target="vcu128", we
     (``'import'``: build model, torch.export, decompose, convert) and import pass (``'import pass'``).
     ``dump_ir``: a folder to write the IR to before and after each graph pass (``NN-pass.txt``, as
     ``dlavm import --dump-ir``).
+    ``source``: where the model came from, recorded in the manifest (``source``, a
+    :class:`~dlavm.artifact.ModelSource`); default: for a model given as a MODEL string, that string and
+    ``max_seq`` (:func:`model_source`), else none.
     """
     from dlavm.ir import Module
     tgt = get_target(target)
@@ -195,6 +205,8 @@ def compile(model, example_inputs=None, dynamic_shapes=None, target="vcu128", we
         from dlavm.models import import_model
         res = import_model(model, max_seq=max_seq, on_progress=on_progress)
         mod, model_name = res.module, res.spec.name   # hf:DIR: the folder's name, not its path
+        if source is None:
+            source = model_source(model, max_seq)
     else:
         from dlavm.frontend.torch import from_torch
         if example_inputs is None:
@@ -203,7 +215,8 @@ def compile(model, example_inputs=None, dynamic_shapes=None, target="vcu128", we
         mod = from_torch(model, tuple(example_inputs), dynamic_shapes)
     timings["import"] = time.perf_counter() - t0
     mod, pass_records = _to_device_graph(mod, weights, timings, tgt, on_progress, dump_ir)
-    build = build_module(mod, tgt, model=name or model_name, weights=weights, on_progress=on_progress)
+    build = build_module(mod, tgt, model=name or model_name, weights=weights, on_progress=on_progress,
+                         source=source)
     _check_host_ops(build.manifest)
     timings.update(build.timings)
     files = build.files

@@ -38,6 +38,8 @@ constexpr uint64_t kMaxManifestBytes = uint64_t{1} << 28;
 // dlavm.artifact.schema.TOKENIZER_MAX_BYTES and CHAT_TEMPLATE_MAX_BYTES.
 constexpr uint64_t kTokenizerMaxBytes = uint64_t{64} << 20;
 constexpr uint64_t kChatTemplateMaxBytes = uint64_t{1} << 20;
+// dlavm.artifact.schema.MODEL_SPEC_MAX_LEN
+constexpr size_t kModelSpecMaxLen = 4096;
 // dlavm.artifact.spec.FLOAT_TAG
 constexpr const char* kFloatTag = "$float";
 
@@ -200,7 +202,7 @@ class Checker {
 
 const std::vector<std::string> kTopFields = {
     "format", "version", "isa_version", "target", "model", "weights_format", "weights_complete", "dims",
-    "memory", "weights", "host_consts", "entries", "streams", "llm", "host_ops", "files", "tokenizer"};
+    "memory", "weights", "host_consts", "entries", "streams", "llm", "host_ops", "files", "tokenizer", "source"};
 
 const std::vector<std::string> kDtypes = {"bool",   "int8",   "int16",   "int32",   "int64",   "uint8",
                                           "uint16", "uint32", "uint64", "float16", "float32", "float64"};
@@ -364,6 +366,19 @@ void check_manifest(const Checker& c, const Value& m) {
     if (!tok["chat_template"].is_null()) c.rel_path(tok["chat_template"], "tokenizer.chat_template");
   }
 
+  // source: null or ModelSource (read by no C++ code: checked so that both readers accept the same manifests)
+  const Value& src = m["source"];
+  if (!src.is_null()) {
+    c.record(src, "source", {"kind", "spec", "max_seq"});
+    c.one_of(src["kind"], "source.kind", {"recipe", "factory", "hf"});
+    const std::string& spec = c.string(src["spec"], "source.spec");
+    c.text(spec, "source.spec", kModelSpecMaxLen);
+    if (spec.empty() || has_control(spec)) {
+      c.fail("source.spec", quote(spec) + " is not a non-empty MODEL without control characters");
+    }
+    if (!src["max_seq"].is_null()) c.integer(src["max_seq"], "source.max_seq", 1, kDimMax);
+  }
+
   // cross-references, in the Python reader's order (dlavm/artifact/reader.py check_references)
   std::map<std::string, std::string> owner;  // file -> the field naming it
   auto listed = [&](const std::string& path, const std::string& rel) {  // listed, and named by one field only
@@ -376,6 +391,15 @@ void check_manifest(const Checker& c, const Value& m) {
     const int64_t lo = kv.second[size_t{0}].as_int(), hi = kv.second[size_t{1}].as_int();
     if (lo > hi) {
       c.fail(join("dims", kv.first), "lower bound " + std::to_string(lo) + " exceeds upper bound " + std::to_string(hi));
+    }
+  }
+  if (!src.is_null()) {  // the kind is the spec's form (dlavm.artifact.schema.model_kind)
+    const std::string& spec = src["spec"].as_string();
+    const std::string kind = spec.rfind("hf:", 0) == 0 ? "hf" : spec.find(':') != std::string::npos ? "factory"
+                                                                                                     : "recipe";
+    if (src["kind"].as_string() != kind) {
+      c.fail("source.kind", "is " + quote(src["kind"].as_string()) + ", the spec " + quote(spec) +
+                                " is of kind " + quote(kind));
     }
   }
   for (const auto& kv : streams) {

@@ -12,7 +12,8 @@ rule) on the first violation:
 3. every field has its type, range and enum (:mod:`dlavm.artifact.schema`;
    no unknown field, none missing), every size expression parses under the
    evaluator's limits;
-4. cross-references (:func:`check_references`): dims ``lo <= hi``; every
+4. cross-references (:func:`check_references`): dims ``lo <= hi``; ``source.kind``
+   is the form of ``source.spec`` (:func:`~dlavm.artifact.schema.model_kind`); every
    file named is listed in ``files``; every name an expression uses is a
    dim; entries name existing values, streams and host constants; patch and
    guard indexes lie inside their stream, a patch's bits inside its word,
@@ -46,7 +47,7 @@ from dlavm.target.isa import INSN_BYTES
 from .errors import ManifestError
 from .expr import ExprError, check_expr
 from .memory import NAMED_POOLS
-from .schema import FORMAT, MANIFEST_VERSION, Manifest
+from .schema import FORMAT, MANIFEST_VERSION, Manifest, model_kind
 from .spec import Reader, Record, escape, join, quote
 
 
@@ -111,6 +112,9 @@ def check_references(m: Manifest, r: Reader) -> None:
     for d, b in m.dims.items():
         if b.lo > b.hi:
             r.fail(f"dims.{d}", f"lower bound {b.lo} exceeds upper bound {b.hi}")
+    if m.source is not None and model_kind(m.source.spec) != m.source.kind:
+        r.fail("source.kind", f"is {quote(m.source.kind)}, the spec {quote(m.source.spec)} is of kind "
+                              f"{quote(model_kind(m.source.spec))}")
 
     def over_dims(path, expr):
         try:

@@ -27,7 +27,8 @@ FORMAT = "dlavm-artifact"
 #: 2: instruction records (op tag, layer, weights) per stream entry; typed host-constant dtypes.
 #: 3: the bundled tokenizer (``tokenizer``); host constants stored quantised (``HostConst.quant``); a non-finite
 #: number in a host step's literal or attribute written ``{"$float": "-inf"}`` (:class:`.spec.HostJson`).
-MANIFEST_VERSION = 3
+#: 4: where the model came from (``source``: the MODEL string and ``max_seq`` given to the compiler).
+MANIFEST_VERSION = 4
 #: Device addresses are counted in bytes below 2**64; instruction address fields hold multiples of 32.
 ADDRESS = Int(0, 2**64 - 1)
 #: Bytes per element of each dtype (little-endian arrays).
@@ -38,6 +39,19 @@ DIM_MAX = 2**31 - 1
 #: The largest bundled tokenizer.json and chat template (bytes); both readers refuse larger files.
 TOKENIZER_MAX_BYTES = 64 << 20
 CHAT_TEMPLATE_MAX_BYTES = 1 << 20
+#: The longest MODEL string ``source.spec`` may hold (characters).
+MODEL_SPEC_MAX_LEN = 4096
+#: The kinds of MODEL string, as :func:`model_kind` tells them apart.
+SOURCE_KINDS = ("recipe", "factory", "hf")
+
+
+def model_kind(spec: str) -> str:
+    """The kind of MODEL string ``spec`` by its form, as ``dlavm.models.load_model`` dispatches on it:
+    ``hf:DIR`` is ``"hf"``, any other string with a ``:`` is a ``file.py:factory`` (``"factory"``), the
+    rest a recipe name (no recipe name holds a ``:``)."""
+    if spec.startswith("hf:"):
+        return "hf"
+    return "factory" if ":" in spec else "recipe"
 
 
 @dataclass(frozen=True)
@@ -302,6 +316,20 @@ class TokenizerInfo:
 
 
 @dataclass(frozen=True)
+class ModelSource:
+    """Where the model came from: the MODEL string given to the compiler (doc/cli.md, doc/models.md)."""
+
+    kind: str = spec_field(Enum(*SOURCE_KINDS), "`recipe`, `factory` (`file.py:factory`) or `hf` (`hf:DIR`); "
+                                                "the form of `spec` (`hf:` first, else a `:`, else a recipe)")
+    spec: str = spec_field(Text(r"[^\x00-\x1f]+", "a non-empty MODEL without control characters",
+                                MODEL_SPEC_MAX_LEN, "MODEL string"),
+                           f"the MODEL as the user gave it (a relative path stays relative), at most "
+                           f"{MODEL_SPEC_MAX_LEN} characters")
+    max_seq: int | None = spec_field(Nullable(Int(1, DIM_MAX)), "the `max_seq` keyword argument given to the "
+                                                               "recipe or factory, null if none")
+
+
+@dataclass(frozen=True)
 class HostOp:
     """A host-fallback op and why it is not on the device."""
 
@@ -334,6 +362,10 @@ class Manifest:
     files: dict = spec_field(MapOf(RelPath(), Sha256()), "every file of the artifact -> its sha256")
     tokenizer: TokenizerInfo | None = spec_field(Nullable(Record(TokenizerInfo)),
                                                  "the bundled tokenizer, null if none", default=None)
+    source: ModelSource | None = spec_field(Nullable(Record(ModelSource)),
+                                            "the MODEL string compiled, null for a model given as an object "
+                                            "(`run --check` and `generate --verify` rebuild it from here)",
+                                            default=None)
 
     def to_json(self) -> dict:
         """The manifest as JSON data (what ``manifest.json`` holds)."""
@@ -347,7 +379,7 @@ class Manifest:
 #: Every record of the schema, in the order the doc lists them.
 RECORDS = (Manifest, TargetInfo, Dim, Pool, Buffer, WeightBlob, HostConst, HostQuant, Entry, EntryInput, EntryOutput,
            ValueInfo, HostStep, ToDeviceStep, ToHostStep, StreamStep, ValueRef, LiteralOperand, ConstRef,
-           Stream, Patch, Guard, InsnRecord, LlmInfo, TokenizerInfo, HostOp)
+           Stream, Patch, Guard, InsnRecord, LlmInfo, TokenizerInfo, ModelSource, HostOp)
 
 
 def schema_markdown() -> str:
@@ -368,5 +400,6 @@ def schema_markdown() -> str:
 __all__ = ["FORMAT", "MANIFEST_VERSION", "DTYPE_BYTES", "Manifest", "TargetInfo", "Dim", "Pool", "Buffer", "WeightBlob",
            "HostConst", "Entry", "EntryInput", "EntryOutput", "ValueInfo", "HostStep", "ToDeviceStep",
            "ToHostStep", "StreamStep", "ValueRef", "LiteralOperand", "ConstRef", "Stream", "Patch", "Guard",
-           "InsnRecord", "LlmInfo", "TokenizerInfo", "HostQuant", "HostOp", "RECORDS", "schema_markdown",
+           "InsnRecord", "LlmInfo", "TokenizerInfo", "HostQuant", "HostOp", "ModelSource", "model_kind",
+           "SOURCE_KINDS", "MODEL_SPEC_MAX_LEN", "RECORDS", "schema_markdown",
            "TOKENIZER_MAX_BYTES", "CHAT_TEMPLATE_MAX_BYTES"]

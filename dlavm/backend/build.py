@@ -48,10 +48,12 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def build_module(mod, target, model: str = "model", weights: str = "int4", on_progress=None) -> Build:
+def build_module(mod, target, model: str = "model", weights: str = "int4", on_progress=None,
+                 source=None) -> Build:
     """Lower and encode ``mod`` for ``target``; see the module docstring.
 
-    ``on_progress(stage, done, total, detail)`` reports weight packing and stream encoding."""
+    ``on_progress(stage, done, total, detail)`` reports weight packing and stream encoding; ``source`` (a
+    :class:`~dlavm.artifact.ModelSource` or None) is recorded as the manifest's ``source``."""
     t0 = time.perf_counter()
     ctx = LowerContext(target, mod.params, weights)
     ctx.on_progress = on_progress
@@ -137,7 +139,7 @@ def build_module(mod, target, model: str = "model", weights: str = "int4", on_pr
         entries=entries, streams=stream_recs, llm=_llm(mod.attrs.get("llm")),
         host_ops=tuple(HostOp(str(h["op"]), str(h.get("node", "")), str(h.get("reason", "")),
                               str(h.get("function", ""))) for h in mod.attrs.get("host_ops", [])),
-        files=checksums(files))
+        files=checksums(files), source=source)
     manifest = read_manifest(manifest.to_json(), source=f"the manifest built for '{model}'")
     timings = {"lower": t1 - t0, "streams": t2 - t1, "pack": time.perf_counter() - t2}
     return Build(manifest, files, programs, ops, timings, stream_objs, lowered)

@@ -51,8 +51,8 @@ def _warn(text: str) -> None:
                                                     "(vocabulary = the model's).")
 @click.option("--eos-id", type=int, default=None, help="Stop at this token (default: the tokenizer's EOS).")
 @click.option("--verify", is_flag=True, help="Compare the device's logits at every step with torch "
-                                             "(teacher-forced; needs torch and --model unless the artifact is "
-                                             "a recipe's).")
+                                             "(teacher-forced; needs torch, and --model unless the artifact "
+                                             "records a recipe or hf:DIR).")
 @click.option("--model", "model_spec", default=None,
               help="With --verify: the MODEL the artifact was compiled from (recipe, hf:DIR, file.py:factory).")
 @device_option
@@ -81,6 +81,9 @@ def generate_cmd(artifact, prompt, prompt_ids, chat, bos, max_new_tokens, temper
     if llm is None:
         raise click.UsageError(f"artifact '{artifact}' has no generation entries: compile it with "
                                "`dlavm compile --llm`")
+    if verify and model_spec is None:   # the recipe or hf:DIR the artifact records (a factory: refused)
+        from .run_cmds import recorded_model
+        model_spec = recorded_model(cm.manifest, "--verify")
     if verify and model_spec is None:
         from dlavm.models import RECIPES
         if cm.manifest.model not in RECIPES:

@@ -27,12 +27,13 @@ SAVE_SUFFIXES = (".npy", ".npz")
               help="Write the outputs to FILE (.npz: output_0, output_1, ...; .npy: the one output).")
 @click.option("--check", is_flag=True,
               help="Compare the outputs with torch (same quantised weights, and fp32); needs torch and the model "
-                   "(--model, default: the artifact's model if it is a built-in recipe).")
+                   "(--model, default: the recipe or hf:DIR the artifact records; a recorded file.py:factory is "
+                   "run only when given as --model).")
 @click.option("--model", "model", default=None,
               help="With --check: the MODEL the artifact was compiled from (recipe, hf:DIR or file.py:factory).")
 @click.option("--max-seq", type=int, default=None,
-              help="With --check: the --max-seq the artifact was compiled with (default: the bound of its seq dim "
-                   "for a recipe or hf:DIR).")
+              help="With --check: the --max-seq the artifact was compiled with (default: the one it records, else "
+                   "the bound of its seq dim for a recipe or hf:DIR).")
 @click.option("--entry", default=None, help="Entry point (default: the first).")
 @click.option("--direct", is_flag=True, help="Push instructions through registers instead of AUX streams.")
 @device_option
@@ -50,6 +51,8 @@ def run_cmd(artifact, seq, input_file, save_file, check, model, max_seq, entry, 
     if check and cm.manifest.llm is not None:
         raise click.UsageError(f"--check compares a forward entry with torch; '{artifact}' is an LLM artifact "
                                "(compiled with --llm): use 'dlavm generate --verify'")
+    if check and model is None:   # before running: a MODEL that will not be rebuilt stops here
+        model = check_model(cm.manifest)
     if input_file is not None:
         inputs = read_inputs(input_file, cm.manifest, entry)
     else:
@@ -165,23 +168,54 @@ def save_outputs(path: str, outs: list) -> None:
         np.savez(path, **{f"output_{i}": o for i, o in enumerate(outs)})
 
 
+def recorded_model(manifest, flag: str) -> str | None:
+    """The MODEL ``flag`` (``--check`` / ``--verify``) rebuilds by default: the one the artifact records
+    (``source``) when it is a recipe or ``hf:DIR`` (building either runs no code of the artifact's author);
+    None when it records none. A recorded ``file.py:factory`` is refused with a one-line
+    :class:`click.UsageError` quoting it: running it would execute a Python file the artifact names, so it
+    runs only when the user passes it as ``--model`` (doc/cli.md)."""
+    import shlex
+
+    from dlavm.artifact import model_kind
+    from dlavm.artifact.spec import quote
+    src = manifest.source
+    if src is None:
+        return None
+    if model_kind(src.spec) == "factory":   # by the string's form, whatever its recorded kind says
+        raise click.UsageError(f"{flag} needs --model MODEL: the artifact was compiled from the Python factory "
+                               f"{quote(src.spec)}, which is not run on the artifact's word; if you trust that "
+                               f"file, pass --model {shlex.quote(src.spec)}")
+    return src.spec
+
+
+def check_model(manifest) -> str:
+    """The MODEL ``run --check`` rebuilds without ``--model``: the recorded one (:func:`recorded_model`),
+    else the artifact's model name if it is a built-in recipe; else a one-line :class:`click.UsageError`."""
+    from dlavm.models import RECIPES
+    model = recorded_model(manifest, "--check")
+    if model is None:
+        if manifest.model not in RECIPES:
+            raise click.UsageError(f"--check needs --model MODEL: the artifact's model '{manifest.model}' is not a "
+                                   "built-in recipe (give the MODEL it was compiled from)")
+        model = manifest.model
+    return model
+
+
 def check_against_torch(cm, entry: str, inputs, outs, dims: dict, model: str | None, max_seq: int | None):
     """``outs`` (the device's) against torch on the same inputs: the model is rebuilt from ``model``
-    (default: the artifact's model name if it is a built-in recipe), imported and put through the
-    device pipeline with the artifact's weight format and target, so its reference computes with the
-    weights the device does (:func:`dlavm.reference.compare_device_with_torch`)."""
+    (default: :func:`check_model`), imported and put through the device pipeline with the artifact's
+    weight format and target, so its reference computes with the weights the device does (:func:`dlavm.reference.compare_device_with_torch`)."""
     import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
     from dlavm.compiler import device_graph
-    from dlavm.models import RECIPES, import_model
+    from dlavm.models import import_model
     from dlavm.models.registry import recipe_takes_max_seq
     from dlavm.passes.quantize import fake_quantized_module
     from dlavm.reference import compare_device_with_torch
     m = cm.manifest
     if model is None:
-        if m.model not in RECIPES:
-            raise click.UsageError(f"--check needs --model MODEL: the artifact's model '{m.model}' is not a "
-                                   "built-in recipe (give the MODEL it was compiled from)")
-        model = m.model
+        model = check_model(m)
+    if max_seq is None and m.source is not None and model == m.source.spec:
+        max_seq = m.source.max_seq
     if max_seq is None and "seq" in m.dims and recipe_takes_max_seq(model):
         max_seq = m.dims["seq"].hi
     res = import_model(model, max_seq=max_seq)

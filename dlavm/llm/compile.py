@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
-from dlavm.compiler import CompileError, CompiledModel, compile as compile_module
+from dlavm.compiler import CompileError, CompiledModel, compile as compile_module, model_source
 from dlavm.passes.kv_cache import KVCacheError, add_kv_cache
 
 from .bundle import bundle_tokenizer, store_host_tables
@@ -62,7 +62,8 @@ def compile_llm(model, target="vcu128", weights: str = "int4", max_seq: int | No
     the manifest records it as the KV cache capacity ``llm.max_ctx``. The artifact's entries are
     ``logits`` and ``greedy`` (doc/llm.md); its
     host embedding table is stored at the precision ``weights`` and a ``hf:DIR`` checkpoint's tokenizer
-    is bundled (:mod:`dlavm.llm.bundle`). ``on_progress`` and ``dump_ir`` as in :func:`dlavm.compiler.compile`.
+    is bundled (:mod:`dlavm.llm.bundle`); a MODEL string is recorded as the manifest's ``source``.
+    ``on_progress`` and ``dump_ir`` as in :func:`dlavm.compiler.compile`.
     """
     t0 = time.perf_counter()
     from dlavm.ir import PassContext
@@ -72,7 +73,9 @@ def compile_llm(model, target="vcu128", weights: str = "int4", max_seq: int | No
     mod, default_name = llm_module(model, weights, max_seq, per_layer, target=target, pass_ctx=pass_ctx,
                                    on_progress=on_progress, extras=extras)
     t1 = time.perf_counter()
-    cm = compile_module(mod, target=target, weights=weights, name=name or default_name, on_progress=on_progress)
+    source = model_source(model, max_seq) if isinstance(model, str) else None
+    cm = compile_module(mod, target=target, weights=weights, name=name or default_name, on_progress=on_progress,
+                        source=source)
     store_host_tables(cm.build, weights, cm.target.int4_group)
     if extras.get("tokenizer_bundle"):
         bundle_tokenizer(cm.build, extras["tokenizer_bundle"])

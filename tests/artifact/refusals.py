@@ -166,6 +166,15 @@ def _big_tokenizer(m, d):
     m["tokenizer"] = _tokenizer()
     return f"tokenizer.file: holds {TOKENIZER_MAX_BYTES + 1} bytes, more than the {TOKENIZER_MAX_BYTES} it may"
 
+def _source(**fields):
+    """A ``source`` section (the good artifact has none: it was compiled from a module) with ``fields`` changed."""
+    src = {"kind": "recipe", "spec": "mlp", "max_seq": 16}
+    src.update(fields)
+    return src
+
+
+SOURCE_SPEC = "is not a non-empty MODEL without control characters"
+
 #: (name, mutation) fed to both readers; each must refuse with the message the mutation returns.
 BOTH = [
     ("format", _set(("format",), "onnx", 'format: must be "dlavm-artifact", got "onnx"')),
@@ -270,6 +279,28 @@ BOTH = [
         m["files"].update({m["host_consts"][0]["file"].replace("host.", "nohost."): "0" * 64}),
         'tokenizer.chat_template: "tokenizer/chat.jinja" is not listed in files')[2]),
     ("tokenizer too large", _big_tokenizer),
+    ("no source", _set(("source",), ..., "source: is required")),
+    ("source not an object", _set(("source",), "mlp", "source: must be an object, got string")),
+    ("source unknown field", _set(("source",), _source(kwargs={}),
+                                  f"source.kwargs: is not a field of manifest version {V}")),
+    ("source field missing", _set(("source",), {"kind": "recipe", "spec": "mlp"}, "source.max_seq: is required")),
+    ("source kind", _set(("source",), _source(kind="url"),
+                         'source.kind: must be one of "recipe", "factory", "hf"; got "url"')),
+    ("source spec not a string", _set(("source",), _source(spec=5), "source.spec: must be a string, got integer")),
+    ("source spec empty", _set(("source",), _source(spec=""), f'source.spec: "" {SOURCE_SPEC}')),
+    ("source spec with a newline", _set(("source",), _source(spec="mlp\nx"), f'source.spec: "mlp\\nx" {SOURCE_SPEC}')),
+    ("source spec too long", _set(("source",), _source(spec="m" * 4097),
+                                  "source.spec: must be at most 4096 characters, got 4097")),
+    ("source max_seq zero", _set(("source",), _source(max_seq=0), "source.max_seq: must be >= 1, got 0")),
+    ("source max_seq past a dim", _set(("source",), _source(max_seq=2**31),
+                                       "source.max_seq: must be <= 2147483647, got 2147483648")),
+    ("source max_seq a string", _set(("source",), _source(max_seq="16"),
+                                     "source.max_seq: must be an integer, got string")),
+    ("source factory posing as a recipe", _set(("source",), _source(spec="evil.py:build"),
+                                               'source.kind: is "recipe", the spec "evil.py:build" is of kind '
+                                               '"factory"')),
+    ("source checkpoint posing as a factory", _set(("source",), _source(kind="factory", spec="hf:ckpt"),
+                                                   'source.kind: is "factory", the spec "hf:ckpt" is of kind "hf"')),
     ("host const quant format", _set(("host_consts", 0, "quant"), {"format": "int2", "group": 1, "scales": "s.bin"},
                                      'host_consts[0].quant.format: must be one of "int8", "int4"; got "int2"')),
     ("host const quant group zero", _set(("host_consts", 0, "quant"), {"format": "int4", "group": 0,

@@ -79,11 +79,12 @@ def test_an_encoder_checkpoint_checks(bert_dir):
 
 
 def test_an_encoder_artifact_checks_on_the_device(bert_dir, tmp_path):
-    """Compiled and run with --check: the reference keeps the integer token_type_ids buffer an integer."""
+    """Compiled and run with --check: the reference keeps the integer token_type_ids buffer an integer; the
+    checkpoint is the one the artifact records."""
     res = _invoke("compile", f"hf:{bert_dir}", "-t", "tiny", "--max-seq", "16", "-o", tmp_path / "art", "--no-driver")
     assert res.exit_code == 0, res.output
-    m = DEVICE.match(_invoke("run", tmp_path / "art", "--seq", "9", "--check", "--model", f"hf:{bert_dir}")
-                     .stdout.strip().splitlines()[-1])
+    # no --model: the artifact records the checkpoint it was compiled from (loading it runs no code)
+    m = DEVICE.match(_invoke("run", tmp_path / "art", "--seq", "9", "--check").stdout.strip().splitlines()[-1])
     assert m and m["where"] == "seq=9" and m["verdict"] == "ok" and int(m["n"]) == 9 * 32
 
 
@@ -148,6 +149,33 @@ def test_run_input_npy_and_safetensors(mlp_artifact, tmp_path):
 
 def test_run_check_with_random_inputs(mlp_artifact):
     _device_check(_invoke("run", mlp_artifact, "--seq", "1", "--check"), "seq=1")
+
+
+def test_a_recipe_artifact_records_its_source(mlp_artifact):
+    import dlavm
+    from dlavm.artifact import ModelSource
+    assert dlavm.load(mlp_artifact).manifest.source == ModelSource("recipe", "mlp", MAX_SEQ)
+
+
+def test_a_factory_artifact_runs_the_factory_only_when_named(tmp_path, monkeypatch):
+    """A recorded ``file.py:factory`` is code of the artifact's author: --check refuses to run it on the
+    artifact's word, quoting it; given as --model it is run. A relative path is recorded as given."""
+    import dlavm
+    monkeypatch.chdir(EXAMPLES)
+    dlavm.compile("classifier.py:build", target="tiny").save(tmp_path / "art", driver=False)
+    m = dlavm.load(tmp_path / "art").manifest
+    assert (m.source.kind, m.source.spec, m.source.max_seq) == ("factory", "classifier.py:build", None)
+    import json
+    assert json.loads((tmp_path / "art" / "manifest.json").read_text())["source"] == {
+        "kind": "factory", "spec": "classifier.py:build", "max_seq": None}   # not resolved to this machine's path
+    res = CliRunner().invoke(main, ["run", str(tmp_path / "art"), "--check"])
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and "Traceback" not in res.output, res.output
+    assert '"classifier.py:build"' in errors[0] and "--model classifier.py:build" in errors[0], errors[0]
+    m = DEVICE.match(_invoke("run", tmp_path / "art", "--check", "--model", "classifier.py:build")
+                     .stdout.strip().splitlines()[-1])
+    assert m and m["verdict"] == "ok" and int(m["n"]) > 0
 
 
 def test_run_check_of_another_model_disagrees(mlp_artifact, tmp_path):

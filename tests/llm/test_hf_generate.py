@@ -58,7 +58,9 @@ def test_named_after_the_folder_with_the_tokenizer_bundled(ckpt, art):
     cm = load(art)
     m = cm.manifest
     assert m.model == "llama"
-    assert str(ckpt) not in (art / "manifest.json").read_text()     # no absolute path of the user's disk
+    data = json.loads((art / "manifest.json").read_text())
+    assert data.pop("source")["spec"] == f"hf:{ckpt}"                # the MODEL as given (here an absolute path)
+    assert str(ckpt) not in json.dumps(data)                         # and no other path of the user's disk
     t = m.tokenizer
     assert (t.bos_id, t.eos_ids, t.add_bos) == (1, (2,), True)
     assert (art / t.file).read_bytes() == (ckpt / "tokenizer.json").read_bytes()
@@ -143,7 +145,6 @@ def test_bad_input_is_one_line(art, tmp_path):
     _one_error_line(_run("generate", art, "--prompt", ""), "the prompt is empty")
     _one_error_line(_run("generate", art, "--prompt-ids", " "), "the prompt is empty")
     _one_error_line(_run("generate", art, "--prompt-ids", "1", "--model", "tiny-llama"), "--model", "--verify")
-    _one_error_line(_run("generate", art, "--prompt-ids", "1", "--verify"), "--verify needs --model", "'llama'")
     _one_error_line(_run("generate", art, "--prompt-ids", "1", "--chat"), "--chat applies to --prompt")
     _one_error_line(_run("generate", art, "--prompt-ids", "1", "--no-bos"), "--bos/--no-bos applies to --prompt")
     _one_error_line(_run("generate", art, "--prompt-ids", "1", "--verify", "--model", "tiny-llama"),
@@ -154,11 +155,13 @@ def test_bad_input_is_one_line(art, tmp_path):
     for rel in (m["tokenizer"]["file"], m["tokenizer"]["chat_template"]):
         del m["files"][rel]
     m["tokenizer"] = None
+    m["source"] = None                               # and without the record of its checkpoint
     from dlavm.artifact import manifest_sum_text
     text = json.dumps(m, indent=1)
     (bare / "manifest.json").write_text(text)
     (bare / "manifest.sha256").write_text(manifest_sum_text(text.encode()))
     _one_error_line(_run("generate", bare, "--prompt", PROMPT), "bundles none", "--tokenizer")
+    _one_error_line(_run("generate", bare, "--prompt-ids", "1", "--verify"), "--verify needs --model", "'llama'")
     _one_error_line(_run("generate", bare, "--prompt", PROMPT, "--demo-tokenizer"), "--demo-tokenizer",
                     "vocabulary")
     train_tokenizer().save(str(tmp_path / "tokenizer.json"))
@@ -166,8 +169,14 @@ def test_bad_input_is_one_line(art, tmp_path):
                     "no chat template")
 
 
-def test_verify_reports_every_step(art, ckpt):
-    res = _run("generate", art, "--prompt", PROMPT, "--max-new-tokens", 6, "--verify", "--model", f"hf:{ckpt}")
+def test_the_artifact_records_the_checkpoint(ckpt, art):
+    from dlavm.artifact import ModelSource
+    assert load(art).manifest.source == ModelSource("hf", f"hf:{ckpt}", MAX_CTX)
+
+
+def test_verify_reports_every_step(art):
+    """No --model: the reference is the checkpoint the artifact records."""
+    res = _run("generate", art, "--prompt", PROMPT, "--max-new-tokens", 6, "--verify")
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
     rows = [ln for ln in lines if re.match(r"\s+\d+\s", ln)]

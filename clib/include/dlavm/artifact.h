@@ -16,6 +16,8 @@
 //   * the fields this reader uses are fully typed and ranged: "dims",
 //     "weights", "host_consts", "streams" (with their patches, guards and
 //     instruction records), "files", and the "kind"/"stream" of every entry step;
+//   * "source" (where the model came from; no C++ code reads it) is null or typed
+//     like the fields above, its "kind" the form of its "spec";
 //   * a host step's literals and attributes: an object with a "$float" key is
 //     {"$float": "inf" | "-inf" | "nan"} (a non-finite number) and nothing else;
 //   * cross-references: dims lo <= hi, every file they name is listed in
@@ -54,7 +56,7 @@ class ArtifactError : public std::runtime_error {
 
 constexpr const char* kArtifactFormat = "dlavm-artifact";
 // Equal to MANIFEST_VERSION in dlavm/artifact/schema.py (see its versioning rule).
-constexpr int64_t kArtifactVersion = 3;
+constexpr int64_t kArtifactVersion = 4;
 // The file holding the sha256 of manifest.json (dlavm.artifact.MANIFEST_SUM).
 constexpr const char* kManifestSum = "manifest.sha256";
 
