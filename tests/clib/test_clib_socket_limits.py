@@ -37,16 +37,29 @@ def _hello_then_request(conn, announced_max: int, target: bytes) -> None:
     _recv_exact(conn, n)
 
 
-class LyingServer:
+class _ScriptedServer:
+    """A one-thread server on 127.0.0.1 that plays the script of ``_serve`` (defined by each subclass)."""
+
+    join_timeout = 10
+
+    def _start(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(timeout=self.join_timeout)
+
+
+class LyingServer(_ScriptedServer):
     """Answers HELLO announcing ``announced_max``, then answers the next request with a frame header
     announcing ``reply_len`` bytes, sends ``sent`` bytes of it and waits for the client to hang up."""
 
     def __init__(self, announced_max: int, reply_len: int, sent: int = 16):
         self.announced_max, self.reply_len, self.sent = announced_max, reply_len, sent
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self._start()
 
     def _serve(self):
         conn, _ = self.sock.accept()
@@ -57,10 +70,6 @@ class LyingServer:
                 conn.recv(1)                                   # until the client closes
             except (ConnectionError, OSError):
                 pass
-
-    def close(self):
-        self.sock.close()
-        self.thread.join(timeout=10)
 
 
 @pytest.mark.parametrize("announced_max, reply_len, limit", [
@@ -83,16 +92,13 @@ def test_a_reply_past_the_negotiated_limit_is_refused(cpp_programs, announced_ma
                                   f"refusing to read it")
 
 
-class WrongVersionServer:
+class WrongVersionServer(_ScriptedServer):
     """Serves ``n`` clients one after the other: answers each HELLO with protocol version 99, then
     waits until that client hangs up before accepting the next."""
 
     def __init__(self, n: int):
         self.n, self.served = n, 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self._start()
 
     def _serve(self):
         for _ in range(self.n):
@@ -106,10 +112,6 @@ class WrongVersionServer:
                     pass
             self.served += 1
 
-    def close(self):
-        self.sock.close()
-        self.thread.join(timeout=10)
-
 
 def test_a_refused_handshake_releases_the_connection(cpp_programs):
     srv = WrongVersionServer(3)
@@ -122,16 +124,15 @@ def test_a_refused_handshake_releases_the_connection(cpp_programs):
     assert res.stdout.splitlines() == [want] * 3 and srv.served == 3
 
 
-class TricklingServer:
+class TricklingServer(_ScriptedServer):
     """Answers HELLO at once, then sends its reply to the next request one byte every ``gap`` seconds
     (at most ``limit`` bytes, then waits for the client to hang up)."""
 
+    join_timeout = 30
+
     def __init__(self, gap: float, limit: int = 64):
         self.gap, self.limit, self.sent = gap, limit, 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self._start()
 
     def _serve(self):
         conn, _ = self.sock.accept()
@@ -146,10 +147,6 @@ class TricklingServer:
                 conn.recv(1)
             except (ConnectionError, OSError):
                 pass
-
-    def close(self):
-        self.sock.close()
-        self.thread.join(timeout=30)
 
 
 def test_a_trickled_reply_is_given_up_at_its_deadline(cpp_programs):
