@@ -19,10 +19,12 @@ clib:
 	$(MAKE) -C clib
 
 # The demo's model is trained on the text in data/ on first use (a few minutes, with progress;
-# script/train_tiny.py), then cached in build/trained-tiny/.
+# script/train_tiny.py), then cached in build/trained-tiny/. The second step serves it: `dlavm serve
+# --http-port` and one question through the `openai` package, streamed (script/serve_demo.py).
 demo: setup
 	$(VPY) script/train_tiny.py >/dev/null
 	$(VPY) script/main.py
+	$(VPY) script/serve_demo.py
 
 test: setup
 	$(VPY) -m pytest -q tests

@@ -5,7 +5,10 @@ from setuptools import find_packages, setup
 # reference executor, model recipes) needs torch. torch is pinned to the CPU
 # build so that a plain install never pulls a multi-GB CUDA wheel.
 TORCH = ["torch==2.13.0", "transformers>=5.0", "safetensors>=0.4"]
-DEV = TORCH + ["pytest>=8", "hypothesis>=6.100", "tqdm>=4.66", "matplotlib>=3.8", "jinja2>=3.1"]
+# The OpenAI-compatible HTTP gateway of `dlavm serve --http-port` (doc/serve.md); its chat endpoint renders
+# the model's chat template with jinja2. The tests talk to it with the real `openai` client.
+SERVE = ["starlette>=0.40", "uvicorn>=0.30", "jinja2>=3.1"]
+DEV = TORCH + SERVE + ["pytest>=8", "hypothesis>=6.100", "tqdm>=4.66", "matplotlib>=3.8", "openai>=1.40"]
 
 setup(
     name="dlavm",
@@ -14,7 +17,7 @@ setup(
     packages=find_packages(include=["dlavm", "dlavm.*", "hw_models", "hw_models.*"]),
     python_requires=">=3.11",
     install_requires=["numpy>=1.26", "click>=8.1", "tokenizers>=0.20"],
-    extras_require={"torch": TORCH, "dev": DEV},
+    extras_require={"torch": TORCH, "serve": SERVE, "dev": DEV},
     package_data={"dlavm.target": ["builtin/*.json"]},
     entry_points={"console_scripts": ["dlavm = dlavm.cli.main:main"]},
 )

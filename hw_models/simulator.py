@@ -120,12 +120,13 @@ class Simulator(DeviceHAL):
             return self.staging[int(r.name[4:])]
         if r.name in self.aux_regs:
             return self.aux_regs[r.name]
-        status = (sum(1 << i for i, u in enumerate(WAIT_UNITS) if u in self.timing.busy_units(t))
-                  | (int(self.aux_free > t) << 4) | (int(self.timing.queue_full(t)) << 5))
-        return {"ID": DEVICE_ID, "VERSION": ISA_VERSION, "STATUS": status,
-                "CYCLE_LO": t & _MASK32, "CYCLE_HI": t >> 32 & _MASK32,
-                "RESULT_IDX": self.result_idx, "RESULT_VAL": self.result_val,
-                "RETIRED": self.timing.retired(t) & _MASK32}[r.name]
+        if r.name == "STATUS":
+            return (sum(1 << i for i, u in enumerate(WAIT_UNITS) if u in self.timing.busy_units(t))
+                    | (int(self.aux_free > t) << 4) | (int(self.timing.queue_full(t)) << 5))
+        if r.name == "RETIRED":   # computed only when read
+            return self.timing.retired(t) & _MASK32
+        return {"ID": DEVICE_ID, "VERSION": ISA_VERSION, "CYCLE_LO": t & _MASK32, "CYCLE_HI": t >> 32 & _MASK32,
+                "RESULT_IDX": self.result_idx, "RESULT_VAL": self.result_val}[r.name]
 
     # ------------------------------------------------------------ HAL: memory
     def write_mem(self, addr: int, data: bytes | np.ndarray) -> None:

@@ -85,6 +85,8 @@ class TimingModel:
         self.starts = {u: deque(maxlen=target.queue_depth) for u in UNITS}
         self.fence_floor = 0
         self.records: list[Record] = []
+        # retired(): records[:_seen] were looked at; of those, _pending had not completed at _last_t
+        self._seen, self._pending, self._last_t = 0, [], 0
         self.channel_events: list[tuple[int, int, int]] = []   # (channel, start, end)
         self.record_channels = False
         self.macs = 0
@@ -172,4 +174,11 @@ class TimingModel:
         return any(len(q) == q.maxlen and q[0] > t for q in self.starts.values())
 
     def retired(self, t: int) -> int:
-        return sum(1 for r in self.records if r.done <= t)
+        """Instructions completed by cycle ``t``. Host time only moves forward, so each call looks only at
+        the records added since the last one and those still pending then (a long-running device server
+        would otherwise slow down with every instruction it ever ran); an earlier ``t`` counts them all."""
+        if t < self._last_t:
+            return sum(1 for r in self.records if r.done <= t)
+        self._pending = [r for r in self._pending + self.records[self._seen:] if r.done > t]
+        self._seen, self._last_t = len(self.records), t
+        return self._seen - len(self._pending)

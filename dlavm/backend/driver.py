@@ -1,4 +1,5 @@
-"""Host C++ driver generator: a readable ``driver/<model>.h/.cc`` pair plus ``<model>_main.cc``.
+"""Host C++ driver generator: a readable ``driver/<model>.h/.cc`` pair plus ``<model>_main.cc`` (for an LLM
+artifact ``<model>_llm.cc``, ``dlavm::make_llm_model``, and ``<model>_generate.cc``).
 
 The generated driver uses the C++ runtime (clib/include/dlavm: ``Device``,
 ``Artifact``, ``fp16.h``, ``sym_rt.h``) and does what the Python runtime
@@ -30,7 +31,7 @@ from dlavm import sym
 from dlavm.artifact import ConstRef, HostStep, Manifest, ToDeviceStep, ToHostStep, ValueRef
 
 from .cpp_host_ops import CPP_DTYPES, CPP_HOST_OPS, HostCall, Operand, call_problem, emit_call
-from .driver_main import generate_main, run_main
+from .driver_main import generate_main, llm_model, run_main
 
 #: dtypes of host constants the generated ``load_const`` reads, with their element size in bytes:
 #: floats are held as float32, integers and bool as int64, both exactly.
@@ -391,7 +392,9 @@ def generate_driver(build, model: str) -> dict:
         files[f"driver/{mf}_main.cc"] = run_main(lf, ns, mf, dims, _shape, _ident(lf.name)).encode()
     llm = m.llm
     if llm:
-        files[f"driver/{mf}_generate.cc"] = generate_main(llm, ns, mf, _ident(llm.entries["greedy"])).encode()
+        files[f"driver/{mf}_llm.cc"] = llm_model(llm, ns, mf, _ident(llm.entries["greedy"]),
+                                                 _ident(llm.entries["logits"])).encode()
+        files[f"driver/{mf}_generate.cc"] = generate_main(llm, mf).encode()
     return files
 
 

@@ -16,6 +16,15 @@ def _bundled_tokenizer(cm):
     return tokenizer_from_text(text, f"artifact '{cm.manifest.model}': {info.file}"), info
 
 
+def parse_prompt_ids(text: str) -> list[int]:
+    """The token ids of ``--prompt-ids`` (integers separated by commas or spaces); a usage error otherwise."""
+    try:
+        return [int(t, 10) for t in text.replace(",", " ").split()]
+    except ValueError:
+        raise click.BadParameter(f"must be integers separated by commas or spaces, got {text!r}",
+                                 param_hint="--prompt-ids") from None
+
+
 def _chat_prompt(cm, info, tok, prompt: str) -> str:
     """``prompt`` as one user message in the artifact's chat template."""
     if info is None or info.chat_template is None:
@@ -33,7 +42,7 @@ def _warn(text: str) -> None:
 
 
 @click.command("generate")
-@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False), required=False)
 @click.option("--prompt", default=None, help="Prompt text (the artifact's bundled tokenizer, or --tokenizer / "
                                              "--demo-tokenizer).")
 @click.option("--prompt-ids", default=None, help="Prompt as token ids, e.g. '1,2,3' (no tokenizer needed).")
@@ -56,19 +65,36 @@ def _warn(text: str) -> None:
 @click.option("--model", "model_spec", default=None,
               help="With --verify: the MODEL the artifact was compiled from (recipe, hf:DIR, file.py:factory).")
 @device_option
+@click.option("--connect", default=None, metavar="HOST:PORT",
+              help="Send the request to a model server (dlavm serve, doc/serve.md) instead of running ARTIFACT.")
+@click.option("--token", default=None, help="With --connect: the server's shared secret.")
 def generate_cmd(artifact, prompt, prompt_ids, chat, bos, max_new_tokens, temperature, top_k, top_p, seed,
-                 tokenizer_path, demo_tokenizer, eos_id, verify, model_spec, device):
-    """Generate text with the LLM artifact ARTIFACT on the simulator, streaming tokens as they come.
+                 tokenizer_path, demo_tokenizer, eos_id, verify, model_spec, device, connect, token):
+    """Generate text with the LLM artifact ARTIFACT on the simulator, streaming tokens as they come
+    (or, with --connect HOST:PORT and no ARTIFACT, with the model a server serves).
 
     Prints the tokens, then on stderr why it stopped, the host wall time and the simulated figures
     (prefill ms, decode tokens/s, % of roofline at the target clock)."""
     import time
 
-    from dlavm.compiler import load
     if (prompt is None) == (prompt_ids is None):
         raise click.UsageError("give exactly one of --prompt TEXT or --prompt-ids IDS")
     if prompt is not None and prompt == "":
         raise click.BadParameter("the prompt is empty: give some text", param_hint="--prompt")
+    if connect is not None or artifact is None:
+        given = [o for o, v in (("ARTIFACT", artifact), ("--tokenizer", tokenizer_path),
+                                ("--demo-tokenizer", demo_tokenizer), ("--verify", verify), ("--model", model_spec),
+                                ("--device", device)) if v]
+        if connect is None or given:
+            raise click.UsageError("give ARTIFACT, or --connect HOST:PORT without it" if connect is None else
+                                   f"--connect sends the request to a model server: {', '.join(given)} "
+                                   "cannot be given with it")
+        from .serve_cmds import generate_remote
+        return generate_remote(connect, token, prompt, prompt_ids, chat, bos, max_new_tokens, temperature, top_k,
+                               top_p, seed, eos_id)
+    if token is not None:
+        raise click.UsageError("--token is the secret of --connect: give --connect HOST:PORT too")
+    from dlavm.compiler import load
     if model_spec is not None and not verify:
         raise click.UsageError("--model is the reference of --verify: give --verify too")
     if temperature == 0:
@@ -104,11 +130,7 @@ def generate_cmd(artifact, prompt, prompt_ids, chat, bos, max_new_tokens, temper
     else:
         tok, info = _bundled_tokenizer(cm)
     if prompt_ids is not None:
-        try:
-            ids = [int(t, 10) for t in prompt_ids.replace(",", " ").split()]
-        except ValueError:
-            raise click.BadParameter(f"must be integers separated by commas or spaces, got {prompt_ids!r}",
-                                     param_hint="--prompt-ids") from None
+        ids = parse_prompt_ids(prompt_ids)
         if chat or bos is not None:
             raise click.UsageError(f"{'--chat' if chat else '--bos/--no-bos'} applies to --prompt TEXT, not to "
                                    "--prompt-ids")
@@ -147,7 +169,8 @@ def generate_cmd(artifact, prompt, prompt_ids, chat, bos, max_new_tokens, temper
     gen = cm.generator
     secs = time.perf_counter() - t0
     from dlavm.runtime.generate import format_performance
-    click.echo(f"[{gen.stop_message}; {len(got)} tokens in {secs:.2f} s host wall time]", err=True)
+    drawn = f"; seed {gen.seed}" if temperature > 0 and seed is None else ""   # to repeat the run with --seed
+    click.echo(f"[{gen.stop_message}; {len(got)} tokens in {secs:.2f} s host wall time{drawn}]", err=True)
     click.echo(f"[{format_performance(gen.performance())}]", err=True)
     if verify:
         _verify(cm, model_spec, ids, got, gen.logits)

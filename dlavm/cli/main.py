@@ -10,6 +10,7 @@ from .compile_cmds import COMMANDS as COMPILE_COMMANDS
 from .generate_cmds import COMMANDS as GENERATE_COMMANDS
 from .profile_cmds import COMMANDS as PROFILE_COMMANDS
 from .run_cmds import COMMANDS as RUN_COMMANDS
+from .serve_cmds import COMMANDS as SERVE_COMMANDS
 from .errors import EXIT_NEGATIVE, fail
 from .targets import targets
 
@@ -170,7 +171,7 @@ def _parse_dims(items):
 
 
 main.add_command(targets)
-for _cmd in COMPILE_COMMANDS + RUN_COMMANDS + PROFILE_COMMANDS + GENERATE_COMMANDS + COMPARE_COMMANDS:
+for _cmd in COMPILE_COMMANDS + RUN_COMMANDS + PROFILE_COMMANDS + GENERATE_COMMANDS + COMPARE_COMMANDS + SERVE_COMMANDS:
     main.add_command(_cmd)
 
 if __name__ == "__main__":

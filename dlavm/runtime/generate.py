@@ -12,7 +12,10 @@ keeps ``past`` (tokens cached so far) between calls:
 
 Greedy (``temperature == 0``) reads back one int32 per call (the last row's
 index); sampling reads the last row's logits and samples on the host with
-``temperature``, ``top_k``, ``top_p`` and a seeded numpy generator.
+``temperature``, ``top_k``, ``top_p`` and a seed: the specified sampler of
+:mod:`.sampling` (doc/serve.md), so a seed gives the same tokens as the
+generated C++ driver and the C++ model server. Without a seed one is drawn
+and kept in :attr:`Generator.seed`, so the run can be repeated.
 
 Guarantees: tokens are yielded as soon as each is produced; generation
 stops at ``eos_id`` (one id or several), after ``max_new_tokens``, or when the cache is full
@@ -24,11 +27,13 @@ simulated prefill time, decode tokens/s and fractions of the roofline.
 from __future__ import annotations
 
 import math
+import secrets
 from typing import Iterator
 
 import numpy as np
 
 from .runtime import RunError, Runtime
+from .sampling import SplitMix64, sample
 
 
 class ContextOverflowError(RunError, ValueError):
@@ -66,6 +71,8 @@ class Generator:
         self.logits: list = []
         #: per call: {"tokens", "cycles", "hbm_bytes", "macs"} measured on the device (prefill first)
         self.steps: list = []
+        #: the seed of the last :meth:`generate` (the one given, or the one drawn when none was)
+        self.seed: int | None = None
 
     def step(self, ids, logits: bool = False) -> np.ndarray:
         """Run ``ids`` (the next tokens) after the ``past`` cached ones; the last row's argmax
@@ -106,15 +113,17 @@ class Generator:
         if top_p == 0:
             raise GenerateArgumentError(f"top_p={top_p!r}: must be a number in (0, 1]")
         if seed is not None:
-            _check_arg("seed", seed, int, 0, None, "an integer >= 0")
+            _check_arg("seed", seed, int, 0, 2**64 - 1, "an integer >= 0 and < 2**64")
         eos = () if eos_id is None else tuple(eos_id) if isinstance(eos_id, (list, tuple)) else (eos_id,)
         for e in eos:
             _check_arg("eos_id", e, int, 0, vocab - 1, f"a token id in [0, {vocab})")
-        return self._loop(prompt, int(max_new_tokens), float(temperature), int(top_k), float(top_p), seed,
+        # A drawn seed is below 2**63, the serving protocol's range (doc/serve.md), so it can be replayed there.
+        self.seed = secrets.randbits(63) if seed is None else int(seed)
+        return self._loop(prompt, int(max_new_tokens), float(temperature), int(top_k), float(top_p), self.seed,
                           frozenset(int(e) for e in eos), keep_logits)
 
-    def _loop(self, prompt, max_new, temperature, top_k, top_p, seed, eos_id: frozenset, keep_logits):
-        rng = np.random.default_rng(seed)
+    def _loop(self, prompt, max_new, temperature, top_k, top_p, seed: int, eos_id: frozenset, keep_logits):
+        rng = SplitMix64(seed)
         self.past, self.logits, self.steps, self.stop_reason, self.stop_message = 0, [], [], None, ""
         sampling = temperature > 0
         ids = prompt
@@ -191,20 +200,5 @@ def format_performance(p: dict | None) -> str:
     return line
 
 
-def sample(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> int:
-    """One token from ``softmax(logits / temperature)`` restricted to the ``top_k`` most likely
-    (0 = all), then to the smallest set whose probability reaches ``top_p`` (float64 on the host)."""
-    z = np.asarray(logits, np.float64) / temperature
-    order = np.argsort(-z, kind="stable")
-    if top_k:
-        order = order[:top_k]
-    p = np.exp(z[order] - z[order[0]])
-    p /= p.sum()
-    if top_p < 1.0:
-        keep = int(np.searchsorted(np.cumsum(p), top_p) + 1)
-        order, p = order[:keep], p[:keep] / p[:keep].sum()
-    return int(order[rng.choice(len(order), p=p)])
-
-
-__all__ = ["Generator", "ContextOverflowError", "GenerateArgumentError", "sample", "performance",
+__all__ = ["Generator", "ContextOverflowError", "GenerateArgumentError", "sample", "SplitMix64", "performance",
            "format_performance"]
