@@ -191,14 +191,14 @@ def read_reply(sock: socket.socket, chk: Checker, where: str):
     """The next reply frame, checked: ``(type, body)``; None at the end of the connection. Raises
     TimeoutError past the socket's timeout."""
     try:
-        head = _recv(sock, 4)
+        head = ss.recv_exact(sock, 4)
         if head is None:
             return None
         (n,) = struct.unpack("<I", head)
         if not 1 <= n <= MAX_FRAME + (2 << 20):
             chk.finding(f"{where}: reply length {n}")
             return None
-        body = _recv(sock, n)
+        body = ss.recv_exact(sock, n)
     except (ConnectionResetError, BrokenPipeError):
         return None
     if body is None:
@@ -239,16 +239,6 @@ def read_reply(sock: socket.socket, chk: Checker, where: str):
     with chk.lock:
         chk.replies[name] += 1
     return ft, obj
-
-
-def _recv(sock: socket.socket, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
 
 
 def _connect(host: str, port: int, timeout: float) -> socket.socket:

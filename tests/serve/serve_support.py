@@ -258,7 +258,8 @@ def send_json(sock: socket.socket, ftype: int, obj: dict) -> None:
     sock.sendall(frame(ftype, obj))
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+def recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    """``n`` bytes from ``sock``, None when the peer closes first."""
     buf = bytearray()
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
@@ -274,12 +275,12 @@ def recv_frame(sock: socket.socket, timeout: float | None = 60.0) -> tuple[int, 
     if timeout is not None:
         sock.settimeout(timeout)
     try:
-        head = _recv_exact(sock, 4)
+        head = recv_exact(sock, 4)
         if head is None:
             return None
         (n,) = struct.unpack("<I", head)
         assert 1 <= n <= 16 << 20, f"server sent a frame length of {n}"
-        body = _recv_exact(sock, n)
+        body = recv_exact(sock, n)
     except (ConnectionResetError, BrokenPipeError):
         return None
     if body is None:
