@@ -38,9 +38,8 @@ class DemoError(Exception):
 
 
 def cache_dir() -> Path:
-    env = os.environ.get("DLAVM_CACHE_DIR")
-    return Path(env) / "serve-demo" if env else REPO / "build" / "serve-demo"
-
+    from dlavm.cache import cache_dir as dlavm_cache
+    return dlavm_cache("serve-demo")
 
 def step(text: str) -> None:
     print(f"== {text}", flush=True)

@@ -53,11 +53,11 @@ SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}  # ids
 
 
 def cache_root() -> Path:
-    """Where trained checkpoints are cached: beside the demo tokenizer's cache (``DLAVM_CACHE_DIR``
-    or ``build/``)."""
+    """Where trained checkpoints are cached: ``$DLAVM_CACHE_DIR/trained-tiny``, else ``build/trained-tiny``
+    (dlavm.cache)."""
     sys.path.insert(0, str(REPO_ROOT))
-    from dlavm.tokenizer import default_cache_dir
-    return default_cache_dir().parent / "trained-tiny"
+    from dlavm.cache import cache_dir
+    return cache_dir("trained-tiny")
 
 
 def corpus_text() -> str:

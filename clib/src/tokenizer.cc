@@ -2,6 +2,7 @@
 #include "dlavm/tokenizer.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -373,7 +374,16 @@ const std::string& Tokenizer::id_to_token(int32_t id) const {
 }
 
 // BPE on one pre-token (already byte-mapped): apply the lowest-ranked merge
-// among adjacent symbols, leftmost first, until none applies.
+// among adjacent symbols, leftmost first, until none applies. The symbols form a
+// doubly linked list over an array in word order (a merged symbol keeps the
+// index of its left part); the pairs that have a merge wait in a min-heap keyed
+// by (rank, index of the left symbol), so a word of n characters takes
+// O(n log n) (each merge removes a symbol and adds at most two pairs). A heap
+// entry names its pair by the indices of its two symbols and of the one after
+// them; it is stale (skipped when popped) once its left symbol was absorbed or
+// either symbol's link to the next changed, which every merge touching them
+// does. Popping the smallest live (rank, index) is the leftmost lowest-ranked
+// merge, as in HF tokenizers (its word.rs does the same).
 void Tokenizer::encode_word(const std::string& word, std::vector<int32_t>& out) const {
   if (ignore_merges_) {
     auto it = vocab_.find(word);
@@ -382,34 +392,64 @@ void Tokenizer::encode_word(const std::string& word, std::vector<int32_t>& out) 
       return;
     }
   }
-  std::vector<int32_t> syms;
+  struct Symbol {
+    int32_t id;
+    size_t prev, next;  // indices in syms; kNone at the ends
+    bool alive;
+  };
+  constexpr size_t kNone = SIZE_MAX;
+  std::vector<Symbol> syms;
   bool last_unk = false;
   for (const Char& c : utf8_chars(word)) {
     auto it = vocab_.find(word.substr(c.off, c.len));
+    int32_t id;
     if (it != vocab_.end()) {
-      syms.push_back(it->second);
+      id = it->second;
       last_unk = false;
     } else if (unk_id_ >= 0) {
-      if (!(fuse_unk_ && last_unk)) syms.push_back(unk_id_);
+      bool fused = fuse_unk_ && last_unk;
       last_unk = true;
-    }  // no unk token: the character is dropped, as HF does
-  }
-  while (syms.size() > 1) {
-    int32_t best_rank = INT32_MAX, best_id = -1;
-    size_t best_pos = 0;
-    for (size_t p = 0; p + 1 < syms.size(); ++p) {
-      auto it = merges_.find({syms[p], syms[p + 1]});
-      if (it != merges_.end() && it->second.first < best_rank) {
-        best_rank = it->second.first;
-        best_id = it->second.second;
-        best_pos = p;
-      }
+      if (fused) continue;
+      id = unk_id_;
+    } else {
+      continue;  // no unk token: the character is dropped, as HF does
     }
-    if (best_id < 0) break;
-    syms[best_pos] = best_id;
-    syms.erase(syms.begin() + best_pos + 1);
+    size_t i = syms.size();
+    syms.push_back({id, i == 0 ? kNone : i - 1, kNone, true});
+    if (i > 0) syms[i - 1].next = i;
   }
-  out.insert(out.end(), syms.begin(), syms.end());
+
+  struct Pair {
+    int32_t rank, merged;
+    size_t left, right, after;  // the two symbols, and the one after them (kNone at the end)
+  };
+  auto later = [](const Pair& a, const Pair& b) { return a.rank != b.rank ? a.rank > b.rank : a.left > b.left; };
+  std::vector<Pair> heap;
+  heap.reserve(syms.size());
+  auto push_pair = [&](size_t left) {
+    if (left == kNone) return;
+    size_t right = syms[left].next;
+    if (right == kNone) return;
+    auto it = merges_.find({syms[left].id, syms[right].id});
+    if (it == merges_.end()) return;
+    heap.push_back({it->second.first, it->second.second, left, right, syms[right].next});
+    std::push_heap(heap.begin(), heap.end(), later);
+  };
+  for (size_t i = 0; i + 1 < syms.size(); ++i) push_pair(i);
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), later);
+    const Pair p = heap.back();
+    heap.pop_back();
+    Symbol& l = syms[p.left];
+    if (!l.alive || l.next != p.right || syms[p.right].next != p.after) continue;  // stale
+    l.id = p.merged;
+    l.next = p.after;
+    syms[p.right].alive = false;
+    if (p.after != kNone) syms[p.after].prev = p.left;
+    push_pair(l.prev);
+    push_pair(p.left);
+  }
+  for (size_t i = syms.empty() ? kNone : 0; i != kNone; i = syms[i].next) out.push_back(syms[i].id);
 }
 
 void Tokenizer::encode_plain(const std::string& text, std::vector<int32_t>& out) const {

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
+
+from dlavm.serve.protocol import TOKEN_ENV
 
 from .device_option import device_hal, device_option
 
@@ -67,7 +70,9 @@ def _warn(text: str) -> None:
 @device_option
 @click.option("--connect", default=None, metavar="HOST:PORT",
               help="Send the request to a model server (dlavm serve, doc/serve.md) instead of running ARTIFACT.")
-@click.option("--token", default=None, help="With --connect: the server's shared secret.")
+@click.option("--token", default=None, metavar="SECRET", envvar=TOKEN_ENV, show_envvar=True,
+              help="With --connect: the server's shared secret (prefer the environment variable: other users of "
+                   "the host can read a command line; without --connect the variable is ignored).")
 def generate_cmd(artifact, prompt, prompt_ids, chat, bos, max_new_tokens, temperature, top_k, top_p, seed,
                  tokenizer_path, demo_tokenizer, eos_id, verify, model_spec, device, connect, token):
     """Generate text with the LLM artifact ARTIFACT on the simulator, streaming tokens as they come
@@ -92,7 +97,8 @@ def generate_cmd(artifact, prompt, prompt_ids, chat, bos, max_new_tokens, temper
         from .serve_cmds import generate_remote
         return generate_remote(connect, token, prompt, prompt_ids, chat, bos, max_new_tokens, temperature, top_k,
                                top_p, seed, eos_id)
-    if token is not None:
+    from_env = click.get_current_context().get_parameter_source("token") == ParameterSource.ENVIRONMENT
+    if token is not None and not from_env:   # $DLAVM_SERVE_TOKEN set for other commands is no error here
         raise click.UsageError("--token is the secret of --connect: give --connect HOST:PORT too")
     from dlavm.compiler import load
     if model_spec is not None and not verify:

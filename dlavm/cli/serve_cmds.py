@@ -6,6 +6,9 @@ unless ``--device`` names one), ``dlavm-server`` (built for the artifact by :mod
 the gateway (``python -m dlavm.serve.gateway``, with ``--http-port``). It forwards their log lines to
 stderr (the device server's prefixed ``device:``), stops all of them on Ctrl-C or
 SIGTERM (exit 0), and when one of them dies stops the others and exits 1 with one ``error:`` line.
+
+The shared secret (``--token``, or ``$DLAVM_SERVE_TOKEN``) reaches the children through their environment,
+never their command line, which every user of the host can read (``ps``, ``/proc/PID/cmdline``).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import click
 
-from dlavm.serve.protocol import DEFAULT_PORT, is_loopback, parse_address
+from dlavm.serve.protocol import DEFAULT_PORT, TOKEN_ENV, is_loopback, parse_address
 
 #: Seconds each child gets to start listening (the device server imports the simulator; dlavm-server
 #: uploads the weights).
@@ -137,6 +140,14 @@ def _device_target_arg(manifest, workdir: Path) -> str:
     return str(path)
 
 
+def _child_env(**secrets: str | None) -> dict:
+    """The environment of a child: this process's without $DLAVM_SERVE_TOKEN and the variables named in
+    ``secrets``, then each of ``secrets`` that has a value (a child is given only the secrets it needs)."""
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV and k not in secrets}
+    env.update({k: v for k, v in secrets.items() if v})
+    return env
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
@@ -154,8 +165,10 @@ def _write_atomic(path: Path, text: str) -> None:
 @click.option("--device", default=None, metavar="sim://HOST:PORT",
               help="The device server to use (default: start a simulator device server for the artifact's "
                    "target and stop it on exit).")
-@click.option("--token", default=None, help="Shared secret every client presents (required with a --host that "
-                                            "is not loopback).")
+@click.option("--token", default=None, metavar="SECRET", envvar=TOKEN_ENV, show_envvar=True,
+              help="Shared secret every client presents (required with a --host that is not loopback). Prefer "
+                   "the environment variable: other users of the host can read a command line. dlavm-server "
+                   "gets it in its environment.")
 @click.option("--http-port", type=click.IntRange(0, 65535), default=None,
               help="Also serve the OpenAI-compatible HTTP endpoint on this port (0: any free one; needs the "
                    "'serve' extra). With --token, HTTP clients present the token as their API key.")
@@ -169,7 +182,8 @@ def serve_cmd(artifact, host, port, port_file, device, token, http_port, max_que
     per request on stderr; Ctrl-C or SIGTERM stops everything (exit 0)."""
     if not is_loopback(host) and not token:
         raise click.UsageError(f"--host {host} is not a loopback address: anyone who can reach it could use the "
-                               "model, so give --token SECRET (every client must present it)")
+                               f"model, so give a token in ${TOKEN_ENV} or --token SECRET (every client must "
+                               "present it)")
     if device is not None:
         from .device_option import parse_device_uri
         parse_device_uri(device)
@@ -208,7 +222,7 @@ def serve_cmd(artifact, host, port, port_file, device, token, http_port, max_que
                 dev = _Child("device server", [sys.executable, "-u", "-m", "hw_models.server", "--target", target,
                                                "--port", "0", "--port-file", str(work / "device.port"),
                                                "--idle-timeout", str(DEVICE_IDLE_TIMEOUT_S)],
-                             "device: ", log_lock)
+                             "device: ", log_lock, env=_child_env())
                 children.append(dev)
                 dport = _wait_for_port(dev, work / "device.port", stop)
                 if dport is None:
@@ -216,13 +230,12 @@ def serve_cmd(artifact, host, port, port_file, device, token, http_port, max_que
                 device = f"sim://127.0.0.1:{dport}"
             cmd = [str(exe), "--artifact", os.path.abspath(artifact), "--device", device, "--host", host,
                    "--port", str(port), "--port-file", str(work / "server.port")]
-            if token:
-                cmd += ["--token", token]
             if max_queue is not None:
                 cmd += ["--max-queue", str(max_queue)]
             if max_clients is not None:
                 cmd += ["--max-clients", str(max_clients)]
-            srv = _Child("model server (dlavm-server)", cmd, "", log_lock)
+            # the token in the environment (dlavm-server reads $DLAVM_SERVE_TOKEN), not on its command line
+            srv = _Child("model server (dlavm-server)", cmd, "", log_lock, env=_child_env(**{TOKEN_ENV: token}))
             children.append(srv)
             sport = _wait_for_port(srv, work / "server.port", stop)
             if sport is None:
@@ -269,11 +282,9 @@ def _start_gateway(host: str, port: int, http_port: int, token: str | None, log_
     connect = "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") else host
     cmd = [sys.executable, "-u", "-m", "dlavm.serve.gateway", "--connect", f"{connect}:{port}", "--host", host,
            "--port", str(http_port), "--port-file", str(work / "http.port")]
-    from dlavm.serve.gateway import API_KEY_ENV, TOKEN_ENV
-    env = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, API_KEY_ENV)}
-    if token:
-        env[TOKEN_ENV] = env[API_KEY_ENV] = token   # the HTTP side asks the same secret (Bearer)
-    return _Child("OpenAI gateway", cmd, "", log_lock, env=env)
+    from dlavm.serve.gateway import API_KEY_ENV
+    # the HTTP side asks the same secret (Bearer)
+    return _Child("OpenAI gateway", cmd, "", log_lock, env=_child_env(**{TOKEN_ENV: token, API_KEY_ENV: token}))
 
 
 # ---------------------------------------------------------------- dlavm generate --connect
@@ -337,7 +348,9 @@ def _render(info: dict, messages: list) -> str:
 @click.command("chat")
 @click.option("--connect", "address", required=True, metavar="HOST:PORT",
               help="The model server (dlavm serve, doc/serve.md).")
-@click.option("--token", default=None, help="The server's shared secret, if it has one.")
+@click.option("--token", default=None, metavar="SECRET", envvar=TOKEN_ENV, show_envvar=True,
+              help="The server's shared secret, if it has one (prefer the environment variable: other users of "
+                   "the host can read a command line).")
 @click.option("--system", default=None, help="A system message that starts the conversation.")
 @click.option("--max-new-tokens", type=int, default=256, show_default=True)
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy.")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from dlavm.artifact import ArtifactError
+from dlavm.cache import cache_dir
 from dlavm.artifact.directory import VerifiedArtifact, load_artifact
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,15 +47,9 @@ class ServeBuildError(RuntimeError):
 
 
 def default_cache_dir() -> Path:
-    """``$DLAVM_CACHE_DIR/serve``, else ``<repo>/build/serve`` (git-ignored), else a temp dir."""
-    env = os.environ.get("DLAVM_CACHE_DIR")
-    if env:
-        return Path(env) / "serve"
-    build = REPO_ROOT / "build"
-    if os.access(REPO_ROOT, os.W_OK) and (not build.exists() or os.access(build, os.W_OK)):
-        return build / "serve"
-    return Path(tempfile.gettempdir()) / "dlavm-serve"
-
+    """``$DLAVM_CACHE_DIR/serve``, else ``<repo>/build/serve`` (git-ignored), else a temp dir
+    (:func:`dlavm.cache.cache_dir`)."""
+    return cache_dir("serve")
 
 def driver_sources(art: VerifiedArtifact) -> dict[str, bytes]:
     """``{relpath: bytes}`` of the artifact's C++ driver files; :class:`ServeBuildError` (one line) when

@@ -30,11 +30,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .protocol import is_loopback, parse_address
+from .protocol import TOKEN_ENV, is_loopback, parse_address
 
 NAME = "dlavm-gateway"
-#: Environment variables the command line reads its secrets from (a command line is visible to `ps`).
-TOKEN_ENV = "DLAVM_SERVE_TOKEN"
+#: Environment variables the command line reads its secrets from (a command line is visible to `ps`):
+#: the model server's token (TOKEN_ENV, dlavm.serve.protocol's) and the API key of the HTTP side.
 API_KEY_ENV = "DLAVM_API_KEY"
 #: The largest request body accepted (bytes); the model server's frames are at most 1 MiB by default.
 MAX_BODY = 4 << 20

@@ -29,6 +29,9 @@ MAX_STOP_STRINGS = 16              # GENERATE "stop": at most this many strings 
 MAX_STOP_BYTES = 256               # ... each of 1 .. this many UTF-8 bytes
 DEFAULT_MAX_NEW_TOKENS = 256
 DEFAULT_PORT = 7070                # `dlavm serve`'s port when none is given
+#: The environment variable holding the model server's shared secret (HELLO's token), read by
+#: dlavm-server, the gateway and the dlavm commands when no option gives it (`ps` shows a command line).
+TOKEN_ENV = "DLAVM_SERVE_TOKEN"
 
 LENGTH = struct.Struct("<I")       # the length field
 TOKEN_HEAD = struct.Struct("<II")  # TOKEN payload: request id, token id; the text piece follows
@@ -216,7 +219,7 @@ def _recv_exact(sock: socket.socket, n: int, allow_eof: bool) -> bytes | None:
 
 
 __all__ = ["PROTOCOL_VERSION", "DEFAULT_MAX_FRAME", "MIN_MAX_FRAME", "MAX_MAX_FRAME", "MAX_JSON_DEPTH", "MAX_ID", "MAX_SEED",
-           "MAX_STOP_STRINGS", "MAX_STOP_BYTES", "DEFAULT_MAX_NEW_TOKENS", "DEFAULT_PORT", "FrameType",
+           "MAX_STOP_STRINGS", "MAX_STOP_BYTES", "DEFAULT_MAX_NEW_TOKENS", "DEFAULT_PORT", "TOKEN_ENV", "FrameType",
            "ERROR_KINDS", "STOP_REASONS", "HEALTH_STATUSES", "GENERATE_KEYS", "REPLY_SHAPES", "FrameError",
            "encode_frame", "encode_json", "encode_token", "decode_token", "decode_json", "check_shape",
            "read_frame"]

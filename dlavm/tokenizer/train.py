@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from dlavm.cache import cache_dir
+
 from .tokenizer import Tokenizer, TokenizerError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -20,15 +22,9 @@ SPECIAL_TOKENS = ("<s>", "</s>", "<unk>")
 
 
 def default_cache_dir() -> Path:
-    """``$DLAVM_CACHE_DIR/tokenizer``, else ``<repo>/build/tokenizer`` (git-ignored), else a temp dir."""
-    env = os.environ.get("DLAVM_CACHE_DIR")
-    if env:
-        return Path(env) / "tokenizer"
-    build = REPO_ROOT / "build"
-    if os.access(REPO_ROOT, os.W_OK) and (not build.exists() or os.access(build, os.W_OK)):
-        return build / "tokenizer"
-    return Path(tempfile.gettempdir()) / "dlavm-tokenizer"
-
+    """``$DLAVM_CACHE_DIR/tokenizer``, else ``<repo>/build/tokenizer`` (git-ignored), else a temp dir
+    (:func:`dlavm.cache.cache_dir`)."""
+    return cache_dir("tokenizer")
 
 def build_demo_tokenizer_json(vocab_size: int = 512, corpus: Path = CORPUS) -> str:
     """Train the demo byte-level BPE on ``corpus`` and return its ``tokenizer.json`` text."""

@@ -42,6 +42,8 @@ from tests.clib.clib_build import CLIB, ROOT, SANITIZER_EXIT_CODE, flavour_flags
 HELLO, GENERATE, CANCEL, HEALTH, STATS = 1, 2, 3, 4, 5
 WELCOME, TOKEN, DONE, ERROR, HEALTH_OK, STATS_OK = 129, 130, 131, 132, 133, 134
 PROTOCOL = 1
+#: the environment variable dlavm-server takes its token from when no option gives one
+TOKEN_ENV = "DLAVM_SERVE_TOKEN"
 
 MODEL = "llama"            # the artifact's model name (the checkpoint folder's name)
 MAX_CTX = 64
@@ -112,10 +114,13 @@ def server_exe(flavour: str = "release", tokenizer: bool = True) -> Path:
     return out
 
 
-def server_env(flavour: str = "release") -> dict:
+def server_env(flavour: str = "release", extra: dict | None = None) -> dict:
     """The environment to run a server of ``flavour`` in (the sanitizer options of clib/Makefile, a
-    finding exiting with SANITIZER_EXIT_CODE)."""
-    return sanitizer_env() if flavour == "asan" else dict(os.environ)
+    finding exiting with SANITIZER_EXIT_CODE), without a token from the test's own environment
+    (``$DLAVM_SERVE_TOKEN``), then with ``extra``."""
+    env = sanitizer_env() if flavour == "asan" else dict(os.environ)
+    env.pop(TOKEN_ENV, None)
+    return {**env, **(extra or {})}
 
 
 @contextlib.contextmanager
@@ -186,8 +191,10 @@ class Served:
 
 
 def start_server(device_uri: str, *args: str, flavour: str = "release", tokenizer: bool = True,
-                 artifact: Path | None = None, exe: Path | None = None, wait: bool = True):
-    """Start dlavm-server (``--port 0 --port-file``) with extra ``args``; returns a :class:`Served`
+                 artifact: Path | None = None, exe: Path | None = None, wait: bool = True,
+                 env: dict | None = None, pass_fds: tuple = ()):
+    """Start dlavm-server (``--port 0 --port-file``) with extra ``args`` (and ``env``, variables added
+    to :func:`server_env`'s; ``pass_fds``, file descriptors it inherits); returns a :class:`Served`
     once it listens (``wait``), or the Served of a process that may be exiting (``wait=False``)."""
     exe = exe or server_exe(flavour, tokenizer)
     artifact = artifact or llm_artifact(tokenizer)
@@ -199,7 +206,7 @@ def start_server(device_uri: str, *args: str, flavour: str = "release", tokenize
             "--port-file", str(port_file), *map(str, args)]
     with open(log, "wb") as err:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                env=server_env(flavour))
+                                env=server_env(flavour, env), pass_fds=pass_fds)
     served = Served("127.0.0.1", 0, proc, log, flavour)
     if not wait:
         return served
@@ -218,10 +225,11 @@ def start_server(device_uri: str, *args: str, flavour: str = "release", tokenize
 
 @contextlib.contextmanager
 def serving(device_uri: str, *args: str, flavour: str = "release", tokenizer: bool = True,
-            check_clean: bool = True):
-    """A running dlavm-server for ``device_uri``; yields a :class:`Served` (``host, port, proc = ...``).
-    On exit it is stopped with SIGTERM and, with ``check_clean``, must exit 0 with a clean log."""
-    served = start_server(device_uri, *args, flavour=flavour, tokenizer=tokenizer)
+            check_clean: bool = True, env: dict | None = None, pass_fds: tuple = ()):
+    """A running dlavm-server for ``device_uri`` (``env``, ``pass_fds``: as :func:`start_server`); yields
+    a :class:`Served` (``host, port, proc = ...``). On exit it is stopped with SIGTERM and, with
+    ``check_clean``, must exit 0 with a clean log."""
+    served = start_server(device_uri, *args, flavour=flavour, tokenizer=tokenizer, env=env, pass_fds=pass_fds)
     try:
         yield served
     except BaseException:
@@ -234,10 +242,11 @@ def serving(device_uri: str, *args: str, flavour: str = "release", tokenizer: bo
 
 
 def run_server_once(*argv: str, flavour: str = "release", tokenizer: bool = True,
-                    timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run the executable with ``argv`` to completion (for refused start-ups): its CompletedProcess."""
+                    timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the executable with ``argv`` (and ``env`` added to :func:`server_env`'s) to completion (for
+    refused start-ups): its CompletedProcess."""
     return subprocess.run([str(server_exe(flavour, tokenizer)), *map(str, argv)], capture_output=True, text=True,
-                          timeout=timeout, env=server_env(flavour))
+                          timeout=timeout, env=server_env(flavour, env))
 
 
 # --- raw frames

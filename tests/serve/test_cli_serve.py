@@ -1,8 +1,9 @@
 """``dlavm serve`` as users run it (a real process: it builds dlavm-server into a fresh cache, starts a
 simulator device server and the model server, forwards their logs), stopped by SIGTERM and by SIGINT
 (exit 0, every child gone); a child that dies ends it with one error line; ``--host 0.0.0.0`` without
-``--token`` is refused before anything starts; ``dlavm generate --connect`` and ``dlavm chat
---connect`` (driven through stdin) against it."""
+``--token`` is refused before anything starts; the token reaches dlavm-server through its environment,
+never its command line; ``dlavm generate --connect`` and ``dlavm chat --connect`` (driven through
+stdin) against it, their token from ``--token`` or ``$DLAVM_SERVE_TOKEN``."""
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dlavm.serve import Client
-from tests.serve.serve_support import PROMPT, ROOT, llm_artifact, need_gxx
+from dlavm.serve import Client, UnauthorizedError
+from tests.serve.serve_support import PROMPT, ROOT, TOKEN_ENV, llm_artifact, need_gxx
 
 CLI = [sys.executable, "-m", "dlavm.cli.main"]
 
@@ -75,6 +76,7 @@ def setup(tmp_path_factory):
     need_gxx()
     work = tmp_path_factory.mktemp("cli-serve")
     env = dict(os.environ, DLAVM_CACHE_DIR=str(work / "cache"))
+    env.pop(TOKEN_ENV, None)
     return llm_artifact(), work, env
 
 
@@ -160,6 +162,69 @@ def test_a_public_host_without_token_is_refused_before_anything_starts(setup):
                          text=True, env=env, cwd=ROOT, timeout=120)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--token" in res.stderr, res.stderr
     assert "build" not in res.stderr
+
+
+def _environ(pid: int) -> dict:
+    data = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(kv.split(b"=", 1) for kv in data.split(b"\0") if b"=" in kv)
+
+
+def test_the_token_is_kept_off_every_command_line(setup):
+    """``dlavm serve --token S``: S is in no child's /proc/PID/cmdline (what ``ps`` shows every user);
+    dlavm-server has it in its environment and asks for it; generate and chat --connect take it from
+    ``$DLAVM_SERVE_TOKEN`` as from --token."""
+    art, work, env = setup
+    secret = "cmdline-s3cret-7f"
+    s = Serve(art, work, env, "--token", secret)
+    try:
+        assert len(s.children) == 2
+        for pid in s.children:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert secret.encode() not in cmdline, cmdline
+        server = next(p for p in s.children if b"dlavm-server" in Path(f"/proc/{p}/cmdline").read_bytes())
+        device = next(p for p in s.children if p != server)
+        assert _environ(server).get(TOKEN_ENV.encode()) == secret.encode()
+        assert TOKEN_ENV.encode() not in _environ(device)
+        with pytest.raises(UnauthorizedError):
+            Client("127.0.0.1", s.port)
+        with Client("127.0.0.1", s.port, token=secret) as c:
+            assert c.generate(PROMPT, max_new_tokens=2).new_tokens >= 1
+        gen = CLI + ["generate", "--connect", f"127.0.0.1:{s.port}", "--prompt-ids", "5,6", "--max-new-tokens", "2"]
+        for extra, given_env in (([], {TOKEN_ENV: secret}), (["--token", secret], {})):
+            res = subprocess.run(gen + extra, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                                 env={**env, **given_env})
+            assert res.returncode == 0 and "new tokens" in res.stderr, (extra, res.stderr)
+        res = subprocess.run(gen, capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+        assert res.returncode != 0 and "token" in res.stderr, res.stderr
+        chat = CLI + ["chat", "--connect", f"127.0.0.1:{s.port}", "--max-new-tokens", "2"]
+        res = subprocess.run(chat, input="hello\n", capture_output=True, text=True, cwd=ROOT, timeout=300,
+                             env={**env, TOKEN_ENV: secret})
+        assert res.returncode == 0 and res.stdout.strip(), res.stderr
+        res = subprocess.run(chat, input="", capture_output=True, text=True, cwd=ROOT, timeout=300,
+                             env={**env, TOKEN_ENV: "wrong"})
+        assert res.returncode != 0 and "token" in res.stderr, res.stderr
+    finally:
+        assert s.stop(signal.SIGTERM) == 0, s.text()
+
+
+def test_serve_takes_its_token_from_the_environment(setup):
+    """``dlavm serve`` without --token and ``$DLAVM_SERVE_TOKEN`` set: that is its token."""
+    art, work, env = setup
+    s = Serve(art, work, {**env, TOKEN_ENV: "env-s3cret"})
+    try:
+        with pytest.raises(UnauthorizedError):
+            Client("127.0.0.1", s.port)
+        with Client("127.0.0.1", s.port, token="env-s3cret") as c:
+            assert c.health()["status"] == "ok"
+    finally:
+        assert s.stop(signal.SIGTERM) == 0, s.text()
+    # local generation (no --connect) ignores the variable, set for the other commands; --token is refused
+    gen = CLI + ["generate", str(art), "--prompt-ids", "1,2", "--max-new-tokens", "1"]
+    res = subprocess.run(gen, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env={**env, TOKEN_ENV: "env-s3cret"})
+    assert res.returncode == 0, res.stderr
+    res = subprocess.run(gen + ["--token", "x"], capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert res.returncode == 2 and "--token is the secret of --connect" in res.stderr, res.stderr
 
 
 def test_generate_connect_streams_what_the_client_gets(served):

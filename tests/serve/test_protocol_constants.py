@@ -52,6 +52,12 @@ def parse_header(text: str) -> tuple[dict, dict, dict]:
     return ints, members, lists
 
 
+def parse_header_strings(text: str) -> dict:
+    """The string constants of serve_protocol.h (``constexpr const char kName[] = "...";``)."""
+    text = re.sub(r"//[^\n]*", "", text)
+    return {m[1]: m[2] for m in re.finditer(r'constexpr\s+const\s+char\s+(k\w+)\[\]\s*=\s*"([^"]*)"\s*;', text)}
+
+
 def test_the_header_and_protocol_py_define_the_same_wire():
     ints, members, lists = parse_header(HEADER.read_text())
     assert ints and members and lists
@@ -62,10 +68,14 @@ def test_the_header_and_protocol_py_define_the_same_wire():
     for cpp, values in lists.items():
         name = _py_name(cpp)
         assert tuple(values) == getattr(P, name, None), f"serve_protocol.h {cpp} != protocol.py {name}"
+    strings = parse_header_strings(HEADER.read_text())
+    assert "kTokenEnv" in strings
+    for cpp, value in strings.items():
+        assert getattr(P, _py_name(cpp), None) == value, f"serve_protocol.h {cpp} != protocol.py {_py_name(cpp)}"
     # the other way round: every wire constant of protocol.py is in the header
-    py_consts = [n for n in P.__all__ if n.isupper() and isinstance(getattr(P, n), (int, tuple))
+    py_consts = [n for n in P.__all__ if n.isupper() and isinstance(getattr(P, n), (int, tuple, str))
                  and n not in ("REPLY_SHAPES",)]
-    header_names = {_py_name(k) for k in list(ints) + list(lists)} | {"TOKEN_HEAD"}
+    header_names = {_py_name(k) for k in list(ints) + list(lists) + list(strings)} | {"TOKEN_HEAD"}
     assert not [n for n in py_consts if n not in header_names]
 
 
@@ -75,6 +85,7 @@ def test_the_parser_reads_what_it_compares():
                                         'constexpr const char* kStopReasons[] = {"eos", "stop"};')
     assert ints == {"kMaxSeed": 2**63 - 1} and members == {"HELLO": 1, "TOKEN": 130}
     assert lists == {"kStopReasons": ["eos", "stop"]}
+    assert parse_header_strings('constexpr const char kTokenEnv[] = "X_Y";  // z') == {"kTokenEnv": "X_Y"}
 
 
 def test_frames_round_trip_and_bad_frames_are_refused():

@@ -6,13 +6,15 @@ refusals (one `error:` line, exit code 2)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import struct
 
 import pytest
 
 from tests.serve.serve_support import (BOS_ID, CANCEL, DONE, EOS_IDS, ERROR, GENERATE, HEALTH, HEALTH_OK, HELLO,
-                                       MAX_CTX, MODEL, PROMPT, STATS, STATS_OK, TARGET, TOKEN, VOCAB, WELCOME,
+                                       MAX_CTX, MODEL, PROMPT, STATS, STATS_OK, TARGET, TOKEN, TOKEN_ENV, VOCAB,
+                                       WELCOME,
                                        closed, connect, device_process, frame, frozen, generate,
                                        llm_artifact, need_gxx, raw_connect, recv_json, run_server_once,
                                        send_frame, send_json, serving, start_server)
@@ -339,6 +341,90 @@ def test_token_is_required_and_checked(device):
         refused(sock, "bad_frame", "the first frame must be HELLO", still_open=False)
         sock = connect(srv.host, srv.port, token="s3cret")
         assert health(sock)["status"] == "ok"
+
+
+def _token_is(srv, secret: str | None, *wrong: str | None) -> None:
+    """``srv`` answers HELLO with ``secret`` (None: no token) and refuses each of ``wrong``."""
+    for token in wrong:
+        sock = raw_connect(srv.host, srv.port)
+        send_json(sock, HELLO, {"protocol": 1} if token is None else {"protocol": 1, "token": token})
+        refused(sock, "unauthorized", still_open=False)
+    sock = connect(srv.host, srv.port, token=secret)
+    assert health(sock)["status"] == "ok"
+
+
+def test_the_token_from_a_file_or_the_environment(device, tmp_path):
+    """--token-file: the file's first line without its line end (the rest of the file is not the secret);
+    it wins over $DLAVM_SERVE_TOKEN, which is the token when no option gives one; --token wins over the
+    variable; an empty variable is no token."""
+    f = tmp_path / "token"
+    f.write_text(" s3cret file\nsecond line\n")
+    with serving(device, "--token-file", f, env={TOKEN_ENV: "from-env"}) as srv:
+        _token_is(srv, " s3cret file", None, "from-env", "second line", " s3cret file\n", "s3cret file")
+    with serving(device, env={TOKEN_ENV: "from-env"}) as srv:
+        _token_is(srv, "from-env", None, "from-env ", "s3cret")
+    with serving(device, "--token", "from-option", env={TOKEN_ENV: "from-env"}) as srv:
+        _token_is(srv, "from-option", None, "from-env")
+    with serving(device, env={TOKEN_ENV: ""}) as srv:
+        _token_is(srv, None)
+    # a pipe (--token-file <(...) in a shell), the secret ended by "\r\n"; the whole file of 4096 bytes
+    read, write = os.pipe()
+    os.write(write, b"piped\r\n" + b"x" * (4096 - 7))
+    os.close(write)
+    try:
+        with serving(device, "--token-file", f"/dev/fd/{read}", pass_fds=(read,)) as srv:
+            _token_is(srv, "piped", None, "piped\r", "from-env")
+    finally:
+        os.close(read)
+
+
+def _refused_token_file(tmp_path):
+    """Token files the server refuses: (argv, env, fragments of the one error line)."""
+    def write(name: str, data: bytes):
+        (tmp_path / name).write_bytes(data)
+        return str(tmp_path / name)
+    rows = [
+        (["--token-file", write("empty", b"")], {}, ["--token-file \"", "empty\"", "the file's first line) is empty"]),
+        (["--token-file", write("blank-first", b"\nsecret\n")], {}, ["blank-first", "is empty"]),
+        (["--token-file", write("crlf-only", b"\r\n")], {}, ["crlf-only", "is empty"]),
+        (["--token-file", write("big", b"s" * 4097)], {}, ["big\"", "more than 4096 bytes"]),
+        (["--token-file", write("big-lines", b"secret\n" + b"#" * 4096)], {}, ["big-lines", "more than 4096 bytes"]),
+        (["--token-file", str(tmp_path / "absent")], {}, ["absent\"", "cannot be read", "No such file"]),
+        (["--token-file", str(tmp_path)], {}, ["cannot be read", "a directory"]),
+        (["--token-file", ""], {}, ["--token-file is empty"]),
+        (["--token", "a", "--token-file", write("both", b"b\n")], {}, ["--token and --token-file", "both\"",
+                                                                     "give one of them"]),
+        (["--token-file", write("both2", b"b\n"), "--token=a"], {TOKEN_ENV: "c"}, ["--token and --token-file"]),
+        (["--token-file", write("env-too", b""), ], {TOKEN_ENV: "c"}, ["env-too", "is empty"]),
+    ]
+    if os.geteuid() != 0:   # root reads any file
+        locked = write("locked", b"secret\n")
+        os.chmod(locked, 0)
+        rows.append((["--token-file", locked], {}, ["locked\"", "cannot be read", "Permission denied"]))
+    return rows
+
+
+def test_token_file_refusals_are_one_error_line_naming_the_file_and_the_rule(device, tmp_path):
+    art = str(llm_artifact())
+    for argv, env, fragments in _refused_token_file(tmp_path):
+        res = run_server_once("--artifact", art, "--device", device, *argv, env=env)
+        assert res.returncode == 2, (argv, res.returncode, res.stderr)
+        assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: "), (argv, res.stderr)
+        for f in fragments:
+            assert f in res.stderr, (argv, f, res.stderr)
+    # checked before anything else starts: a file of exactly 4096 bytes is taken (the device is next)
+    f = tmp_path / "full"
+    f.write_bytes(b"s" * 4095 + b"\n")
+    res = run_server_once("--artifact", art, "--device", "sim://127.0.0.1:1", "--token-file", f)
+    assert res.returncode == 2 and "token" not in res.stderr and "sim://127.0.0.1:1" in res.stderr, res.stderr
+
+
+def test_a_public_host_is_refused_with_an_empty_token_variable(device):
+    res = run_server_once("--artifact", llm_artifact(), "--device", device, "--host", "0.0.0.0",
+                          env={TOKEN_ENV: ""})
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "not a loopback address" in res.stderr and "--token-file FILE" in res.stderr
+    assert TOKEN_ENV in res.stderr, res.stderr
 
 
 def test_max_clients_and_max_queue_answer_busy():

@@ -24,6 +24,9 @@ constexpr size_t kMaxStopBytes = 256;            // ... each of 1 .. this many U
 constexpr int64_t kDefaultMaxNewTokens = 256;    // (at most the model's max_ctx)
 constexpr int kDefaultPort = 7070;               // `dlavm serve`'s port when none is given
 constexpr size_t kTokenHeadBytes = 8;            // TOKEN payload: u32 request id, u32 token id, then text
+// The environment variable holding the server's shared secret (HELLO's token), read by dlavm-server,
+// the gateway and the dlavm commands when no option gives it (a command line is visible to `ps`).
+constexpr const char kTokenEnv[] = "DLAVM_SERVE_TOKEN";
 
 enum FrameType : uint8_t {
   HELLO = 1,

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -45,11 +46,13 @@ namespace serve {
 
 std::string usage() {
   return "usage: dlavm-server --artifact DIR --device URI [--host 127.0.0.1] [--port 0] [--port-file FILE]\n"
-         "                    [--token SECRET] [--max-queue 64] [--max-clients 64] [--max-frame 1048576]\n"
-         "                    [--frame-timeout 10] [--idle-timeout 600] [--send-timeout 10]\n"
+         "                    [--token-file FILE | --token SECRET] [--max-queue 64] [--max-clients 64]\n"
+         "                    [--max-frame 1048576] [--frame-timeout 10] [--idle-timeout 600] [--send-timeout 10]\n"
          "Serves the LLM artifact DIR (whose generated driver this program was linked with) on the device\n"
          "URI (sim://HOST:PORT) over the serving protocol of doc/serve.md. A --host that is not a loopback\n"
-         "address needs --token. Timeouts are in seconds.\n";
+         "address needs a token. The token (the secret clients present) is the first line of --token-file\n"
+         "FILE (at most 4096 bytes), else --token SECRET, else $" + std::string(kTokenEnv) + " when neither is\n"
+         "given; --token shows the secret to every user of this host (ps). Timeouts are in seconds.\n";
 }
 
 namespace {
@@ -81,12 +84,50 @@ double seconds_option(const std::string& opt, const std::string& v) {
   return x;
 }
 
+// The secret of --token-file: the file's first line, without its line end ("\n" or "\r\n"). The file
+// may be a regular file or a pipe (--token-file <(...)) of at most kMaxTokenFileBytes bytes.
+std::string read_token_file(const std::string& path) {
+  const std::string name = "--token-file " + quoted(path, 4096);  // the whole path: it names the file
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);  // a FIFO without writer: no wait
+  if (fd < 0) throw StartupError(name + " cannot be read: " + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw StartupError(name + " cannot be read: " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
+    throw StartupError(name + " cannot be read: it is " + (S_ISDIR(st.st_mode) ? "a directory" : "not a file") +
+                       " (give a file whose first line is the secret)");
+  const std::string too_large = name + " holds more than " + std::to_string(kMaxTokenFileBytes) +
+                                " bytes: a token file holds one line, the secret";
+  if (S_ISREG(st.st_mode) && st.st_size > static_cast<off_t>(kMaxTokenFileBytes)) throw StartupError(too_large);
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  std::string data;
+  char buf[1024];
+  while (data.size() <= kMaxTokenFileBytes) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw StartupError(name + " cannot be read: " + std::strerror(errno));
+    if (n == 0) break;
+    data.append(buf, static_cast<size_t>(n));
+  }
+  if (data.size() > kMaxTokenFileBytes) throw StartupError(too_large);
+  std::string secret = data.substr(0, data.find('\n'));
+  if (secret.size() < data.size() && !secret.empty() && secret.back() == '\r') secret.pop_back();
+  if (secret.empty())
+    throw StartupError(name + ": the secret (the file's first line) is empty; write it on the first line");
+  return secret;
+}
+
 }  // namespace
 
-ServerConfig parse_args(const std::vector<std::string>& args, bool& help) {
+ServerConfig parse_args(const std::vector<std::string>& args, bool& help, const char* env_token) {
   ServerConfig c;
   help = false;
-  bool have_artifact = false, have_device = false;
+  bool have_artifact = false, have_device = false, have_token = false;
+  std::string token_file;
+  bool have_token_file = false;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string opt = args[i], val;
     if (opt == "-h" || opt == "--help") {
@@ -100,8 +141,9 @@ ServerConfig parse_args(const std::vector<std::string>& args, bool& help) {
       opt = opt.substr(0, eq);
     }
     static const char* const kOpts[] = {"--artifact",    "--device",       "--host",          "--port",
-                                        "--port-file",   "--token",        "--max-queue",     "--max-clients",
-                                        "--max-frame",   "--frame-timeout", "--idle-timeout", "--send-timeout"};
+                                        "--port-file",   "--token",        "--token-file",    "--max-queue",
+                                        "--max-clients", "--max-frame",    "--frame-timeout", "--idle-timeout",
+                                        "--send-timeout"};
     bool known = false;
     for (const char* k : kOpts) known = known || opt == k;
     if (!known) throw StartupError("unknown argument " + quoted(opt) + " (see --help)");
@@ -125,6 +167,11 @@ ServerConfig parse_args(const std::vector<std::string>& args, bool& help) {
     } else if (opt == "--token") {
       if (val.empty()) throw StartupError("--token is empty (give a secret, or leave the option out)");
       c.token = val;
+      have_token = true;
+    } else if (opt == "--token-file") {
+      if (val.empty()) throw StartupError("--token-file is empty (give the file whose first line is the secret)");
+      token_file = val;
+      have_token_file = true;
     } else if (opt == "--max-queue") {
       c.max_queue = int_option(opt, val, 1, 1 << 20);
     } else if (opt == "--max-clients") {
@@ -141,6 +188,13 @@ ServerConfig parse_args(const std::vector<std::string>& args, bool& help) {
   }
   if (!have_artifact) throw StartupError("--artifact DIR is required (see --help)");
   if (!have_device) throw StartupError("--device URI is required (see --help)");
+  if (have_token && have_token_file)
+    throw StartupError("--token and --token-file " + quoted(token_file, 4096) +
+                       " both give the secret: give one of them (--token-file keeps it off the command line)");
+  if (have_token_file)
+    c.token = read_token_file(token_file);
+  else if (!have_token && env_token != nullptr && env_token[0] != '\0')
+    c.token = env_token;  // an empty variable counts as unset
   return c;
 }
 
@@ -379,7 +433,8 @@ int Server::listen_socket(std::string& shown_addr) {
   for (addrinfo* ai = res; ai; ai = ai->ai_next)
     if (!is_loopback(ai->ai_addr) && cfg_.token.empty())
       throw StartupError("--host " + cfg_.host +
-                         " is not a loopback address: serving other machines needs --token SECRET");
+                         " is not a loopback address: serving other machines needs a token (--token-file FILE, $" +
+                         kTokenEnv + " or --token SECRET)");
   std::string last = "no address";
   for (addrinfo* ai = res; ai; ai = ai->ai_next) {
     const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
