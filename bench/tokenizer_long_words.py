@@ -9,8 +9,8 @@ every pair after each merge (quadratic in the word's length), the new one is O(n
 (vocabulary 512) plus merges for runs of up to 16 'a's, so a run merges too.
 
 ``after`` is the working tree's clib (``make -C clib lib``, release -O2); ``before`` is
-clib/src/tokenizer.cc of the commit ``--before`` (default HEAD; pass the commit preceding the change
-once it is committed), compiled the same way into a temporary directory and linked in its place. Both
+clib/src/tokenizer.cc of the commit ``--before`` (default: the last commit with the quadratic merge
+loop), compiled the same way into a temporary directory and linked in its place. Both
 link bench/tokenizer_long_words.cc, which times ``Tokenizer::encode`` in-process (best of ``--repeat``
 runs, fewer when they pass 2 s), and both must give HF tokenizers' ids. Prints a table and writes
 bench/results/tokenizer_long_words.json.
@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 CLIB = ROOT / "clib"
 DRIVER = ROOT / "bench" / "tokenizer_long_words.cc"
+#: the last commit whose clib/src/tokenizer.cc rescans every pair after each merge
+QUADRATIC_MERGE_REV = "507786f"
 FLAGS = ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror"]
 SIZES = (1_000, 10_000, 100_000)
 KINDS = ("english", "mixed", "run")
@@ -85,7 +87,9 @@ def build(work: Path, before_rev: str) -> dict[str, Path]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--before", default="HEAD", help="commit whose clib/src/tokenizer.cc is 'before' (default HEAD)")
+    ap.add_argument("--before", default=QUADRATIC_MERGE_REV,
+                    help=f"commit whose clib/src/tokenizer.cc is 'before' (default {QUADRATIC_MERGE_REV}, the last one "
+                         "with the quadratic merge loop)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     args = ap.parse_args(argv)
