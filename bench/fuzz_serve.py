@@ -241,8 +241,15 @@ def read_reply(sock: socket.socket, chk: Checker, where: str):
     return ft, obj
 
 
-def _connect(host: str, port: int, timeout: float) -> socket.socket:
-    sock = socket.create_connection((host, port), timeout=timeout)
+def _connect(host: str, port: int, timeout: float, chk: Checker, where: str) -> socket.socket | None:
+    """A new connection, counted; None (and a finding) when it cannot be made."""
+    with chk.lock:
+        chk.connections += 1
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as e:
+        chk.finding(f"{where}: cannot connect: {e}")
+        return None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -265,11 +272,8 @@ def run_closing(host, port, rng, kind, chk, hang_timeout, hello) -> None:
     where = f"{kind} {data[:80]!r}"
     with chk.lock:
         chk.sent[kind] += 1
-        chk.connections += 1
-    try:
-        sock = _connect(host, port, hang_timeout)
-    except OSError as e:
-        chk.finding(f"{where}: cannot connect: {e}")
+    sock = _connect(host, port, hang_timeout, chk, where)
+    if sock is None:
         return
     with sock:
         try:
@@ -285,12 +289,8 @@ def run_closing(host, port, rng, kind, chk, hang_timeout, hello) -> None:
 
 def run_kept(host, port, rng, n, chk, hang_timeout, hello) -> int:
     """One connection sending up to ``n`` kept-kind frames; returns how many it sent."""
-    with chk.lock:
-        chk.connections += 1
-    try:
-        sock = _connect(host, port, hang_timeout)
-    except OSError as e:
-        chk.finding(f"kept: cannot connect: {e}")
+    sock = _connect(host, port, hang_timeout, chk, "kept")
+    if sock is None:
         return 0
     sent = 0
     with sock:
@@ -358,12 +358,9 @@ def run_slow(host, port, rng, chk, frame_timeout, hang_timeout, hello) -> None:
     """Part of a frame, then silence (or a trickle): ERROR bad_frame after the frame timeout, then closed."""
     with chk.lock:
         chk.sent["slow_partial"] += 1
-        chk.connections += 1
     f = frame(2, dumps({"id": 1, **GOOD_REQUEST}))
-    try:
-        sock = _connect(host, port, hang_timeout)
-    except OSError as e:
-        chk.finding(f"slow_partial: cannot connect: {e}")
+    sock = _connect(host, port, hang_timeout, chk, "slow_partial")
+    if sock is None:
         return
     with sock:
         try:

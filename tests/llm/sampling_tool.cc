@@ -90,21 +90,38 @@ std::vector<int32_t> id_list(const std::string& s) {
   return out;
 }
 
+// One case of a `sample` / `time` input file: u32 vocab, u32 draws, f64 temperature, i64 top_k, f64 top_p,
+// u64 seed, then vocab float32 logits.
+struct SampleCase {
+  uint32_t draws;
+  dlavm::SamplingParams params;
+  uint64_t seed;
+  std::vector<float> logits;
+};
+
+SampleCase take_case(const std::vector<char>& buf, size_t& pos) {
+  SampleCase c;
+  const uint32_t vocab = take<uint32_t>(buf, pos);
+  c.draws = take<uint32_t>(buf, pos);
+  c.params.temperature = take<double>(buf, pos);
+  c.params.top_k = take<int64_t>(buf, pos);
+  c.params.top_p = take<double>(buf, pos);
+  c.seed = take<uint64_t>(buf, pos);
+  c.logits.resize(vocab);
+  for (uint32_t i = 0; i < vocab; ++i) c.logits[i] = take<float>(buf, pos);
+  return c;
+}
+
 int run_sample(const char* path) {
   const std::vector<char> buf = read_all(path);
   size_t pos = 0;
   while (pos < buf.size()) {
-    const uint32_t vocab = take<uint32_t>(buf, pos), draws = take<uint32_t>(buf, pos);
-    dlavm::SamplingParams p;
-    p.temperature = take<double>(buf, pos);
-    p.top_k = take<int64_t>(buf, pos);
-    p.top_p = take<double>(buf, pos);
-    dlavm::SplitMix64 rng(take<uint64_t>(buf, pos));
-    std::vector<float> logits(vocab);
-    for (uint32_t i = 0; i < vocab; ++i) logits[i] = take<float>(buf, pos);
+    const SampleCase c = take_case(buf, pos);
+    dlavm::SplitMix64 rng(c.seed);
     try {
       std::string line;
-      for (uint32_t d = 0; d < draws; ++d) line += (d ? " " : "") + std::to_string(dlavm::sample_token(logits, p, rng));
+      for (uint32_t d = 0; d < c.draws; ++d)
+        line += (d ? " " : "") + std::to_string(dlavm::sample_token(c.logits, c.params, rng));
       std::printf("%s\n", line.c_str());
     } catch (const std::invalid_argument& e) {
       std::printf("error: %s\n", e.what());
@@ -118,19 +135,13 @@ int run_time(const char* path) {
   const std::vector<char> buf = read_all(path);
   size_t pos = 0;
   while (pos < buf.size()) {
-    const uint32_t vocab = take<uint32_t>(buf, pos), draws = take<uint32_t>(buf, pos);
-    dlavm::SamplingParams p;
-    p.temperature = take<double>(buf, pos);
-    p.top_k = take<int64_t>(buf, pos);
-    p.top_p = take<double>(buf, pos);
-    dlavm::SplitMix64 rng(take<uint64_t>(buf, pos));
-    std::vector<float> logits(vocab);
-    for (uint32_t i = 0; i < vocab; ++i) logits[i] = take<float>(buf, pos);
-    std::vector<double> us(std::max<uint32_t>(draws, 1));
+    const SampleCase c = take_case(buf, pos);
+    dlavm::SplitMix64 rng(c.seed);
+    std::vector<double> us(std::max<uint32_t>(c.draws, 1));
     int32_t id = -1;
     for (double& t : us) {
       const auto t0 = std::chrono::steady_clock::now();
-      id = dlavm::sample_token(logits, p, rng);
+      id = dlavm::sample_token(c.logits, c.params, rng);
       t = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
     }
     std::sort(us.begin(), us.end());
