@@ -8,7 +8,9 @@ TORCH = ["torch==2.13.0", "transformers>=5.0", "safetensors>=0.4"]
 # The OpenAI-compatible HTTP gateway of `dlavm serve --http-port` (doc/serve.md); its chat endpoint renders
 # the model's chat template with jinja2. The tests talk to it with the real `openai` client.
 SERVE = ["starlette>=0.40", "uvicorn>=0.30", "jinja2>=3.1"]
-DEV = TORCH + SERVE + ["pytest>=8", "hypothesis>=6.100", "tqdm>=4.66", "matplotlib>=3.8", "openai>=1.40"]
+# Design-space sweeps (doc/dse.md): Ray runs them on a cluster, matplotlib draws the Pareto plots.
+DSE = ["ray>=2.40", "matplotlib>=3.8"]
+DEV = TORCH + SERVE + DSE + ["pytest>=8", "hypothesis>=6.100", "tqdm>=4.66", "openai>=1.40"]
 
 setup(
     name="dlavm",
@@ -17,7 +19,7 @@ setup(
     packages=find_packages(include=["dlavm", "dlavm.*", "hw_models", "hw_models.*"]),
     python_requires=">=3.11",
     install_requires=["numpy>=1.26", "click>=8.1", "tokenizers>=0.20"],
-    extras_require={"torch": TORCH, "serve": SERVE, "dev": DEV},
+    extras_require={"torch": TORCH, "serve": SERVE, "dse": DSE, "dev": DEV},
     package_data={"dlavm.target": ["builtin/*.json"]},
     entry_points={"console_scripts": ["dlavm = dlavm.cli.main:main"]},
 )

@@ -5,8 +5,10 @@
 a cache is needed: deleting it costs a rebuild."""
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 #: the checkout (or installed tree) this package lives in
@@ -26,4 +28,25 @@ def cache_dir(name: str) -> Path:
     return Path(tempfile.gettempdir()) / f"dlavm-{name}"
 
 
-__all__ = ["cache_dir", "CACHE_ENV", "REPO_ROOT"]
+#: the packages whose sources decide what the compiler produces and what the simulator measures
+FINGERPRINTED = ("dlavm", "hw_models")
+
+
+@lru_cache(maxsize=1)
+def source_fingerprint() -> str:
+    """sha256 (hex) of every Python source and data file (``.py``, ``.json``) of the compiler and the
+    simulator (:data:`FINGERPRINTED`), by relative path and content: two processes that report the same
+    fingerprint compile and simulate alike. What keys a cache or a result store computed by this code
+    (``dlavm dse``'s store, doc/dse.md). Computed once per process."""
+    h = hashlib.sha256()
+    for pkg in FINGERPRINTED:
+        root = REPO_ROOT / pkg
+        for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".json") and p.is_file()
+                           and "__pycache__" not in p.parts):
+            rel = path.relative_to(REPO_ROOT).as_posix().encode()
+            data = path.read_bytes()
+            h.update(len(rel).to_bytes(8, "little") + rel + len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()
+
+
+__all__ = ["cache_dir", "source_fingerprint", "CACHE_ENV", "REPO_ROOT", "FINGERPRINTED"]

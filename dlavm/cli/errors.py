@@ -19,6 +19,8 @@ import traceback
 
 import click
 
+from dlavm.errors import is_project_error, one_line
+
 #: The command ran and its answer is "no": ``diff`` found differences, ``check`` or ``golden`` disagree.
 EXIT_NEGATIVE = 1
 #: The input was refused (bad option, file, model, target or artifact); the message says why.
@@ -30,20 +32,6 @@ EXIT_INTERRUPTED = 130
 
 #: Environment variable that makes an internal error print its traceback too.
 DEBUG_ENV = "DLAVM_DEBUG"
-
-
-def is_project_error(exc: BaseException) -> bool:
-    """True for an exception whose class, or one of its bases, is defined in the ``dlavm`` package.
-
-    Checked by module name, so classifying an error imports nothing (the
-    error path of a torch-free command stays torch-free).
-    """
-    return any(c.__module__ == "dlavm" or c.__module__.startswith("dlavm.") for c in type(exc).__mro__)
-
-
-def one_line(text: str) -> str:
-    """``text`` as one line: line breaks inside a message become ``; ``."""
-    return "; ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
 
 
 def _message(exc: BaseException) -> str:

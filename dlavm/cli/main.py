@@ -7,6 +7,7 @@ import click
 
 from .compare_cmds import COMMANDS as COMPARE_COMMANDS
 from .compile_cmds import COMMANDS as COMPILE_COMMANDS
+from .dse_cmds import COMMANDS as DSE_COMMANDS
 from .generate_cmds import COMMANDS as GENERATE_COMMANDS
 from .profile_cmds import COMMANDS as PROFILE_COMMANDS
 from .run_cmds import COMMANDS as RUN_COMMANDS
@@ -171,7 +172,8 @@ def _parse_dims(items):
 
 
 main.add_command(targets)
-for _cmd in COMPILE_COMMANDS + RUN_COMMANDS + PROFILE_COMMANDS + GENERATE_COMMANDS + COMPARE_COMMANDS + SERVE_COMMANDS:
+for _cmd in (COMPILE_COMMANDS + RUN_COMMANDS + PROFILE_COMMANDS + GENERATE_COMMANDS + COMPARE_COMMANDS
+             + SERVE_COMMANDS + DSE_COMMANDS):
     main.add_command(_cmd)
 
 if __name__ == "__main__":

@@ -92,6 +92,15 @@ class Progress:
         self.stream.write(line.rstrip() + "\n")
         self.stream.flush()
 
+    def note(self, text: str) -> None:
+        """A line of its own (a worker started, a point failed) that does not end the current stage: above
+        the bar on a terminal, a plain line otherwise."""
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+        else:
+            self._flush_pending()
+            self._write(text)
+
     # ---- end
     def close(self) -> None:
         """End the current bar (or print the last throttled step): what follows starts a new line."""

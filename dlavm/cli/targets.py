@@ -1,4 +1,4 @@
-"""``dlavm targets``: list the device descriptions with their derived figures."""
+"""``dlavm targets``: list the device descriptions with their derived figures, or their resource estimates."""
 from __future__ import annotations
 
 import click
@@ -30,6 +30,37 @@ def format_table(targets: list[Target]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def format_resources(targets: list[Target], part: str | None = None) -> str:
+    """One table per target: the resources of each unit of :func:`dlavm.target.resources.estimate` and the
+    total; with ``part``, the part's capacity, the total as a percentage of it, and the kinds it exceeds.
+
+    An unknown ``part`` is a :class:`TargetError` naming the known parts (before anything is computed).
+    """
+    from dlavm.target import resources
+
+    capacity = resources.part_capacity(part) if part is not None else None
+    part = part.lower() if part is not None else None
+    blocks = []
+    for t in targets:
+        est = resources.estimate(t)
+        rows = [["unit", *(k.upper() for k in resources.KINDS)]]
+        rows += [[unit, *(str(v) for v in res.as_dict().values())] for unit, res in est.items()]
+        if capacity is not None:
+            frac = resources.utilisation(est["total"], part)
+            rows.append([part, *(str(v) for v in capacity.as_dict().values())])
+            rows.append([f"% of {part}", *(f"{100 * frac[k]:.1f}" for k in resources.KINDS)])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = [f"{t.name}: resource estimate (memories exact; logic uncalibrated, doc/dse.md)"]
+        lines += ["  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])])
+                  for r in rows]
+        lines.insert(2, "  ".join("-" * w for w in widths))
+        if capacity is not None:
+            over = resources.exceeded(est["total"], part)
+            lines.append(f"exceeds {part}: {', '.join(over)}" if over else f"fits {part}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def select_targets(files: tuple[str, ...] = (), names: tuple[str, ...] = ()) -> list[Target]:
@@ -66,6 +97,15 @@ def select_targets(files: tuple[str, ...] = (), names: tuple[str, ...] = ()) -> 
 @click.option("--name", "names", multiple=True,
               help="Show only these targets (repeatable): names of built-ins or of targets defined by --file "
                    "files, or target files.")
-def targets(files: tuple[str, ...], names: tuple[str, ...]) -> None:
-    """List device targets with key parameters and derived figures."""
-    click.echo(format_table(select_targets(files, names)))
+@click.option("--resources", "show_resources", is_flag=True,
+              help="Print each target's resource estimate per unit (LUT, FF, DSP, BRAM36, URAM) instead.")
+@click.option("--part", default=None, metavar="NAME",
+              help="With the estimate, show it as a percentage of an FPGA part (xcvu37p, xcu280); "
+                   "implies --resources.")
+def targets(files: tuple[str, ...], names: tuple[str, ...], show_resources: bool, part: str | None) -> None:
+    """List device targets with key parameters and derived figures, or their resource estimates."""
+    shown = select_targets(files, names)
+    if show_resources or part is not None:
+        click.echo(format_resources(shown, part))
+    else:
+        click.echo(format_table(shown))

@@ -10,6 +10,8 @@
   tables, i.e. data the compiler writes into device memory.
 * ``insn_model.py``: each instruction's memory accesses, compute cycles and
   latency, shared by the simulator and the compiler.
+* ``resources.py``: the resource estimate (LUT, FF, DSP, BRAM36, URAM per
+  unit) as formulas of a target's fields, and the FPGA parts to check it against.
 
 This package imports nothing from the compiler; everything in it is data or a
 pure function of data.

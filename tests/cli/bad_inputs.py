@@ -186,6 +186,34 @@ def cases() -> list:
         _row("serve {llm} --device tcp://127.0.0.1:1", "tcp://"),
         _row("serve {llm} --port 70000", "--port", "70000"),
         _row("serve {ws}/empty_dir", "manifest.json"),
+        _row("dse tiny-llama --vary tin=1.5 -o {ws}/dse_out", "tin", "1.5"),
+        _row("dse tiny-llama --vary tin=2.0 -o {ws}/dse_out", "tin", "2.0"),
+        _row("dse tiny-llama --vary hbm_chanels=2 -o {ws}/dse_out", "hbm_chanels"),
+        _row("dse tiny-llama --vary name=x -o {ws}/dse_out", "name"),
+        _row("dse tiny-llama --vary clock_mhz=nan -o {ws}/dse_out", "clock_mhz", "nan"),
+        _row("dse tiny-llama --vary tin=16,16 -o {ws}/dse_out", "tin", "16"),
+        _row("dse tiny-llama --vary clock_mhz=300:100:50 -o {ws}/dse_out", "clock_mhz", "300:100:50"),
+        _row("dse tiny-llama --vary weights=int3 -o {ws}/dse_out", "weights", "int3"),
+        _row("dse tiny-llama --ctx 16,abc -o {ws}/dse_out", "--ctx", "abc"),
+        _row("dse tiny-llama --ctx 0 -o {ws}/dse_out", "ctx", "0"),
+        _row("dse tiny-llama --sample lhs:0 -o {ws}/dse_out", "lhs:0"),
+        _row("dse tiny-llama --sample random:100 -o {ws}/dse_out", "random:100"),
+        _row("dse tiny-llama --sample sobol:4 -o {ws}/dse_out", "sobol"),
+        _row("dse mlp --no-llm --ctx 16 -o {ws}/dse_out", "ctx"),
+        _row("dse tiny-llama -t nosuchtarget -o {ws}/dse_out", "nosuchtarget"),
+        _row("dse tiny-llama -t {ws}/tin_float.json -o {ws}/dse_out", "tin", "16.5"),
+        _row("dse tiny-llama --sweep {ws}/not_json.json -o {ws}/dse_out", "not_json.json"),
+        _row("dse tiny-llama --sweep {ws}/sweep_unknown_key.json -o {ws}/dse_out", "sweep_unknown_key.json",
+             "varry"),
+        _row("dse --ctx 16 -o {ws}/dse_out", "model"),
+        _row("dse tiny-llama --workers 0 -o {ws}/dse_out", "--workers", "0"),
+        _row("dse tiny-llama --ray nonsense -o {ws}/dse_ray1", "--ray", "nonsense"),
+        _row("dse tiny-llama --ray 127.0.0.1:1 -o {ws}/dse_ray2", "127.0.0.1:1"),
+        _row("dse tiny-llama -o {ws}/a_file", "a_file"),
+        _row("dse report {ws}/empty_dir", "empty_dir", "no sweep results"),
+        _row("dse report {ws}/garbage_store", "dse.sqlite", "not a sweep store"),
+        _row("dse report {ws}/garbage_store --resource watts", "--resource", "watts"),
+        _row("targets --part vu9p", "vu9p"),
         _row("chat --connect nope", "--connect", "nope"),
         _row("chat --connect 127.0.0.1:1", "127.0.0.1:1"),
         _row("diff {ws}/absent_listing {mlp}", "absent_listing"),
@@ -282,6 +310,9 @@ def make_workspace(ws: Path) -> Path:
     garbage = ws / "garbage_artifact"
     garbage.mkdir(exist_ok=True)
     (garbage / "manifest.json").write_text("{ this is not json")
+    (ws / "garbage_store").mkdir(exist_ok=True)
+    (ws / "garbage_store" / "dse.sqlite").write_bytes(b"this is no database" * 64)
+    (ws / "sweep_unknown_key.json").write_text(json.dumps({"model": "tiny-llama", "varry": {"tin": [16]}}))
     (ws / "bad_tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": "oops"}}))
     import numpy as np  # input files for ``run {mlp} --input`` (its entry takes ids: int64 [seq], seq <= 32)
     ids = np.arange(5, dtype=np.int64)

@@ -1,0 +1,15 @@
+"""Design-space exploration over hardware targets (doc/dse.md): sweep target descriptions, weight
+formats and contexts; compile and profile each point in timing-only mode; store the results; report the
+Pareto fronts.
+
+``space`` defines a sweep and its points, ``evaluate`` computes one point, ``engines`` runs points on
+a local process pool or on Ray, ``store`` keeps the results (SQLite, resumable), ``sweep`` ties them
+together and ``report`` reads them back (tables, Pareto fronts, plots).
+"""
+from .engines import EngineError, JobError, LocalEngine, RayEngine
+from .space import SweepError, SweepSpec, build_spec
+from .store import ResultStore, StoreError
+from .sweep import SweepOutcome, run_sweep
+
+__all__ = ["SweepSpec", "SweepError", "build_spec", "run_sweep", "SweepOutcome", "LocalEngine", "RayEngine",
+           "JobError", "EngineError", "ResultStore", "StoreError"]

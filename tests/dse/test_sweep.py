@@ -1,0 +1,261 @@
+"""Sweeps end to end (doc/dse.md): real workers (spawned processes, Ray actors), the real compiler and
+timing-only simulator, the SQLite store. The sweep: tiny-llama on the tiny target over HBM channels,
+MVM width and context; tin=24 does not nest with the int4 group, so half the points are refused."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dlavm.dse import JobError, LocalEngine, RayEngine, ResultStore, StoreError, build_spec, run_sweep
+from dlavm.dse.evaluate import METRICS, Evaluator, ModelJob, derived_target
+from dlavm.dse.space import Point, point_id
+from dlavm.dse.sweep import model_job
+from dlavm.target import get_target
+
+from .crashing import DEADLY_CTX, CrashingEvaluator
+
+REPO = Path(__file__).resolve().parents[2]
+DLAVM = [sys.executable, "-m", "dlavm.cli.main"]
+#: the sweep of these tests, as command-line arguments
+ARGS = ["tiny-llama", "-t", "tiny", "--vary", "hbm_channels=1,2", "--vary", "tin=16,24", "--ctx", "16,32"]
+
+
+def spec_of(args=ARGS):
+    vary = [args[i + 1] for i, a in enumerate(args) if a == "--vary"]
+    ctx = [int(c) for c in args[args.index("--ctx") + 1].split(",")]
+    return build_spec(args[0], args[2], vary, None, ctx, None, None, None, None)
+
+
+def comparable(rows):
+    """What must not depend on the engine: everything but wall times and the worker's name."""
+    return {r["point_id"]: (r["index"], r["params"], r["status"], r["reason"], r["metrics"]) for r in rows}
+
+
+def read_rows(folder):
+    with ResultStore.read(folder) as store:
+        return store.rows()
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """The sweep on a local pool of 2 workers: its folder and rows."""
+    out = tmp_path_factory.mktemp("dse") / "local2"
+    outcome = run_sweep(spec_of(), out, LocalEngine(2))
+    assert outcome.computed == outcome.total == 8 and outcome.stored_before == 0
+    return out, read_rows(out)
+
+
+def test_points_record_results_and_refusals(baseline):
+    _, rows = baseline
+    assert len(rows) == 8 and [r["index"] for r in rows] == list(range(8))
+    for r in rows:
+        if r["params"]["tin"] == 24:   # 24 and the int4 group of 128 do not divide one another
+            assert r["status"] == "refused", r
+            assert r["reason"].startswith("target: ") and "int4_group" in r["reason"] and r["metrics"] == {}
+        else:
+            assert r["status"] == "ok", r
+            assert set(METRICS) <= set(r["metrics"]), set(METRICS) - set(r["metrics"])
+            m = r["metrics"]
+            assert m["tokens_per_s"] == pytest.approx(1e6 / m["step_us"])   # seq 1: decode
+            assert m["prefill_tokens"] == r["params"]["ctx"] - 1            # the cached tokens before it
+            assert 0 < m["roofline_fraction"] <= 1 and m["weight_bytes"] > 0 and m["stream_entries"] > 0
+            assert m["kv_bytes"] > 0 and m["lut"] > 0 and m["dsp"] > 0
+    ok = {(r["params"]["hbm_channels"], r["params"]["ctx"]): r["metrics"] for r in rows if r["status"] == "ok"}
+    # the physics the sweep should show: twice the channels, faster decode; a longer context, more KV bytes
+    for ctx in (16, 32):
+        assert ok[(2, ctx)]["tokens_per_s"] > ok[(1, ctx)]["tokens_per_s"]
+        assert ok[(2, ctx)]["hbm_gbytes_per_s"] == 2 * ok[(1, ctx)]["hbm_gbytes_per_s"]
+    assert ok[(1, 32)]["kv_bytes"] == 2 * ok[(1, 16)]["kv_bytes"]
+
+
+def test_a_point_equals_dlavm_compile_and_profile(baseline, tmp_path):
+    """A record holds what `dlavm compile` + `dlavm profile --timing-only` give for the derived target, although
+    the worker imported the model once and compiled several points from it."""
+    _, rows = baseline
+    r = next(r for r in rows if r["status"] == "ok" and r["params"]["hbm_channels"] == 2 and r["params"]["ctx"] == 16)
+    t = derived_target(get_target("tiny"), {"hbm_channels": 2, "tin": 16})
+    fields = {f: getattr(t, f) for f in t.__dataclass_fields__}
+    fields["weight_formats"] = list(fields["weight_formats"])
+    (tmp_path / "t.json").write_text(json.dumps(fields))
+    art = tmp_path / "art"
+    subprocess.run(DLAVM + ["compile", "tiny-llama", "--llm", "-t", str(tmp_path / "t.json"), "--max-seq", "16",
+                            "--no-driver", "-o", str(art)], check=True, capture_output=True, cwd=REPO)
+    out = subprocess.run(DLAVM + ["profile", str(art), "--timing-only", "--seq", "1", "--ctx", "16", "--json"],
+                         check=True, capture_output=True, text=True, cwd=REPO).stdout
+    p = json.loads(out)
+    m = r["metrics"]
+    assert (m["cycles"], m["macs"], m["hbm_bytes_moved"]) == (p["cycles"], p["macs"], p["hbm_bytes"])
+    assert m["step_us"] == p["time_us"] and m["prefill_us"] == p["phases"][0]["time_us"]
+    manifest = json.loads((art / "manifest.json").read_text())
+    assert m["weight_bytes"] == manifest["memory"]["weights"]["used"]
+    assert m["stream_entries"] == sum(s["count"] for s in manifest["streams"].values())
+
+
+def test_one_worker_and_two_agree(baseline, tmp_path):
+    _, rows = baseline
+    out = tmp_path / "local1"
+    run_sweep(spec_of(), out, LocalEngine(1))
+    assert comparable(read_rows(out)) == comparable(rows)
+
+
+@pytest.fixture
+def ray_head():
+    """A Ray cluster started as users start one (``ray start --head``, token authentication on, as Ray
+    recommends), stopped after the test: ``(address, environment of a client that holds the token)``."""
+    pytest.importorskip("ray")
+    ray_cli = Path(sys.executable).parent / "ray"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    subprocess.run([str(ray_cli), "start", "--head", "--port", str(port), "--num-cpus", "2",
+                    "--include-dashboard", "false", "--disable-usage-stats"],
+                   check=True, capture_output=True, env=env, timeout=120)
+    try:
+        yield f"127.0.0.1:{port}", env
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def test_ray_cluster_gives_the_local_results(baseline, tmp_path, ray_head):
+    """`dlavm dse --ray HOST:PORT` on an existing cluster: the same records as the local pool."""
+    _, rows = baseline
+    address, env = ray_head
+    out = tmp_path / "ray"
+    res = subprocess.run(DLAVM + ["dse", *ARGS, "-o", str(out), "--ray", address], capture_output=True, text=True,
+                         cwd=REPO, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "Ray actor" in res.stderr and "this run computed 8 (4 ok, 4 refused)" in res.stdout
+    assert comparable(read_rows(out)) == comparable(rows)
+
+
+def _count(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as c:
+            return c.execute("SELECT count(*) FROM points").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_killed_sweep_resumes_where_it_stopped(baseline, tmp_path):
+    """SIGKILL the whole sweep (driver and workers) after some points: the rerun computes only the rest,
+    and the results equal an uninterrupted sweep's."""
+    _, rows = baseline
+    out = tmp_path / "killed"
+    cmd = DLAVM + ["dse", *ARGS, "-o", str(out), "--workers", "1"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while _count(out / "dse.sqlite") < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stored = _count(out / "dse.sqlite")
+    assert 3 <= stored < 8, f"the kill must land mid-sweep (stored {stored} of 8)"
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert f"{stored} already in" in res.stderr
+    assert f"{stored} were stored before, this run computed {8 - stored} " in res.stdout
+    assert comparable(read_rows(out)) == comparable(rows)
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "this run computed 0 " in again.stdout   # complete: nothing to do
+
+
+def crash_spec():
+    return build_spec("tiny-llama", "tiny", [], None, [16, DEADLY_CTX, 32], None, None, None, None)
+
+
+def _crash_job():
+    job = model_job(crash_spec())
+    return ModelJob(job.model, job.target, job.llm, job.ctxs, evaluator=CrashingEvaluator)
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_a_dying_worker_fails_only_its_point(engine, tmp_path):
+    if engine == "ray":
+        pytest.importorskip("ray")
+    records, events = [], []
+    eng = LocalEngine(2) if engine == "local" else RayEngine("local", 2)
+    eng.run(_crash_job(), crash_spec().points(), records.append, lambda kind, detail: events.append(kind))
+    by_ctx = {r["params"]["ctx"]: r for r in records}
+    assert sorted(by_ctx) == [16, DEADLY_CTX, 32] and len(records) == 3
+    dead = by_ctx.pop(DEADLY_CTX)
+    assert dead["status"] == "failed" and "died" in dead["reason"], dead
+    if engine == "local":
+        assert "SIGKILL" in dead["reason"]
+    assert all(r["status"] == "ok" for r in by_ctx.values())
+
+
+def test_a_model_that_does_not_import_stops_the_sweep_and_stores_nothing(tmp_path):
+    spec = build_spec("no-such-model", "tiny", [], None, [16], None, None, None, None)
+    with pytest.raises(JobError, match="cannot import no-such-model"):
+        run_sweep(spec, tmp_path / "r", LocalEngine(1))
+    assert read_rows(tmp_path / "r") == []
+
+
+def test_the_store_refuses_another_sweep_or_compiler_and_a_second_writer(baseline, tmp_path):
+    folder, rows = baseline
+    other = build_spec("tiny-llama", "tiny", ["hbm_channels=1,4"], None, [16], None, None, None, None)
+    with pytest.raises(StoreError, match="holds another sweep.*hbm_channels.*--restart"):
+        run_sweep(other, folder, LocalEngine(1))
+    with pytest.raises(StoreError, match="another compiler version"):
+        ResultStore.open(folder, spec_of().to_json(), "f" * 64)
+    with ResultStore.open(tmp_path / "x", other.to_json(), "f" * 64):
+        with pytest.raises(StoreError, match="another sweep is running"):
+            ResultStore.open(tmp_path / "x", other.to_json(), "f" * 64)
+    with ResultStore.open(tmp_path / "x", spec_of().to_json(), "e" * 64, restart=True) as s:
+        assert s.done_ids() == set() and s.spec() == spec_of().to_json()
+    assert comparable(read_rows(folder)) == comparable(rows)   # nothing above touched the results
+
+
+def test_a_tampered_store_is_refused_with_one_line(tmp_path, baseline):
+    folder, _ = baseline
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "dse.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a sweep store"):
+        ResultStore.read(bad)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "dse.sqlite").write_bytes((folder / "dse.sqlite").read_bytes())
+    with sqlite3.connect(copy / "dse.sqlite") as c:
+        c.execute("UPDATE points SET metrics = '{\"tokens_per_s\": \"fast\"}' WHERE idx = 0")
+    with pytest.raises(StoreError, match="point .*metrics must be an object of finite numbers"):
+        read_rows(copy)
+    with sqlite3.connect(copy / "dse.sqlite") as c:
+        c.execute("UPDATE points SET metrics = '{}', status = 'great' WHERE idx = 0")
+    with pytest.raises(StoreError, match="status 'great' must be one of"):
+        read_rows(copy)
+    with pytest.raises(StoreError, match="no sweep results here"):
+        ResultStore.read(tmp_path / "nothing")
+
+
+def test_llama2_7b_shape_points(tmp_path):
+    """The 7B shape (meta weights, timing-only): 8 HBM channels (2 GiB) cannot hold its int4 weights, 32 can."""
+    spec = build_spec("llama2-7b-shape", "vcu128", ["hbm_channels=8,32"], None, [128], None, None, None, None)
+    ev = Evaluator(model_job(spec))
+    small, full = (ev(p) for p in spec.points())
+    assert small["status"] == "refused" and "does not fit region hbm" in small["reason"], small
+    assert full["status"] == "ok", full
+    m = full["metrics"]
+    # 6.5e9 weights on the device (the embedding table stays on the host) at 4 bits and an fp16 scale per 128
+    assert 3.3e9 < m["weight_bytes"] < 3.5e9 and 20 < m["tokens_per_s"] < 100
+    assert 0.5 < m["hbm_fraction"] <= 1.0
+
+
+def test_point_ids_are_the_store_keys(baseline):
+    _, rows = baseline
+    for r in rows:
+        assert r["point_id"] == point_id(r["params"])
+    p = Point(0, rows[0]["params"], rows[0]["point_id"])
+    assert p.target_fields == {"hbm_channels": 1, "tin": 16} and (p.weights, p.ctx, p.seq) == ("int4", 16, 1)
