@@ -109,6 +109,8 @@ class Evaluator:
             from dlavm.models import import_model
             res = import_model(self.job.model, max_seq=bound)
             self._imported[bound] = (res.module, res.spec.name)
+            gc.collect()
+            gc.freeze()   # the imported graph lives as long as the worker: the collection after each point skips it
         return self._imported[bound]
 
     def _compile(self, target, point: Point):

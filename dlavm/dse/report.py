@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 from .evaluate import METRICS, STATUSES   # the record's statuses and metrics (in the order the CSV writes them)
@@ -251,12 +252,25 @@ def _point_table(rows: list[dict], names: list[str], cost: str, over) -> list[st
     return ["  " + line for line in _table(header, body, left)]
 
 
+#: What differs between reasons of one kind (a derived target's name, addresses, sizes), and what stands for it.
+_REASON_VALUES = ((re.compile(r"target '[^']*'"), "target '...'"), (re.compile(r"0x[0-9a-fA-F]+"), "..."),
+                  (re.compile(r"(?<![\w.])[0-9]+(?:\.[0-9]+)?(?![\w.])"), "..."))
+
+
+def reason_kind(reason: str | None) -> str:
+    """The first line of ``reason`` with what differs from point to point (the derived target's name,
+    addresses, sizes) replaced by ``...``: the key that groups refusals of one kind."""
+    text = ((reason or "").strip().splitlines() or ["(no reason recorded)"])[0]
+    for pattern, stand_in in _REASON_VALUES:
+        text = pattern.sub(stand_in, text)
+    return text
+
+
 def _reasons(rows: list[dict], status: str, names: list[str]) -> list[str]:
     groups: dict[str, list[dict]] = {}
     for r in rows:
         if r["status"] == status:
-            reason = (r.get("reason") or "(no reason recorded)").strip().splitlines() or ["(no reason recorded)"]
-            groups.setdefault(reason[0], []).append(r)
+            groups.setdefault(reason_kind(r.get("reason")), []).append(r)
     if not groups:
         return []
     n = sum(len(g) for g in groups.values())
@@ -265,7 +279,8 @@ def _reasons(rows: list[dict], status: str, names: list[str]) -> list[str]:
     for reason, group in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         lines.append(f"  {len(group):>{width}}  {reason}")
         ex = group[0]
-        lines.append(f"  {'':>{width}}  e.g. #{ex['index']} {_params_text(ex, names)}")
+        lines.append(f"  {'':>{width}}  e.g. #{ex['index']} {_params_text(ex, names)}: "
+                     f"{((ex.get('reason') or '').strip().splitlines() or [''])[0]}")
     return lines + [""]
 
 

@@ -213,6 +213,9 @@ TORCH_FREE_PATHS = (
     (("run", "{mlp}", "--device", "http://127.0.0.1:1"), 2, "error: --device 'http://127.0.0.1:1'"),
     (("compile", "mlp", "-o", "{llm}"), 2, "is not empty"),
     (("targets", "--name", "nosuch"), 2, "error: unknown target 'nosuch'"),
+    (("targets", "--name", "vcu128", "--part", "xcvu37p"), 0, "% of xcvu37p"),
+    (("dse", "report", "{ws}/garbage_store"), 2, "not a sweep store"),
+    (("dse", "tiny-llama", "--vary", "tin=1.5", "-o", "{ws}/dse_out"), 2, "tin"),
 )
 
 

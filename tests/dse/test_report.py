@@ -140,10 +140,11 @@ def test_report_of_known_points():
     assert "failed (1 point, 1 reason)" in lines
     at = lines.index("refused (3 points, 2 reasons)")
     assert lines[at + 1:at + 5] == [
-        "  2  target: tin must divide sram_bytes / 64",
-        "     e.g. #7 hbm_channels=16 tin=128 weights=int8 ctx=2048",
-        "  1  compile: weights int8 need 9 GiB, the HBM holds 8 GiB",   # first line of the reason only
-        "     e.g. #9 hbm_channels=32 tin=64 weights=int4 ctx=2048"]
+        "  2  target: tin must divide sram_bytes / ...",                  # numbers differ within a kind
+        "     e.g. #7 hbm_channels=16 tin=128 weights=int8 ctx=2048: target: tin must divide sram_bytes / 64",
+        "  1  compile: weights int8 need ... GiB, the HBM holds ... GiB",   # first line of the reason only
+        "     e.g. #9 hbm_channels=32 tin=64 weights=int4 ctx=2048: compile: weights int8 need 9 GiB, the HBM "
+        "holds 8 GiB"]
     assert "second line" not in text
     best = table(text, "best 7 of 7 ok points by tokens/s")
     assert best[0].split() == ["#", "hbm_channels", "tin", "weights", "ctx", "tokens/s", "prefill", "tok/s", "%",
@@ -367,3 +368,17 @@ def test_csv_of_no_rows(tmp_path):
     with write_csv([], tmp_path / "r.csv").open(newline="") as f:
         lines = list(csv.reader(f))
     assert len(lines) == 1 and lines[0][:3] == ["index", "point_id", "status"]
+
+
+def test_refusals_of_one_kind_group_together_whatever_their_addresses_and_target_names():
+    from dlavm.dse.report import reason_kind
+    a = ("compile: pool 'weights' [0x0, 0x18a06aa20) does not fit region hbm [0x0, 0x100000000) of target "
+         "'vcu128[hbm_channels=16,hbm_channel_bytes=268435456]'")
+    b = ("compile: pool 'weights' [0x0, 0x313ac3020) does not fit region hbm [0x0, 0x300000000) of target "
+         "'vcu128[hbm_channels=48]'")
+    c = a.replace("'weights'", "'kv'")
+    assert reason_kind(a) == reason_kind(b) != reason_kind(c)
+    assert reason_kind(a) == "compile: pool 'weights' [..., ...) does not fit region hbm [..., ...) of target '...'"
+    assert reason_kind("target: int4_group=128 and tin=24 must divide one another\nmore") == \
+        "target: int4_group=... and tin=... must divide one another"
+    assert reason_kind("worker process died (signal SIGKILL) while evaluating this point").endswith("this point")

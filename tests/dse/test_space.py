@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlavm.dse.space import (DEFAULTS, MAX_AXIS_VALUES, RUN_AXES, Axis, SweepError, SweepSpec, build_spec,
-                             parse_vary, point_id)
+from dlavm.dse.space import DEFAULTS, MAX_AXIS_VALUES, RUN_AXES, Axis, SweepError, SweepSpec, point_id
+from dlavm.dse.sweep_input import build_spec, parse_vary
 from dlavm.target import get_target
 
 BASE = get_target("vcu128")

@@ -259,3 +259,47 @@ def test_point_ids_are_the_store_keys(baseline):
         assert r["point_id"] == point_id(r["params"])
     p = Point(0, rows[0]["params"], rows[0]["point_id"])
     assert p.target_fields == {"hbm_channels": 1, "tin": 16} and (p.weights, p.ctx, p.seq) == ("int4", 16, 1)
+
+
+def test_ctrl_c_stops_the_sweep_keeps_its_points_and_says_how_to_resume(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group): exit 130, one line saying how to resume, the finished
+    points stored, no worker left behind."""
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(DLAVM + ["dse", *ARGS, "-o", str(out), "--workers", "1"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while _count(out / "dse.sqlite") < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "error: interrupted"
+    assert "run the same command to resume" in err
+    stored = _count(out / "dse.sqlite")
+    assert 1 <= stored < 8 and len(read_rows(out)) == stored
+    deadline = time.monotonic() + 30   # the workers went with the driver (the last exits reaped by init)
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("a process of the sweep outlived it")
+
+
+def test_dlavm_dse_report_prints_the_fronts_and_writes_the_plots(baseline, tmp_path):
+    folder, _ = baseline
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "dse.sqlite").write_bytes((folder / "dse.sqlite").read_bytes())
+    res = subprocess.run(DLAVM + ["dse", "report", str(copy), "--part", "xcvu37p"], capture_output=True, text=True,
+                         cwd=REPO, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "8 points stored: 4 ok, 4 refused, 0 failed" in res.stdout
+    assert "Pareto front: tokens/s vs lut" in res.stdout and "int4_group" in res.stdout
+    from PIL import Image
+    for name in ("pareto.png", "params.png"):
+        with Image.open(copy / name) as im:
+            assert im.format == "PNG" and im.size[0] > 400
+    assert (copy / "results.csv").read_text().count("\n") == 9
