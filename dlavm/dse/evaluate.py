@@ -145,6 +145,8 @@ class Evaluator:
             record["sim_s"] = time.perf_counter() - t1
             record["metrics"] = {**profile_metrics(p), **artifact_metrics(cm.manifest), **target_metrics(target)}
         except Exception as exc:  # noqa: BLE001 -- a point's failure is its result, never the sweep's end
+            spent = time.perf_counter() - t0
+            record["compile_s" if stage != "profile" else "sim_s"] = spent - record["compile_s"]
             refused = is_project_error(exc)
             record["status"] = "refused" if refused else "failed"
             kind = "" if refused else f"{type(exc).__name__}: "

@@ -156,8 +156,10 @@ class ResultStore:
         return self._meta().get("fingerprint", "")
 
     def done_ids(self) -> set:
-        """The ``point_id`` of every point stored."""
-        return {r[0] for r in self._conn.execute("SELECT point_id FROM points")}
+        """The ``point_id`` of every point stored as a result (``ok`` or ``refused``). A ``failed`` point (a
+        worker that died, an unexpected error: perhaps a lost node or memory) is not done: the next run of
+        the sweep tries it again."""
+        return {r[0] for r in self._conn.execute("SELECT point_id FROM points WHERE status != 'failed'")}
 
     def rows(self) -> list[dict]:
         """Every stored record, in the sweep's point order, each checked (:func:`check_record`)."""

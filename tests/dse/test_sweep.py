@@ -303,3 +303,20 @@ def test_dlavm_dse_report_prints_the_fronts_and_writes_the_plots(baseline, tmp_p
         with Image.open(copy / name) as im:
             assert im.format == "PNG" and im.size[0] > 400
     assert (copy / "results.csv").read_text().count("\n") == 9
+
+
+def test_failed_points_are_tried_again_results_are_not(tmp_path):
+    spec = crash_spec()
+    p_ok, p_dead, p_refused = spec.points()
+
+    def rec(p, status):
+        return {"point_id": p.point_id, "index": p.index, "params": dict(p.params), "status": status,
+                "reason": None if status == "ok" else "why", "metrics": {}, "compile_s": 0.0, "sim_s": 0.0,
+                "worker": "w"}
+    with ResultStore.open(tmp_path, spec.to_json(), "f" * 64) as store:
+        for p, status in ((p_ok, "ok"), (p_dead, "failed"), (p_refused, "refused")):
+            store.add(rec(p, status))
+        assert store.done_ids() == {p_ok.point_id, p_refused.point_id}
+        store.add(rec(p_dead, "ok"))   # the retry's record replaces the failure
+        assert store.done_ids() == {p.point_id for p in spec.points()}
+        assert [r["status"] for r in store.rows()] == ["ok", "ok", "refused"]
