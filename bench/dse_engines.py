@@ -40,6 +40,14 @@ CTX = [512, 2048]
 MODEL, TARGET = "llama2-7b-shape", "vcu128"
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the checkout when it is inside it: what the results and their JSON name."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def comparable(rows):
     return {r["point_id"]: (r["index"], r["params"], r["status"], r["reason"], r["metrics"]) for r in rows}
 
@@ -92,7 +100,7 @@ def count_points(db: Path) -> int:
 def kill_and_resume(out: Path, workers: int, total: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "dlavm.cli.main", "dse", MODEL, "-t", TARGET, "--ctx", ",".join(map(str, CTX)),
-           "-o", str(out), "--workers", str(workers)]
+           "-o", shown(out), "--workers", str(workers)]
     for v in VARY:
         cmd += ["--vary", v]
     print("  resume: running 'dlavm dse' until half the points are stored, then SIGKILL", file=sys.stderr, flush=True)
@@ -135,7 +143,7 @@ def main(argv=None) -> int:
     identical = all(results[k] == results[labels[0]] for k in labels)
     resume = kill_and_resume(root / "resumed", workers, len(spec.points()))
     resume["identical_to_uninterrupted"] = comparable(rows_of(root / "resumed")) == results[labels[0]]
-    report = subprocess.run([sys.executable, "-m", "dlavm.cli.main", "dse", "report", str(root / "resumed")],
+    report = subprocess.run([sys.executable, "-m", "dlavm.cli.main", "dse", "report", shown(root / "resumed")],
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
     base = runs[0]
     for r in runs:
@@ -158,7 +166,7 @@ def main(argv=None) -> int:
            "runs": runs, "identical_across_engines": identical, "resume": resume, "report": report}
     path = ROOT / "bench" / "results" / "dse_engines.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"written: {path} (results and plots in {root / 'resumed'})")
+    print(f"written: {shown(path)} (results and plots in {shown(root / 'resumed')})")
     return 0 if identical and resume["identical_to_uninterrupted"] else 1
 
 
