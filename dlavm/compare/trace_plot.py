@@ -22,12 +22,13 @@ class PlotError(RuntimeError):
     """The plot cannot be drawn (matplotlib missing, nothing to draw); names the cause."""
 
 
-def require_matplotlib():
-    """The ``matplotlib.pyplot`` module on the non-interactive Agg backend, or :class:`PlotError`."""
+def require_matplotlib(what: str = "--plot"):
+    """The ``matplotlib.pyplot`` module on the non-interactive Agg backend, or :class:`PlotError` saying that
+    ``what`` (the option or the plots that asked) needs it."""
     try:
         import matplotlib
     except ImportError:
-        raise PlotError("--plot needs matplotlib, which is not installed here "
+        raise PlotError(f"{what} needs matplotlib, which is not installed here "
                         "(pip install matplotlib, or the dev extra: pip install -e '.[dev]')") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -26,6 +26,8 @@ import math
 import re
 from pathlib import Path
 
+from dlavm.compare.trace_plot import require_matplotlib
+
 from .evaluate import METRICS, STATUSES   # the record's statuses and metrics (in the order the CSV writes them)
 
 #: the resources a front can be drawn against (``dlavm dse report --resource``)
@@ -342,18 +344,6 @@ def format_report(spec: dict, rows: list[dict], resource: str = "lut", part: str
 
 # ---------------------------------------------------------------- plots
 
-def require_matplotlib():
-    """The ``matplotlib.pyplot`` module on the non-interactive Agg backend, or :class:`ReportError`."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ReportError("the dse plots need matplotlib, which is not installed here "
-                          "(pip install matplotlib, or the dev extra: pip install -e '.[dev]')") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def _empty_panel(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=10)
     ax.set_xticks([])
@@ -450,7 +440,7 @@ def write_plots(spec: dict, rows: list[dict], out_dir, resource: str = "lut", pa
         _part_check(part)
         from dlavm.target.resources import PARTS
         capacity = (f"{part} capacity", getattr(PARTS[part][0], resource))
-    plt = require_matplotlib()
+    plt = require_matplotlib("drawing the dse plots")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ok = [r for r in rows if r["status"] == "ok"]
@@ -534,4 +524,4 @@ def write_csv(rows, path) -> Path:
 
 
 __all__ = ["ReportError", "pareto_front", "format_report", "write_plots", "write_csv", "varied_axes",
-           "check_rows", "require_matplotlib", "METRICS", "RESOURCES", "STATUSES", "BYTES", "TOP"]
+           "check_rows", "METRICS", "RESOURCES", "STATUSES", "BYTES", "TOP"]

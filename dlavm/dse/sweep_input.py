@@ -6,10 +6,10 @@ Every refusal is a :class:`~dlavm.dse.space.SweepError`, one line naming where t
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from dlavm.target import Target, TargetError, builtin_names, get_target
+from dlavm.target.loader import read_object_file
 
 from .space import (FILE_KEYS, SAMPLE_METHODS, Axis, SweepError, SweepSpec, _INT_TEXT, _KeyedError, _kind_of,
                     _parse_token, _prefixed, _refuse_unknown)
@@ -58,52 +58,16 @@ def _axis_from_data(name: object, spec: object) -> Axis:
     return Axis(name, (spec,))
 
 
-def _refuse_duplicate_keys(pairs: list) -> dict:
-    keys = [k for k, _ in pairs]
-    dup = sorted({k for k in keys if keys.count(k) > 1})
-    if dup:
-        raise SweepError(f"key(s) {dup} given more than once")
-    return dict(pairs)
-
-
-def _refuse_constant(name: str) -> None:
-    raise SweepError(f"{name} is not a number JSON allows; give a finite number")
-
-
 def read_sweep_file(path: str | Path) -> dict:
     """The object of a sweep file (JSON; YAML for .yaml/.yml when PyYAML is installed), keys checked.
 
-    Refuses, naming the file: a missing file, bad syntax, a repeated key, NaN/Infinity, a top level
-    that is not an object, and keys other than :data:`FILE_KEYS`.
+    Refuses, naming the file: what :func:`dlavm.target.loader.read_object_file` refuses (a missing file,
+    bad syntax, a repeated key, a top level that is not an object) and keys other than :data:`FILE_KEYS`.
+    A NaN or Infinity is refused where it is used, naming its field.
     """
     path = Path(path)
     where = f"sweep file {str(path)!r}"
-    if not path.is_file():
-        raise SweepError(f"{where} does not exist or is not a file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SweepError(f"{where} cannot be read as UTF-8 text: {exc}") from None
-    if path.suffix in (".yaml", ".yml"):
-        try:
-            import yaml  # optional: JSON is always available
-        except ImportError:
-            raise SweepError(f"{where} is YAML but PyYAML is not installed; use JSON or install pyyaml") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SweepError(f"{where} is not valid YAML: {' '.join(str(exc).split())}") from None
-    else:
-        try:
-            data = json.loads(text, object_pairs_hook=_refuse_duplicate_keys, parse_constant=_refuse_constant)
-        except json.JSONDecodeError as exc:
-            raise SweepError(f"{where} is not valid JSON: {exc}") from None
-        except SweepError as exc:
-            raise SweepError(f"{where}: {exc}") from None
-        except RecursionError:
-            raise SweepError(f"{where}: nested too deeply") from None
-    if not isinstance(data, dict):
-        raise SweepError(f"{where} must hold an object with keys {', '.join(FILE_KEYS)}, not {type(data).__name__}")
+    data = read_object_file(path, where, f"an object with keys {', '.join(FILE_KEYS)}", SweepError)
     _refuse_unknown(where, data, FILE_KEYS)
     return data
 

@@ -22,42 +22,55 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.json"))
 
 
-def _refuse_duplicates(pairs: list) -> dict:
-    keys = [k for k, _ in pairs]
-    dup = sorted({k for k in keys if keys.count(k) > 1})
-    if dup:
-        raise TargetError(f"field(s) {dup} given more than once")
-    return dict(pairs)
+def _refuse_duplicates(error: type[Exception]):
+    def hook(pairs: list) -> dict:
+        keys = [k for k, _ in pairs]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise error(f"key(s) {dup} given more than once")
+        return dict(pairs)
+    return hook
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def read_object_file(path: Path, where: str, holds: str, error: type[Exception] = TargetError) -> dict[str, Any]:
+    """The object a JSON file holds (a YAML one, ``.yaml``/``.yml``, when PyYAML is installed): what target
+    files and sweep files (doc/dse.md) are read with. Every refusal is an ``error`` starting with ``where``
+    (``target file 'x.json'``): a missing or unreadable file, bad syntax, a key given twice (JSON), nesting
+    too deep, or a top level that is not an object (``holds`` says what it must hold). Values are not
+    checked here: each reader types its own fields, naming them (a NaN is refused as a field's value)."""
     if not path.is_file():
-        raise TargetError(f"target file {str(path)!r} does not exist or is not a file")
+        raise error(f"{where} does not exist or is not a file")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise TargetError(f"target file {str(path)!r} cannot be read as UTF-8 text: {exc}") from None
+        raise error(f"{where} cannot be read as UTF-8 text: {exc}") from None
     if path.suffix in (".yaml", ".yml"):
         try:
             import yaml  # optional dependency: JSON is always available
-        except ImportError as exc:
-            raise TargetError(f"target file {str(path)!r} is YAML but PyYAML is not installed; "
-                              "use JSON or install pyyaml") from exc
+        except ImportError:
+            raise error(f"{where} is YAML but PyYAML is not installed; use JSON or install pyyaml") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise TargetError(f"target file {str(path)!r} is not valid YAML: {exc}") from None
+            raise error(f"{where} is not valid YAML: {' '.join(str(exc).split())}") from None
+        except RecursionError:
+            raise error(f"{where}: nested too deeply") from None
     else:
         try:
-            data = json.loads(text, object_pairs_hook=_refuse_duplicates)
+            data = json.loads(text, object_pairs_hook=_refuse_duplicates(error))
         except json.JSONDecodeError as exc:
-            raise TargetError(f"target file {str(path)!r} is not valid JSON: {exc}") from None
-        except (TargetError, RecursionError) as exc:
-            raise TargetError(f"target file {str(path)!r}: {exc or 'nested too deeply'}") from None
+            raise error(f"{where} is not valid JSON: {exc}") from None
+        except error as exc:
+            raise error(f"{where}: {exc}") from None
+        except RecursionError:
+            raise error(f"{where}: nested too deeply") from None
     if not isinstance(data, dict):
-        raise TargetError(f"target file {str(path)!r} must hold an object of target fields, "
-                          f"not {type(data).__name__}")
+        raise error(f"{where} must hold {holds}, not {type(data).__name__}")
     return data
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    return read_object_file(path, f"target file {str(path)!r}", "an object of target fields")
 
 
 def _resolve(data: dict[str, Any], origin: str, where: str, here: Path | None, seen: tuple[str, ...]) -> Target:

@@ -9,8 +9,9 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from dlavm.compare.trace_plot import PlotError, require_matplotlib
 from dlavm.dse.report import (DPI, METRICS, PANEL_INCHES, PARETO_INCHES, ReportError, check_rows, format_report,
-                              pareto_front, require_matplotlib, varied_axes, write_csv, write_plots)
+                              pareto_front, varied_axes, write_csv, write_plots)
 
 AXES = {"hbm_channels": [16, 32], "tin": [64, 128], "weights": ["int4", "int8"], "ctx": [512, 2048]}
 SPEC = {"model": "llama2-7b-shape", "target": "vcu128", "sample": "grid", "n": None, "seed": 0, "llm": True,
@@ -269,7 +270,7 @@ def px(inches):
 
 @pytest.fixture
 def mpl():
-    return require_matplotlib()
+    return require_matplotlib("drawing the dse plots")
 
 
 def test_plots_of_known_points(mpl, tmp_path):
@@ -330,7 +331,7 @@ def test_plots_refuse_a_bad_resource(tmp_path):
 
 def test_plots_without_matplotlib_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)   # `import matplotlib` now fails
-    with pytest.raises(ReportError, match="the dse plots need matplotlib") as e:
+    with pytest.raises(PlotError, match="drawing the dse plots needs matplotlib") as e:
         write_plots(SPEC, rows_known(), tmp_path)
     assert "\n" not in str(e.value)
 

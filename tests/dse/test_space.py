@@ -361,8 +361,9 @@ def test_scalars_and_ranges_in_a_file(tmp_path):
     ({"model": "m", "llm": False, "ctx": [512]}, ["ctx: ctx cannot vary in a --no-llm sweep"]),
     ({"model": "m", "target": "nowhere.json"}, ["target: ", "nowhere.json"]),
     ('{"model": "m", "model": "n"}', ["key(s) ['model'] given more than once"]),
-    ('{"model": "m", "vary": {"clock_mhz": [NaN]}}', ["NaN is not a number JSON allows"]),
-    ('{"model": "m", "vary": {"clock_mhz": [-Infinity]}}', ["-Infinity is not a number JSON allows"]),
+    ('{"model": "m", "vary": {"clock_mhz": [NaN]}}', ["clock_mhz = nan must be a finite number"]),
+    ('{"model": "m", "vary": {"clock_mhz": [-Infinity]}}', ["clock_mhz = -inf must be a finite number"]),
+    ('{"model": "m", "sample": {"method": "lhs", "n": NaN}}', ["sample.n = nan must be an integer"]),
     ('{"model": "m",', ["is not valid JSON"]),
 ])
 def test_a_bad_sweep_file_is_refused_naming_the_file_and_the_key(tmp_path, data, fragments):

@@ -110,7 +110,7 @@ def test_json_text_quirks_are_refused(tmp_path):
     """JSON's Infinity, numbers past float64 (parsed as inf) and repeated keys never reach a Target."""
     for text, msg in (('{"base": "tiny", "name": "x", "clock_mhz": Infinity}', "clock_mhz = inf"),
                       ('{"base": "tiny", "name": "x", "mvm_latency": 1e400}', "mvm_latency = inf must be an integer"),
-                      ('{"base": "tiny", "name": "x", "tin": 16, "tin": 32}', r"field\(s\) \['tin'\] given more than once")):
+                      ('{"base": "tiny", "name": "x", "tin": 16, "tin": 32}', r"key\(s\) \['tin'\] given more than once")):
         p = tmp_path / "quirk.json"
         p.write_text(text)
         with pytest.raises(TargetError, match=msg):
