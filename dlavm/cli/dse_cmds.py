@@ -73,14 +73,18 @@ def dse_group():
 @click.option("--ray", "ray_address", default=None, metavar="HOST:PORT|local",
               help="Run the points as Ray actors on the cluster at HOST:PORT ('local': a private local "
                    "cluster of --workers CPUs).")
+@click.option("--point-timeout", type=float, default=None, metavar="SECONDS",
+              help="Stop a point that runs longer and record it as failed (default: no limit).")
 @click.option("--restart", is_flag=True, help="Discard the points already in the results folder.")
-def run_cmd(model, target, vary, seq, ctx, sample, seed, sweep_file, llm, out, workers, ray_address, restart):
+def run_cmd(model, target, vary, seq, ctx, sample, seed, sweep_file, llm, out, workers, ray_address, point_timeout,
+            restart):
     """Sweep MODEL over target variants: compile and profile each point (timing-only); store the results."""
     from dlavm.dse import LocalEngine, RayEngine, build_spec, run_sweep
 
     from .progress import Progress
     spec = build_spec(model, target, list(vary), seq, ctx, sample, seed, llm, sweep_file)
-    engine = RayEngine(ray_address, workers) if ray_address else LocalEngine(workers)
+    engine = (RayEngine(ray_address, workers, point_timeout) if ray_address
+              else LocalEngine(workers, point_timeout))
     state = {"done": 0, "total": 0}
     with Progress() as progress:
 

@@ -45,6 +45,18 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _check_options(workers, point_timeout) -> None:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise EngineError(f"--workers {workers!r}: must be an integer >= 1")
+    if point_timeout is not None and (isinstance(point_timeout, bool) or not isinstance(point_timeout, (int, float))
+                                      or not 0 < point_timeout < float("inf")):
+        raise EngineError(f"--point-timeout {point_timeout!r}: must be a finite number of seconds > 0")
+
+
+def _timed_out(point: Point, seconds: float) -> dict:
+    return _failed(point, f"timed out: still running after {seconds:g} s (--point-timeout); its worker was stopped")
+
+
 def _failed(point: Point, reason: str) -> dict:
     return {"point_id": point.point_id, "index": point.index, "params": dict(point.params), "status": "failed",
             "reason": reason, "metrics": {}, "compile_s": 0.0, "sim_s": 0.0, "worker": ""}
@@ -95,6 +107,7 @@ class _Worker:
         self.proc.start()
         child.close()
         self.point: Point | None = None
+        self.started = 0.0
         self.ready = False
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -120,14 +133,15 @@ def _death(proc) -> str:
 
 
 class LocalEngine:
-    """``workers`` processes on this machine (default: every usable core)."""
+    """``workers`` processes on this machine (default: every usable core). ``point_timeout``: seconds a point
+    may run before its worker is killed and the point fails (default: no limit)."""
 
     name = "local"
 
-    def __init__(self, workers: int | None = None):
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise EngineError(f"--workers {workers!r}: must be an integer >= 1")
+    def __init__(self, workers: int | None = None, point_timeout: float | None = None):
+        _check_options(workers, point_timeout)
         self.workers = workers or usable_cores()
+        self.point_timeout = point_timeout
 
     def describe(self) -> str:
         return f"local pool of {self.workers} worker process(es)"
@@ -141,9 +155,10 @@ class LocalEngine:
             while todo or any(w.point is not None for w in pool):
                 for w in pool:
                     if w.ready and w.point is None and todo:
-                        w.point = todo.pop()
+                        w.point, w.started = todo.pop(), time.monotonic()
                         w.conn.send(w.point)
-                ready = wait([w.conn for w in pool] + [w.proc.sentinel for w in pool])
+                ready = wait([w.conn for w in pool] + [w.proc.sentinel for w in pool], self._wait_timeout(pool))
+                self._stop_overdue(pool, ctx, job, todo, on_record, on_event)
                 for w in list(pool):
                     eof = False
                     if w.conn in ready:
@@ -168,6 +183,25 @@ class LocalEngine:
                 if w.proc.is_alive() and (w.point is not None or not w.ready):
                     w.proc.kill()   # interrupted mid-point or mid-import: nothing of it is kept
                 w.stop()
+
+    def _wait_timeout(self, pool) -> float | None:
+        """Seconds until the first running point is overdue (None: no limit)."""
+        running = [w.started for w in pool if w.point is not None]
+        if self.point_timeout is None or not running:
+            return None
+        return max(0.0, min(running) + self.point_timeout - time.monotonic())
+
+    def _stop_overdue(self, pool, ctx, job, todo, on_record, on_event) -> None:
+        if self.point_timeout is None:
+            return
+        now = time.monotonic()
+        for w in list(pool):
+            if w.point is not None and now - w.started >= self.point_timeout:
+                w.proc.kill()
+                w.proc.join()
+                on_record(_timed_out(w.point, self.point_timeout))
+                w.point = None
+                self._replace_dead(w, pool, ctx, job, todo, on_record, on_event)
 
     @staticmethod
     def _replace_dead(w, pool, ctx, job, todo, on_record, on_event) -> None:
@@ -228,12 +262,11 @@ class RayEngine:
 
     name = "ray"
 
-    def __init__(self, address: str, workers: int | None = None):
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise EngineError(f"--workers {workers!r}: must be an integer >= 1")
+    def __init__(self, address: str, workers: int | None = None, point_timeout: float | None = None):
+        _check_options(workers, point_timeout)
         if not isinstance(address, str) or not address:
             raise EngineError("--ray: give HOST:PORT of the cluster's head, or 'local'")
-        self.address, self.workers = address, workers
+        self.address, self.workers, self.point_timeout = address, workers, point_timeout
 
     def describe(self) -> str:
         where = "a private local Ray cluster" if self.address == "local" else f"the Ray cluster at {self.address}"
@@ -276,19 +309,33 @@ class RayEngine:
                 return a, a.prepare.remote()
 
             todo = list(reversed(points))
-            starting = dict(start() for _ in range(n))   # actor -> prepare ref
-            refs: dict = {ref: ("prepare", a, None) for a, ref in starting.items()}
+            refs: dict = {}   # object ref -> ("prepare" | "point", actor, point, start time)
+            for _ in range(n):
+                a, ref = start()
+                refs[ref] = ("prepare", a, None, 0.0)
             idle: list = []
             while refs:
                 for a in list(idle):
                     if todo:
                         idle.remove(a)
                         p = todo.pop()
-                        refs[a.evaluate.remote(p)] = ("point", a, p)
-                if not refs:
-                    break
-                done, _ = ray.wait(list(refs), num_returns=1)
-                kind, actor, point = refs.pop(done[0])
+                        refs[a.evaluate.remote(p)] = ("point", a, p, time.monotonic())
+                running = [t for k, _, _, t in refs.values() if k == "point"]
+                limit = (None if self.point_timeout is None or not running
+                         else max(0.0, min(running) + self.point_timeout - time.monotonic()))
+                done, _ = ray.wait(list(refs), num_returns=1, timeout=limit)
+                if not done:   # a point ran past --point-timeout: stop its actor, fail it, start another
+                    now = time.monotonic()
+                    for ref, (kind, actor, point, t) in list(refs.items()):
+                        if kind == "point" and now - t >= self.point_timeout:
+                            del refs[ref]
+                            ray.kill(actor)
+                            on_record(_timed_out(point, self.point_timeout))
+                            if todo:
+                                a, new = start()
+                                refs[new] = ("prepare", a, None, 0.0)
+                    continue
+                kind, actor, point, _ = refs.pop(done[0])
                 try:
                     result = ray.get(done[0])
                 except RayActorError as e:
@@ -299,18 +346,17 @@ class RayEngine:
                     on_event("restart", "a Ray worker died; starting another")
                     if todo:
                         a, ref = start()
-                        refs[ref] = ("prepare", a, None)
+                        refs[ref] = ("prepare", a, None, 0.0)
                     continue
                 if kind == "prepare":
                     status, payload = result
                     if status == "job_error":
                         raise JobError(payload)
                     on_event("worker", f"Ray worker ready (model imported in {payload:.1f} s)")
-                    idle.append(actor)
                 else:
                     on_record(result)
-                    idle.append(actor)
-                if not todo and not any(k == "point" for k, _, _ in refs.values()):
+                idle.append(actor)
+                if not todo and not any(v[0] == "point" for v in refs.values()):
                     break
         finally:
             ray.shutdown()

@@ -19,3 +19,19 @@ class CrashingEvaluator(Evaluator):
         if point.ctx == DEADLY_CTX:
             os.kill(os.getpid(), signal.SIGKILL)
         return super().__call__(point)
+
+
+#: the hbm_channels value whose point never finishes
+HANGING_CHANNELS = 3
+
+
+class HangingEvaluator(Evaluator):
+    """:class:`Evaluator`, except that a point with ``hbm_channels == HANGING_CHANNELS`` never finishes (a
+    deadlock, a runaway loop): what ``--point-timeout`` is for."""
+
+    def __call__(self, point):
+        if point.target_fields.get("hbm_channels") == HANGING_CHANNELS:
+            import time
+            while True:
+                time.sleep(1)
+        return super().__call__(point)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from dlavm.dse import JobError, LocalEngine, RayEngine, ResultStore, StoreError, build_spec, run_sweep
+from dlavm.dse import EngineError, JobError, LocalEngine, RayEngine, ResultStore, StoreError, build_spec, run_sweep
 from dlavm.dse.evaluate import METRICS, Evaluator, ModelJob, derived_target
 from dlavm.dse.space import Point, point_id
 from dlavm.dse.sweep import model_job
 from dlavm.target import get_target
 
-from .crashing import DEADLY_CTX, CrashingEvaluator
+from .crashing import DEADLY_CTX, HANGING_CHANNELS, CrashingEvaluator, HangingEvaluator
 
 REPO = Path(__file__).resolve().parents[2]
 DLAVM = [sys.executable, "-m", "dlavm.cli.main"]
@@ -194,6 +194,38 @@ def test_a_dying_worker_fails_only_its_point(engine, tmp_path):
     if engine == "local":
         assert "SIGKILL" in dead["reason"]
     assert all(r["status"] == "ok" for r in by_ctx.values())
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_a_point_past_the_time_limit_fails_and_the_sweep_goes_on(engine):
+    if engine == "ray":
+        pytest.importorskip("ray")
+    spec = build_spec("tiny-llama", "tiny", [f"hbm_channels=1,{HANGING_CHANNELS},2"], None, [16], None, None, None,
+                      None)
+    job = model_job(spec)
+    job = ModelJob(job.model, job.target, job.llm, job.ctxs, evaluator=HangingEvaluator)
+    limit = 8   # a point of this sweep takes under a second; the hanging one never ends
+    eng = LocalEngine(2, point_timeout=limit) if engine == "local" else RayEngine("local", 2, point_timeout=limit)
+    records = []
+    t0 = time.monotonic()
+    eng.run(job, spec.points(), records.append)
+    by_channels = {r["params"]["hbm_channels"]: r for r in records}
+    assert sorted(by_channels) == [1, 2, HANGING_CHANNELS] and len(records) == 3
+    hung = by_channels.pop(HANGING_CHANNELS)
+    assert hung["status"] == "failed" and hung["reason"].startswith("timed out: still running after 8 s"), hung
+    assert all(r["status"] == "ok" for r in by_channels.values())
+    assert time.monotonic() - t0 < 120
+
+
+def test_engine_options_are_checked():
+    for bad in (0, -1, float("nan"), float("inf"), True, "5"):
+        with pytest.raises(EngineError, match="--point-timeout"):
+            LocalEngine(1, point_timeout=bad)
+        with pytest.raises(EngineError, match="--point-timeout"):
+            RayEngine("local", 1, point_timeout=bad)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(EngineError, match="--workers"):
+            LocalEngine(bad)
 
 
 def test_a_model_that_does_not_import_stops_the_sweep_and_stores_nothing(tmp_path):
