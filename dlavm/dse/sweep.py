@@ -35,6 +35,12 @@ def model_job(spec: SweepSpec) -> ModelJob:
     return ModelJob(spec.model, spec.target, spec.llm, tuple(ctxs))
 
 
+def stored_spec(spec: SweepSpec, base) -> dict:
+    """What the store keeps of the sweep: its definition, and the fingerprint of the base target's
+    description (a target file edited between two runs makes another sweep, not a resumed one)."""
+    return {**spec.to_json(), "target_fingerprint": base.fingerprint()}
+
+
 def run_sweep(spec: SweepSpec, out_dir, engine=None, restart: bool = False, on_record=None,
               on_event=None) -> SweepOutcome:
     """Evaluate every point of ``spec`` not yet stored in ``out_dir`` on ``engine`` (default: a local pool on
@@ -46,9 +52,9 @@ def run_sweep(spec: SweepSpec, out_dir, engine=None, restart: bool = False, on_r
     and the same call resumes."""
     engine = engine or LocalEngine()
     on_event = on_event or (lambda kind, detail: None)
-    get_target(spec.target)   # a bad base target is refused before any worker starts
+    base = get_target(spec.target)   # a bad base target is refused before any worker starts
     points = spec.points()
-    with ResultStore.open(out_dir, spec.to_json(), source_fingerprint(), restart=restart) as store:
+    with ResultStore.open(out_dir, stored_spec(spec, base), source_fingerprint(), restart=restart) as store:
         done = store.done_ids()
         todo = [p for p in points if p.point_id not in done]
         out = SweepOutcome(total=len(points), stored_before=len(points) - len(todo))
@@ -74,4 +80,4 @@ def run_sweep(spec: SweepSpec, out_dir, engine=None, restart: bool = False, on_r
     return out
 
 
-__all__ = ["run_sweep", "SweepOutcome", "model_job"]
+__all__ = ["run_sweep", "SweepOutcome", "model_job", "stored_spec"]

@@ -19,7 +19,7 @@ import pytest
 from dlavm.dse import EngineError, JobError, LocalEngine, RayEngine, ResultStore, StoreError, build_spec, run_sweep
 from dlavm.dse.evaluate import METRICS, Evaluator, ModelJob, derived_target
 from dlavm.dse.space import Point, point_id
-from dlavm.dse.sweep import model_job
+from dlavm.dse.sweep import model_job, stored_spec
 from dlavm.target import get_target
 
 from .crashing import DEADLY_CTX, HANGING_CHANNELS, CrashingEvaluator, HangingEvaluator
@@ -240,8 +240,14 @@ def test_the_store_refuses_another_sweep_or_compiler_and_a_second_writer(baselin
     other = build_spec("tiny-llama", "tiny", ["hbm_channels=1,4"], None, [16], None, None, None, None)
     with pytest.raises(StoreError, match="holds another sweep.*hbm_channels.*--restart"):
         run_sweep(other, folder, LocalEngine(1))
+    stored = stored_spec(spec_of(), get_target("tiny"))
     with pytest.raises(StoreError, match="another compiler version"):
-        ResultStore.open(folder, spec_of().to_json(), "f" * 64)
+        ResultStore.open(folder, stored, "f" * 64)
+    # the same sweep over an edited target file is another sweep
+    edited = tmp_path / "tiny.json"
+    edited.write_text(json.dumps({"base": "tiny", "name": "tiny", "dma_latency": 9}))
+    with pytest.raises(StoreError, match="holds another sweep.*target_fingerprint"):
+        ResultStore.open(folder, stored_spec(spec_of(), get_target(str(edited))), "f" * 64)
     with ResultStore.open(tmp_path / "x", other.to_json(), "f" * 64):
         with pytest.raises(StoreError, match="another sweep is running"):
             ResultStore.open(tmp_path / "x", other.to_json(), "f" * 64)
