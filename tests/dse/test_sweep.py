@@ -358,3 +358,29 @@ def test_failed_points_are_tried_again_results_are_not(tmp_path):
         store.add(rec(p_dead, "ok"))   # the retry's record replaces the failure
         assert store.done_ids() == {p.point_id for p in spec.points()}
         assert [r["status"] for r in store.rows()] == ["ok", "ok", "refused"]
+
+
+def test_a_sweep_file_of_a_plain_model_through_the_command(tmp_path):
+    """A YAML-free JSON sweep file, a model compiled without a KV cache (--no-llm: seq sizes every dynamic dim),
+    Latin-hypercube sampling: the command runs it, and the report reads it."""
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps({"model": "mlp", "target": "tiny", "llm": False,
+                                 "vary": {"tin": [16, 32], "hbm_channels": {"range": [1, 4], "step": 1}},
+                                 "seq": [4, 8], "sample": {"method": "lhs", "n": 4, "seed": 3}}))
+    out = tmp_path / "r"
+    res = subprocess.run(DLAVM + ["dse", "--sweep", str(sweep), "-o", str(out), "--workers", "1"],
+                         capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert res.returncode == 0, res.stderr
+    rows = read_rows(out)
+    spec = build_spec(None, None, [], None, None, None, None, None, str(sweep))
+    assert [r["point_id"] for r in rows] == [p.point_id for p in spec.points()] and len(rows) == 4
+    assert all(r["status"] == "ok" and "ctx" not in r["params"] for r in rows), rows
+    for r in rows:   # seq tokens per call: the measured call is the whole run, no prefill before it
+        m = r["metrics"]
+        assert m["prefill_tokens"] == r["params"]["seq"] and m["prefill_us"] == m["step_us"]
+        assert m["kv_bytes"] == 0
+    assert {r["params"]["tin"] for r in rows} == {16, 32}   # lhs: each of the two values used twice
+    report = subprocess.run(DLAVM + ["dse", "report", str(out), "--resource", "dsp", "--no-plots"],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert report.returncode == 0 and "Pareto front: tokens/s vs dsp" in report.stdout, report.stderr
+    assert not (out / "pareto.png").exists()
