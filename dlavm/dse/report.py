@@ -29,6 +29,7 @@ from pathlib import Path
 from dlavm.compare.trace_plot import require_matplotlib
 
 from .evaluate import METRICS, STATUSES   # the record's statuses and metrics (in the order the CSV writes them)
+from .space import SPEC_KEYS, SweepError, SweepSpec
 
 #: the resources a front can be drawn against (``dlavm dse report --resource``)
 RESOURCES = ("lut", "ff", "dsp", "bram36", "uram")
@@ -134,22 +135,18 @@ def _key(value) -> str:
 
 
 def _spec_axes(spec) -> list[tuple[str, list | None, bool]]:
-    """``[(name, values or None, varies by definition)]`` of the spec's axes, in its order."""
+    """``[(name, values or None (a continuous range), varies by definition)]`` of the sweep definition, in
+    its order, read by :meth:`SweepSpec.from_json` (the one reader of that format; the store's other keys,
+    such as ``target_fingerprint``, are not the report's)."""
     if not isinstance(spec, dict):
-        raise ReportError(f"sweep definition: expected a dict, got {type(spec).__name__}")
-    axes = spec.get("axes", [])
-    if not isinstance(axes, list):
-        raise ReportError(f"sweep definition: axes must be a list, got {type(axes).__name__}")
-    out = []
-    for i, a in enumerate(axes):
-        if not isinstance(a, dict) or not isinstance(a.get("name"), str):
-            raise ReportError(f"sweep definition: axes[{i}] must be a dict with a string name, got {a!r}")
-        values = a.get("values")
-        values = list(values) if isinstance(values, (list, tuple)) and values else None
-        lo, hi = a.get("lo"), a.get("hi")
-        varies = (values is not None and len(values) > 1) or (values is None and lo is not None and lo != hi)
-        out.append((a["name"], values, varies))
-    return out
+        raise ReportError(f"sweep definition: expected an object, got {type(spec).__name__}")
+    try:
+        sweep = SweepSpec.from_json({k: v for k, v in spec.items() if k in SPEC_KEYS})
+    except SweepError as e:
+        raise ReportError(str(e)) from None
+    varied = set(sweep.varied())
+    return [(a.name, list(a.grid_values()) if a.size() is not None else None, a.name in varied)
+            for a in sweep.axes]
 
 
 def varied_axes(spec: dict, rows: list[dict]) -> list[str]:

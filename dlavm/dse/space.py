@@ -46,6 +46,8 @@ MAX_AXIS_VALUES = 10_000
 MAX_POINTS = 1_000_000
 #: Sampling methods; grid takes no N.
 SAMPLE_METHODS = ("grid", "random", "lhs")
+#: Keys of a sweep's definition (:meth:`SweepSpec.to_json`).
+SPEC_KEYS = ("model", "target", "axes", "sample", "n", "seed", "llm")
 #: Keys a sweep file may hold.
 FILE_KEYS = ("model", "target", "vary", "seq", "ctx", "sample", "llm")
 #: Within a Latin hypercube stratum, a continuous sample sits on one of this many evenly spaced
@@ -559,8 +561,7 @@ class SweepSpec:
         where = "sweep definition"
         if not isinstance(d, dict):
             raise SweepError(f"{where}: must be an object, not {type(d).__name__}")
-        known = ("model", "target", "axes", "sample", "n", "seed", "llm")
-        _refuse_unknown(where, d, known)
+        _refuse_unknown(where, d, SPEC_KEYS)
         if "model" not in d:
             raise SweepError(f"{where}: lacks 'model'")
         axes = d.get("axes", [])
@@ -608,5 +609,6 @@ def _refuse_unknown(where: str, data: dict, known: tuple) -> None:
         raise SweepError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(known)}")
 
 
-__all__ = ["RUN_AXES", "DEFAULTS", "MAX_AXIS_VALUES", "MAX_POINTS", "SAMPLE_METHODS", "FILE_KEYS", "SweepError",
+__all__ = ["RUN_AXES", "DEFAULTS", "MAX_AXIS_VALUES", "MAX_POINTS", "SAMPLE_METHODS", "FILE_KEYS", "SPEC_KEYS",
+           "SweepError",
            "Axis", "Point", "SweepSpec", "point_id", "varying_names"]

@@ -218,8 +218,9 @@ def test_report_of_one_point_without_varied_axes():
 
 
 def test_varied_axes_from_rows_and_ranges():
-    spec = {"model": "m", "target": "t", "axes": [{"name": "clock_mhz", "lo": 150, "hi": 300, "step": None},
-                                                  {"name": "tin", "values": [64]}, {"name": "seq", "values": [1]}]}
+    spec = {"model": "m", "target": "t", "sample": "lhs", "n": 4,
+            "axes": [{"name": "clock_mhz", "lo": 150, "hi": 300, "step": None}, {"name": "tin", "values": [64]},
+                     {"name": "seq", "values": [1]}]}
     rows = [record(0, params={"clock_mhz": 150.0, "tin": 64, "seq": 1, "extra": 1}, tps=1.0, lut=1, nbytes=1),
             record(1, params={"clock_mhz": 150.0, "tin": 64, "seq": 1, "extra": 2}, tps=1.0, lut=1, nbytes=1)]
     assert varied_axes(spec, rows) == ["clock_mhz", "extra"]     # a range varies; extra differs between rows
@@ -231,10 +232,12 @@ def test_varied_axes_from_rows_and_ranges():
 def test_report_refuses_bad_options(kwargs, message):
     with pytest.raises(ReportError, match=message):
         format_report(SPEC, rows_known(), **kwargs)
-    with pytest.raises(ReportError, match="sweep definition: expected a dict, got list"):
+    with pytest.raises(ReportError, match="sweep definition: expected an object, got list"):
         format_report([], rows_known())
-    with pytest.raises(ReportError, match=r"sweep definition: axes\[0\] must be a dict with a string name"):
-        format_report({"axes": [3]}, rows_known())
+    with pytest.raises(ReportError, match=r"sweep definition: axes\[0\] = 3 must be an object with a 'name'"):
+        format_report({"model": "m", "axes": [3]}, rows_known())
+    with pytest.raises(ReportError, match=r"sweep definition: .*tin = 1.5 must be an integer"):
+        format_report({"model": "m", "axes": [{"name": "tin", "values": [1.5]}]}, rows_known())
 
 
 def test_report_marks_points_over_a_part():
