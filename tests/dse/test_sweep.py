@@ -109,9 +109,13 @@ def test_one_worker_and_two_agree(baseline, tmp_path):
 
 
 @pytest.fixture
-def ray_head():
+def ray_head(tmp_path):
     """A Ray cluster started as users start one (``ray start --head``, token authentication on, as Ray
-    recommends), stopped after the test: ``(address, environment of a client that holds the token)``."""
+    recommends), stopped after the test: ``(address, environment of a client that holds the token)``.
+
+    ``--block`` keeps ``ray start`` in the foreground as the parent of the cluster's processes, in a
+    process group of its own: stopping that group stops this cluster and nothing else (``ray stop`` would
+    stop every Ray cluster of the machine, a developer's own included)."""
     pytest.importorskip("ray")
     ray_cli = Path(sys.executable).parent / "ray"
     with socket.socket() as s:
@@ -119,13 +123,25 @@ def ray_head():
         port = s.getsockname()[1]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    subprocess.run([str(ray_cli), "start", "--head", "--port", str(port), "--num-cpus", "2",
-                    "--include-dashboard", "false", "--disable-usage-stats"],
-                   check=True, capture_output=True, env=env, timeout=120)
+    log = open(tmp_path / "ray-head.log", "wb")
+    head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
+                             "--include-dashboard", "false", "--disable-usage-stats"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
+        deadline = time.monotonic() + 120
+        while True:   # the head is up when its GCS port answers
+            assert head.poll() is None, (tmp_path / "ray-head.log").read_text(errors="replace")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Ray head did not start within 120 s"
+                time.sleep(0.2)
         yield f"127.0.0.1:{port}", env
     finally:
-        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, env=env, timeout=120)
+        os.killpg(head.pid, signal.SIGKILL)   # a throwaway cluster: nothing in it needs a clean shutdown
+        head.wait()
+        log.close()
 
 
 def test_ray_cluster_gives_the_local_results(baseline, tmp_path, ray_head):
