@@ -280,8 +280,8 @@ class RayEngine:
         kw = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=False,
                   configure_logging=False)
         try:
-            if self.address == "local":
-                ray.init(num_cpus=self.workers or usable_cores(), **kw)
+            if self.address == "local":   # a new private cluster, even where another runs on this machine
+                ray.init(address="local", num_cpus=self.workers or usable_cores(), **kw)
             else:
                 ray.init(address=self.address, **kw)
         except (ConnectionError, RuntimeError) as e:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -124,8 +126,11 @@ def ray_head(tmp_path):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     log = open(tmp_path / "ray-head.log", "wb")
+    # its own temp folder (short: Ray puts unix sockets in it), so that nothing of it, the address file that
+    # `ray.init()` reads included, outlives the test
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
-                             "--include-dashboard", "false", "--disable-usage-stats"],
+                             "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp],
                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -142,6 +147,7 @@ def ray_head(tmp_path):
         os.killpg(head.pid, signal.SIGKILL)   # a throwaway cluster: nothing in it needs a clean shutdown
         head.wait()
         log.close()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_ray_cluster_gives_the_local_results(baseline, tmp_path, ray_head):
