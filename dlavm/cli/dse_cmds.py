@@ -8,20 +8,18 @@ from __future__ import annotations
 import click
 
 
-def _csv_ints(option: str):
-    def convert(ctx, param, value):
-        if value is None:
-            return None
-        out = []
-        for part in value.split(","):
-            part = part.strip()
-            try:
-                out.append(int(part))
-            except ValueError:
-                raise click.BadParameter(f"{value!r}: give integers separated by commas (e.g. 512,2048)",
-                                         ctx, param) from None
-        return out
-    return convert
+def _csv_ints(ctx, param, value):
+    """Click callback: ``512,2048`` -> ``[512, 2048]`` (None when the option is not given)."""
+    if value is None:
+        return None
+    out = []
+    for part in value.split(","):
+        try:
+            out.append(int(part.strip()))
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: give integers separated by commas (e.g. 512,2048)",
+                                     ctx, param) from None
+    return out
 
 
 def _fmt_s(s: float) -> str:
@@ -54,9 +52,9 @@ def dse_group():
 @click.option("--vary", multiple=True, metavar="NAME=VALUES",
               help="An axis: a target field or weights/ctx/seq, with values V1,V2,... or a range LO:HI:STEP "
                    "(repeatable).")
-@click.option("--seq", callback=_csv_ints("--seq"), default=None, metavar="N[,N...]",
+@click.option("--seq", callback=_csv_ints, default=None, metavar="N[,N...]",
               help="Tokens of the measured call (1: a decode step) [1].")
-@click.option("--ctx", callback=_csv_ints("--ctx"), default=None, metavar="N[,N...]",
+@click.option("--ctx", callback=_csv_ints, default=None, metavar="N[,N...]",
               help="Compiled context: tokens in the KV cache after the measured call [512].")
 @click.option("--sample", default=None, metavar="grid|random:N|lhs:N",
               help="The full grid (default), N random grid points, or a Latin hypercube of N points.")

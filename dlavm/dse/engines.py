@@ -136,8 +136,6 @@ class LocalEngine:
     """``workers`` processes on this machine (default: every usable core). ``point_timeout``: seconds a point
     may run before its worker is killed and the point fails (default: no limit)."""
 
-    name = "local"
-
     def __init__(self, workers: int | None = None, point_timeout: float | None = None):
         _check_options(workers, point_timeout)
         self.workers = workers or usable_cores()
@@ -259,8 +257,6 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 class RayEngine:
     """Ray actors on the cluster at ``address`` (``local``: a private cluster of ``workers`` CPUs started for
     the run). ``workers``: actors to start (default: the cluster's CPUs)."""
-
-    name = "ray"
 
     def __init__(self, address: str, workers: int | None = None, point_timeout: float | None = None):
         _check_options(workers, point_timeout)

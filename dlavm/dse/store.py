@@ -152,9 +152,6 @@ class ResultStore:
             raise StoreError(f"{self.path}: meta 'spec' must be a JSON object")
         return spec
 
-    def fingerprint(self) -> str:
-        return self._meta().get("fingerprint", "")
-
     def done_ids(self) -> set:
         """The ``point_id`` of every point stored as a result (``ok`` or ``refused``). A ``failed`` point (a
         worker that died, an unexpected error: perhaps a lost node or memory) is not done: the next run of

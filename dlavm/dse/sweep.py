@@ -24,10 +24,6 @@ class SweepOutcome:
     counts: dict = field(default_factory=dict)   # status -> points this run evaluated
     seconds: float = 0.0
 
-    @property
-    def complete(self) -> bool:
-        return self.stored_before + self.computed >= self.total
-
 
 def model_job(spec: SweepSpec) -> ModelJob:
     """What every worker needs: the model, the base target, and the contexts it is imported at."""
