@@ -258,10 +258,17 @@ class SimServer:
                 self._stop.set()
 
     def _refuse(self, conn: socket.socket) -> None:
-        """Answer a connection past the client limit: BUSY to its first request, then hang up."""
+        """Answer a connection past the client limit: BUSY to its first request, then hang up.
+
+        The refusal slot is given back once the request is read, before the reply is sent (and
+        before the hang-up reads what the client still sends, at most 1 s): a client that asks again
+        at once after its BUSY gets BUSY again (or a place), never a connection closed for being
+        past twice the limit."""
         try:
             conn.settimeout(min(self.idle_timeout, self.frame_timeout))
             if read_frame(conn, self.max_message, self.frame_timeout) is not None:
+                with self._guard:
+                    self._refused.discard(conn)
                 conn.sendall(self._error(Status.BUSY, "DeviceBusyError",
                                          f"the device server already serves {self.max_clients} clients (its "
                                          f"client limit); connect again later"))

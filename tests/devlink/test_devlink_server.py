@@ -239,6 +239,18 @@ def test_a_client_past_the_client_limit_gets_busy_and_may_retry():
         assert time.monotonic() - started >= 0.5
 
 
+def test_a_client_answered_busy_may_ask_again_at_once_and_gets_busy_again():
+    # The refusal slot is free once the BUSY reply is sent: asking again at once (while the server
+    # still reads what the refused client sends after it) is answered BUSY, never reset.
+    with ServerThread(max_clients=1) as srv, SocketDevice("127.0.0.1", srv.port, timeout=10):
+        for _ in range(30):
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as refused:
+                assert raw_call(refused, hello_body())[0] == Status.BUSY
+                refused.sendall(b"\0" * 64)          # keeps the server's hang-up reading for a while
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as again:
+                assert raw_call(again, hello_body())[0] == Status.BUSY
+
+
 def test_past_twice_the_client_limit_a_connection_is_closed_at_once():
     with ServerThread(max_clients=1, idle_timeout=30, frame_timeout=30) as srv, \
             SocketDevice("127.0.0.1", srv.port, timeout=10) as served, \
