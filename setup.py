@@ -21,5 +21,7 @@ setup(
     install_requires=["numpy>=1.26", "click>=8.1", "tokenizers>=0.20"],
     extras_require={"torch": TORCH, "serve": SERVE, "dse": DSE, "dev": DEV},
     package_data={"dlavm.target": ["builtin/*.json"]},
-    entry_points={"console_scripts": ["dlavm = dlavm.cli.main:main"]},
+    # `torch.compile(model, backend="dlavm")` finds the backend through this entry point (doc/torch_compile.md)
+    entry_points={"console_scripts": ["dlavm = dlavm.cli.main:main"],
+                  "torch_dynamo_backends": ["dlavm = dlavm.dynamo:backend"]},
 )

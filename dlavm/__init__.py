@@ -18,6 +18,9 @@ def __getattr__(name):
     if name == "compile_llm":
         from .llm import compile_llm
         return compile_llm
+    if name == "explain":  # torch.compile(backend="dlavm")'s partition report (doc/torch_compile.md)
+        from .dynamo import explain
+        return explain
     if name == "host_op":  # the registry of user host ops (doc/host_ops.md): imports nothing of dlavm
         from .host_ops import host_op
         return host_op

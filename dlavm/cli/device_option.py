@@ -10,15 +10,7 @@ from __future__ import annotations
 
 import click
 
-#: The one scheme the Python runtime speaks (the C++ runtime takes the same URI, doc/runtime_cpp.md).
-SCHEME = "sim://"
-#: What ``--device`` looks like, for help and messages.
-FORM = "sim://HOST:PORT"
-
-
-class DeviceURIError(ValueError):
-    """A ``--device`` value that is not ``sim://HOST:PORT``."""
-
+from dlavm.devlink.uri import FORM, DeviceURIError, parse_device_uri
 
 def device_option(fn):
     """The ``--device URI`` option (default: the in-process simulator)."""
@@ -26,27 +18,6 @@ def device_option(fn):
         "--device", "device", default=None, metavar=FORM,
         help="Run on the device server at HOST:PORT (python -m hw_models.server, doc/socket.md) instead of an "
              "in-process simulator; its target must be the artifact's.")(fn)
-
-
-def parse_device_uri(uri: str) -> tuple[str, int]:
-    """``(host, port)`` of ``sim://HOST:PORT`` (``HOST`` may be ``[v6 address]``); :class:`DeviceURIError`
-    naming the value otherwise."""
-    def refuse(rule: str):
-        raise DeviceURIError(f"--device {uri!r}: {rule} (expected {FORM}, e.g. sim://127.0.0.1:7000)")
-
-    if not uri.startswith(SCHEME):
-        scheme = uri.split("://", 1)[0] + "://" if "://" in uri else None
-        refuse(f"unknown scheme {scheme!r}" if scheme else "not a device URI")
-    rest = uri[len(SCHEME):]
-    if rest.startswith("["):
-        host, sep, port = rest[1:].partition("]:")
-    else:
-        host, sep, port = rest.rpartition(":")
-    if not sep or not host or not port:
-        refuse("no HOST:PORT")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        refuse(f"port {port!r} is not an integer in [1, 65535]")
-    return host, int(port)
 
 
 def open_device(uri: str, manifest, timeout: float = 600.0):

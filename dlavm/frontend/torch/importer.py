@@ -165,7 +165,12 @@ class Importer:
                 continue
             self.span = span_of(node)
             spec = kinds[node.name]
-            if spec.kind.name == "USER_INPUT":
+            val = node.meta.get("val")
+            if spec.kind.name == "USER_INPUT" and isinstance(val, (torch.SymInt, int)) and not isinstance(val, bool):
+                # A size passed as an argument (torch.compile's graphs take SymInts): a symbolic size of
+                # the function, bound at run time from the shapes of its tensors, not an input of it.
+                self.env[node] = self.syms.convert(val)
+            elif spec.kind.name == "USER_INPUT":
                 v = Var(node.name, self.out_type(node), self.span)
                 params.append(v)
                 self.env[node] = v
