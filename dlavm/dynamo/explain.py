@@ -49,9 +49,8 @@ class Explanation:
                 listed = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in ops.most_common())
                 bounds = ", ".join(f"{k} in [{lo}, {hi}]" for k, (lo, hi) in s.bounds.items()) or "static shapes"
                 if s.how == "eager":
-                    lines.append(f"  {s.name}: {len(s.ops)} ops in eager: {s.reason}")
-                    continue
-                lines.append(f"  {s.name}: {len(s.ops)} ops on the device program ({bounds}; {s.how}): {listed}")
+                    continue    # its nodes are listed below, each with the reason
+                lines.append(f"  {s.name}: {len(s.ops)} op(s) in a device program ({bounds}; cache {s.how}): {listed}")
                 where = Counter(w for _op, w in s.placement)
                 if where:
                     host = sorted({op for op, w in s.placement if w != "device"})
