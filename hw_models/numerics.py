@@ -115,7 +115,8 @@ def pwl_eval(x: np.ndarray, entries: np.ndarray, nseg: int, lo: float, inv_step:
     """fp32 piecewise-linear evaluation (doc/isa.md, "Piecewise-linear tables").
 
     t = fp32(fp32(x - lo) * inv_step); entry 0 if t < 0, entry nseg+1 if
-    t >= nseg (or t is NaN), else entry 1 + floor(t); y = fp32(fp32(slope*x) + icpt).
+    t >= nseg (or t is NaN), else entry 1 + floor(t); y = fp32(fp32(slope*x) + icpt), except that an
+    infinite x in an entry of slope 0 gives icpt (a flat exterior entry is a constant, so exp(-inf) = 0).
     """
     x = np.asarray(x, dtype=F32)
     t = (x - F32(lo)) * F32(inv_step)
@@ -125,4 +126,7 @@ def pwl_eval(x: np.ndarray, entries: np.ndarray, nseg: int, lo: float, inv_step:
     idx[t < 0] = 0
     slope = entries[idx, 0].astype(F32)
     icpt = entries[idx, 1].astype(F32)
-    return (slope * x) + icpt
+    with np.errstate(invalid="ignore"):
+        y = (slope * x) + icpt
+    flat_inf = (slope == 0) & np.isinf(x)
+    return np.where(flat_inf, icpt, y)

@@ -89,7 +89,8 @@ def pwl_eval(x: torch.Tensor, name: str) -> torch.Tensor:
     tt = (x - t.lo_f32) * torch.tensor(t.inv_step, dtype=torch.float32)
     idx = torch.where(tt < 0, torch.zeros_like(tt), torch.floor(tt) + 1)
     idx = torch.where((tt >= t.nseg) | torch.isnan(tt), torch.full_like(tt, t.nseg + 1), idx).long()
-    return ent[idx, 0] * x + ent[idx, 1]
+    slope, icpt = ent[idx, 0], ent[idx, 1]
+    return torch.where((slope == 0) & torch.isinf(x), icpt, slope * x + icpt)   # a flat entry is a constant
 
 
 def div_f32(a: torch.Tensor, c) -> torch.Tensor:

@@ -60,5 +60,9 @@ def pwl(x: np.ndarray, entries: np.ndarray, nseg: int, lo: float, inv_step: floa
     for idx in np.ndindex(x.shape):
         tv = t[idx]
         e = 0 if tv < 0 else (nseg + 1 if not tv < nseg else 1 + int(np.floor(tv)))
-        out[idx] = F32(F32(entries[e, 0] * x[idx]) + entries[e, 1])
+        if entries[e, 0] == 0 and np.isinf(x[idx]):
+            out[idx] = entries[e, 1]          # a flat entry is a constant, also at +-inf
+        else:
+            with np.errstate(invalid="ignore"):
+                out[idx] = F32(F32(entries[e, 0] * x[idx]) + entries[e, 1])
     return out

@@ -119,6 +119,38 @@ def test_act_tables(dev, rng, name, tfn, atol):
     np.testing.assert_allclose(y.astype(F32), expect, rtol=2e-3, atol=atol)
 
 
+@pytest.mark.parametrize("name,at_minus_inf,at_plus_inf", [
+    ("silu", 0.0, np.inf), ("gelu", 0.0, np.inf), ("sigmoid", 0.0, 1.0), ("exp", 0.0, None),
+])
+def test_act_tables_at_infinity(dev, name, at_minus_inf, at_plus_inf):
+    # A flat exterior entry is a constant for +-inf too (doc/isa.md 7.6): exp(-inf) = 0, which a softmax
+    # over a score masked with -inf (or a float32 mask the fp16 conversion makes -inf) needs. NaN propagates.
+    tab = pwl.table(name)
+    x = np.array([-np.inf, np.inf, np.nan, tab.lo - 1], dtype=F16)
+    dst = dev.alloc(x.nbytes)
+    ta = dev.put(np.frombuffer(tab.to_bytes(), dtype=np.uint8))
+    dev.run(isa.make("act", src=dev.put(x), dst=dst, table=ta, count=x.size, nseg=tab.nseg,
+                     lo=tab.lo_f32, inv_step=tab.inv_step))
+    y = dev.get(dst, F16, x.shape)
+    np.testing.assert_array_equal(y, ref.pwl(x.astype(F32), tab.entries, tab.nseg, tab.lo_f32,
+                                             tab.inv_step).astype(F16))
+    assert y[0] == at_minus_inf and np.isnan(y[2])
+    if at_plus_inf is not None:
+        assert y[1] == at_plus_inf
+
+
+def test_softmax_of_a_masked_score_is_zero_there(dev):
+    # HF attention masks add finfo(float32).min, which is -inf in fp16: those columns get 0, not NaN
+    x = np.array([[0.5, -np.inf, 1.0, -np.inf], [2.0, 1.0, -np.inf, 0.0]], dtype=F16)
+    dst = dev.alloc(x.nbytes)
+    dev.run(isa.make("softmax", src=dev.put(x), dst=dst, rows=2, cols=4, m=1, pos0=0, causal=False,
+                     in_fp32=False))
+    y = dev.get(dst, F16, x.shape)
+    np.testing.assert_array_equal(y, _softmax_ref(x.astype(F32), np.ones(x.shape, bool)))
+    assert not np.isnan(y).any() and (y[x == -np.inf] == 0).all()
+    np.testing.assert_allclose(y.astype(F32), torch.softmax(_t(x), -1).numpy(), atol=2e-3)
+
+
 def _rope_table(positions, d, theta=10000.0):
     inv = 1.0 / theta ** (np.arange(0, d, 2) / d)
     ang = np.arange(positions)[:, None] * inv[None, :]
