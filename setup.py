@@ -23,5 +23,5 @@ setup(
     package_data={"dlavm.target": ["builtin/*.json"]},
     # `torch.compile(model, backend="dlavm")` finds the backend through this entry point (doc/torch_compile.md)
     entry_points={"console_scripts": ["dlavm = dlavm.cli.main:main"],
-                  "torch_dynamo_backends": ["dlavm = dlavm.dynamo:backend"]},
+                  "torch_dynamo_backends": ["dlavm = dlavm.dynamo:dlavm_backend"]},
 )

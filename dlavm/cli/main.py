@@ -88,12 +88,23 @@ def import_cmd(model, max_seq, summary, spans, raw, dump_ir, time_passes):
               help="List what each target runs on the device: device ops, the patterns they come from, limits.")
 @click.option("--target", "-t", "targets", multiple=True,
               help="With --device: only this target (name or file; repeatable). Default: every built-in target.")
-def ops_cmd(aten, device, targets):
+@click.option("--conformance", is_flag=True,
+              help="Run the op conformance suite through torch.compile(backend='dlavm') and print its table.")
+@click.option("--full", is_flag=True, help="With --conformance: every shape edge static too (the full grid).")
+@click.option("--op", "only", multiple=True, help="With --conformance: only this ATen overload (repeatable).")
+@click.option("--write", "write", type=click.Path(dir_okay=False), default=None,
+              help="With --conformance: also write the table as Markdown to FILE (doc/ops.md).")
+def ops_cmd(aten, device, targets, conformance, full, only, write):
     """List the graph-IR ops (or the supported ATen ops, or what each target runs on the device)."""
     if targets and not device:
         raise click.UsageError("--target goes with --device")
-    if aten and device:
-        raise click.UsageError("--aten and --device list different things: give one")
+    if sum(map(bool, (aten, device, conformance))) > 1:
+        raise click.UsageError("--aten, --device and --conformance do different things: give one")
+    if (full or only or write) and not conformance:
+        raise click.UsageError("--full, --op and --write go with --conformance")
+    if conformance:
+        _conformance(full, only, write)
+        return
     import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
     if device:
         _print_device_ops(targets)
@@ -107,6 +118,32 @@ def ops_cmd(aten, device, targets):
     for op in list_ops():
         attrs = ", ".join(f"{k}:{v.kind}" for k, v in op.attr_specs.items())
         click.echo(f"{op.name:<14} ({', '.join(op.inputs)}) [{attrs}]  {op.doc}")
+
+
+def _conformance(full, only, write) -> None:
+    """The conformance suite (doc/ops.md): progress per op on stderr, the table on stdout; exit 1 when an
+    op fails."""
+    import time
+
+    from ..dynamo import conformance as conf
+    from .progress import Progress
+    unknown = [o for o in only if o not in conf.CASES and o not in conf.UNREACHABLE]
+    if unknown:
+        raise click.BadParameter(f"'{unknown[0]}' is not in the conformance catalog (`dlavm ops --aten` lists "
+                                 f"the converted overloads)", param_hint="--op")
+    t0 = time.monotonic()
+    with Progress() as progress:
+        rows = conf.run_all(full, ops=list(only) or None,
+                            on_case=lambda i, n, op: progress("conformance", i + 1, n, op))
+    seconds = time.monotonic() - t0
+    click.echo(conf.format_table(rows))
+    click.echo(conf.summary(rows) + f" ({'full' if full else 'reduced'} grid, {seconds:.0f} s)")
+    if write:
+        from pathlib import Path
+        Path(write).write_text(conf.markdown_doc(rows, full, seconds))
+        click.echo(f"wrote {write}", err=True)
+    if any(r.status == "FAIL" for r in rows):
+        sys.exit(EXIT_NEGATIVE)
 
 
 def _print_device_ops(targets) -> None:

@@ -3,7 +3,5 @@
 from .backend import DEFAULTS, STATS, BackendError, Options, dlavm_backend, reset_stats
 from .explain import Explanation, explain
 
-backend = dlavm_backend
-
-__all__ = ["backend", "dlavm_backend", "explain", "Explanation", "BackendError", "Options", "DEFAULTS", "STATS",
+__all__ = ["dlavm_backend", "explain", "Explanation", "BackendError", "Options", "DEFAULTS", "STATS",
            "reset_stats"]

@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from ..devlink.uri import DeviceURIError, parse_device_uri
 from ..errors import is_project_error, one_line
 from ..frontend.torch.decompositions import decomposition_table
 from ..program_cache import ProgramCache, default_folder
-from ..target import get_target
+from ..target import Target, get_target
 from . import partition as part
 from .program import ImportRefused, Subgraph, fingerprint, import_subgraph, pick_bound, weight_name
 
@@ -54,7 +55,7 @@ DEFAULTS = {
 
 @dataclass(frozen=True)
 class Options:
-    target: str = DEFAULTS["target"]
+    target: str | Target = DEFAULTS["target"]
     weights: str = DEFAULTS["weights"]
     device: str | None = None
     cache_dir: str | None = None
@@ -99,7 +100,8 @@ class Options:
             raise BackendError(f"option 'dim_bound': expected an integer of at least 1, got {bound!r}")
         if o["fallback"] not in ("eager", "error"):
             raise BackendError(f"option 'fallback': expected 'eager' or 'error', got {o['fallback']!r}")
-        return cls(tgt.name if isinstance(o["target"], str) and o["target"] == tgt.name else str(o["target"]),
+        target = o["target"] if isinstance(o["target"], Target) else str(o["target"])   # a Target: as given
+        return cls(target,
                    o["weights"], o["device"], None if cache_dir is None else os.fspath(cache_dir), cache, bound,
                    o["fallback"])
 
@@ -113,10 +115,14 @@ class Stats:
     graphs: int = 0                  # graphs dynamo handed over
     compiles: int = 0                # programs compiled (cache misses, first bounds and recompiles)
     cache_hits: int = 0              # programs loaded from the program cache
-    recompiles: list = field(default_factory=list)   # reasons of the recompilations past a bound
+    recompiles: list = field(default_factory=list)   # why each recompilation (a size past a bound, a new weight)
     device_calls: int = 0            # calls run on the device
     eager_calls: int = 0             # subgraph calls run in eager instead (a size below the bounds)
     fallback_ops: Counter = field(default_factory=Counter)   # ATen op -> nodes left to eager
+    device_seconds: float = 0.0      # wall time in the runtime's run calls (simulator or device server)
+    host_kernel_seconds: float = 0.0  # of which in the programs' host-fallback steps (the runtime's host_log)
+    program_seconds: float = 0.0     # wall time getting programs: compiling them, or loading them from the cache
+    partition_seconds: float = 0.0   # wall time partitioning ATen graphs, importing and getting their programs
 
 
 STATS = Stats()
@@ -124,8 +130,11 @@ _lock = threading.Lock()
 
 
 def reset_stats() -> None:
-    global STATS
-    STATS = Stats()
+    """Zero :data:`STATS` in place, so that every module that imported it (``dlavm.dynamo.STATS``)
+    sees the reset."""
+    fresh = Stats()
+    for name in fresh.__dataclass_fields__:
+        setattr(STATS, name, getattr(fresh, name))
 
 
 # ------------------------------------------------------------------ reports (read by explain)
@@ -146,6 +155,7 @@ class GraphReport:
     fallbacks: list = field(default_factory=list)   # [partition.Fallback]
     eager_reason: str = ""                          # why the whole graph runs in eager
     code: str = ""                                  # the ATen graph after partitioning
+    aten: list = field(default_factory=list)        # ATen overloads handed over (before partitioning)
 
 
 _collectors: list = []
@@ -181,6 +191,10 @@ class DeviceCall(torch.nn.Module):
         self.name, self.sub, self.opts, self.cache = name, sub, opts, cache
         self._args, self._constants = args, constants
         self.variants: list = []          # [(Subgraph, CompiledModel)]
+        #: argument index -> (tensor, version) of each weight compiled in; dynamo guards neither a
+        #: weight's identity nor its values, so a call passing another tensor, or this one changed in
+        #: place, recompiles with the call's weights (:meth:`_check_weights`)
+        self._weights = {i: (constants[a][1], _version(constants[a][1])) for i, a in enumerate(args) if a in constants}
         self.report = SubgraphReport(name, first.ops, first.bounds)
         self._add_variant(first)
 
@@ -194,12 +208,19 @@ class DeviceCall(torch.nn.Module):
             return dlavm_compile(sg.module, target=self.opts.target, weights=self.opts.weights,
                                  name=f"torch_compile_{self.name}")
 
+        t0 = time.perf_counter()
         cm, how = self.cache.get(parts, build)
+        STATS.program_seconds += time.perf_counter() - t0
         if how == "hit":
             STATS.cache_hits += 1
+        placement = _placement(cm)
+        if not any(where == "device" for _op, where in placement):
+            host = sorted({op for op, _ in placement})
+            raise HostOnly(f"the compiled program runs all of it on the host ({', '.join(host) or 'nothing'}): "
+                           f"torch eager runs it without a device round trip")
         self.report.how = how
         self.report.bounds = sg.bounds
-        self.report.placement = _placement(cm)
+        self.report.placement = placement
         self.variants.append((sg, cm))
         log.info("dlavm: %s %s (%d ops, bounds %s)", "loaded" if how == "hit" else "compiled", self.name,
                  len(sg.ops), sg.bounds or "static")
@@ -229,13 +250,33 @@ class DeviceCall(torch.nn.Module):
         except (ImportRefused, CompileError, ValueError) as e:
             return None, f"recompiling for larger bounds failed: {one_line(e)}"
 
+    def _check_weights(self, args) -> None:
+        """Recompile with the call's weights when one is not the tensor compiled in, or was changed in
+        place since (its version counter moved): a program never runs with stale weights."""
+        changed = [i for i, (t, version) in self._weights.items() if args[i] is not t or _version(args[i]) != version]
+        if not changed:
+            return
+        names = [self._constants[self._args[i]][0] for i in changed]
+        reason = (f"{self.name}: weight {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+                  + " changed since it was compiled in: recompiling with the new values")
+        log.info("dlavm: %s", reason)
+        STATS.recompiles.append(reason)
+        self._constants = {**self._constants, **{self._args[i]: (self._constants[self._args[i]][0], args[i])
+                                                 for i in self._weights}}
+        self._weights = {i: (args[i], _version(args[i])) for i in self._weights}
+        bounds = {v.name: v.hi for v in self.variants[-1][0].sizes}
+        self.variants = []
+        self._add_variant(import_subgraph(self.sub, self._args, self._constants, self.opts.dim_bound, bounds))
+
     def forward(self, *args):
+        self._check_weights(args)
         sg, cm = self._variant(args)
         if sg is None:
             log.info("dlavm: %s runs in eager for this call: %s", self.name, cm)
             STATS.eager_calls += 1
             return self.sub(*args)
         inputs = [args[i].detach().cpu().contiguous().numpy() for i in sg.tensor_args]
+        t0 = time.perf_counter()
         if self.opts.device is None:
             outs = cm.run(*inputs)
         else:
@@ -246,17 +287,41 @@ class DeviceCall(torch.nn.Module):
                     _loaded[self.opts.device] = cm
                 outs = cm.runtime(hal).run(cm.entries[0], *inputs) if cm._runtime is None else \
                     cm._runtime.run(cm.entries[0], *inputs)
+        STATS.device_seconds += time.perf_counter() - t0
+        STATS.host_kernel_seconds += sum(step[-1] for step in getattr(cm._runtime, "host_log", ()))
         STATS.device_calls += 1
-        return tuple(torch.from_numpy(np.ascontiguousarray(o)).to(dt) for o, dt in zip(outs, sg.out_dtypes))
+        return tuple(_torch_tensor(o, dt) for o, dt in zip(outs, sg.out_dtypes))
+
+
+def _torch_tensor(o, dtype) -> torch.Tensor:
+    """A runtime output as a torch tensor of ``dtype``: a 0-d result stays 0-d (``np.ascontiguousarray``
+    would make it 1-d), and an array numpy calls contiguous although a size-1 axis has a negative
+    stride (a reversed argsort), which ``torch.from_numpy`` refuses, is copied first."""
+    a = np.asarray(o)
+    if not a.flags.c_contiguous or any(s < 0 for s in a.strides):
+        a = a.copy(order="C")
+    return torch.from_numpy(a).to(dtype)
+
+
+def _version(t: torch.Tensor) -> int | None:
+    """The version counter of ``t`` (moved by each in-place change); None for an inference tensor,
+    which has none (its identity is checked alone)."""
+    return None if t.is_inference() else t._version
 
 
 def _placement(cm) -> list:
-    """(op, where) of every op of the compiled program, from its compile report."""
+    """(op, where) of every op of the compiled program (transfers left out): from its compile report,
+    or for a program loaded from the cache, from its manifest (each host step, each device stream)."""
+    from ..artifact import HostStep, StreamStep
     from ..backend.report import op_rows
-    try:
-        return [(op, where) for _entry, op, where, *_ in op_rows(cm.manifest, cm.build)]
-    except Exception:  # noqa: BLE001 -- a report is informative; a program without one still runs
-        return []
+    if cm.build is not None:
+        return [(op, where) for _entry, op, where, *_ in op_rows(cm.manifest, cm.build) if "->" not in where]
+    return [(s.op, "host") if isinstance(s, HostStep) else (f"stream {s.stream}", "device")
+            for e in cm.manifest.entries.values() for s in e.steps if isinstance(s, (HostStep, StreamStep))]
+
+
+class HostOnly(Exception):
+    """A compiled subgraph runs nothing on the device: torch eager runs it faster than a round trip."""
 
 
 # ------------------------------------------------------------------ the backend
@@ -281,15 +346,25 @@ def _constants_of(gm: torch.fx.GraphModule, example_inputs) -> dict:
 
 def _compile_graph(agm: torch.fx.GraphModule, fake_inputs, *, constants: dict, opts: Options, index: int):
     """AOTAutograd's inference compiler: partition ``agm``, compile its device subgraphs (outside the
-    fake-tensor mode AOTAutograd runs it in: the weights are real tensors)."""
+    fake-tensor mode AOTAutograd runs it in: the weights are real tensors). A buffer the graph changes
+    (``self.count.add_(1)``) is a runtime input, not a weight compiled in."""
+    from torch._guards import TracingContext
     from torch._subclasses.fake_tensor import unset_fake_temporarily
-    with unset_fake_temporarily():
-        return _partition_and_compile(agm, fake_inputs, constants, opts, index)
+    meta = getattr(TracingContext.try_get(), "fw_metadata", None)
+    if meta is not None:
+        constants = {i: c for i, c in constants.items() if not (i < len(meta.input_info)
+                                                                 and meta.input_info[i].mutates_data)}
+    t0 = time.perf_counter()
+    try:
+        with unset_fake_temporarily():
+            return _partition_and_compile(agm, fake_inputs, constants, opts, index)
+    finally:
+        STATS.partition_seconds += time.perf_counter() - t0
 
 
 def _partition_and_compile(agm, fake_inputs, constants: dict, opts: Options, index: int):
     from functorch.compile import make_boxed_func
-    report = GraphReport(index)
+    report = GraphReport(index, aten=[str(n.target) for n in agm.graph.nodes if n.op == "call_function"])
     phs = [n for n in agm.graph.nodes if n.op == "placeholder"]
     const_nodes = {}
     if constants and len(phs) == len(fake_inputs):
@@ -313,6 +388,12 @@ def _partition_and_compile(agm, fake_inputs, constants: dict, opts: Options, ind
             continue
         try:
             call = DeviceCall(name, sub, list(ins), const_nodes, sg, opts, cache)
+        except HostOnly as e:
+            why = str(e)
+            for n in nodes:
+                refused[n.name] = why
+            report.subgraphs.append(SubgraphReport(name, sg.ops, sg.bounds, "eager", reason=why))
+            continue
         except Exception as e:  # noqa: BLE001 -- the compiler's refusals (plan, lowering) fall back
             if not (is_project_error(e) or isinstance(e, (ValueError, NotImplementedError))):
                 raise

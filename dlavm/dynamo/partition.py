@@ -38,6 +38,8 @@ def op_name(node: torch.fx.Node) -> str:
     """``aten.addmm`` for an fx node (overload dropped), the name the reports use."""
     if node.target is operator.getitem:
         return "operator.getitem"
+    if isinstance(node.target, torch._ops.OpOverload) and node.target.namespace != "aten":
+        return node.target.name().replace("::", ".")    # prims.convert_element_type, not aten.*
     return _op_name(node.target)
 
 
@@ -54,7 +56,7 @@ def unsupported_reason(node: torch.fx.Node) -> str | None:
     if any(isinstance(v, (torch.SymInt, torch.SymFloat, torch.SymBool, int, float, bool)) for v in vals):
         return "size arithmetic (computed by torch on the host)"
     if not (node.target in CONVERTERS or user_host_op_of(node.target) is not None):
-        return f"no converter for ATen op '{_op_name(node.target)}' (`dlavm ops --aten` lists them)"
+        return f"no converter for ATen op '{op_name(node)}' (`dlavm ops --aten` lists them)"
     for v in vals:
         if isinstance(v, torch.Tensor) and v.dtype not in DTYPES:
             return f"dtype {str(v.dtype).replace('torch.', '')} (the compiler takes {_dtype_list()})"

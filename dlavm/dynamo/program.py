@@ -101,18 +101,20 @@ def _placeholders(gm) -> list:
     return [n for n in gm.graph.nodes if n.op == "placeholder"]
 
 
-_SOURCE = re.compile(r"L\['([A-Za-z_]\w*)'\]\.size\(\)\[(\d+)\]")
+_SOURCE = re.compile(r"^L((?:\['[A-Za-z_]\w*'\]|\[\d+\])+)\.size\(\)\[(\d+)\]$")
 
 
 def _dim_name(symbol, shape_env, taken: set) -> str:
-    """``x_dim1`` for torch's ``L['x'].size()[1]``; torch's symbol name when it has no such source."""
+    """``x_dim1`` for torch's ``L['x'].size()[1]`` (``args_0_dim1`` for ``L['args'][0].size()[1]``);
+    torch's symbol name when it has no such source."""
     name = str(symbol)
     sources = (getattr(shape_env, "var_to_sources", None) or {}).get(symbol) or []
     for src in sources:
         text = getattr(src, "name", src)
         m = _SOURCE.search(text() if callable(text) else str(text))
         if m:
-            name = f"{m.group(1)}_dim{m.group(2)}"
+            path = "_".join(re.findall(r"\['?([^'\]]+)'?\]", m.group(1)))
+            name = f"{path}_dim{m.group(2)}"
             break
     base, k = name, 1
     while name in taken:
@@ -185,9 +187,11 @@ def import_subgraph(sub: torch.fx.GraphModule, args: list, constants: dict, dim_
                 names[s] = name
     for s, name in names.items():
         where = _locate(s, args, vals, constants)
-        if where is None:
-            raise ImportRefused(None, f"the size {s} is not the size of an input tensor (a Python int the "
-                                      f"function takes?): the compiled program binds sizes from its inputs' shapes")
+        if where is None or where[1] is None:
+            # a size the subgraph takes only as an integer (``torch.full(x.shape, v)`` without x) has no
+            # tensor for the program to read it from
+            raise ImportRefused(None, f"the size {name} is not the size of an input tensor of the subgraph "
+                                      f"(only an integer): the compiled program binds sizes from its inputs' shapes")
         sizes.append(SizeVar(name, s, int(ranges[s].lower), int(ranges[s].upper), *where))
     program = GraphProgram(sub, kinds, state, ranges)
     imp = _Importer(program, names)

@@ -55,10 +55,12 @@ def _softmax(i: Instruction, mem, t: Target) -> None:
         valid = np.ones((r, c), dtype=bool)
     mx = np.where(valid, x, F32(-np.inf)).max(axis=1)
     tab = table(SOFTMAX_EXP_TABLE)
-    e = pwl_eval(x - mx[:, None], tab.entries, tab.nseg, tab.lo_f32, tab.inv_step)
+    with np.errstate(invalid="ignore"):   # a row of only -inf is NaN (-inf - -inf), as IEEE says
+        e = pwl_eval(x - mx[:, None], tab.entries, tab.nseg, tab.lo_f32, tab.inv_step)
     e = np.where(valid, e, F32(0))
     s = tree_sum(e, t.tree_lanes)
-    mem.write_array(i["dst"], (e / s[:, None]).astype(F16), "softmax.dst")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mem.write_array(i["dst"], (e / s[:, None]).astype(F16), "softmax.dst")
 
 
 # ---------------------------------------------------------------- eltwise / act

@@ -7,6 +7,8 @@ torch metadata as IR types and turns scalars into IR values.
 """
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from ... import sym
@@ -113,9 +115,19 @@ def _to_copy(ctx, node, x, *args, **kwargs):
 
 @converts(*_ov(aten.clone, "default"), *_ov(aten.contiguous, "default"), *_ov(aten.alias, "default"),
           *_ov(aten.detach, "default"), *_ov(aten.lift_fresh_copy, "default"),
-          *_ov(aten.dropout, "default"), *_ov(aten.native_dropout, "default"))
+          *_ov(aten.dropout, "default"))
 def _identity(ctx, node, x, *args, **kwargs):
     return ctx.tensor(x)
+
+
+@converts(*_ov(aten.native_dropout, "default"))
+def _native_dropout(ctx, node, x, p, train=None):
+    # (output, keep mask); torch keeps every element unless it trains
+    if train and p:
+        raise IRError(f"native_dropout with p={p} in training mode is not supported; call model.eval() "
+                      f"(at {ctx.span})")
+    x = ctx.tensor(x)
+    return x, call("full", shape=x.type.shape, value=True, dtype="bool", span=ctx.span)
 
 
 @converts(*_ov(aten._assert_tensor_metadata, "default"), *_ov(aten._assert_scalar, "default"),
@@ -187,6 +199,17 @@ def _softmax(ctx, node, x, dim, *rest):
     return _cast_to_meta(ctx, node, out)
 
 
+@converts(*_ov(aten._safe_softmax, "default"))
+def _safe_softmax(ctx, node, x, dim, *rest):
+    # what scaled_dot_product_attention decomposes to under torch.compile: softmax, except that a row
+    # of only -inf (a fully masked query) gives zeros, not NaN
+    x = ctx.tensor(x)
+    dead = call("all", call("eq", x, Literal(float("-inf")), span=ctx.span), axes=(dim,), keepdim=True,
+                span=ctx.span)
+    out = call("where", dead, Literal(0.0), call("softmax", x, axis=dim, span=ctx.span), span=ctx.span)
+    return _cast_to_meta(ctx, node, out)
+
+
 @converts(*_ov(aten._log_softmax, "default"), *_ov(aten.log_softmax, "int"))
 def _log_softmax(ctx, node, x, dim, *rest):
     out = call("log_softmax", ctx.tensor(x), axis=dim, span=ctx.span)
@@ -220,7 +243,11 @@ def _addmm(ctx, node, b, x, w, beta=1, alpha=1):
 
 @converts(*_ov(aten.mm, "default"), *_ov(aten.bmm, "default"), *_ov(aten.matmul, "default"))
 def _matmul(ctx, node, a, b):
-    return call("matmul", ctx.tensor(a), ctx.tensor(b), span=ctx.span)
+    a, b = ctx.tensor(a), ctx.tensor(b)
+    if isinstance(b, Call) and b.op.name == "permute" and isinstance(b.args[0], Constant) and b.type.ndim == 2:
+        # x @ W.t(): an nn.Linear without bias under torch.compile (t + mm): a linear, which the device runs
+        return call("linear", a, b.args[0], span=ctx.span)
+    return call("matmul", a, b, span=ctx.span)
 
 
 @converts(*_ov(aten.conv2d, "default"))
@@ -247,6 +274,14 @@ def _max_pool2d(ctx, node, x, kernel, stride=(), padding=(0, 0), dilation=(1, 1)
     stride = stride or kernel
     return call("max_pool2d", ctx.tensor(x), kernel=pair(kernel), stride=pair(stride),
                 padding=pair(padding), dilation=pair(dilation), ceil_mode=ceil_mode, span=ctx.span)
+
+
+@converts(*_ov(aten.max_pool2d_with_indices, "default"))
+def _max_pool2d_with_indices(ctx, node, x, kernel, stride=(), padding=(0, 0), dilation=(1, 1), ceil_mode=False):
+    # nn.MaxPool2d under torch.compile (max_pool2d is CompositeImplicit): inference reads the values only
+    if any(u.target is not operator.getitem or u.args[1] != 0 for u in node.users):
+        raise IRError(f"max_pool2d_with_indices whose indices are used is not supported (at {ctx.span})")
+    return _max_pool2d(ctx, node, x, kernel, stride, padding, dilation, ceil_mode), None
 
 
 @converts(*_ov(aten.avg_pool2d, "default"))
@@ -332,6 +367,16 @@ def _sdpa(ctx, node, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, sc
                       f"torch, which DLAVM does not support (at {ctx.span})")
     args = [q, k, v] + ([ctx.tensor(attn_mask)] if attn_mask is not None else [])
     return call("attention", *args, causal=bool(is_causal), scale=scale, span=ctx.span)
+
+
+@converts(*_ov(aten._scaled_dot_product_flash_attention_for_cpu, "default"))
+def _sdpa_flash_cpu(ctx, node, q, k, v, dropout_p=0.0, is_causal=False, *, attn_mask=None, scale=None):
+    """What ``scaled_dot_product_attention`` becomes on CPU tensors under AOTAutograd (torch.compile):
+    the same attention, plus a logsumexp output that inference graphs do not use."""
+    if any(tuple(u.args[1:2]) != (0,) for u in node.users):   # its users are getitem(node, index)
+        raise IRError(f"the logsumexp output of _scaled_dot_product_flash_attention_for_cpu is used; "
+                      f"DLAVM computes only the attention output (at {ctx.span})")
+    return (_sdpa(ctx, node, q, k, v, attn_mask, dropout_p, is_causal, scale), None)
 
 
 @converts(*_ov(aten.embedding, "default"))
