@@ -270,6 +270,9 @@ class RayEngine:
 
     def _init(self):
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # Ray's progress bars otherwise replace builtins.print of the whole process, for good (a user's
+        # print then runs Ray's lock: torch.compile breaks its graph inside Ray, not at the user's line)
+        os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
         import ray
         if self.address != "local":
             _check_reachable(self.address)

@@ -8,6 +8,8 @@ reset dynamo, and the dynamo caches are reset again afterwards.
 """
 from __future__ import annotations
 
+import os
+import sysconfig
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -61,18 +63,30 @@ class Explanation:
         return "\n".join(lines)
 
 
+_LIBRARIES = tuple({sysconfig.get_paths()[k] + os.sep for k in ("purelib", "platlib", "stdlib")})
+
+
+def _frame(fs) -> str:
+    return f"{fs.filename}:{fs.lineno}" + (f" `{fs.line.strip()}`" if getattr(fs, "line", None) else "")
+
+
+def _where(stack) -> str:
+    """The source line of a graph break: the innermost frame of the user's own code, followed by the
+    innermost frame when that is another (inside an installed library or the standard library)."""
+    if not stack:
+        return ""
+    own = [fs for fs in stack if not fs.filename.startswith(_LIBRARIES)]
+    inner = _frame(stack[-1])
+    if not own or own[-1] is stack[-1]:
+        return inner
+    return f"{_frame(own[-1])}, in {inner}"
+
+
 def _break_reasons(model, inputs) -> list:
     import torch._dynamo as dynamo
     out = dynamo.explain(model)(*inputs)
-    reasons = []
-    for r in out.break_reasons:
-        stack = getattr(r, "user_stack", None) or []
-        where = ""
-        if stack:
-            fs = stack[-1]
-            where = f"{fs.filename}:{fs.lineno}" + (f" `{fs.line.strip()}`" if getattr(fs, "line", None) else "")
-        reasons.append((str(getattr(r, "reason", r)).strip().splitlines()[0], where))
-    return reasons
+    return [(str(getattr(r, "reason", r)).strip().splitlines()[0], _where(getattr(r, "user_stack", None) or []))
+            for r in out.break_reasons]
 
 
 def explain(model, *inputs, dynamic: bool | None = None, **options) -> Explanation:

@@ -173,7 +173,9 @@ def test_ops_device_lists_every_device_op_of_the_target():
 
 @pytest.mark.parametrize("args, message", [
     (["--target", "tiny"], "--target goes with --device"),
-    (["--aten", "--device"], "--aten and --device list different things: give one"),
+    (["--aten", "--device"], "--aten, --device and --conformance do different things: give one"),
+    (["--aten", "--conformance"], "--aten, --device and --conformance do different things: give one"),
+    (["--full"], "--full, --op and --write go with --conformance"),
     (["--device", "-t", "nosuch"], "unknown target 'nosuch'")])
 def test_ops_bad_options_are_one_line_errors(args, message):
     res = CliRunner().invoke(main, ["ops", *args])

@@ -276,6 +276,26 @@ def test_a_print_breaks_the_graph_and_each_piece_runs_on_the_device(capsys):
     assert "graph break 1:" in str(e) and where in str(e)
 
 
+def test_a_break_inside_a_library_names_the_users_line_first(monkeypatch):
+    # Ray's progress bars replace builtins.print with a function that takes a lock (dynamo cannot trace
+    # it): the break happens inside that library, and explain names the user's print line first
+    import builtins
+    import threading
+    lock, original = threading.Lock(), builtins.print
+
+    def locked_print(*args, **kwargs):
+        with lock:
+            original(*args, **kwargs)
+
+    locked_print.__code__ = locked_print.__code__.replace(co_filename=threading.__file__)   # library code
+    monkeypatch.setattr(builtins, "print", locked_print)
+    m, x = _model(PrintBreak), _randn(4, 16)
+    e = dlavm.explain(m, x, **_opts())
+    [(_reason, where)] = e.breaks
+    assert where.startswith(f"{__file__}:{_line_of(PrintBreak.forward, 'print(')}"), where
+    assert f", in {threading.__file__}:" in where, where
+
+
 def test_a_data_dependent_branch_compiles_each_side_and_matches_eager():
     m = _model(BranchBreak)
     xs = [_randn(4, 16, seed=s) for s in range(8)]

@@ -95,6 +95,19 @@ def test_eltwise(dev, rng, op, count):
                                   top(torch.from_numpy(a), torch.from_numpy(b)).numpy())
 
 
+def _act(dev, tab, x):
+    """``act`` of fp16 ``x`` through table ``tab`` on the simulator, checked bit for bit against the
+    doc/isa.md formula; the fp16 result."""
+    dst = dev.alloc(x.nbytes)
+    ta = dev.put(np.frombuffer(tab.to_bytes(), dtype=np.uint8))
+    dev.run(isa.make("act", src=dev.put(x), dst=dst, table=ta, count=x.size, nseg=tab.nseg,
+                     lo=tab.lo_f32, inv_step=tab.inv_step))
+    y = dev.get(dst, F16, x.shape)
+    np.testing.assert_array_equal(y, ref.pwl(x.astype(F32), tab.entries, tab.nseg, tab.lo_f32,
+                                             tab.inv_step).astype(F16))
+    return y
+
+
 @pytest.mark.parametrize("name,tfn,atol", [
     ("silu", torch.nn.functional.silu, 4e-3),
     ("gelu", torch.nn.functional.gelu, 4e-3),
@@ -108,13 +121,7 @@ def test_act_tables(dev, rng, name, tfn, atol):
         x = -np.abs(x)
     # Both exterior entries and both edges; the exp table serves x <= 0 only.
     x[:4] = [tab.lo - 3, tab.hi + 3 if name != "exp" else tab.lo - 30, tab.lo, tab.hi]
-    dst = dev.alloc(x.nbytes)
-    ta = dev.put(np.frombuffer(tab.to_bytes(), dtype=np.uint8))
-    dev.run(isa.make("act", src=dev.put(x), dst=dst, table=ta, count=x.size, nseg=tab.nseg,
-                     lo=tab.lo_f32, inv_step=tab.inv_step))
-    y = dev.get(dst, F16, x.shape)
-    np.testing.assert_array_equal(y, ref.pwl(x.astype(F32), tab.entries, tab.nseg, tab.lo_f32,
-                                             tab.inv_step).astype(F16))
+    y = _act(dev, tab, x)
     expect = tfn(_t(x)).numpy()
     np.testing.assert_allclose(y.astype(F32), expect, rtol=2e-3, atol=atol)
 
@@ -126,14 +133,7 @@ def test_act_tables_at_infinity(dev, name, at_minus_inf, at_plus_inf):
     # A flat exterior entry is a constant for +-inf too (doc/isa.md 7.6): exp(-inf) = 0, which a softmax
     # over a score masked with -inf (or a float32 mask the fp16 conversion makes -inf) needs. NaN propagates.
     tab = pwl.table(name)
-    x = np.array([-np.inf, np.inf, np.nan, tab.lo - 1], dtype=F16)
-    dst = dev.alloc(x.nbytes)
-    ta = dev.put(np.frombuffer(tab.to_bytes(), dtype=np.uint8))
-    dev.run(isa.make("act", src=dev.put(x), dst=dst, table=ta, count=x.size, nseg=tab.nseg,
-                     lo=tab.lo_f32, inv_step=tab.inv_step))
-    y = dev.get(dst, F16, x.shape)
-    np.testing.assert_array_equal(y, ref.pwl(x.astype(F32), tab.entries, tab.nseg, tab.lo_f32,
-                                             tab.inv_step).astype(F16))
+    y = _act(dev, tab, np.array([-np.inf, np.inf, np.nan, tab.lo - 1], dtype=F16))
     assert y[0] == at_minus_inf and np.isnan(y[2])
     if at_plus_inf is not None:
         assert y[1] == at_plus_inf
