@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import sym
 from ..ir import IRTypeError, Literal, TensorType, attr, call
-from ..passes.fold import FoldError, evaluate, is_size_only
+from ..passes.fold import FoldError, evaluate, free_dims, is_size_only
 from ..passes.patterns_match import Pat, Pattern, const_int, is_op, permute
 from ..target.isa import HEAD_DIM_MULTIPLE
 from ..task.ir import If
@@ -59,12 +59,16 @@ def mask_kind(ctx, mask, lq, lk, causal: bool):
     key) at every probed size, else (None, reason)."""
     if not is_size_only(mask):
         return None, "attention mask depends on the inputs (not a size-only mask)"
-    v, rng, why = dim_var(mask)
-    if v is None:
-        return None, f"attention mask {why}"
+    if not free_dims(mask):
+        envs = [{}]   # static sizes (torch.compile's first compilation): the one mask there is
+    else:
+        v, rng, why = dim_var(mask)
+        if v is None:
+            return None, f"attention mask {why}"
+        envs = [{v: n} for n in probe_sizes(*rng)]
     kinds = set()
-    for n in probe_sizes(*rng):
-        env = {v: n}
+    for env in envs:
+        where = ", ".join(f"{k}={n}" for k, n in env.items()) or "its static size"
         try:
             m = evaluate(mask, ctx.params, env)
             nq, nk = sym.evaluate(lq, env), sym.evaluate(lk, env)
@@ -87,7 +91,7 @@ def mask_kind(ctx, mask, lq, lk, causal: bool):
         elif keep.all():
             kinds.add("full")
         else:
-            return None, f"attention mask is neither causal nor full at {v}={n}"
+            return None, f"attention mask is neither causal nor full at {where}"
     if len(kinds) > 1:
         return None, "attention mask changes kind with the sequence length"
     return (kinds.pop() if kinds else "full"), ""  # none: causal and full agree at every size

@@ -72,18 +72,23 @@ def rope_table(ctx, cos, sin, seq):
     """f32 [P, D] table (D/2 cosines then D/2 sines per position) from the size-only cos/sin
     subgraphs, evaluated at the bound of ``seq``; checked to be prefix-consistent (row p does not
     depend on the size) and half-duplicated (HF's concat(freqs, freqs)). Returns (Constant, reason)."""
-    v, rng, why = dim_var(cos)
-    if v is None or sym.as_expr(seq) != v:
-        return None, f"RoPE cos/sin table {why or 'is not indexed by the sequence dim'}"
-    lo, hi = rng
+    static = const_int(seq)
+    if static is not None and not free_dims(cos) and not free_dims(sin):
+        # static sizes (torch.compile's first compilation): the table of those positions
+        v, lo, hi, probes = None, static, static, ()
+    else:
+        v, rng, why = dim_var(cos)
+        if v is None or sym.as_expr(seq) != v:
+            return None, f"RoPE cos/sin table {why or 'is not indexed by the sequence dim'}"
+        (lo, hi), probes = rng, probe_sizes(*rng)
     d = None
     try:
-        full = [evaluate(t, ctx.params, {v: hi}) for t in (cos, sin)]
+        full = [evaluate(t, ctx.params, {v: hi} if v is not None else {}) for t in (cos, sin)]
         d = full[0].shape[-1]
         full = [np.asarray(t, dtype=np.float32).reshape(-1, d) for t in full]
         if full[0].shape[0] != hi:
             return None, "RoPE cos/sin are not one row per position"
-        for n in probe_sizes(lo, hi):
+        for n in probes:
             for t, ref in zip((cos, sin), full):
                 got = np.asarray(evaluate(t, ctx.params, {v: n}), dtype=np.float32).reshape(-1, d)
                 if not np.array_equal(got, ref[:n]):

@@ -191,6 +191,7 @@ class DeviceCall(torch.nn.Module):
         self.name, self.sub, self.opts, self.cache = name, sub, opts, cache
         self._args, self._constants = args, constants
         self.variants: list = []          # [(Subgraph, CompiledModel)]
+        self._device_runtime = None       # the runtime of the variant last loaded on a `device` server
         #: argument index -> (tensor, version) of each weight compiled in; dynamo guards neither a
         #: weight's identity nor its values, so a call passing another tensor, or this one changed in
         #: place, recompiles with the call's weights (:meth:`_check_weights`)
@@ -282,13 +283,13 @@ class DeviceCall(torch.nn.Module):
         else:
             hal = _device_hal(self.opts.device)
             with _lock:
-                if _loaded.get(self.opts.device) is not cm:   # another program's weights are on it
-                    cm.runtime(hal)
+                if _loaded.get(self.opts.device) is not cm:   # another program's weights are on it: reload
                     _loaded[self.opts.device] = cm
-                outs = cm.runtime(hal).run(cm.entries[0], *inputs) if cm._runtime is None else \
-                    cm._runtime.run(cm.entries[0], *inputs)
+                    self._device_runtime = cm.runtime(hal)
+                outs = self._device_runtime.run(cm.entries[0], *inputs)
         STATS.device_seconds += time.perf_counter() - t0
-        STATS.host_kernel_seconds += sum(step[-1] for step in getattr(cm._runtime, "host_log", ()))
+        rt = cm.runtime() if self.opts.device is None else self._device_runtime
+        STATS.host_kernel_seconds += sum(step[-1] for step in rt.host_log)
         STATS.device_calls += 1
         return tuple(_torch_tensor(o, dt) for o, dt in zip(outs, sg.out_dtypes))
 

@@ -18,7 +18,7 @@ import sympy
 import torch
 from torch.utils._sympy.numbers import IntInfinity, NegativeIntInfinity
 
-from ..frontend.torch.importer import Importer, UnsupportedOpError, dtype_name
+from ..frontend.torch.importer import Importer, dtype_name
 from ..ir import IRError
 
 #: the smallest bound a dynamic size gets (a dim first seen at 3 is compiled for [lo, 16])
@@ -197,9 +197,7 @@ def import_subgraph(sub: torch.fx.GraphModule, args: list, constants: dict, dim_
     imp = _Importer(program, names)
     try:
         module = imp.run("forward", keep_weights=True)
-    except ImportRefused:
-        raise
-    except (IRError, UnsupportedOpError) as e:
+    except IRError as e:   # outside a node's conversion (its converter's refusals name the node)
         raise ImportRefused(None, str(e)) from None
     out_node = next(n for n in sub.graph.nodes if n.op == "output")
     outs = out_node.args[0] if isinstance(out_node.args[0], (tuple, list)) else (out_node.args[0],)
