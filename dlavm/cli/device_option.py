@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import click
 
-from dlavm.devlink.uri import FORM, DeviceURIError, parse_device_uri
+from dlavm.devlink.uri import FORM, DeviceURIError, connect, parse_device_uri
+
 
 def device_option(fn):
     """The ``--device URI`` option (default: the in-process simulator)."""
@@ -23,9 +24,7 @@ def device_option(fn):
 def open_device(uri: str, manifest, timeout: float = 600.0):
     """A connected :class:`~dlavm.devlink.socket_client.SocketDevice` for ``manifest``'s target (refused at
     the handshake when the device implements another). Closed when the command ends."""
-    host, port = parse_device_uri(uri)
-    from dlavm.devlink.socket_client import SocketDevice
-    hal = SocketDevice(host, port, timeout=timeout, expect_target=manifest.target.name)
+    hal = connect(uri, expect_target=manifest.target.name, timeout=timeout)
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
         ctx.call_on_close(hal.close)

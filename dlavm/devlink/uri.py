@@ -12,11 +12,11 @@ class DeviceURIError(ValueError):
     """A ``--device`` value that is not ``sim://HOST:PORT``."""
 
 
-def parse_device_uri(uri: str) -> tuple[str, int]:
+def parse_device_uri(uri: str, what: str = "--device") -> tuple[str, int]:
     """``(host, port)`` of ``sim://HOST:PORT`` (``HOST`` may be ``[v6 address]``); :class:`DeviceURIError`
-    naming the value otherwise."""
+    naming the value (as ``what``: the option it came from) otherwise."""
     def refuse(rule: str):
-        raise DeviceURIError(f"--device {uri!r}: {rule} (expected {FORM}, e.g. sim://127.0.0.1:7000)")
+        raise DeviceURIError(f"{what} {uri!r}: {rule} (expected {FORM}, e.g. sim://127.0.0.1:7000)")
 
     if not uri.startswith(SCHEME):
         scheme = uri.split("://", 1)[0] + "://" if "://" in uri else None
@@ -33,4 +33,13 @@ def parse_device_uri(uri: str) -> tuple[str, int]:
     return host, int(port)
 
 
-__all__ = ["parse_device_uri", "DeviceURIError", "SCHEME", "FORM"]
+def connect(uri: str, expect_target: str | None = None, timeout: float = 600.0):
+    """A connected :class:`~dlavm.devlink.socket_client.SocketDevice` for ``uri``; refused at the
+    handshake (:class:`~dlavm.devlink.socket_client.TargetMismatchError`) when ``expect_target`` is given
+    and the device implements another target."""
+    from .socket_client import SocketDevice
+    host, port = parse_device_uri(uri)
+    return SocketDevice(host, port, timeout=timeout, expect_target=expect_target)
+
+
+__all__ = ["parse_device_uri", "connect", "DeviceURIError", "SCHEME", "FORM"]

@@ -13,6 +13,7 @@ a call within the bounds reuses the program, a call past them compiles a variant
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -26,13 +27,13 @@ import numpy as np
 import torch
 
 from ..compiler import CompileError, compile as dlavm_compile
-from ..devlink.uri import DeviceURIError, parse_device_uri
+from ..devlink.uri import DeviceURIError, connect, parse_device_uri
 from ..errors import is_project_error, one_line
 from ..frontend.torch.decompositions import decomposition_table
 from ..program_cache import ProgramCache, default_folder
 from ..target import Target, get_target
 from . import partition as part
-from .program import ImportRefused, Subgraph, fingerprint, import_subgraph, pick_bound, weight_name
+from .program import ImportRefused, Subgraph, fingerprint, import_subgraph, pick_bound, source_name, weight_name
 
 log = logging.getLogger("dlavm.dynamo")
 
@@ -58,8 +59,7 @@ class Options:
     target: str | Target = DEFAULTS["target"]
     weights: str = DEFAULTS["weights"]
     device: str | None = None
-    cache_dir: str | None = None
-    cache: bool = True
+    cache_dir: str | bool | None = None      # a folder, None (the default folder) or False (no cache)
     dim_bound: int | None = None
     fallback: str = "eager"
 
@@ -87,13 +87,11 @@ class Options:
             if not isinstance(o["device"], str):
                 raise BackendError(f"option 'device': expected a string sim://HOST:PORT, got {o['device']!r}")
             try:
-                parse_device_uri(o["device"])
+                parse_device_uri(o["device"], what="option 'device':")
             except DeviceURIError as e:
-                raise BackendError(f"option 'device': {str(e).removeprefix('--device ')}") from None
-        cache_dir, cache = o["cache_dir"], True
-        if cache_dir is False:
-            cache_dir, cache = None, False
-        elif cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+                raise BackendError(str(e)) from None
+        cache_dir = o["cache_dir"]
+        if cache_dir is not None and cache_dir is not False and not isinstance(cache_dir, (str, os.PathLike)):
             raise BackendError(f"option 'cache_dir': expected a folder path or False, got {cache_dir!r}")
         bound = o["dim_bound"]
         if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or bound < 1):
@@ -101,12 +99,15 @@ class Options:
         if o["fallback"] not in ("eager", "error"):
             raise BackendError(f"option 'fallback': expected 'eager' or 'error', got {o['fallback']!r}")
         target = o["target"] if isinstance(o["target"], Target) else str(o["target"])   # a Target: as given
-        return cls(target,
-                   o["weights"], o["device"], None if cache_dir is None else os.fspath(cache_dir), cache, bound,
-                   o["fallback"])
+        return cls(target, o["weights"], o["device"],
+                   cache_dir if cache_dir in (None, False) else os.fspath(cache_dir), bound, o["fallback"])
+
+    @property
+    def cache(self) -> bool:
+        return self.cache_dir is not False
 
     def program_cache(self) -> ProgramCache:
-        return ProgramCache((Path(self.cache_dir) if self.cache_dir else default_folder()) if self.cache else None)
+        return ProgramCache(None if self.cache_dir is False else Path(self.cache_dir or default_folder()))
 
 
 @dataclass
@@ -166,18 +167,29 @@ def _report(r: GraphReport) -> None:
         c.append(r)
 
 
+@contextlib.contextmanager
+def collect_reports():
+    """``with collect_reports() as graphs:``: the :class:`GraphReport` of every graph compiled inside."""
+    graphs: list = []
+    _collectors.append(graphs)
+    try:
+        yield graphs
+    finally:
+        _collectors.remove(graphs)
+
+
 # ------------------------------------------------------------------ devices
 _devices: dict = {}
 _loaded: dict = {}
 
 
-def _device_hal(uri: str):
+def _device_hal(uri: str, target: str):
+    """The connection to the device server ``uri`` (one per server and process), refused at the handshake
+    when the server implements another target than ``target``."""
     with _lock:
         hal = _devices.get(uri)
         if hal is None:
-            from ..devlink.socket_client import SocketDevice
-            host, port = parse_device_uri(uri)
-            hal = _devices[uri] = SocketDevice(host, port, timeout=600)
+            hal = _devices[uri] = connect(uri, expect_target=target)
         return hal
 
 
@@ -281,7 +293,7 @@ class DeviceCall(torch.nn.Module):
         if self.opts.device is None:
             outs = cm.run(*inputs)
         else:
-            hal = _device_hal(self.opts.device)
+            hal = _device_hal(self.opts.device, cm.manifest.target.name)
             with _lock:
                 if _loaded.get(self.opts.device) is not cm:   # another program's weights are on it: reload
                     _loaded[self.opts.device] = cm
@@ -333,9 +345,7 @@ def _constants_of(gm: torch.fx.GraphModule, example_inputs) -> dict:
     for i, (ph, ex) in enumerate(zip(phs, example_inputs)):
         if not isinstance(ex, torch.Tensor) or getattr(ex, "fake_mode", None) is not None:
             continue
-        ga = ph.meta.get("grapharg")
-        src = getattr(ga, "source", None)
-        name = src.name() if callable(getattr(src, "name", None)) else str(getattr(src, "name", ph.name))
+        name = source_name(getattr(ph.meta.get("grapharg"), "source", None), ph.name)
         if isinstance(ex, torch.nn.Parameter) or "._parameters[" in name or "._buffers[" in name:
             w = weight_name(name)
             while w in taken:
@@ -365,6 +375,7 @@ def _compile_graph(agm: torch.fx.GraphModule, fake_inputs, *, constants: dict, o
 
 def _partition_and_compile(agm, fake_inputs, constants: dict, opts: Options, index: int):
     from functorch.compile import make_boxed_func
+    from torch.fx.passes.utils.fuser_utils import erase_nodes, fuse_as_graphmodule, insert_subgm
     report = GraphReport(index, aten=[str(n.target) for n in agm.graph.nodes if n.op == "call_function"])
     phs = [n for n in agm.graph.nodes if n.op == "placeholder"]
     const_nodes = {}
@@ -379,7 +390,6 @@ def _partition_and_compile(agm, fake_inputs, constants: dict, opts: Options, ind
             break
         nodes = proposals[0]
         name = f"fused_{k}"
-        from torch.fx.passes.utils.fuser_utils import erase_nodes, fuse_as_graphmodule, insert_subgm
         sub, ins, outs = fuse_as_graphmodule(agm, nodes, name, always_return_tuple=True)
         try:
             sg = import_subgraph(sub, list(ins), const_nodes, opts.dim_bound)
@@ -391,23 +401,20 @@ def _partition_and_compile(agm, fake_inputs, constants: dict, opts: Options, ind
             call = DeviceCall(name, sub, list(ins), const_nodes, sg, opts, cache)
         except HostOnly as e:
             why = str(e)
-            for n in nodes:
-                refused[n.name] = why
-            report.subgraphs.append(SubgraphReport(name, sg.ops, sg.bounds, "eager", reason=why))
-            continue
         except Exception as e:  # noqa: BLE001 -- the compiler's refusals (plan, lowering) fall back
             if not (is_project_error(e) or isinstance(e, (ValueError, NotImplementedError))):
                 raise
             why = f"the compiler refused the subgraph: {one_line(e)}"
-            for n in nodes:
-                refused[n.name] = why
-            report.subgraphs.append(SubgraphReport(name, sg.ops, sg.bounds, "eager", reason=why))
+        else:
+            insert_subgm(agm, sub, ins, outs, nodes[-1])
+            erase_nodes(agm, nodes)
+            setattr(agm, name, call)
+            report.subgraphs.append(call.report)
+            k += 1
             continue
-        insert_subgm(agm, sub, ins, outs, nodes[-1])
-        erase_nodes(agm, nodes)
-        setattr(agm, name, call)
-        report.subgraphs.append(call.report)
-        k += 1
+        for n in nodes:      # the subgraph runs in eager; its nodes are not proposed again
+            refused[n.name] = why
+        report.subgraphs.append(SubgraphReport(name, sg.ops, sg.bounds, "eager", reason=why))
     torch.fx.passes.tools_common.stable_topological_sort(agm)
     agm.graph.lint()
     agm.recompile()
@@ -445,4 +452,4 @@ def dlavm_backend(gm: torch.fx.GraphModule, example_inputs, options=None, **_ign
 
 
 __all__ = ["dlavm_backend", "Options", "BackendError", "DEFAULTS", "STATS", "Stats", "reset_stats", "DeviceCall",
-           "GraphReport", "SubgraphReport"]
+           "GraphReport", "SubgraphReport", "collect_reports"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -100,22 +100,9 @@ class Run:
     device_ops: tuple = ()     # device ops (IR names) the compiled program ran
 
 
-@dataclass
-class _Capture:
-    graphs: list = field(default_factory=list)
-
-    def __enter__(self):
-        be._collectors.append(self.graphs)
-        return self
-
-    def __exit__(self, *exc):
-        be._collectors.remove(self.graphs)
-
-
 def _anchored(fn):
     def anchored(*xs):
-        out = fn(*xs)
-        outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        outs = _outputs(fn(*xs))
         return (*outs, outs[0].to(F32).reshape(-1, 1).softmax(-1))
     return anchored
 
@@ -223,6 +210,12 @@ def _options(bound: int | None) -> dict:
     return opts
 
 
+def _failure(e: Exception) -> str:
+    """A run's failure in one line: the exception's class and the first line of its message."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
+
+
 def _inputs(case: Case, n: int, dtype, seed: int) -> tuple:
     g = torch.Generator().manual_seed(seed)
     return case.make(n, dtype, g)
@@ -245,15 +238,15 @@ def run_static(case: Case, dtype, edge: str, n: int) -> Run:
     fn = _callable(case, dtype)
     xs = _inputs(case, n, dtype, _seed(case, dtype, n))
     try:
-        with torch.no_grad(), _Capture() as cap:
+        with torch.no_grad(), be.collect_reports() as graphs:
             want = fn(*xs)
             got = torch.compile(fn, backend="dlavm", dynamic=False, options=_options(None))(*xs)
     except Exception as e:  # noqa: BLE001 -- a failure of the op is a recorded result
-        run.reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+        run.reason = _failure(e)
         return run
     finally:
         dynamo.reset()
-    return _finish(run, case, cap.graphs, got, want)
+    return _finish(run, case, graphs, got, want)
 
 
 def run_dynamic(case: Case, dtype, sizes: dict) -> list:
@@ -280,11 +273,11 @@ def run_dynamic(case: Case, dtype, sizes: dict) -> list:
                     torch._dynamo.mark_dynamic(xs[i], axis)
             before = be.STATS.compiles
             try:
-                with torch.no_grad(), _Capture() as cap:
+                with torch.no_grad(), be.collect_reports() as graphs:
                     want = fn(*xs)
                     got = compiled(*xs)
             except Exception as e:  # noqa: BLE001 -- a failure of the op is a recorded result
-                run.reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+                run.reason = _failure(e)
                 out.append(run)
                 continue
             grew = ""
@@ -292,7 +285,6 @@ def run_dynamic(case: Case, dtype, sizes: dict) -> list:
                 grew = f"size {n} within the bound {bound} compiled {be.STATS.compiles - before} new program(s)"
             if n > 1 and be.STATS.compiles > before:
                 compiled_once = True
-            graphs = cap.graphs
             if n > 1:   # a call that dynamo did not hand over again ran the dynamic graph of the first call
                 graphs = dyn_graphs = graphs or dyn_graphs
             out.append(_finish(run, case, graphs, got, want, grew))

@@ -102,13 +102,11 @@ def explain(model, *inputs, dynamic: bool | None = None, **options) -> Explanati
             result.breaks = _break_reasons(model, inputs)
         finally:
             dynamo.reset()
-        collected: list = []
-        be._collectors.append(collected)
         try:
-            compiled = torch.compile(model, backend="dlavm", dynamic=dynamic, options=dict(options) or None)
-            result.outputs = compiled(*inputs)
+            with be.collect_reports() as collected:
+                compiled = torch.compile(model, backend="dlavm", dynamic=dynamic, options=dict(options) or None)
+                result.outputs = compiled(*inputs)
         finally:
-            be._collectors.remove(collected)
             dynamo.reset()
     result.graphs = collected
     return result

@@ -104,14 +104,22 @@ def _placeholders(gm) -> list:
 _SOURCE = re.compile(r"^L((?:\['[A-Za-z_]\w*'\]|\[\d+\])+)\.size\(\)\[(\d+)\]$")
 
 
+def source_name(source, default: str = "") -> str:
+    """The text of a dynamo ``Source`` (``L['x'].size()[0]``; its ``name`` is a method in some torch
+    versions, a property in others), ``default`` without one."""
+    if source is None:
+        return default
+    text = getattr(source, "name", source)
+    return str(text() if callable(text) else text)
+
+
 def _dim_name(symbol, shape_env, taken: set) -> str:
     """``x_dim1`` for torch's ``L['x'].size()[1]`` (``args_0_dim1`` for ``L['args'][0].size()[1]``);
     torch's symbol name when it has no such source."""
     name = str(symbol)
     sources = (getattr(shape_env, "var_to_sources", None) or {}).get(symbol) or []
     for src in sources:
-        text = getattr(src, "name", src)
-        m = _SOURCE.search(text() if callable(text) else str(text))
+        m = _SOURCE.search(source_name(src))
         if m:
             path = "_".join(re.findall(r"\['?([^'\]]+)'?\]", m.group(1)))
             name = f"{path}_dim{m.group(2)}"
@@ -266,4 +274,4 @@ def fingerprint(sub: torch.fx.GraphModule, subgraph: Subgraph) -> str:
 
 
 __all__ = ["import_subgraph", "Subgraph", "SizeVar", "GraphProgram", "ImportRefused", "pick_bound",
-           "weight_name", "fingerprint", "MIN_BOUND"]
+           "weight_name", "source_name", "fingerprint", "MIN_BOUND"]
