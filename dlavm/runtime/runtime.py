@@ -91,12 +91,18 @@ class Runtime:
                 raise RunError(f"host constant '{c.name}': {c.file} holds {len(raw)} bytes, not a {c.dtype} "
                                f"array of shape {list(c.shape)}")
             self.host_consts[c.name] = np.frombuffer(raw, dtype=dt).reshape(c.shape)
-        for w in manifest.weights:
-            hal.write_mem(w.addr, read_file(w.file))
+        self._read_file = read_file
+        self.load_weights()
         #: device cycles, HBM bytes and MACs of the most recent :meth:`run`
         self.last_cycles = 0
         self.last_hbm_bytes = 0
         self.last_macs = 0
+
+    def load_weights(self) -> None:
+        """Copy the packed weights to their device addresses (done once by the constructor; again after
+        another model used the same device)."""
+        for w in self.manifest.weights:
+            self.hal.write_mem(w.addr, self._read_file(w.file))
 
     @property
     def entries(self) -> list:
