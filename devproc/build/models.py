@@ -26,6 +26,12 @@ class TorchModel(ModelHandle):
         self.name, self.source, self.max_seq, self.dims = name, source, max_seq, dims
         self._out_types: list | None = None
         self._hash: tuple | None = None
+        self._loaded = self._stamp()
+
+    def _stamp(self) -> tuple:
+        """Which tensors the module holds and their version counters (changes when a weight is replaced or
+        changed in place)."""
+        return tuple((k, id(v), v._version) for k, v in self.module.state_dict(keep_vars=True).items())
 
     def __repr__(self) -> str:
         return f"<devproc TorchModel {self.name}>"
@@ -48,7 +54,7 @@ class TorchModel(ModelHandle):
         """SHA-256 of every parameter and buffer (name, dtype, shape, bytes); recomputed only when a tensor
         was replaced or changed in place since the last time."""
         state = self.module.state_dict(keep_vars=True)
-        stamp = tuple((k, id(v), v._version) for k, v in state.items())
+        stamp = self._stamp()
         if self._hash is None or self._hash[0] != stamp:
             h = hashlib.sha256()
             for k, v in sorted(state.items()):
@@ -75,17 +81,20 @@ class TorchModel(ModelHandle):
     def compile(self, use: str, target: str, weights: str):
         """The dlavm CompiledModel for ``use`` (``forward`` or ``llm``)."""
         from dlavm.compiler import CompileError, compile as dlavm_compile
+        # a MODEL string is compiled as dlavm compiles it (its source recorded, a checkpoint's tokenizer
+        # bundled) while the module still holds the weights it was loaded with; after a change, the module
+        source = self.source if self._stamp() == self._loaded else None
         try:
             if use == "llm":
                 from dlavm.llm import compile_llm
-                if self.source is not None:
-                    return compile_llm(self.source, target=target, weights=weights, max_seq=self.max_seq,
+                if source is not None:
+                    return compile_llm(source, target=target, weights=weights, max_seq=self.max_seq,
                                        name=self.name)
                 from dlavm.frontend.torch import from_torch
                 mod = from_torch(self.module, self.example_inputs, self.dynamic_shapes)
                 return compile_llm(mod, target=target, weights=weights, max_seq=self.seq_bound(), name=self.name)
-            if self.source is not None:
-                return dlavm_compile(self.source, target=target, weights=weights, max_seq=self.max_seq,
+            if source is not None:
+                return dlavm_compile(source, target=target, weights=weights, max_seq=self.max_seq,
                                      name=self.name)
             return dlavm_compile(self.module, self.example_inputs, self.dynamic_shapes, target=target,
                                  weights=weights, name=self.name)

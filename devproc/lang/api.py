@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DevprocError
-from .ops import OPS, REQUIRED, _Rule, attr_value, full_attrs
+from .ops import OPS, REQUIRED, _Rule, attr_value, full_attrs, infer
 from .trace import ConstArray, InputSpec, TokenizerHandle, Value, current, refuse
+from .types import ImageType, TokenizerType, type_of_value
 
 #: the ops a user calls by name (``call`` is ``model(x)``, ``kv_cache`` is ``devproc.KVCache()``,
 #: ``string`` is a str literal)
@@ -30,6 +31,16 @@ def _signature(op) -> inspect.Signature:
         params.append(inspect.Parameter(name, kind,
                                         default=inspect.Parameter.empty if default is REQUIRED else default))
     return inspect.Signature(params)
+
+
+def _eager_type(v):
+    if isinstance(v, TokenizerHandle):
+        return TokenizerType()
+    if isinstance(v, ConstArray):
+        v = v.array
+    if isinstance(v, np.ndarray) and v.dtype == np.uint8 and v.ndim == 3 and v.shape[-1] == 3:
+        return ImageType()    # an image, as load_image gives it
+    return type_of_value(v)
 
 
 def _eager_value(v):
@@ -72,8 +83,9 @@ def _make(name: str):
             return outs[0] if len(outs) == 1 else tuple(outs)
         if op.device:
             raise DevprocError(f"{name} runs a model: call it inside a @devproc.kernel")
-        try:   # eager, outside any kernel: the numpy kernel on concrete values
+        try:   # eager, outside any kernel: the type rule, then the numpy kernel on concrete values
             attrs = full_attrs(op, {k: attr_value(v) for k, v in attrs.items()})
+            infer(op, [_eager_type(v) for v in operands], attrs)
         except _Rule as e:
             raise DevprocError(f"{name}: {e}") from None
         outs = op.kernel([_eager_value(v) for v in operands], attrs)

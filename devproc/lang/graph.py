@@ -165,7 +165,7 @@ def graph_from_json(obj, where: str = "pipeline.json") -> Graph:
     for k, rec in enumerate(obj["nodes"]):
         at = f"{where}: nodes[{k}]"
         _fields(rec, at, {"op", "inputs", "attrs", "outputs", "types", "loc"})
-        _need(rec["op"] in OPS, f"{at}: op", f"unknown op {rec['op']!r}")
+        _need(isinstance(rec["op"], str) and rec["op"] in OPS, f"{at}: op", f"unknown op {rec['op']!r}")
         _need(isinstance(rec["loc"], str) and len(rec["loc"]) <= 300, f"{at}: loc", "must be a short string")
         _need(isinstance(rec["inputs"], list) and all(isinstance(v, str) and v in defined for v in rec["inputs"]),
               f"{at}: inputs", "must name values defined before the node")

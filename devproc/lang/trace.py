@@ -182,7 +182,7 @@ class Builder:
             t: Type = TokenizerType()
         elif isinstance(payload, ModelHandle):
             t = ModelType(None)
-            name = payload.name
+            name = payload.name if name == "const" or name.endswith("_operand") else name
         elif isinstance(payload, ConstArray):
             t = TensorType(dtype_of(payload.array.dtype), payload.array.ndim)
             name = payload.name or name
@@ -276,7 +276,11 @@ class Kernel:
             raise DevprocError(f"@devproc.kernel needs a function, got {fn!r}")
         self.fn = fn
         self.name = fn.__name__
-        self.signature = inspect.signature(fn)
+        try:   # annotations written as strings (from __future__ import annotations) are evaluated
+            self.signature = inspect.signature(fn, eval_str=True)
+        except Exception as e:  # noqa: BLE001 -- an annotation that does not evaluate is the user's error
+            raise DevprocError(f"kernel '{fn.__name__}': its annotations do not evaluate ({type(e).__name__}: {e})") \
+                from None
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:

@@ -170,7 +170,7 @@ def type_from_json(obj, where: str) -> Type:
     if kind == "tensor":
         if set(obj) != {"kind", "dtype", "rank"}:
             raise DevprocError(f"{where}: a tensor type has exactly the fields kind, dtype, rank")
-        if obj["dtype"] not in DTYPES:
+        if not isinstance(obj["dtype"], str) or obj["dtype"] not in DTYPES:
             raise DevprocError(f"{where}: dtype {obj['dtype']!r} is not one of {', '.join(DTYPES)}")
         rank = obj["rank"]
         if not isinstance(rank, int) or isinstance(rank, bool) or not 0 <= rank <= 8:

@@ -170,12 +170,12 @@ class Runtime:
             return [np.ascontiguousarray(np.asarray(o).astype(t.dtype.numpy)) for o, t in zip(outs, node.types)]
         cache: KVState = args[2]
         dev = self._device_of[name]
-        rt = self._model(name)
         if cache.model not in (None, name):
             raise DevprocError(f"this KV cache belongs to model '{cache.model}', not '{name}'")
         if cache.model is not None and cache.epoch != dev.loads:
             raise DevprocError(f"the KV cache of '{name}' was overwritten by model '{dev.loaded}' on the same "
                                "device since its last use")
+        rt = self._model(name)
         llm = rt.manifest.llm
         x = args[1]
         if node.op in ("prefill", "decode"):
