@@ -128,8 +128,10 @@ def load_torch_model(model, example_inputs=None, dynamic_shapes=None, *, max_seq
     if example_inputs is None or not isinstance(example_inputs, (tuple, list)):
         raise DevprocError("load_torch_model of a module needs example_inputs (a tuple, one per forward argument)")
     from dlavm.models.spec import derive_dims
+    dims: dict = {}
     try:
-        dynamic_shapes, dims, _ = derive_dims(model, tuple(example_inputs), dynamic_shapes, max_seq)
+        if dynamic_shapes is not None:   # None: every size is the example's
+            dynamic_shapes, dims, _ = derive_dims(model, tuple(example_inputs), dynamic_shapes, max_seq)
     except ValueError as e:
         raise DevprocError(f"model {type(model).__name__}: {str(e).splitlines()[0]}") from None
     return TorchModel(model.eval(), tuple(example_inputs), dynamic_shapes, _name(name or type(model).__name__), None,
