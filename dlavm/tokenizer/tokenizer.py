@@ -1,8 +1,10 @@
 """``Tokenizer``: a HF ``tokenizers`` tokenizer loaded from a local ``tokenizer.json``.
 
-Encoding never adds special tokens by itself (``add_bos`` asks for the BOS id
-explicitly), so the ids are exactly those of the C++ ``dlavm::Tokenizer``
-reading the same file (doc/tokenizer.md). Decoding skips special tokens.
+Encoding adds special tokens only when asked (``add_bos`` puts the BOS id
+first; ``add_special_tokens`` applies the post-processor's template, e.g.
+BERT's ``[CLS] ... [SEP]``), and never pads or truncates, so the ids are
+exactly those of the C++ ``dlavm::Tokenizer`` reading the same file
+(doc/tokenizer.md). Decoding skips special tokens unless told otherwise.
 """
 from __future__ import annotations
 
@@ -30,6 +32,13 @@ class Tokenizer:
     """
 
     def __init__(self, hf_tokenizer, path: Path | None = None):
+        if hf_tokenizer.padding is not None or hf_tokenizer.truncation is not None:
+            # a tokenizer.json may ask for padding / truncation (all-MiniLM-L6-v2: pad to 128): encode
+            # never applies them, so work on a copy without them (the caller's object is not changed)
+            from tokenizers import Tokenizer as HFTokenizer
+            hf_tokenizer = HFTokenizer.from_str(hf_tokenizer.to_str())
+            hf_tokenizer.no_padding()
+            hf_tokenizer.no_truncation()
         self._tok = hf_tokenizer
         self.path = path
         self._special_ids = {t.content: i for i, t in hf_tokenizer.get_added_tokens_decoder().items()
@@ -70,7 +79,7 @@ class Tokenizer:
 
     @property
     def hf(self):
-        """The wrapped ``tokenizers.Tokenizer``."""
+        """The wrapped ``tokenizers.Tokenizer`` (padding and truncation disabled)."""
         return self._tok
 
     def token_to_id(self, token: str) -> int | None:
@@ -79,9 +88,14 @@ class Tokenizer:
     def id_to_token(self, id_: int) -> str | None:
         return self._tok.id_to_token(id_)
 
-    def encode(self, text: str, add_bos: bool = False) -> list[int]:
-        """Ids of ``text``; with ``add_bos`` the BOS id first (``TokenizerError`` if there is none)."""
-        ids = self._tok.encode(text, add_special_tokens=False).ids
+    def encode(self, text: str, add_bos: bool = False, add_special_tokens: bool = False) -> list[int]:
+        """Ids of ``text`` (never padded nor truncated).
+
+        ``add_special_tokens``: the post-processor's single-sequence template is applied (HF
+        ``encode(text, add_special_tokens=True)``; BERT: ``[CLS] ... [SEP]``). ``add_bos``: the BOS
+        id is put first (``TokenizerError`` if there is none), after the template if both are asked.
+        """
+        ids = self._tok.encode(text, add_special_tokens=add_special_tokens).ids
         if add_bos:
             if self.bos_id is None:
                 raise TokenizerError(f"tokenizer '{self.path}' has no BOS token (looked for "
@@ -89,14 +103,15 @@ class Tokenizer:
             ids = [self.bos_id, *ids]
         return ids
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text of ``ids``, special tokens skipped; incomplete UTF-8 becomes U+FFFD."""
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+        """Text of ``ids``, special tokens skipped unless ``skip_special_tokens`` is false;
+        incomplete UTF-8 becomes U+FFFD."""
         ids = [int(i) for i in ids]
         n = self.vocab_size
         for i in ids:
             if not 0 <= i < n:
                 raise TokenizerError(f"token id {i} is outside the vocabulary [0, {n}) of '{self.path}'")
-        return self._tok.decode(ids, skip_special_tokens=True)
+        return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
         """Yield text pieces as ``ids`` arrive; ``"".join`` of the pieces equals ``decode(ids)``.

@@ -35,22 +35,29 @@ class CppTokenizer:
     def __init__(self, exe: Path, workdir: Path):
         self.exe, self.workdir = exe, workdir
 
-    def run(self, *args, payload=None, check=True) -> subprocess.CompletedProcess:
+    def run(self, *args, payload=None, flags=(), check=True) -> subprocess.CompletedProcess:
+        """tok_tool ARGS [INPUTS] FLAGS, INPUTS being ``payload`` written as JSON."""
         argv = [str(self.exe), *map(str, args)]
         if payload is not None:
             inp = self.workdir / "inputs.json"
             inp.write_text(json.dumps(payload))
             argv.append(str(inp))
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        argv += flags
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         if check:
             assert res.returncode == 0, f"{argv} -> {res.returncode}\n{res.stderr}"
         return res
 
-    def encode(self, tokenizer_json, texts) -> list[list[int]]:
-        return json.loads(self.run("encode", tokenizer_json, payload=list(texts)).stdout)
+    def encode(self, tokenizer_json, texts, add_special_tokens=False) -> list[list[int]]:
+        flags = ["--add-special-tokens"] if add_special_tokens else []
+        return json.loads(self.run("encode", tokenizer_json, payload=list(texts), flags=flags).stdout)
 
-    def decode(self, tokenizer_json, id_lists) -> list[str]:
-        return json.loads(self.run("decode", tokenizer_json, payload=[list(x) for x in id_lists]).stdout)
+    def decode(self, tokenizer_json, id_lists, skip_special_tokens=True) -> list[str]:
+        flags = [] if skip_special_tokens else ["--keep-special-tokens"]
+        return json.loads(self.run("decode", tokenizer_json, payload=[list(x) for x in id_lists], flags=flags).stdout)
+
+    def normalize(self, tokenizer_json, texts) -> list[str]:
+        return json.loads(self.run("normalize", tokenizer_json, payload=list(texts)).stdout)
 
     def stream(self, tokenizer_json, id_lists) -> list[list[str]]:
         return json.loads(self.run("stream", tokenizer_json, payload=[list(x) for x in id_lists]).stdout)

@@ -112,7 +112,7 @@ def test_missing_and_corrupt_files_are_named(cpp_tok, tmp_path, demo_tokenizer):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d["model"].update(type="WordPiece"), "unsupported model.type \"WordPiece\""),
+    (lambda d: d["model"].update(type="Unigram"), "unsupported model.type \"Unigram\""),
     (lambda d: d.update(normalizer={"type": "NFC"}), "unsupported normalizer"),
     (lambda d: d.update(pre_tokenizer={"type": "Metaspace"}), "unsupported pre_tokenizer.type \"Metaspace\""),
     (lambda d: d.update(decoder=None), "unsupported decoder.type null"),

@@ -1,6 +1,9 @@
 // Test driver for dlavm::Tokenizer (tests/tokenizer): reads JSON, writes JSON.
-//   tok_tool encode TOKENIZER INPUTS   INPUTS: ["text", ...]  -> [[id, ...], ...]
-//   tok_tool decode TOKENIZER INPUTS   INPUTS: [[id, ...], ...] -> ["text", ...]
+//   tok_tool encode TOKENIZER INPUTS [--add-special-tokens]
+//                                      INPUTS: ["text", ...]  -> [[id, ...], ...]
+//   tok_tool decode TOKENIZER INPUTS [--keep-special-tokens]
+//                                      INPUTS: [[id, ...], ...] -> ["text", ...]
+//   tok_tool normalize TOKENIZER INPUTS INPUTS: ["text", ...]  -> ["normalized text", ...]
 //   tok_tool stream TOKENIZER INPUTS   INPUTS: [[id, ...], ...] -> [["piece", ...], ...] (flush last,
 //                                      empty pieces left out)
 //   tok_tool split INPUTS              INPUTS: ["text", ...]  -> [["piece", ...], ...]
@@ -26,7 +29,7 @@ static Value read_json(const std::string& path) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::cerr << "usage: tok_tool encode|decode|split|info ...\n";
+    std::cerr << "usage: tok_tool encode|decode|normalize|stream|split|info ...\n";
     return 2;
   }
   std::string cmd = argv[1];
@@ -53,18 +56,21 @@ int main(int argc, char** argv) {
     }
     if (argc < 4) return 2;
     Value inputs = read_json(argv[3]);
-    if (cmd == "encode") {
+    const std::string flag = argc > 4 ? argv[4] : "";
+    if (cmd == "encode" && (flag.empty() || flag == "--add-special-tokens")) {
       for (const Value& text : inputs.as_array()) {
         Value::Array ids;
-        for (int32_t id : tok.encode(text.as_string())) ids.push_back(Value::integer(id));
+        for (int32_t id : tok.encode(text.as_string(), !flag.empty())) ids.push_back(Value::integer(id));
         out.push_back(Value::array(ids));
       }
-    } else if (cmd == "decode") {
+    } else if (cmd == "decode" && (flag.empty() || flag == "--keep-special-tokens")) {
       for (const Value& seq : inputs.as_array()) {
         std::vector<int32_t> ids;
         for (const Value& id : seq.as_array()) ids.push_back(static_cast<int32_t>(id.as_int()));
-        out.push_back(Value::string(tok.decode(ids)));
+        out.push_back(Value::string(tok.decode(ids, flag.empty())));
       }
+    } else if (cmd == "normalize") {
+      for (const Value& text : inputs.as_array()) out.push_back(Value::string(tok.normalize(text.as_string())));
     } else if (cmd == "stream") {
       for (const Value& seq : inputs.as_array()) {
         dlavm::TokenizerDecodeStream stream(tok);
@@ -78,7 +84,7 @@ int main(int argc, char** argv) {
         out.push_back(Value::array(pieces));
       }
     } else {
-      std::cerr << "unknown command " << cmd << "\n";
+      std::cerr << "unknown command or flag: " << cmd << " " << flag << "\n";
       return 2;
     }
     std::cout << Value::array(out).dump() << "\n";
