@@ -33,7 +33,6 @@ def set_options(**options) -> dict:
         raise DevprocError(f"set_options: unknown option {sorted(unknown)[0]!r} (options: {', '.join(_OPTIONS)})")
     with _lock:
         _OPTIONS.update(options)
-        _loaded.clear()
         return dict(_OPTIONS)
 
 
@@ -70,12 +69,13 @@ def jit_call(kernel: Kernel, args: tuple, kwargs: dict):
     options = dict(_OPTIONS)
     key, parts = pipeline_key(graph, builder, options)
     _STATS["calls"] += 1
-    rt = _loaded.get(key)
+    memo = (key, options["device"], options["cache_dir"])   # a runtime is on its device
+    rt = _loaded.get(memo)
     if rt is not None:
         _STATS["memory"] += 1
     else:
         rt = _load_or_compile(graph, builder, options, parts)
-        _loaded[key] = rt
+        _loaded[memo] = rt
     return rt.run(*values)
 
 

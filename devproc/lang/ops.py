@@ -284,11 +284,11 @@ def _mean_pool_k(args, attrs):
                            f"{list(x.shape)} (needs [B, n] of x [B, n, H])")
     x = x.astype(np.float32)
     m = mask.astype(np.float32)
-    acc = np.zeros((x.shape[0], x.shape[2]), dtype=np.float32)
-    den = np.zeros((x.shape[0], 1), dtype=np.float32)
-    for i in range(x.shape[1]):  # row by row: the order clib's kernel adds in
-        acc += x[:, i, :] * m[:, i:i + 1]
-        den += m[:, i:i + 1]
+    if x.shape[1] == 0:
+        return [np.zeros((x.shape[0], x.shape[2]), dtype=np.float32)]
+    # float32 sums row by row, i = 0..n-1 (add.accumulate is sequential): the order clib's kernel adds in
+    acc = np.add.accumulate(x * m[:, :, None], axis=1, dtype=np.float32)[:, -1]
+    den = np.add.accumulate(m, axis=1, dtype=np.float32)[:, -1:]
     return [acc / np.maximum(den, np.float32(1e-9))]
 
 
@@ -307,9 +307,8 @@ def _l2(ts, attrs):
 def _l2_k(args, attrs):
     x = np.moveaxis(args[0].astype(np.float32), attrs["dim"], -1)
     sq = x.astype(np.float64) ** 2      # exact: a float32 squared fits a double
-    s = np.zeros(x.shape[:-1], dtype=np.float64)
-    for i in range(x.shape[-1]):        # in index order, as clib adds
-        s += sq[..., i]
+    # summed in index order (add.accumulate is sequential), as clib adds
+    s = np.add.accumulate(sq, axis=-1)[..., -1] if x.shape[-1] else np.zeros(x.shape[:-1])
     norm = np.maximum(np.sqrt(s), np.float64(attrs["eps"])).astype(np.float32)
     return [np.ascontiguousarray(np.moveaxis(x / norm[..., None], -1, attrs["dim"]))]
 

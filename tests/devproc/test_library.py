@@ -162,3 +162,29 @@ def test_a_saved_pipeline_runs_without_torch(saved):
     rt = devproc.runtime.Runtime(devproc.load(saved))
     out = rt.run("Once upon a time", _x())
     assert res.stdout.split()[0] == str(out[0].tolist()).split()[0]
+
+
+def test_the_command_line_runs_a_saved_pipeline_and_refuses_bad_input_in_one_line(saved, tmp_path):
+    from devproc.runtime.cli import read_outputs
+    np.save(tmp_path / "x.npy", _x())
+    (tmp_path / "prompt.txt").write_text("Once upon a time")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "devproc.runtime", str(saved), *args], capture_output=True,
+                              text=True, cwd=ROOT, timeout=300)
+    ok = run("--input", "prompt=@" + str(tmp_path / "prompt.txt"), "--input", f"x=@{tmp_path / 'x.npy'}",
+             "--out", str(tmp_path / "out"))
+    assert ok.returncode == 0, ok.stderr
+    want = devproc.runtime.Runtime(devproc.load(saved)).run("Once upon a time", _x())
+    for a, b in zip(read_outputs(tmp_path / "out"), want):
+        assert np.array_equal(a, b) and a.dtype == b.dtype
+    for args, rc, rule in [(("--input", "prompt=hi", "--input", "x=@/no/such.npy"), 1, "--input x: cannot read"),
+                           (("--input", "prompt=hi", "--input", "x=5"), 1, "is given as x=@FILE"),
+                           (("--input", "nope=1"), 1, "the pipeline has no input 'nope'"),
+                           (("--input", "prompt=hi"), 1, "input 'x' (Tensor[devproc.Float32, rank 3]) is missing"),
+                           ((), 2, "--out")]:
+        res = run(*args, *(["--out", str(tmp_path / "o2")] if rc == 1 else []))
+        assert res.returncode == rc, res.stderr
+        assert rule in res.stderr and "Traceback" not in res.stderr, res.stderr
+        if rc == 1:
+            assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ")
