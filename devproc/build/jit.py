@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import tempfile
 import threading
+import time
 
 from dlavm.cache import cache_dir
 from dlavm.program_cache import ProgramCache
@@ -17,7 +19,8 @@ from ..runtime.runtime import Runtime
 from .compile import DEFAULT_TARGET, DEFAULT_WEIGHTS, compile_graph, const_key
 
 log = logging.getLogger("devproc.jit")
-_OPTIONS = {"target": DEFAULT_TARGET, "weights": DEFAULT_WEIGHTS, "cache_dir": None, "device": None}
+_OPTIONS = {"target": DEFAULT_TARGET, "weights": DEFAULT_WEIGHTS, "cache_dir": None, "device": None,
+            "progress": None}
 _lock = threading.Lock()
 #: key -> Runtime of a pipeline this process already loaded
 _loaded: dict = {}
@@ -27,7 +30,8 @@ _STATS = {"calls": 0, "memory": 0, "hit": 0, "miss": 0, "rebuilt": 0}
 def set_options(**options) -> dict:
     """Set what the JIT compiles for: ``target``, ``weights``, ``cache_dir`` (a folder, None for dlavm's cache
     folder ``devproc``, False for no disk cache), ``device`` (None: in-process simulators, or a
-    ``sim://HOST:PORT``). Returns the options now in force."""
+    ``sim://HOST:PORT``), ``progress`` (say on stderr what a compiling call does; None: when stderr is a
+    terminal). Returns the options now in force."""
     unknown = set(options) - set(_OPTIONS)
     if unknown:
         raise DevprocError(f"set_options: unknown option {sorted(unknown)[0]!r} (options: {', '.join(_OPTIONS)})")
@@ -79,17 +83,34 @@ def jit_call(kernel: Kernel, args: tuple, kwargs: dict):
     return rt.run(*values)
 
 
+def _progress(options: dict, graph):
+    """The progress callback of a compile (lines on stderr from its first second), or None."""
+    on = options["progress"]
+    if on is None:
+        on = sys.stderr.isatty()
+    if not on:
+        return None
+    t0 = time.perf_counter()
+    print(f"devproc: compiling pipeline '{graph.name}' for {options['target']} ({options['weights']}); later calls "
+          "run from the cache", file=sys.stderr, flush=True)
+
+    def say(msg: str) -> None:
+        print(f"devproc:   [{time.perf_counter() - t0:5.1f} s] {msg}", file=sys.stderr, flush=True)
+    return say
+
+
 def _load_or_compile(graph, builder, options: dict, parts: dict) -> Runtime:
     folder = options["cache_dir"]
     if folder is False:
-        lib = compile_graph(graph, builder, options["target"], options["weights"])
+        lib = compile_graph(graph, builder, options["target"], options["weights"], _progress(options, graph))
         _STATS["miss"] += 1
         return Runtime(load(lib.save(tempfile.mkdtemp(prefix="devproc-"))), device=options["device"])
     cache = ProgramCache(cache_dir("devproc") if folder is None else folder)
     built = {}
 
     def build():
-        built["lib"] = compile_graph(graph, builder, options["target"], options["weights"])
+        built["lib"] = compile_graph(graph, builder, options["target"], options["weights"],
+                                     _progress(options, graph))
         return built["lib"]
 
     saved, how = cache.get(parts, build, save=lambda lib, d: lib.save(d), load_entry=load)

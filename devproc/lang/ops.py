@@ -415,22 +415,23 @@ def _llm_input(t: Type, what: str) -> TensorType:
     return t
 
 
+def _logits_step(ts, what: str) -> list:
+    _model(ts[0], "llm")
+    _llm_input(ts[1], what)
+    _is(ts[2], KVCacheType, "cache")
+    return [TensorType(Float32, 2)]
+
+
 @_op("prefill", ["model", "x", "cache"], device=True)
 def _prefill(ts, attrs):
     """Float32 [1, vocab]: the last row's logits of x after the cached tokens."""
-    _model(ts[0], "llm")
-    _llm_input(ts[1], "x")
-    _is(ts[2], KVCacheType, "cache")
-    return [TensorType(Float32, 2)]
+    return _logits_step(ts, "x")
 
 
 @_op("decode", ["model", "token", "cache"], device=True)
 def _decode(ts, attrs):
     """Float32 [1, vocab]: the logits after one more token."""
-    _model(ts[0], "llm")
-    _llm_input(ts[1], "token")
-    _is(ts[2], KVCacheType, "cache")
-    return [TensorType(Float32, 2)]
+    return _logits_step(ts, "token")
 
 
 @_op("decode_loop", ["model", "x", "cache", "embedding"],

@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", action="append", default=[], metavar="[NAME=]URI",
                    help="sim://HOST:PORT for every model, or NAME=URI for one (default: in-process simulators)")
     p.add_argument("--out", required=True, help="folder for outputs.json and the outputs")
+    p.add_argument("--trace", metavar="FILE", help="write the run as a Perfetto / Chrome trace (JSON)")
     return p
 
 
@@ -119,6 +120,9 @@ def main(argv: list) -> int:
             given[name] = read_input(name, types[name], value)
         rt = Runtime(lib, device=shared, devices=per_model)
         write_outputs(args.out, rt.run(**given))
+        if args.trace:
+            with open(args.trace, "w") as f:
+                json.dump(rt.trace(), f)
     except DevprocError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

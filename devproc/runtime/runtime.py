@@ -95,6 +95,8 @@ class Runtime:
             dev.loaded, dev.loads = name, dev.loads + 1
             self._device_of[name] = dev
         self.timings: dict = {}
+        #: the nodes of the last run: op, kernel line, model, start and duration (wall seconds), device cycles
+        self.events: list = []
 
     @property
     def inputs(self) -> list:
@@ -125,9 +127,12 @@ class Runtime:
             else:
                 env[c.value] = c.name
         self.timings = {"host_s": {}, "device_s": {}, "device_cycles": {}}
+        self.events = []
+        start = time.perf_counter()
         for node in g.nodes:
             args = [env[v] for v in node.inputs]
             t0 = time.perf_counter()
+            cycles0 = sum(self.timings["device_cycles"].values())
             try:
                 outs = self._device_op(node, args) if OPS[node.op].device else run_host_op(node, args)
             except DevprocError as e:
@@ -135,10 +140,29 @@ class Runtime:
             except (RunError, ValueError) as e:
                 raise DevprocError(f"{node.loc}: {node.op}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
                     from None
+            t1 = time.perf_counter()
             bucket = "device_s" if OPS[node.op].device else "host_s"
-            self.timings[bucket][node.op] = self.timings[bucket].get(node.op, 0.0) + time.perf_counter() - t0
+            self.timings[bucket][node.op] = self.timings[bucket].get(node.op, 0.0) + t1 - t0
+            model = args[0] if OPS[node.op].device and node.op != "kv_cache" else None
+            self.events.append({"op": node.op, "loc": node.loc, "model": model, "start_s": t0 - start,
+                                "dur_s": t1 - t0,
+                                "device_cycles": sum(self.timings["device_cycles"].values()) - cycles0})
             env.update(zip(node.outputs, outs))
         return _structure(g.result, env)
+
+    def trace(self) -> dict:
+        """The last :meth:`run` as a Perfetto / Chrome trace (wall time): one span per node, host ops on the
+        ``host`` track, each model's calls on its own track with their simulated device cycles."""
+        tracks = ["host", *self.models]
+        events = [{"ph": "M", "pid": 0, "name": "process_name", "args": {"name": f"pipeline {self.graph.name}"}}]
+        events += [{"ph": "M", "pid": 0, "tid": k, "name": "thread_name",
+                    "args": {"name": "host ops" if t == "host" else f"model {t} (simulator wall time)"}}
+                   for k, t in enumerate(tracks)]
+        for e in self.events:
+            events.append({"ph": "X", "pid": 0, "tid": tracks.index(e["model"] or "host"), "name": e["op"],
+                           "ts": e["start_s"] * 1e6, "dur": max(e["dur_s"] * 1e6, 0.001),
+                           "args": {"loc": e["loc"], **({"device_cycles": e["device_cycles"]} if e["model"] else {})}})
+        return {"traceEvents": events, "displayTimeUnit": "ms"}
 
     def _model(self, name: str) -> ModelRuntime:
         """The runtime of model ``name`` with its weights on its device (loaded again after another model)."""

@@ -132,3 +132,14 @@ def test_the_jit_logs_what_it_did(jit_cache, caplog):
     with caplog.at_level(logging.INFO, logger="devproc.jit"):
         _pipe(np.zeros((1, 2, 64), np.float32), model)
     assert any("pipeline '_pipe' compiled" in r.getMessage() for r in caplog.records)
+
+
+def test_a_compiling_call_says_what_it_does_on_stderr_when_asked(jit_cache, capsys):
+    model = devproc.load_torch_model("mlp", max_seq=16)
+    devproc.set_options(progress=True)
+    _pipe(np.zeros((1, 2, 64), np.float32), model)
+    err = capsys.readouterr().err
+    assert "devproc: compiling pipeline '_pipe' for tiny (fp16)" in err
+    assert "compiling model 'model' (forward)" in err
+    _pipe(np.zeros((1, 3, 64), np.float32), model)           # from memory: nothing to say
+    assert capsys.readouterr().err == ""

@@ -75,6 +75,12 @@ def test_the_runtime_matches_running_each_model_by_hand(saved, tok, models):
     assert np.array_equal(y_norm, devproc.l2_normalize(y.astype(np.float32)))
     assert row.shape == (1, 4) and row.dtype == np.float32
     assert rt.timings["device_cycles"]["llm"] > 0 and "tokenize_encode" in rt.timings["host_s"]
+    trace = rt.trace()        # one span per node, each model on its own track with its device cycles
+    spans = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    assert [e["name"] for e in spans] == [n.op for n in rt.graph.nodes]
+    assert {e["tid"] for e in spans if e["name"] in ("prefill", "decode")} == {1}
+    assert all(e["args"]["device_cycles"] > 0 for e in spans if e["name"] in ("prefill", "decode", "call"))
+    assert all(e["args"]["loc"].startswith("test_library.py:") for e in spans)
 
 
 def test_models_sharing_a_device_reload_their_weights_and_a_displaced_kv_cache_is_refused(saved):
