@@ -59,7 +59,8 @@ std::string py_repr(double v) {
   }
   std::string ex = std::to_string(e < 0 ? -e : e);
   if (ex.size() < 2) ex = "0" + ex;
-  return sign + digits.substr(0, 1) + (digits.size() > 1 ? "." + digits.substr(1) : "") + "e" + (e < 0 ? "-" : "+") + ex;
+  const std::string mant = digits.substr(0, 1) + (digits.size() > 1 ? "." + digits.substr(1) : "");
+  return sign + mant + "e" + (e < 0 ? "-" : "+") + ex;
 }
 
 // dim counted from the end when negative; DevprocError unless -rank <= dim < rank.
@@ -254,7 +255,9 @@ class NpyHeader {
   }
 
  private:
-  [[noreturn]] void bad(const std::string& why) const { throw DevprocError(name_ + ": not a .npy file DevProc reads: " + why); }
+  [[noreturn]] void bad(const std::string& why) const {
+    throw DevprocError(name_ + ": not a .npy file DevProc reads: " + why);
+  }
   char peek() const { return p_ < s_.size() ? s_[p_] : '\0'; }
   void ws() {
     while (p_ < s_.size() && (s_[p_] == ' ' || s_[p_] == '\n' || s_[p_] == '\t' || s_[p_] == '\r')) ++p_;
@@ -448,7 +451,8 @@ std::vector<uint8_t> npy_bytes(const Tensor& t) {
                       : t.dtype == DType::kFloat16 ? "<f2"
                                                    : "<f4";
   std::string shape = "(";
-  for (size_t k = 0; k < t.shape.size(); ++k) shape += std::to_string(t.shape[k]) + (k + 1 < t.shape.size() ? ", " : "");
+  for (size_t k = 0; k < t.shape.size(); ++k)
+    shape += std::to_string(t.shape[k]) + (k + 1 < t.shape.size() ? ", " : "");
   if (t.shape.size() == 1) shape += ",";
   shape += ")";
   std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
@@ -831,7 +835,8 @@ Tensor l2_normalize(const Tensor& x, int64_t dim, double eps) {
 Tensor embed(const Tensor& ids, const Tensor& table) {
   need_tensor(ids, "embed", "ids");
   need_tensor(table, "embed", "table");
-  if (is_float(ids.dtype)) fail("embed", std::string("ids must be an integer or bool tensor, got ") + dtype_name(ids.dtype));
+  if (is_float(ids.dtype))
+    fail("embed", std::string("ids must be an integer or bool tensor, got ") + dtype_name(ids.dtype));
   if (!is_float(table.dtype) || table.shape.size() != 2)
     fail("embed", std::string("table must be a float tensor of rank 2, got ") + dtype_name(table.dtype) + " " +
                       shape_str(table.shape));
@@ -940,39 +945,112 @@ ProgramArgs parse_program_args(int argc, const char* const* argv) {
   return a;
 }
 
-Inputs::Inputs(const ProgramArgs& args, const std::vector<std::string>& names) {
+Inputs::Inputs(const ProgramArgs& args, const std::vector<std::string>& names, std::string pipeline)
+    : pipeline_(std::move(pipeline)) {
   for (const auto& kv : args.inputs) {
     if (std::find(names.begin(), names.end(), kv.first) == names.end()) {
       std::string known;
       for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
-      throw UsageError("--input " + kv.first + "=: the pipeline has no input of that name (its inputs: " +
-                       (known.empty() ? std::string("none") : known) + ")");
+      throw DevprocError("--input " + kv.first + ": the pipeline has no input '" + kv.first + "' (inputs: " +
+                         (known.empty() ? std::string("none") : known) + ")");
     }
-    if (!given_.emplace(kv.first, kv.second).second) throw UsageError("--input " + kv.first + "= is given twice");
+    given_[kv.first] = kv.second;
   }
-  for (const auto& n : names)
-    if (!given_.count(n)) throw UsageError("input '" + n + "' is missing: give --input " + n + "=...");
 }
 
-const std::string& Inputs::raw(const std::string& name) const {
+const std::string& Inputs::raw(const std::string& name, const std::string& type) const {
   auto it = given_.find(name);
-  if (it == given_.end()) throw UsageError("input '" + name + "' is missing");
+  if (it == given_.end())
+    throw DevprocError("pipeline '" + pipeline_ + "': input '" + name + "' (" + type + ") is missing");
   return it->second;
 }
 
+std::vector<uint8_t> Inputs::file(const std::string& name, const std::string& path) const {
+  constexpr uint64_t kMax = uint64_t{1} << 30;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw DevprocError("--input " + name + ": cannot read " + path + " (" + std::strerror(errno) + ")");
+  struct stat st{};
+  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > kMax)
+    throw DevprocError("--input " + name + ": " + path + " is larger than " + std::to_string(kMax) + " bytes");
+  std::vector<uint8_t> out;
+  char buf[1 << 16];
+  while (f) {
+    f.read(buf, sizeof buf);
+    out.insert(out.end(), buf, buf + f.gcount());
+    if (out.size() > kMax)
+      throw DevprocError("--input " + name + ": " + path + " is larger than " + std::to_string(kMax) + " bytes");
+  }
+  if (f.bad()) throw DevprocError("--input " + name + ": cannot read " + path + " (a read error)");
+  return out;
+}
+
+namespace {
+
+// Python's strict UTF-8 decoder: no overlong form, no surrogate, nothing past U+10FFFF, nothing cut short.
+bool valid_utf8(const std::vector<uint8_t>& b) {
+  size_t k = 0;
+  while (k < b.size()) {
+    const uint8_t c = b[k];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      ++k;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      n = 1, cp = c & 0x1Fu;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2, cp = c & 0x0Fu;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3, cp = c & 0x07u;
+    } else {
+      return false;
+    }
+    for (size_t j = 1; j <= n; ++j) {
+      if (k + j >= b.size() || (b[k + j] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (b[k + j] & 0x3Fu);
+    }
+    if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+      return false;
+    k += n + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string Inputs::string(const std::string& name) const {
-  const std::string& v = raw(name);
+  const std::string& v = raw(name, "String");
   if (v.empty() || v[0] != '@') return v;
-  const std::vector<uint8_t> b = read_whole(v.substr(1), 64u << 20, "input '" + name + "': file");
-  return std::string(b.begin(), b.end());
+  const std::string path = v.substr(1);
+  const std::vector<uint8_t> b = file(name, path);
+  if (!valid_utf8(b)) throw DevprocError("--input " + name + ": " + path + " is not UTF-8 text");
+  std::string text;  // Python's text mode: \r\n and a lone \r read as \n
+  text.reserve(b.size());
+  for (size_t k = 0; k < b.size(); ++k) {
+    if (b[k] == '\r') {
+      text += '\n';
+      if (k + 1 < b.size() && b[k + 1] == '\n') ++k;
+    } else {
+      text += static_cast<char>(b[k]);
+    }
+  }
+  return text;
 }
 
 Tensor Inputs::tensor(const std::string& name, DType dtype, size_t rank, const std::string& type) const {
-  const std::string& v = raw(name);
+  const std::string& v = raw(name, type);
   if (v.empty() || v[0] != '@')
-    throw DevprocError("input '" + name + "' is a tensor: give it as @FILE, a .npy file");
-  Tensor t = parse_npy(read_whole(v.substr(1), (uint64_t{4} << 30) + (1 << 20), "input '" + name + "': file"),
-                       v.substr(1));
+    throw DevprocError("--input " + name + ": a " + type + " input is given as " + name + "=@FILE");
+  const std::string path = v.substr(1);
+  const std::vector<uint8_t> b = file(name, path);
+  Tensor t;
+  try {
+    t = parse_npy(b, path);
+  } catch (const DevprocError& e) {
+    const std::string why = e.what();
+    throw DevprocError("--input " + name + ": " + path + " is not a .npy array (" +
+                       (why.compare(0, path.size() + 2, path + ": ") == 0 ? why.substr(path.size() + 2) : why) + ")");
+  }
   if (t.dtype != dtype || t.shape.size() != rank)
     throw DevprocError("input '" + name + "' must be " + type + ", got " + dtype_name(t.dtype) + " of rank " +
                        std::to_string(t.shape.size()));
@@ -980,13 +1058,20 @@ Tensor Inputs::tensor(const std::string& name, DType dtype, size_t rank, const s
 }
 
 Image Inputs::image(const std::string& name) const {
-  const std::string& v = raw(name);
+  const std::string& v = raw(name, "Image");
   if (v.empty() || v[0] != '@')
-    throw DevprocError("input '" + name + "' is an image: give it as @FILE (a PNG or PPM file, or a .npy file)");
+    throw DevprocError("--input " + name + ": a Image input is given as " + name + "=@FILE");
   const std::string path = v.substr(1);
-  const std::vector<uint8_t> b = read_whole(path, (uint64_t{1} << 30), "input '" + name + "': file");
-  if (b.size() >= 6 && std::memcmp(b.data(), "\x93NUMPY", 6) == 0) {
-    const Tensor t = parse_npy(b, path);
+  const std::vector<uint8_t> b = file(name, path);
+  if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".npy") == 0) {
+    Tensor t;
+    try {
+      t = parse_npy(b, path);
+    } catch (const DevprocError& e) {
+      const std::string why = e.what();
+      throw DevprocError("--input " + name + ": " + path + " is not a .npy array (" +
+                         (why.compare(0, path.size() + 2, path + ": ") == 0 ? why.substr(path.size() + 2) : why) + ")");
+    }
     if (t.dtype != DType::kUInt8 || t.shape.size() != 3 || t.shape[2] != 3)
       throw DevprocError("input '" + name + "' must be an image: uint8 [H, W, 3], got " + dtype_name(t.dtype) + " " +
                          shape_str(t.shape));
@@ -996,7 +1081,11 @@ Image Inputs::image(const std::string& name) const {
     img.rgb.assign(t.i.begin(), t.i.end());
     return img;
   }
-  return decode_image(b, path);
+  try {
+    return decode_image(b, path);
+  } catch (const ImageError& e) {
+    throw DevprocError("--input " + name + ": " + first_line(e.what()));
+  }
 }
 
 Tokenizer load_tokenizer_const(const std::string& dir, const std::string& rel, uint64_t size,
@@ -1208,7 +1297,8 @@ Tensor decode_loop(const Llm& m, Devices& devs, const Tensor& x, KvCache& cache,
   o.seed = a.seed;
   for (int64_t e : a.eos_ids) {
     if (e < 0 || e >= m.vocab)
-      throw DevprocError("eos_id=" + std::to_string(e) + ": must be a token id in [0, " + std::to_string(m.vocab) + ")");
+      throw DevprocError("eos_id=" + std::to_string(e) + ": must be a token id in [0, " + std::to_string(m.vocab) +
+                         ")");
     o.eos_ids.push_back(static_cast<int32_t>(e));
   }
   Tensor out;
@@ -1258,36 +1348,42 @@ Outputs::Outputs(std::string dir) : dir_(std::move(dir)) {
   if (::stat(dir_.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw DevprocError("--out " + dir_ + ": not a folder");
 }
 
-void Outputs::add(const std::string& name, const std::string& text) {
-  const std::string file = "out" + std::to_string(records_.size()) + ".txt";
+namespace {
+
+// A record of outputs.json as Python's json.dump(records, f, indent=1) writes it.
+std::string output_record(size_t k, const char* kind, const Tensor* t, const std::string& file) {
+  std::string r = " {\n  \"name\": \"out" + std::to_string(k) + "\",\n  \"kind\": \"" + kind + "\",\n";
+  if (!t) return r + "  \"dtype\": null,\n  \"shape\": null,\n  \"file\": \"" + file + "\"\n }";
+  r += "  \"dtype\": \"" + std::string(dtype_name(t->dtype)) + "\",\n  \"shape\": [";
+  for (size_t d = 0; d < t->shape.size(); ++d) r += (d ? ",\n   " : "\n   ") + std::to_string(t->shape[d]);
+  r += t->shape.empty() ? "]" : "\n  ]";
+  return r + ",\n  \"file\": \"" + file + "\"\n }";
+}
+
+}  // namespace
+
+void Outputs::add(const std::string& text) {
+  const size_t k = records_.size();
+  const std::string file = "out" + std::to_string(k) + ".txt";
   std::ofstream f(dir_ + "/" + file, std::ios::binary | std::ios::trunc);
   f << text;
   if (!f) throw DevprocError("cannot write " + dir_ + "/" + file);
-  records_.push_back("{\"name\": \"" + json::escape(name) + "\", \"kind\": \"string\", \"dtype\": null, "
-                     "\"shape\": null, \"file\": \"" + file + "\"}");
+  records_.push_back(output_record(k, "string", nullptr, file));
 }
 
-void Outputs::add(const std::string& name, const Tensor& t) {
-  const std::string file = "out" + std::to_string(records_.size()) + ".npy";
+void Outputs::add(const Tensor& t) {
+  const size_t k = records_.size();
+  const std::string file = "out" + std::to_string(k) + ".npy";
   write_npy(dir_ + "/" + file, t);
-  std::string shape = "[";
-  for (size_t k = 0; k < t.shape.size(); ++k) shape += (k ? ", " : "") + std::to_string(t.shape[k]);
-  records_.push_back("{\"name\": \"" + json::escape(name) + "\", \"kind\": \"tensor\", \"dtype\": \"" +
-                     dtype_name(t.dtype) + "\", \"shape\": " + shape + "], \"file\": \"" + file + "\"}");
+  records_.push_back(output_record(k, "tensor", &t, file));
 }
 
-void Outputs::add(const std::string& name, const Image& img) {
-  const std::string file = "out" + std::to_string(records_.size()) + ".npy";
-  write_npy(dir_ + "/" + file, image_to_tensor(img));
-  records_.push_back("{\"name\": \"" + json::escape(name) + "\", \"kind\": \"image\", \"dtype\": \"uint8\", "
-                     "\"shape\": [" + std::to_string(img.height) + ", " + std::to_string(img.width) +
-                     ", 3], \"file\": \"" + file + "\"}");
-}
+void Outputs::add(const Image& img) { add(image_to_tensor(img)); }
 
 void Outputs::finish() {
   std::string text = "[";
-  for (size_t k = 0; k < records_.size(); ++k) text += (k ? ",\n " : "") + records_[k];
-  text += "]\n";
+  for (size_t k = 0; k < records_.size(); ++k) text += (k ? ",\n" : "\n") + records_[k];
+  text += records_.empty() ? "]" : "\n]";
   std::ofstream f(dir_ + "/outputs.json", std::ios::binary | std::ios::trunc);
   f << text;
   if (!f) throw DevprocError("cannot write " + dir_ + "/outputs.json");

@@ -88,7 +88,8 @@ def _make(name: str):
             infer(op, [_eager_type(v) for v in operands], attrs)
         except _Rule as e:
             raise DevprocError(f"{name}: {e}") from None
-        outs = op.kernel([_eager_value(v) for v in operands], attrs)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            outs = op.kernel([_eager_value(v) for v in operands], attrs)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     fn.__name__ = fn.__qualname__ = name

@@ -58,6 +58,11 @@ def kernel(name):
     return register
 
 
+def _c(a: np.ndarray) -> np.ndarray:
+    """``a`` in C order, its shape kept (``np.ascontiguousarray`` makes a 0-d array 1-d)."""
+    return np.require(a, requirements="C")
+
+
 # ----------------------------------------------------------------------------- type-rule helpers
 
 def _tensor(t: Type, what: str, dtype_kind: str | None = None, rank: int | None = None) -> TensorType:
@@ -178,11 +183,12 @@ _INT_RANGE = {"bool": (0, 1), "uint8": (0, 255), "int32": (-2**31, 2**31 - 1), "
 def _to_k(args, attrs):
     x, to = args[0], attrs["dtype"]
     if x.dtype.kind == "f" and to in _INT_RANGE and to != "bool":
-        bad = ~np.isfinite(x) | (np.trunc(x.astype(np.float64)) < _INT_RANGE[to][0]) | \
-            (np.trunc(x.astype(np.float64)) > _INT_RANGE[to][1])
+        t = np.trunc(x.astype(np.float64))
+        lo, hi = _INT_RANGE[to]     # hi + 1 is a power of two: exact in float64, unlike int64's hi
+        bad = ~np.isfinite(x) | (t < lo) | (t >= float(hi + 1))
         if bad.any():
             raise DevprocError(f"to: value {float(x[bad].reshape(-1)[0])!r} does not fit dtype {to}")
-    return [np.ascontiguousarray(x.astype(to))]
+    return [_c(x.astype(to))]
 
 
 @_op("argmax", ["x"], {"dim": -1, "keepdim": False})
@@ -240,7 +246,7 @@ def _transpose(ts, attrs):
 
 @kernel("transpose")
 def _transpose_k(args, attrs):
-    return [np.ascontiguousarray(np.swapaxes(args[0], attrs["dim0"], attrs["dim1"]))]
+    return [_c(np.swapaxes(args[0], attrs["dim0"], attrs["dim1"]))]
 
 
 @_op("unsqueeze", ["x"], {"dim": REQUIRED})
@@ -310,7 +316,7 @@ def _l2_k(args, attrs):
     # summed in index order (add.accumulate is sequential), as clib adds
     s = np.add.accumulate(sq, axis=-1)[..., -1] if x.shape[-1] else np.zeros(x.shape[:-1])
     norm = np.maximum(np.sqrt(s), np.float64(attrs["eps"])).astype(np.float32)
-    return [np.ascontiguousarray(np.moveaxis(x / norm[..., None], -1, attrs["dim"]))]
+    return [_c(np.moveaxis(x / norm[..., None], -1, attrs["dim"]))]
 
 
 @_op("embed", ["ids", "table"])
@@ -519,8 +525,10 @@ def check_node(node, types: list, at: str) -> None:
 
 
 def run_host_op(node, args: list) -> list:
-    """The numpy kernel of a host node on concrete operands."""
-    return OPS[node.op].kernel(args, node.attrs)
+    """The numpy kernel of a host node on concrete operands (IEEE results: an overflow is inf, 0/0 NaN,
+    without numpy's warnings)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return OPS[node.op].kernel(args, node.attrs)
 
 
 __all__ = ["OPS", "OpDef", "REQUIRED", "attr_value", "check_node", "full_attrs", "infer", "run_host_op"]

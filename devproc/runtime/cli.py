@@ -45,8 +45,11 @@ def read_input(name: str, t, value: str):
             with open(path, encoding="utf-8") as f:
                 return f.read()
         if isinstance(t, ImageType) and not path.endswith(".npy"):
-            from ..lang.image import load_image
-            return load_image(path)
+            from ..lang.image import ImageError, load_image
+            try:
+                return load_image(path)
+            except ImageError as e:
+                raise DevprocError(f"--input {name}: {e}") from None
         return np.load(path, allow_pickle=False)
     except OSError as e:
         raise DevprocError(f"--input {name}: cannot read {path} ({e.strerror})") from None

@@ -191,7 +191,7 @@ class Runtime:
             self._count(name, rt.last_cycles)
             if len(outs) != len(node.types):
                 raise DevprocError(f"model '{name}' gave {len(outs)} output(s), the pipeline expects {len(node.types)}")
-            return [np.ascontiguousarray(np.asarray(o).astype(t.dtype.numpy)) for o, t in zip(outs, node.types)]
+            return [np.require(np.asarray(o).astype(t.dtype.numpy), requirements="C") for o, t in zip(outs, node.types)]
         cache: KVState = args[2]
         dev = self._device_of[name]
         if cache.model not in (None, name):
@@ -252,7 +252,7 @@ def _as_model_input(x: np.ndarray, dtype: str, k: int) -> np.ndarray:
     want = np.dtype(dtype)
     if (x.dtype.kind == "f") != (want.kind == "f"):
         raise DevprocError(f"argument {k}: the model takes {want.name}, got {x.dtype.name}")
-    return np.ascontiguousarray(x.astype(want))
+    return np.require(x.astype(want), requirements="C")
 
 
 def _check_input(name: str, t, v):

@@ -107,7 +107,8 @@ def cpp_unsupported_host_ops(manifest: Manifest) -> list[UnsupportedHostOp]:
     return [UnsupportedHostOp(op, why, count, entries) for (op, why), (count, entries) in found.items()]
 
 
-def _ident(name: str) -> str:
+def cpp_ident(name: str) -> str:
+    """The C++ identifier of a model name (its driver's namespace ``dlavm_<ident>`` and file names)."""
     s = re.sub(r"\W", "_", name)
     return s if s and not s[0].isdigit() else "m_" + s
 
@@ -347,8 +348,8 @@ def generate_driver(build, model: str) -> dict:
     if unsupported:
         raise DriverUnsupportedError(f"model '{model}': the C++ driver cannot run "
                                      + "; ".join(map(str, unsupported)))
-    ns = "dlavm_" + _ident(model)
-    mf = _ident(model)
+    ns = "dlavm_" + cpp_ident(model)
+    mf = cpp_ident(model)
     dims = []
     for lf in build.lowered:
         for d in lf.dims:
@@ -360,7 +361,7 @@ def generate_driver(build, model: str) -> dict:
     cidx = {c.name: i for i, c in enumerate(consts)}
     decls, bodies = [], []
     for lf in build.lowered:
-        fname = _ident(lf.name)
+        fname = cpp_ident(lf.name)
         if lf.state_dims:
             names = ", ".join(d.name for d in lf.state_dims)
             decls.append(f"  // Entry '{lf.name}': inputs in signature order; the state dims ({names}) are read from\n"
@@ -389,11 +390,11 @@ def generate_driver(build, model: str) -> dict:
     files = {f"driver/{mf}.h": header.encode(), f"driver/{mf}.cc": source.encode()}
     if not build.lowered[0].state_dims:
         lf = build.lowered[0]
-        files[f"driver/{mf}_main.cc"] = run_main(lf, ns, mf, dims, _shape, _ident(lf.name)).encode()
+        files[f"driver/{mf}_main.cc"] = run_main(lf, ns, mf, dims, _shape, cpp_ident(lf.name)).encode()
     llm = m.llm
     if llm:
-        files[f"driver/{mf}_llm.cc"] = llm_model(llm, ns, mf, _ident(llm.entries["greedy"]),
-                                                 _ident(llm.entries["logits"])).encode()
+        files[f"driver/{mf}_llm.cc"] = llm_model(llm, ns, mf, cpp_ident(llm.entries["greedy"]),
+                                                 cpp_ident(llm.entries["logits"])).encode()
         files[f"driver/{mf}_generate.cc"] = generate_main(llm, mf).encode()
     return files
 
@@ -416,7 +417,7 @@ def _artifact_facts(m: Manifest) -> str:
 
 
 def _entry(lf, m, build, dims, sidx, cidx) -> str:
-    name = _ident(lf.name)
+    name = cpp_ident(lf.name)
     vals = lf.values
     var = {vid: f"v_{vid}" for vid in vals}
     sig = "const std::vector<Tensor>& inputs, const Dims& state" if lf.state_dims else \

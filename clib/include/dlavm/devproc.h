@@ -155,20 +155,24 @@ struct ProgramArgs {
 };
 ProgramArgs parse_program_args(int argc, const char* const* argv);
 
-// The pipeline's inputs from the command line. UsageError for an input given twice, unknown or missing.
+// The pipeline's inputs from the command line, read as `python -m devproc.runtime` reads them (the same
+// refusals, in its words): NAME=TEXT for a String; NAME=@FILE for a String's UTF-8 text (newlines
+// translated as Python's text mode does), a tensor's .npy file, an Image's PNG / PPM file (or a .npy file
+// uint8 [H, W, 3]). A name given twice: the last one counts.
 class Inputs {
  public:
-  Inputs(const ProgramArgs& args, const std::vector<std::string>& names);
-  // A String input: TEXT, or the bytes of FILE for @FILE.
+  // DevprocError for a NAME the pipeline `pipeline` has no input of (`names`, in order).
+  Inputs(const ProgramArgs& args, const std::vector<std::string>& names, std::string pipeline);
+  // `type` is the input's type as devproc writes it ("String", "Tensor[devproc.Int32, rank 2]", "Image").
   std::string string(const std::string& name) const;
-  // A tensor input: @FILE, a .npy file of exactly `dtype` and `rank` (`type` names the type in the message).
   Tensor tensor(const std::string& name, DType dtype, size_t rank, const std::string& type) const;
-  // An Image input: @FILE, a .npy file uint8 [H, W, 3] or a PNG / PPM image file.
   Image image(const std::string& name) const;
 
  private:
-  const std::string& raw(const std::string& name) const;
+  const std::string& raw(const std::string& name, const std::string& type) const;
+  std::vector<uint8_t> file(const std::string& name, const std::string& path) const;
   std::map<std::string, std::string> given_;
+  std::string pipeline_;
 };
 
 // A saved pipeline's constant file, verified (read_pipeline_file), as a tokenizer or a tensor.
@@ -249,14 +253,15 @@ std::vector<Tensor> model_outputs(const std::vector<host::Tensor>& outs, const s
 // Rethrows `e` as the error of a node: "LOC: OP: MESSAGE" (its first line; a device's refusal with its kind).
 [[noreturn]] void node_error(const std::string& loc, const std::string& op, const std::exception& e);
 
-// OUTDIR/outputs.json ([{"name", "kind", "dtype", "shape", "file"}]) and one file per output: out<k>.txt
-// (a String, UTF-8), out<k>.npy (a tensor or an image).
+// OUTDIR/outputs.json and one file per output, as `python -m devproc.runtime` writes them (the same bytes):
+// outputs.json [{"name": "out<k>", "kind": "string" | "tensor", "dtype", "shape", "file"}] (an image is a
+// uint8 tensor), out<k>.txt (a String, UTF-8), out<k>.npy (numpy.save's bytes).
 class Outputs {
  public:
   explicit Outputs(std::string dir);   // created if missing
-  void add(const std::string& name, const std::string& text);
-  void add(const std::string& name, const Tensor& t);
-  void add(const std::string& name, const Image& img);
+  void add(const std::string& text);
+  void add(const Tensor& t);
+  void add(const Image& img);
   void finish();
 
  private:
