@@ -1037,20 +1037,23 @@ std::string Inputs::string(const std::string& name) const {
   return text;
 }
 
-Tensor Inputs::tensor(const std::string& name, DType dtype, size_t rank, const std::string& type) const {
-  const std::string& v = raw(name, type);
-  if (v.empty() || v[0] != '@')
-    throw DevprocError("--input " + name + ": a " + type + " input is given as " + name + "=@FILE");
-  const std::string path = v.substr(1);
-  const std::vector<uint8_t> b = file(name, path);
-  Tensor t;
+// The .npy array of `--input NAME=@PATH` (its bytes `b`); a refusal names the input and the file.
+static Tensor npy_input(const std::string& name, const std::string& path, const std::vector<uint8_t>& b) {
   try {
-    t = parse_npy(b, path);
+    return parse_npy(b, path);
   } catch (const DevprocError& e) {
     const std::string why = e.what();
     throw DevprocError("--input " + name + ": " + path + " is not a .npy array (" +
                        (why.compare(0, path.size() + 2, path + ": ") == 0 ? why.substr(path.size() + 2) : why) + ")");
   }
+}
+
+Tensor Inputs::tensor(const std::string& name, DType dtype, size_t rank, const std::string& type) const {
+  const std::string& v = raw(name, type);
+  if (v.empty() || v[0] != '@')
+    throw DevprocError("--input " + name + ": a " + type + " input is given as " + name + "=@FILE");
+  const std::string path = v.substr(1);
+  const Tensor t = npy_input(name, path, file(name, path));
   if (t.dtype != dtype || t.shape.size() != rank)
     throw DevprocError("input '" + name + "' must be " + type + ", got " + dtype_name(t.dtype) + " of rank " +
                        std::to_string(t.shape.size()));
@@ -1064,14 +1067,7 @@ Image Inputs::image(const std::string& name) const {
   const std::string path = v.substr(1);
   const std::vector<uint8_t> b = file(name, path);
   if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".npy") == 0) {
-    Tensor t;
-    try {
-      t = parse_npy(b, path);
-    } catch (const DevprocError& e) {
-      const std::string why = e.what();
-      throw DevprocError("--input " + name + ": " + path + " is not a .npy array (" +
-                         (why.compare(0, path.size() + 2, path + ": ") == 0 ? why.substr(path.size() + 2) : why) + ")");
-    }
+    const Tensor t = npy_input(name, path, b);
     if (t.dtype != DType::kUInt8 || t.shape.size() != 3 || t.shape[2] != 3)
       throw DevprocError("input '" + name + "' must be an image: uint8 [H, W, 3], got " + dtype_name(t.dtype) + " " +
                          shape_str(t.shape));

@@ -11,7 +11,7 @@ import numpy as np
 from ..lang.errors import DevprocError
 from ..lang.graph import Graph
 from ..lang.trace import ConstArray, Kernel, TokenizerHandle, trace
-from ..runtime.library import PIPELINE, load
+from ..runtime.library import PIPELINE
 from .models import TorchModel
 
 DEFAULT_TARGET = "tiny"
@@ -64,13 +64,6 @@ class Library:
             except DevprocError:
                 pass   # a pipeline the C++ program cannot run (build_cpp names why)
         return d
-
-    def runtime(self, **kwargs):
-        """Save to a temporary folder and return a runtime on it (for tests and the JIT)."""
-        import tempfile
-        from ..runtime.runtime import Runtime
-        tmp = tempfile.mkdtemp(prefix="devproc-")
-        return Runtime(load(self.save(tmp)), **kwargs)
 
 
 def compile(kernel: Kernel, args: tuple, kwargs: dict | None = None, target: str = DEFAULT_TARGET,  # noqa: A001

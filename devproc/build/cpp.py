@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -217,7 +216,7 @@ class {i['cls']} {{
             m = self.models[ins[0]]
             eos = a["eos_id"]
             eos = [] if eos is None else eos if isinstance(eos, list) else [eos]
-            pre = [f"    dp::DecodeLoopAttrs attrs;",
+            pre = ["    dp::DecodeLoopAttrs attrs;",
                    f"    attrs.max_new_tokens = {int(a['max_new_tokens'])};",
                    f"    attrs.eos_ids = {{{', '.join(str(int(e)) for e in eos)}}};",
                    f"    attrs.temperature = {_num(a['temperature'])};",

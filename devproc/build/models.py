@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import re
 
-import numpy as np
 import torch
 
 from ..lang.errors import DevprocError
@@ -137,5 +136,3 @@ def load_torch_model(model, example_inputs=None, dynamic_shapes=None, *, max_seq
     return TorchModel(model.eval(), tuple(example_inputs), dynamic_shapes, _name(name or type(model).__name__), None,
                       max_seq, dict(dims))
 
-
-_ = np

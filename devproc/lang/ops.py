@@ -15,8 +15,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import DevprocError
-from .types import (DTYPES, DType, ImageType, KVCacheType, ModelType, StringType, TensorType, TokenizerType, Type,
-                    dtype_of)
+from .types import DTYPES, DType, ImageType, KVCacheType, ModelType, StringType, TensorType, TokenizerType, Type
 
 REQUIRED = object()
 Float32, Int32, Int64 = DTYPES["float32"], DTYPES["int32"], DTYPES["int64"]
@@ -532,4 +531,3 @@ def run_host_op(node, args: list) -> list:
 
 
 __all__ = ["OPS", "OpDef", "REQUIRED", "attr_value", "check_node", "full_attrs", "infer", "run_host_op"]
-_ = dtype_of

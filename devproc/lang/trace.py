@@ -18,8 +18,8 @@ import numpy as np
 
 from .errors import DevprocError
 from .graph import Const, Graph, Input, Node
-from .ops import OPS, REQUIRED, _Rule, attr_value, full_attrs, infer
-from .types import (ImageType, KVCacheType, ModelType, StringType, TensorType, TokenizerType, Type, dtype_of,
+from .ops import OPS, _Rule, attr_value, full_attrs, infer
+from .types import (ImageType, ModelType, StringType, TensorType, TokenizerType, Type, dtype_of,
                     type_of_value)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -399,4 +399,3 @@ def trace(k: Kernel, args: tuple, kwargs: dict | None = None) -> tuple[Graph, Bu
 
 __all__ = ["ConstArray", "InputSpec", "Kernel", "ModelHandle", "TokenizerHandle", "Value", "current", "kernel",
            "refuse", "trace", "user_loc"]
-_ = (REQUIRED, KVCacheType)
