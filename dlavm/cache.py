@@ -32,14 +32,15 @@ def cache_dir(name: str) -> Path:
 FINGERPRINTED = ("dlavm", "hw_models")
 
 
-@lru_cache(maxsize=1)
-def source_fingerprint() -> str:
+@lru_cache(maxsize=4)
+def source_fingerprint(packages: tuple = FINGERPRINTED) -> str:
     """sha256 (hex) of every Python source and data file (``.py``, ``.json``) of the compiler and the
     simulator (:data:`FINGERPRINTED`), by relative path and content: two processes that report the same
     fingerprint compile and simulate alike. What keys a cache or a result store computed by this code
-    (``dlavm dse``'s store, doc/dse.md). Computed once per process."""
+    (``dlavm dse``'s store, doc/dse.md). Computed once per process. ``packages``: other top-level
+    packages of this checkout instead (DevProc's JIT adds ``("devproc",)`` to its key)."""
     h = hashlib.sha256()
-    for pkg in FINGERPRINTED:
+    for pkg in packages:
         root = REPO_ROOT / pkg
         for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".json") and p.is_file()
                            and "__pycache__" not in p.parts):

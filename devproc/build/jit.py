@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 
-from dlavm.cache import cache_dir
+from dlavm.cache import cache_dir, source_fingerprint
 from dlavm.program_cache import ProgramCache
 
 from ..lang.errors import DevprocError
@@ -57,7 +57,9 @@ def pipeline_key(graph, builder, options: dict) -> tuple[str, dict]:
     parts = {"graph": _graph_for_key(graph),
              "kernels": {n: hashlib.sha256(k.source.encode()).hexdigest() for n, k in sorted(builder.kernels.items())},
              "consts": {c.name: const_key(c) for c in graph.consts},
-             "target": options["target"], "weights": options["weights"], "dlavm": dlavm_version}
+             "target": options["target"], "weights": options["weights"], "dlavm": dlavm_version,
+             # DevProc's own sources (its compile and save); the compiler's are added by entry_key
+             "devproc": source_fingerprint(("devproc",))}
     return entry_key(parts), parts
 
 

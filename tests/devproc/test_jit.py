@@ -143,3 +143,13 @@ def test_a_compiling_call_says_what_it_does_on_stderr_when_asked(jit_cache, caps
     assert "compiling model 'model' (forward)" in err
     _pipe(np.zeros((1, 3, 64), np.float32), model)           # from memory: nothing to say
     assert capsys.readouterr().err == ""
+
+
+def test_the_key_holds_devprocs_own_source_fingerprint_beside_the_compilers():
+    from dlavm.cache import source_fingerprint
+    from devproc.build.jit import _OPTIONS, pipeline_key
+    from devproc.lang import trace
+    g, b, _ = trace(_pipe, (np.zeros((1, 2, 64), np.float32), devproc.load_torch_model("mlp", max_seq=16)))
+    _, parts = pipeline_key(g, b, dict(_OPTIONS))
+    assert parts["devproc"] == source_fingerprint(("devproc",)) != source_fingerprint()
+    assert set(parts) >= {"graph", "kernels", "consts", "target", "weights", "devproc"}
