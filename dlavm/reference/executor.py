@@ -123,7 +123,8 @@ def _user_host_op(node: Call):
         if out.shape != want:
             raise ExecutionError(f"host op '{node.op.name}' returned shape {out.shape}, the model expects {want}"
                                  + (f" at {node.span}" if node.span else ""))
-        return torch.from_numpy(np.ascontiguousarray(out.astype(attrs["dtype"]))).to(device)
+        # np.require, not np.ascontiguousarray: the latter makes a 0-d result 1-d
+        return torch.from_numpy(np.require(out.astype(attrs["dtype"]), requirements="C")).to(device)
     return run
 
 

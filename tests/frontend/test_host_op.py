@@ -33,6 +33,16 @@ def _(x, n):
     return x.new_empty((x.shape[0], n) + tuple(x.shape[2:]))
 
 
+@torch.library.custom_op("dlavm_test::total", mutates_args=())
+def total(x: torch.Tensor) -> torch.Tensor:
+    return x.sum()
+
+
+@total.register_fake
+def _(x):
+    return x.new_empty(())
+
+
 def _soft_clip_np(x, limit):
     return limit * np.tanh(x / limit)
 
@@ -216,3 +226,22 @@ def test_a_user_function_that_raises_is_named_by_the_reference_and_the_runtime(r
     with pytest.raises(RunError, match=r"host op 'aten::logcumsumexp' \(writing v\d+\) cannot run: host op "
                                        r"'aten::logcumsumexp' failed: no such axis"):
         cm.run(_x(5).numpy())
+
+
+class _Total(torch.nn.Module):
+    def forward(self, x):
+        return torch.ops.dlavm_test.total(x)
+
+
+def test_a_0d_result_keeps_its_shape_in_the_reference_and_the_runtime():
+    dlavm.host_op("dlavm_test::total", lambda x: np.sum(x, dtype=np.float32))
+    try:
+        x = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+        mod = from_torch(_Total(), (x,))
+        got = run_function(mod, "forward", [x])
+        assert got.shape == torch.Size([])
+        torch.testing.assert_close(got, x.sum(), rtol=1e-6, atol=1e-6)
+        (out,) = dlavm.compile(_Total(), (x,), target="tiny", weights="fp16").run(x.numpy())
+        assert out.shape == () and np.isclose(out, x.sum().item(), rtol=1e-6)
+    finally:
+        host_ops.unregister("dlavm_test::total")
