@@ -16,7 +16,6 @@ static library (``make -C clib``; with ``sanitize=True`` the AddressSanitizer + 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -363,8 +362,10 @@ def _sanitize_flags() -> list:
 def build_cpp(lib_dir, sanitize: bool = False) -> Path:
     """Write ``DIR/host/pipeline.cc`` and compile it with the models' drivers and clib into
     ``DIR/host/pipeline`` (``pipeline-asan`` with ``sanitize``); returns the executable."""
+    from ..runtime.library import load
     d = Path(lib_dir)
-    source = generate_cpp(d)
+    saved = load(d)         # verified once: the program and the driver sources below come from it
+    source = _Gen(saved).program()
     host = d / "host"
     host.mkdir(exist_ok=True)
     (host / "pipeline.cc").write_text(source)
@@ -372,12 +373,9 @@ def build_cpp(lib_dir, sanitize: bool = False) -> Path:
     flags = CXXFLAGS + (["-O1", *_sanitize_flags()] if sanitize else ["-O2"])
     obj = host / ("obj-asan" if sanitize else "obj")
     obj.mkdir(exist_ok=True)
-    graph = json.loads((d / "pipeline.json").read_text())
     sources = [host / "pipeline.cc"]
-    for c in graph["consts"]:
-        if c["type"]["kind"] == "model":
-            model = json.loads((d / c["artifact"] / "manifest.json").read_text())["model"]
-            sources.append(d / c["artifact"] / "driver" / f"{_ident(model)}.cc")
+    sources += [d / c.record["artifact"] / "driver" / f"{_ident(saved.models[c.name].manifest.model)}.cc"
+                for c in saved.graph.consts if c.type.kind == "model"]
 
     def compile_one(k_src):
         k, src = k_src
