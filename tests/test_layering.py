@@ -383,15 +383,16 @@ def test_a_cycle_in_the_table_is_found():
 
 def _loaded_by(packages: list[str]) -> tuple[list[str], list[str]]:
     """(modules imported, first-party or table-listed third-party modules loaded) by importing every
-    module of ``packages`` in a fresh interpreter."""
+    module of ``packages`` (not of a subpackage with its own row) in a fresh interpreter."""
     table = load_table()
     third_party = {n for names in table.allowed.values() for n in names if n.split(".")[0] not in FIRST_PARTY}
     mods = []
     for pkg in packages:
         base = ROOT.joinpath(*pkg.split("."))
         if base.is_dir():
-            mods += [module_name(p) for p in sorted(base.rglob("*.py"))
-                     if p.name != "__main__.py" and "__pycache__" not in p.parts]
+            mods += [m for m in (module_name(p) for p in sorted(base.rglob("*.py"))
+                                 if p.name != "__main__.py" and "__pycache__" not in p.parts)
+                     if table.row_of(m) == pkg]   # a subpackage with a row of its own is not this package
     code = ("import importlib, json, sys\n"
             f"for m in {mods!r}:\n    importlib.import_module(m)\n"
             "print(json.dumps(sorted(sys.modules)))\n")

