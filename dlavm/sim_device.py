@@ -25,4 +25,11 @@ def open_simulator(manifest, **sim_options: Any) -> Simulator:
     return Simulator(artifact_target(manifest), **sim_options)
 
 
-__all__ = ["open_simulator"]
+def open_rtl(manifest, **options: Any):
+    """The Verilated RTL core (``hw_models.rtl.device.RtlDevice``) of the artifact's target, for
+    ``--device rtl://`` (doc/rtl.md); built by Verilator on first use (cached). ``options`` go to it."""
+    from hw_models.rtl.device import RtlDevice
+    return RtlDevice(artifact_target(manifest), **options)
+
+
+__all__ = ["open_simulator", "open_rtl"]

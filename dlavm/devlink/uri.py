@@ -1,11 +1,17 @@
-"""Device URIs: ``sim://HOST:PORT`` names a device server (doc/socket.md). Read by the command line's
-``--device`` (doc/cli.md, "Devices") and by the torch.compile backend's ``device`` option."""
+"""Device URIs: ``sim://HOST:PORT`` names a device server (doc/socket.md); ``rtl://`` (or ``rtl://TARGET``,
+or just ``rtl``) the Verilated RTL core in this process (doc/rtl.md). Read by the command line's ``--device``
+(doc/cli.md, "Devices") and by the torch.compile backend's ``device`` option (``sim://`` only)."""
 from __future__ import annotations
 
 #: The one scheme the Python runtime speaks (the C++ runtime takes the same URI, doc/runtime_cpp.md).
 SCHEME = "sim://"
 #: What ``--device`` looks like, for help and messages.
 FORM = "sim://HOST:PORT"
+
+
+#: The in-process RTL core (hw_models/rtl/device.py), opened by ``dlavm.sim_device.open_rtl``.
+RTL_SCHEME = "rtl://"
+RTL_FORM = "rtl://[TARGET]"
 
 
 class DeviceURIError(ValueError):
@@ -33,6 +39,22 @@ def parse_device_uri(uri: str, what: str = "--device") -> tuple[str, int]:
     return host, int(port)
 
 
+def is_rtl_uri(uri: str) -> bool:
+    """Whether ``uri`` names the in-process RTL core (``rtl``, ``rtl://`` or ``rtl://TARGET``)."""
+    return uri == "rtl" or uri.startswith(RTL_SCHEME)
+
+
+def parse_rtl_uri(uri: str, what: str = "--device") -> str | None:
+    """The target named by ``rtl://TARGET`` (None for ``rtl`` / ``rtl://``: the artifact's);
+    :class:`DeviceURIError` naming the value otherwise."""
+    if not is_rtl_uri(uri):
+        raise DeviceURIError(f"{what} {uri!r}: not an RTL device (expected {RTL_FORM}, e.g. rtl://tiny)")
+    name = "" if uri == "rtl" else uri[len(RTL_SCHEME):]
+    if name and not all(c.isalnum() or c in "._-" for c in name):
+        raise DeviceURIError(f"{what} {uri!r}: {name!r} is not a target name (expected {RTL_FORM}, e.g. rtl://tiny)")
+    return name or None
+
+
 def connect(uri: str, expect_target: str | None = None, timeout: float = 600.0):
     """A connected :class:`~dlavm.devlink.socket_client.SocketDevice` for ``uri``; refused at the
     handshake (:class:`~dlavm.devlink.socket_client.TargetMismatchError`) when ``expect_target`` is given
@@ -42,4 +64,5 @@ def connect(uri: str, expect_target: str | None = None, timeout: float = 600.0):
     return SocketDevice(host, port, timeout=timeout, expect_target=expect_target)
 
 
-__all__ = ["parse_device_uri", "connect", "DeviceURIError", "SCHEME", "FORM"]
+__all__ = ["parse_device_uri", "connect", "DeviceURIError", "SCHEME", "FORM", "RTL_SCHEME", "RTL_FORM",
+           "is_rtl_uri", "parse_rtl_uri"]

@@ -124,7 +124,10 @@ def run_cocotb(top: str, sources: Sequence[Path], test_module: str, *, test_dir:
     bdir.mkdir(parents=True, exist_ok=True)
     runner = get_runner("verilator")
     srcs = [package(target), *sources]
-    common = ["-Wno-fatal", *fst_args(bdir), "--x-assign", "fast", "--x-initial", "fast", "-O2", *build_args]
+    # One C++ file per model: the wheel's verilated.mk leaves the precompiled-header flag empty, so a model
+    # split into several files fails to compile ("Vtop__pch.h.fast: linker input file not found").
+    common = ["-Wno-fatal", *fst_args(bdir), "--x-assign", "fast", "--x-initial", "fast", "-O2",
+              "--output-split", "0", "--output-split-cfuncs", "0", *build_args]
     log = bdir / "build.log"
     try:
         runner.build(sources=srcs, hdl_toplevel=top, build_dir=bdir, build_args=common,
@@ -138,15 +141,25 @@ def run_cocotb(top: str, sources: Sequence[Path], test_module: str, *, test_dir:
             sys.path.insert(0, p)
     xml = bdir / f"results_{test_module}.xml"
     tlog = bdir / f"test_{test_module}.log"
-    results = runner.test(test_module=test_module, hdl_toplevel=top, build_dir=bdir, test_dir=bdir,
-                          testcase=testcase, extra_env=env, results_xml=str(xml), log_file=tlog, waves=False)
+    xml.unlink(missing_ok=True)
+    try:
+        results = runner.test(test_module=test_module, hdl_toplevel=top, build_dir=bdir, test_dir=bdir,
+                              testcase=testcase, extra_env=env, results_xml=str(xml), log_file=tlog, waves=False)
+    except SystemExit:   # the runner exits when a test failed; the results file says which
+        results = xml
+    if not Path(results).exists():
+        raise RtlError(f"cocotb {test_module} on {top}: the simulation ended without results; log {tlog}\n"
+                       f"{_failure_text(tlog)}")
     tests, failed = get_results(results)
     if failed or tests == 0:
         wdir = bdir / "waves"
         wdir.mkdir(exist_ok=True)
-        runner.test(test_module=test_module, hdl_toplevel=top, build_dir=bdir, test_dir=wdir,
-                    testcase=testcase, extra_env=env, results_xml=str(wdir / "results.xml"),
-                    log_file=wdir / "test.log", waves=True)
+        try:
+            runner.test(test_module=test_module, hdl_toplevel=top, build_dir=bdir, test_dir=wdir,
+                        testcase=testcase, extra_env=env, results_xml=str(wdir / "results.xml"),
+                        log_file=wdir / "test.log", waves=True)
+        except SystemExit:
+            pass
         fst = sorted(wdir.glob("*.fst")) + sorted(bdir.glob("*.fst"))
         where = fst[0] if fst else wdir
         names = _failed_names(results)

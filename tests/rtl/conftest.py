@@ -45,12 +45,23 @@ def write_cases(tmp_path: Path, cases: list, name: str = "cases.json") -> dict[s
     return {"DLAVM_RTL_CASES": str(p)}
 
 
+#: What ``make test`` runs of the RTL (the smoke subset: seconds to a few minutes from a clean clone): the
+#: generated package, the fp blocks' lint and bench, the device URIs. Everything else builds large Verilated
+#: models (the core and its harness take tens of minutes of C++ compile on 2 cores) and runs in the full
+#: suite, ``make rtl-test``.
+SMOKE = ("test_gen.py::", "test_fp.py::test_fp_lint", "test_fp.py::test_fp_blocks",
+         "test_device.py::test_rtl_uris", "test_device.py::test_not_rtl_uris")
+
+
 def pytest_collection_modifyitems(config, items):
     if FULL:
         return
     skip = pytest.mark.skip(reason="part of the full RTL suite: make rtl-test (DLAVM_RTL_FULL=1)")
     for item in items:
-        if "rtl_full" in item.keywords:
+        path = Path(str(item.fspath))
+        if path.parent != Path(__file__).resolve().parent:
+            continue
+        if "rtl_full" in item.keywords or not any(f"{path.name}::{item.name}".startswith(s) for s in SMOKE):
             item.add_marker(skip)
 
 

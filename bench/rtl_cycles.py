@@ -1,0 +1,115 @@
+"""RTL cycles against the timing model, and Verilated speed against the Python simulator.
+
+Workload: the tiny Llama (``tiny-llama``, int4 weights by default) compiled for target ``tiny``; a prefill of
+``--prompt`` tokens then ``--decode`` greedy decode steps, run by the Python runtime on the Verilated core
+(``hw_models.rtl.device.RtlDevice``, the ``rtl://`` device) and on ``hw_models.Simulator``. Reported:
+
+* per instruction kind, over every instruction of the run: how many, the RTL's busy cycles (start to the
+  unit's done) against the timing model's (doc/simulator.md), the mean ratio RTL / model and the largest
+  deviation in cycles;
+* one decode step end to end (host traffic included, as ``Runtime.last_cycles``): RTL cycles vs the
+  simulator's, and whether the logits are bit-identical;
+* simulated cycles per wall second of the decode step(s): Verilated core vs the Python simulator.
+
+Usage: python bench/rtl_cycles.py [--fmt int4] [--prompt 17] [--decode 4]
+Prints a table and writes bench/results/rtl_cycles.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dlavm.llm import compile_llm  # noqa: E402
+from dlavm.models import import_model  # noqa: E402
+from dlavm.runtime.generate import Generator  # noqa: E402
+from hw_models import Simulator  # noqa: E402
+from hw_models.rtl.device import RtlDevice, cycle_table  # noqa: E402
+
+TARGET = "tiny"
+MAX_CTX = 160
+
+
+def run(cm, hal, prompt, decode: int) -> dict:
+    """Prefill + ``decode`` steps on ``hal``: logits rows, per-step cycles, decode wall time and cycles."""
+    rt = cm.runtime(hal)
+    gen = Generator(rt)
+    t0 = time.perf_counter()
+    rows = [gen.step(prompt, logits=True)]
+    prefill_wall = time.perf_counter() - t0
+    prefill_cycles = rt.last_cycles
+    steps, wall = [], 0.0
+    for _ in range(decode):
+        t0 = time.perf_counter()
+        rows.append(gen.step([int(np.argmax(rows[-1]))], logits=True))
+        wall += time.perf_counter() - t0
+        steps.append(rt.last_cycles)
+    return {"rows": rows, "prefill_cycles": prefill_cycles, "prefill_wall": prefill_wall,
+            "decode_cycles": steps, "decode_wall": wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fmt", default="int4", choices=["int4", "int8", "fp16"])
+    ap.add_argument("--prompt", type=int, default=17)
+    ap.add_argument("--decode", type=int, default=4)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "rtl_cycles.json"))
+    a = ap.parse_args()
+
+    t0 = time.perf_counter()
+    cm = compile_llm(import_model("tiny-llama", max_seq=MAX_CTX).module, target=TARGET, weights=a.fmt,
+                     max_seq=MAX_CTX, name="tiny-llama")
+    compile_s = time.perf_counter() - t0
+    prompt = [int(t) for t in np.random.default_rng(0).integers(0, 512, a.prompt)]
+
+    sim = Simulator(TARGET)
+    s = run(cm, sim, prompt, a.decode)
+    t0 = time.perf_counter()
+    dev = RtlDevice(TARGET)    # builds the library on first use (cached)
+    build_s = time.perf_counter() - t0
+    r = run(cm, dev, prompt, a.decode)
+
+    identical = all(np.array_equal(x.view(np.uint32), y.view(np.uint32)) for x, y in zip(r["rows"], s["rows"]))
+    table = cycle_table(dev.records, sim.records)
+    dev.close()
+
+    print(f"tiny-llama {a.fmt} on target {TARGET}: prefill {a.prompt} tokens + {a.decode} decode steps; "
+          f"logits bit-identical: {identical}")
+    print(f"{'op':<11}{'n':>6}{'rtl cycles':>12}{'model cycles':>14}{'mean ratio':>12}{'max dev':>9}")
+    for op, row in sorted(table.items()):
+        print(f"{op:<11}{row['n']:>6}{row['rtl_cycles']:>12,}{row['model_cycles']:>14,}"
+              f"{row['mean_ratio']:>12.3f}{row['max_dev']:>+9d}")
+    rd, sd = r["decode_cycles"], s["decode_cycles"]
+    print(f"prefill {a.prompt}: rtl {r['prefill_cycles']:,} cycles, sim {s['prefill_cycles']:,} "
+          f"(ratio {r['prefill_cycles'] / s['prefill_cycles']:.3f})")
+    print(f"decode step (first): rtl {rd[0]:,} cycles, sim {sd[0]:,} (ratio {rd[0] / sd[0]:.3f}); "
+          f"mean over {a.decode}: rtl {np.mean(rd):,.0f}, sim {np.mean(sd):,.0f}")
+    rtl_cps = sum(rd) / r["decode_wall"]
+    sim_cps = sum(sd) / s["decode_wall"]
+    print(f"speed on the decode steps: Verilated {rtl_cps:.3e} cycles/s ({r['decode_wall']:.3f} s), "
+          f"Python simulator {sim_cps:.3e} cycles/s ({s['decode_wall']:.3f} s): ratio {rtl_cps / sim_cps:.2f}")
+    out = {
+        "target": TARGET, "model": "tiny-llama", "weights": a.fmt, "prompt": a.prompt, "decode_steps": a.decode,
+        "logits_bit_identical": identical, "per_op": table,
+        "prefill_cycles": {"rtl": r["prefill_cycles"], "sim": s["prefill_cycles"]},
+        "decode_step_cycles": {"rtl": rd, "sim": sd},
+        "cycles_per_second": {"verilated": rtl_cps, "python_sim": sim_cps},
+        "wall_s": {"rtl_decode": r["decode_wall"], "sim_decode": s["decode_wall"], "rtl_prefill": r["prefill_wall"],
+                   "sim_prefill": s["prefill_wall"], "compile": compile_s, "rtl_open_and_build": build_s},
+        "machine": platform.platform(), "python": platform.python_version(),
+    }
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+// sfu_rope: the SFU's rope (doc/isa.md 7.5 "rope", section 6 "RoPE table", section 9 opcode 0x25): for token m at
+// position p = pos0 + m, head h, with c_i = T[p, i], s_i = T[p, D/2 + i] (fp32 table [positions, D]) and pairs
+// (x1, x2) = (x_i, x_{i+D/2}) (halves) or (x_{2i}, x_{2i+1}) (interleaved):
+//   y1 = fp16((x1 ⊗ c_i) ⊖ (x2 ⊗ s_i)),  y2 = fp16((x2 ⊗ c_i) ⊕ (x1 ⊗ s_i)), written to the same lanes of dst.
+//
+// Dataflow: the source [M, H, D] streams in as one contiguous range (requests of up to 4 beats as an 8-beat
+// FIFO frees up); the table row of each token (D*4 bytes, contiguous rows pos0..pos0+M-1) is requested into
+// one of two table slots, one token ahead. Each head row (D elements) is gathered into one of two row
+// buffers (filled while the other is computed); the compute then produces the row in output order,
+// SFU_LANES elements per cycle: lane e computes (x_e ⊗ c) ⊕ ±(x_partner ⊗ s) (the ⊖ of y1 is ⊕ of the negated
+// product, identical in IEEE arithmetic), and results are assembled into dst beats (layout = src's) written
+// with byte strobes. Per cycle the fill and the compute each move min(SFU_LANES, rest of row, rest of beat)
+// elements, so a row costs about ceil(D/SFU_LANES) cycles (+1 where it straddles a beat): bound by the
+// formula ceil(M*H*D/SFU_LANES) plus a fixed start-up.
+//
+// Cycle behaviour: start (1 cycle) -> 2 check cycles -> stream -> done (busy low, done high for one cycle; a new
+// start is taken in that cycle).
+// err_code: 1 m, heads or d is 0; 3 an operand range (src, dst, the table rows pos0..pos0+m-1) lies outside
+// every region or crosses a region end; 4 d not a multiple of 8; 5 pos0 + m > MAX_SEQ_LEN; 8 d > DMAX (256,
+// this implementation's row buffer). With err the unit does no memory traffic.
+// dst may equal src (in place): a dst element is written only after its whole row was read. Other overlaps
+// are not supported. Assumes PORT_BYTES is a multiple of 32 and PORT_BYTES/2 >= 8.
+module sfu_rope import dlavm_pkg::*; (
+  input  logic                  clk, rst_n,
+  input  logic                  start,
+  /* verilator lint_off UNUSEDSIGNAL */  // opcode, wait mask, reserved bits and the words past the last field
+  input  logic [INSN_BITS-1:0]  insn,
+  /* verilator lint_on UNUSEDSIGNAL */
+  output logic                  busy,
+  output logic                  done,
+  output logic                  err,
+  output logic [7:0]            err_code,
+  output logic                  rd_req_valid,
+  input  logic                  rd_req_ready,
+  output logic [MEM_AW-1:0]     rd_req_addr,
+  output logic [31:0]           rd_req_bytes,
+  input  logic                  rd_rsp_valid,
+  output logic                  rd_rsp_ready,
+  input  logic [PORT_BITS-1:0]  rd_rsp_data,
+  input  logic                  rd_rsp_last,
+  output logic                  wr_valid,
+  input  logic                  wr_ready,
+  output logic [MEM_AW-1:0]     wr_addr,
+  output logic [PORT_BITS-1:0]  wr_data,
+  output logic [PORT_BYTES-1:0] wr_strb
+);
+  localparam int PB = PORT_BYTES;
+  localparam int L = SFU_LANES;
+  localparam int EPB = PB / 2;                    // fp16 elements per beat
+  localparam int TPB = PB / 4;                    // fp32 table entries per beat
+  localparam int EW = $clog2(EPB + 1);
+  localparam int LW = $clog2(L + 1);
+  localparam int DMAX = 256;
+  localparam int DW = $clog2(DMAX + 1);
+  localparam int XW = $clog2(DMAX);
+  localparam int FD = 8;
+  localparam int CHUNK = 4;
+  localparam int CW = $clog2(FD + 1);
+  localparam int TQ = 8;
+  localparam logic [63:0] CHUNK_BYTES = 64'(CHUNK * PB);
+
+  function automatic logic in_region(input logic [127:0] a, input logic [127:0] n);
+    logic [127:0] dh, dd, ds;   // offsets from each region's base (huge after a wrap when a < base)
+    dh = a - 128'($unsigned(HBM_BASE));
+    dd = a - 128'($unsigned(DDR_BASE));
+    ds = a - 128'($unsigned(SRAM_BASE));
+    return (dh < 128'($unsigned(HBM_SIZE))  && dh + n <= 128'($unsigned(HBM_SIZE)))
+        || (dd < 128'($unsigned(DDR_SIZE))  && dd + n <= 128'($unsigned(DDR_SIZE)))
+        || (ds < 128'($unsigned(SRAM_SIZE)) && ds + n <= 128'($unsigned(SRAM_SIZE)));
+  endfunction
+
+  function automatic logic [63:0] beats_of(input logic [63:0] nbytes);
+    return (nbytes + 64'(PB - 1)) / 64'(PB);
+  endfunction
+
+  typedef enum logic [2:0] {S_IDLE, S_CHK1, S_CHK2, S_RUN, S_FIN} state_t;
+  state_t st;
+
+  logic        f_il;
+  logic [31:0] f_src, f_dst, f_tab, f_m, f_h, f_d, f_pos0;
+  logic [7:0]  code_q;
+  logic        err_q;
+  logic [127:0] c_n;                              // M*H*D
+
+  assign busy = (st != S_IDLE) && (st != S_FIN);
+  assign done = (st == S_FIN);
+  assign err = (st == S_FIN) && err_q;
+  assign err_code = (st == S_FIN) ? code_q : 8'd0;
+
+  logic [DW-1:0] dd;                              // D (<= DMAX once running)
+  logic [DW-1:0] dh;                              // D/2
+  assign dd = DW'(f_d);
+  assign dh = DW'(f_d >> 1);
+
+  // ---------------------------------------------------------------- requests
+  typedef enum logic {T_X, T_T} tag_t;
+  tag_t tagq [TQ];
+  logic [$clog2(TQ)-1:0] tq_rd, tq_wr;
+  logic [$clog2(TQ):0]   tq_n;
+
+  logic [63:0] x_req_addr, x_req_left;
+  logic [CW-1:0] x_cred;
+  logic [63:0] t_req_addr, t_row_req_left;        // table row being requested
+  logic [31:0] t_req_tok;                         // tokens whose table row request was started
+  logic [31:0] t_free_tok;                        // tokens whose table slot was freed
+  logic        turn_t;
+
+  logic [63:0] x_n, t_n;
+  logic [CW-1:0] x_nb;
+  assign x_n = (x_req_left > CHUNK_BYTES) ? CHUNK_BYTES : x_req_left;
+  assign t_n = (t_row_req_left > CHUNK_BYTES) ? CHUNK_BYTES : t_row_req_left;
+  assign x_nb = CW'(beats_of(x_n));
+
+  logic want_x, want_t, t_new_row;
+  assign want_x = (x_req_left != 64'd0) && (x_cred >= x_nb);
+  assign want_t = (t_row_req_left != 64'd0);
+  assign t_new_row = (t_row_req_left == 64'd0) && (t_req_tok < f_m) && (t_req_tok - t_free_tok < 32'd2);
+
+  logic req_t;
+  assign req_t = want_t && (turn_t || !want_x);
+  assign rd_req_valid = (st == S_RUN) && !err_q && (want_x || want_t) && (tq_n < ($clog2(TQ)+1)'(TQ));
+  assign rd_req_addr  = req_t ? MEM_AW'(t_req_addr) : MEM_AW'(x_req_addr);
+  assign rd_req_bytes = req_t ? 32'(t_n) : 32'(x_n);
+  logic req_fire;
+  assign req_fire = rd_req_valid && rd_req_ready;
+
+  // ---------------------------------------------------------------- responses
+  tag_t rsp_tag;
+  assign rsp_tag = tagq[tq_rd];
+  assign rd_rsp_ready = (st == S_RUN) && (tq_n != 0);
+  logic rsp_fire;
+  assign rsp_fire = rd_rsp_valid && rd_rsp_ready;
+
+  logic [PORT_BITS-1:0] fx [FD];
+  logic [$clog2(FD)-1:0] fx_rd, fx_wr;
+  logic [CW-1:0] fx_n;
+  logic fx_pop;
+
+  logic [31:0] tb [2][DMAX];                      // table slots: D/2 cosines then D/2 sines
+  logic [1:0]  t_valid;
+  logic        t_rx_slot;                         // slot the table beats go to
+  logic [DW-1:0] t_wp;                            // entry write pointer in that slot
+
+  // ---------------------------------------------------------------- row fill
+  logic [15:0] xb [2][DMAX];                      // row buffers
+  logic [1:0]  x_full;
+  logic        fs;                                // slot being filled
+  logic [DW-1:0] r_fill;
+  logic [63:0] fill_rows;                         // rows not yet filled
+  logic [EW-1:0] x_off;
+
+  logic [PORT_BITS-1:0] x_beat;
+  assign x_beat = fx[fx_rd];
+  logic [31:0] fk_lim;
+  logic [LW-1:0] f_k;
+  always_comb begin
+    fk_lim = 32'(L);
+    if (32'(dd) - 32'(r_fill) < fk_lim) fk_lim = 32'(dd) - 32'(r_fill);
+    if (32'(EPB) - 32'(x_off) < fk_lim) fk_lim = 32'(EPB) - 32'(x_off);
+  end
+  assign f_k = LW'(fk_lim);
+  logic fill_go, fill_row_end;
+  assign fill_go = (st == S_RUN) && (fill_rows != 64'd0) && (fx_n != 0) && !x_full[fs];
+  assign fill_row_end = (32'(r_fill) + 32'(f_k) == 32'(dd));
+  assign fx_pop = fill_go && ((32'(x_off) + 32'(f_k) == 32'(EPB)) || (fill_row_end && fill_rows == 64'd1));
+  logic [L*16-1:0] f_take;
+  assign f_take = (L*16)'(x_beat >> {x_off, 4'b0});
+
+  // ---------------------------------------------------------------- compute
+  logic        cs;                                // row slot being computed
+  logic        ts;                                // its token's table slot
+  logic [31:0] c_head;
+  logic [DW-1:0] r_c;
+  logic [63:0] comp_rows;                         // rows not yet computed
+  logic [EW-1:0] o_off;
+  logic [63:0] o_addr;
+  logic [PORT_BITS-1:0]  ob;
+  logic [PORT_BYTES-1:0] obs;
+  logic                  wv_q;
+  logic [MEM_AW-1:0]     wa_q;
+  logic [PORT_BITS-1:0]  wd_q;
+  logic [PORT_BYTES-1:0] ws_q;
+  assign wr_valid = wv_q;
+  assign wr_addr = wa_q;
+  assign wr_data = wd_q;
+  assign wr_strb = ws_q;
+
+  logic [31:0] ck_lim;
+  logic [LW-1:0] c_k;
+  always_comb begin
+    ck_lim = 32'(L);
+    if (32'(dd) - 32'(r_c) < ck_lim) ck_lim = 32'(dd) - 32'(r_c);
+    if (32'(EPB) - 32'(o_off) < ck_lim) ck_lim = 32'(EPB) - 32'(o_off);
+  end
+  assign c_k = LW'(ck_lim);
+  logic c_row_end, o_beat_end, c_go;
+  assign c_row_end = (32'(r_c) + 32'(c_k) == 32'(dd));
+  assign o_beat_end = (32'(o_off) + 32'(c_k) == 32'(EPB)) || (c_row_end && comp_rows == 64'd1);
+  assign c_go = (st == S_RUN) && (comp_rows != 64'd0) && x_full[cs] && t_valid[ts] && (!o_beat_end || !wv_q || wr_ready);
+
+  logic [L*16-1:0] y_grp;
+  for (genvar j = 0; j < L; j++) begin : g_lane
+    logic [31:0] e, pe, ci;                       // element, partner, cos/sin index
+    logic        first;                           // y1 lane (⊖)
+    always_comb begin
+      e = 32'(r_c) + 32'(j);
+      if (f_il) begin
+        first = !e[0];
+        pe = e ^ 32'd1;
+        ci = e >> 1;
+      end else if (e < 32'(dh)) begin
+        first = 1'b1; pe = e + 32'(dh); ci = e;
+      end else begin
+        first = 1'b0; pe = e - 32'(dh); ci = e - 32'(dh);
+      end
+    end
+    logic [15:0] xe, xp;
+    logic [31:0] fe, fp, cv, sv, p1, p2, p2s, y;
+    logic [15:0] y16;
+    assign xe = (e < 32'(DMAX)) ? xb[cs][XW'(e)] : 16'd0;
+    assign xp = (pe < 32'(DMAX)) ? xb[cs][XW'(pe)] : 16'd0;
+    assign cv = (ci < 32'(DMAX)) ? tb[ts][XW'(ci)] : 32'd0;
+    assign sv = (ci + 32'(dh) < 32'(DMAX)) ? tb[ts][XW'(ci + 32'(dh))] : 32'd0;
+    fp16_to_fp32 u_e (.a(xe), .y(fe));
+    fp16_to_fp32 u_p (.a(xp), .y(fp));
+    fp32_mul u_m1 (.a(fe), .b(cv), .y(p1));
+    fp32_mul u_m2 (.a(fp), .b(sv), .y(p2));
+    assign p2s = first ? {~p2[31], p2[30:0]} : p2;
+    fp32_add u_add (.a(p1), .b(p2s), .y(y));
+    fp32_to_fp16 u_o (.a(y), .y(y16));
+    assign y_grp[16*j +: 16] = y16;
+  end
+
+  logic [2*L-1:0] gmask;
+  assign gmask = ~({(2*L){1'b1}} << {c_k, 1'b0});
+  logic [L*16-1:0] y_masked;
+  assign y_masked = y_grp & ~({(L*16){1'b1}} << {c_k, 4'b0});
+  logic [PORT_BITS-1:0]  ob_next;
+  logic [PORT_BYTES-1:0] obs_next;
+  assign ob_next = ob | (PORT_BITS'(y_masked) << {o_off, 4'b0});
+  assign obs_next = obs | (PORT_BYTES'(gmask) << {o_off, 1'b0});
+
+  // ---------------------------------------------------------------- sequential
+  always_ff @(posedge clk or negedge rst_n) begin
+    if (!rst_n) begin
+      st <= S_IDLE; err_q <= 1'b0; code_q <= 8'd0;
+      f_il <= 1'b0; f_src <= '0; f_dst <= '0; f_tab <= '0; f_m <= '0; f_h <= '0; f_d <= '0; f_pos0 <= '0;
+      c_n <= '0;
+      tq_rd <= '0; tq_wr <= '0; tq_n <= '0;
+      x_req_addr <= '0; x_req_left <= '0; x_cred <= '0;
+      t_req_addr <= '0; t_row_req_left <= '0; t_req_tok <= '0; t_free_tok <= '0; turn_t <= 1'b0;
+      fx_rd <= '0; fx_wr <= '0; fx_n <= '0;
+      t_valid <= '0; t_rx_slot <= 1'b0; t_wp <= '0;
+      x_full <= '0; fs <= 1'b0; r_fill <= '0; fill_rows <= '0; x_off <= '0;
+      cs <= 1'b0; ts <= 1'b0; c_head <= '0; r_c <= '0; comp_rows <= '0; o_off <= '0; o_addr <= '0;
+      ob <= '0; obs <= '0; wv_q <= 1'b0; wa_q <= '0; wd_q <= '0; ws_q <= '0;
+    end else begin
+      if (wv_q && wr_ready) wv_q <= 1'b0;
+      case (st)
+        S_IDLE, S_FIN: begin
+          st <= S_IDLE;
+          if (start) begin
+            f_il   <= insn[F_ROPE_INTERLEAVED_LO];
+            f_src  <= insn[F_ROPE_SRC_LO +: 32];
+            f_dst  <= insn[F_ROPE_DST_LO +: 32];
+            f_tab  <= insn[F_ROPE_TABLE_LO +: 32];
+            f_m    <= insn[F_ROPE_M_LO +: 32];
+            f_h    <= insn[F_ROPE_HEADS_LO +: 32];
+            f_d    <= insn[F_ROPE_D_LO +: 32];
+            f_pos0 <= insn[F_ROPE_POS0_LO +: 32];
+            st <= S_CHK1;
+          end
+        end
+        S_CHK1: begin
+          c_n <= 128'(f_m) * 128'(f_h) * 128'(f_d);
+          st <= S_CHK2;
+        end
+        S_CHK2: begin
+          err_q <= 1'b1;
+          if (f_m == 32'd0 || f_h == 32'd0 || f_d == 32'd0) code_q <= 8'd1;
+          else if (f_d[2:0] != 3'd0) code_q <= 8'd4;
+          else if (64'(f_pos0) + 64'(f_m) > 64'(MAX_SEQ_LEN)) code_q <= 8'd5;
+          else if (!in_region({91'd0, f_src, 5'd0}, c_n * 128'd2) || !in_region({91'd0, f_dst, 5'd0}, c_n * 128'd2)
+                || !in_region({91'd0, f_tab, 5'd0} + 128'(f_pos0) * 128'(f_d) * 128'd4,
+                              128'(f_m) * 128'(f_d) * 128'd4))
+            code_q <= 8'd3;
+          else if (f_d > 32'(DMAX)) code_q <= 8'd8;
+          else begin
+            err_q <= 1'b0; code_q <= 8'd0;
+          end
+          st <= S_RUN;
+          // set up the streams (used only without error)
+          tq_rd <= '0; tq_wr <= '0; tq_n <= '0;
+          x_req_addr <= {27'd0, f_src, 5'd0};
+          x_req_left <= (64'(c_n) * 64'd2 + 64'd31) & ~64'd31;
+          x_cred <= CW'(FD);
+          t_req_addr <= 64'({f_tab, 5'd0}) + 64'(f_pos0) * 64'(f_d) * 64'd4;
+          t_row_req_left <= '0; t_req_tok <= '0; t_free_tok <= '0; turn_t <= 1'b1;
+          fx_rd <= '0; fx_wr <= '0; fx_n <= '0;
+          t_valid <= '0; t_rx_slot <= 1'b0; t_wp <= '0;
+          x_full <= '0; fs <= 1'b0; r_fill <= '0; fill_rows <= 64'(f_m) * 64'(f_h); x_off <= '0;
+          cs <= 1'b0; ts <= 1'b0; c_head <= '0; r_c <= '0; comp_rows <= 64'(f_m) * 64'(f_h);
+          o_off <= '0; o_addr <= {27'd0, f_dst, 5'd0}; ob <= '0; obs <= '0;
+        end
+        S_RUN: begin
+          if (err_q) st <= S_FIN;
+          else begin
+            // requests
+            if (req_fire) begin
+              tagq[tq_wr] <= req_t ? T_T : T_X;
+              tq_wr <= tq_wr + 1'b1;
+              turn_t <= !req_t;
+              if (!req_t) begin
+                x_req_addr <= x_req_addr + x_n;
+                x_req_left <= x_req_left - x_n;
+              end
+            end
+            if (req_fire && req_t) begin
+              t_req_addr <= t_req_addr + t_n;
+              t_row_req_left <= t_row_req_left - t_n;
+            end else if (t_new_row) begin
+              t_row_req_left <= 64'(f_d) * 64'd4;
+              t_req_tok <= t_req_tok + 32'd1;
+            end
+            x_cred <= x_cred - ((req_fire && !req_t) ? x_nb : CW'(0)) + CW'(fx_pop);
+            // responses
+            if (rsp_fire) begin
+              if (rsp_tag == T_X) begin
+                fx[fx_wr] <= rd_rsp_data;
+                fx_wr <= fx_wr + 1'b1;
+              end else begin
+                for (int j = 0; j < TPB; j++)
+                  if (32'(t_wp) + 32'(j) < 32'(DMAX)) tb[t_rx_slot][XW'(32'(t_wp) + 32'(j))] <= rd_rsp_data[32*j +: 32];
+                if (32'(t_wp) + 32'(TPB) >= 32'(dd)) begin   // the row's last beat
+                  t_wp <= '0;
+                  t_valid[t_rx_slot] <= 1'b1;
+                  t_rx_slot <= !t_rx_slot;
+                end else t_wp <= t_wp + DW'(TPB);
+              end
+              if (rd_rsp_last) tq_rd <= tq_rd + 1'b1;
+            end
+            tq_n <= tq_n + ($clog2(TQ)+1)'(req_fire) - ($clog2(TQ)+1)'(rsp_fire && rd_rsp_last);
+            fx_n <= fx_n + CW'(rsp_fire && rsp_tag == T_X) - CW'(fx_pop);
+            if (fx_pop) fx_rd <= fx_rd + 1'b1;
+            // fill
+            if (fill_go) begin
+              for (int j = 0; j < L; j++)
+                if (j < int'(f_k) && 32'(r_fill) + 32'(j) < 32'(DMAX))
+                  xb[fs][XW'(32'(r_fill) + 32'(j))] <= f_take[16*j +: 16];
+              x_off <= (32'(x_off) + 32'(f_k) == 32'(EPB)) ? '0 : x_off + EW'(f_k);
+              if (fill_row_end) begin
+                r_fill <= '0;
+                fill_rows <= fill_rows - 64'd1;
+                x_full[fs] <= 1'b1;
+                fs <= !fs;
+              end else r_fill <= r_fill + DW'(f_k);
+            end
+            // compute
+            if (c_go) begin
+              o_off <= (32'(o_off) + 32'(c_k) == 32'(EPB)) ? '0 : o_off + EW'(c_k);
+              if (o_beat_end) begin
+                wv_q <= 1'b1;
+                wa_q <= MEM_AW'(o_addr);
+                wd_q <= ob_next;
+                ws_q <= obs_next;
+                ob <= '0; obs <= '0;
+                o_addr <= o_addr + 64'(PB);
+              end else begin
+                ob <= ob_next; obs <= obs_next;
+              end
+              if (c_row_end) begin
+                r_c <= '0;
+                comp_rows <= comp_rows - 64'd1;
+                x_full[cs] <= 1'b0;
+                cs <= !cs;
+                if (c_head + 32'd1 == f_h) begin     // token done: free its table slot
+                  c_head <= '0;
+                  t_valid[ts] <= 1'b0;
+                  ts <= !ts;
+                  t_free_tok <= t_free_tok + 32'd1;
+                end else c_head <= c_head + 32'd1;
+              end else r_c <= r_c + DW'(c_k);
+            end
+            if (comp_rows == 64'd0 && !wv_q && tq_n == 0 && x_req_left == 64'd0) st <= S_FIN;
+          end
+        end
+        default: st <= S_IDLE;
+      endcase
+    end
+  end
+endmodule

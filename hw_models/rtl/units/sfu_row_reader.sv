@@ -1,0 +1,235 @@
+// sfu_row_reader: the input side shared by sfu_norm and sfu_softmax (their private helper).
+// Reads the row operands of a row-wise SFU instruction with a few LARGE requests and writes them, converted
+// to fp32, into on-chip row buffers in ROW order: element j of a row goes to bank j mod L at word j / L
+// (L = SFU_LANES), so a later pass reads row word w (elements wL .. wL+L-1) from all banks at one address.
+// Request order: gamma [cols] fp16 (use_gam), beta [cols] fp16 (use_bet), then the source tensor
+// [rows, cols] (fp16, or fp32 with in_fp32) as one contiguous range in chunks of CHUNK bytes (multiples of
+// the beat, so the element stream stays contiguous across chunks). Rows are packed (a row may start at any
+// element of a beat); the unpacker walks the beats one L-element group per cycle and writes the part of
+// the group that belongs to the current row, rotated into the banks (a group holding the end of one row and
+// the start of the next takes two cycles). Source rows alternate between two buffer slots; a row is
+// written only into a free slot (slot_full low) and marks it full when complete; the consumer frees it
+// with release. Bytes past the operand in the last beat of a request are dropped.
+// Cycle behaviour: one group (L elements) per cycle; a beat is taken in the cycle its last group is used,
+// so the stream runs at L elements per cycle whenever the slots allow. idle: every request issued and every
+// beat of them consumed.
+module sfu_row_reader import dlavm_pkg::*; #(
+  parameter int ROWCAP = 8192,                       // elements per row buffer slot (multiple of L)
+  parameter int WB = $clog2(ROWCAP / SFU_LANES)      // word address bits of a slot
+) (
+  input  logic                       clk, rst_n,
+  input  logic                       go,              // pulse: start reading (inputs below stay stable)
+  input  logic [MEM_AW-1:0]          src_addr, gam_addr, bet_addr,
+  input  logic                       use_gam, use_bet, in_fp32,
+  input  logic [31:0]                rows, cols,      // rows > 0, 0 < cols <= ROWCAP
+  output logic                       rd_req_valid,
+  input  logic                       rd_req_ready,
+  output logic [MEM_AW-1:0]          rd_req_addr,
+  output logic [31:0]                rd_req_bytes,
+  input  logic                       rd_rsp_valid,
+  output logic                       rd_rsp_ready,
+  input  logic [PORT_BITS-1:0]       rd_rsp_data,
+  input  logic                       rd_rsp_last,
+  // row buffer writes (one port per bank)
+  output logic [SFU_LANES-1:0]       w_en,
+  output logic [SFU_LANES*WB-1:0]    w_addr,          // bank b: w_addr[b*WB +: WB]
+  output logic [SFU_LANES*32-1:0]    w_data,          // bank b: fp32 element
+  output logic [1:0]                 w_dst,           // 0 gamma, 1 beta, 2 source row (slot w_slot)
+  output logic                       w_slot,
+  output logic [1:0]                 slot_full,
+  input  logic                       release_v,
+  input  logic                       release_slot,
+  // per source row, while it streams in: the maximum of its valid elements (softmax, doc/isa.md 7.5: exact;
+  // valid = all, or with causal the columns j <= pos0 + (row mod m)); row_nan: a valid element is NaN.
+  // Both are per slot, valid while slot_full.
+  input  logic                       causal,
+  input  logic [31:0]                pos0, mq,
+  output logic [63:0]                row_max,         // slot s: row_max[32s +: 32]
+  output logic [1:0]                 row_nan,
+  output logic                       idle
+);
+  localparam int L     = SFU_LANES;
+  localparam int LB    = $clog2(L);
+  localparam int G16   = PORT_BYTES / (2 * L);        // groups per beat, fp16
+  localparam int G32   = PORT_BYTES / (4 * L);        // groups per beat, fp32
+  localparam int GB    = (G16 > 1) ? $clog2(G16) : 1;
+  localparam int G32B  = (G32 > 1) ? $clog2(G32) : 1;
+  localparam longint CHUNK = 64 * PORT_BYTES;         // bytes per source request
+
+  localparam logic [1:0] D_GAM = 2'd0, D_BET = 2'd1, D_SRC = 2'd2, D_END = 2'd3;
+
+  // ---------------- request generator ----------------
+  logic [1:0]        qph;
+  logic [MEM_AW-1:0] qaddr;
+  logic [63:0]       qleft;
+  logic [63:0]       src_bytes;
+  logic [31:0]       gb_bytes;
+  always_comb begin
+    src_bytes = (64'(rows) * 64'(cols)) << (in_fp32 ? 2 : 1);
+    src_bytes = (src_bytes + 64'd31) & ~64'd31;
+    gb_bytes  = ((cols << 1) + 32'd31) & ~32'd31;
+  end
+  assign rd_req_valid = (qph != D_END);
+  always_comb begin
+    unique case (qph)
+      D_GAM:   begin rd_req_addr = gam_addr; rd_req_bytes = gb_bytes; end
+      D_BET:   begin rd_req_addr = bet_addr; rd_req_bytes = gb_bytes; end
+      default: begin rd_req_addr = qaddr; rd_req_bytes = (qleft > 64'(CHUNK)) ? 32'(CHUNK) : qleft[31:0]; end
+    endcase
+  end
+  always_ff @(posedge clk or negedge rst_n) begin
+    if (!rst_n) begin
+      qph <= D_END; qaddr <= '0; qleft <= '0;
+    end else if (go) begin
+      qph <= use_gam ? D_GAM : D_SRC; qaddr <= src_addr; qleft <= src_bytes;
+    end else if (rd_req_valid && rd_req_ready) begin
+      unique case (qph)
+        D_GAM:   qph <= use_bet ? D_BET : D_SRC;
+        D_BET:   qph <= D_SRC;
+        default: begin
+          qaddr <= qaddr + MEM_AW'(CHUNK);
+          qleft <= qleft - 64'(CHUNK);
+          if (qleft <= 64'(CHUNK)) qph <= D_END;
+        end
+      endcase
+    end
+  end
+
+  // ---------------- unpacker ----------------
+  logic [1:0]           useg;          // segment being unpacked
+  logic                 beat_v;
+  logic [PORT_BITS-1:0] beat;
+  logic [GB-1:0]        gi;            // group within the beat
+  logic signed [33:0]   d;             // element index of the group's lane 0 relative to the row start
+  logic [31:0]          r;             // source row being filled
+  logic [1:0]           full_q;
+  logic                 beat_last;     // the held beat is its request's last
+  logic                 drain;         // an operand ended before its request's last beat: drop beats up to it
+  assign slot_full = full_q;
+
+  logic               is_src, can_step, row_end, grp_adv, seg_end, last_grp, beat_free;
+  logic signed [33:0] rem;
+  logic [LB:0]        lo, hi;
+  always_comb begin
+    is_src   = (useg == D_SRC);
+    can_step = beat_v && !drain && (useg != D_END) && !(is_src && full_q[r[0]]);
+    rem      = $signed({2'b0, cols}) - d;
+    lo       = (d < 0) ? (LB+1)'(-d) : '0;
+    hi       = (rem < 34'(L)) ? (LB+1)'(rem) : (LB+1)'(L);
+    row_end  = (rem <= 34'(L));
+    grp_adv  = !row_end || (rem == 34'(L));
+    seg_end  = row_end && (!is_src || (r == rows - 32'd1));
+    last_grp = (useg == D_SRC && in_fp32) ? (32'(gi) == G32 - 1) : (32'(gi) == G16 - 1);
+    beat_free = (beat_v && drain) || (can_step && (seg_end || (grp_adv && last_grp)));
+  end
+  assign rd_rsp_ready = !beat_v || beat_free;
+
+  // the group's lanes as fp32
+  logic [L*16-1:0] g16;
+  logic [L*32-1:0] g32, gf;
+  logic [G32B-1:0] gi32;
+  assign gi32 = G32B'(gi);
+  assign g16 = beat[32'(gi) * (L*16) +: L*16];
+  assign g32 = beat[32'(gi32) * (L*32) +: L*32];
+  for (genvar i = 0; i < L; i++) begin : g_cv
+    logic [31:0] c;
+    fp16_to_fp32 u_cv (.a(g16[16*i +: 16]), .y(c));
+    assign gf[32*i +: 32] = (is_src && in_fp32) ? g32[32*i +: 32] : c;
+  end
+
+  // bank writes: bank b takes lane i = (b - d) mod L, element j = d + i of the row
+  always_comb begin
+    for (int b = 0; b < L; b++) begin
+      logic [LB-1:0]      ib;
+      logic [WB-1:0]      j;
+      ib = LB'(b) - d[LB-1:0];
+      j  = WB'((d + 34'(ib)) >>> LB);     // word of element d + ib
+      w_en[b]            = can_step && ({1'b0, ib} >= lo) && ({1'b0, ib} < hi);
+      w_addr[b*WB +: WB] = j;
+      w_data[b*32 +: 32] = gf[32*ib +: 32];
+    end
+  end
+  assign w_dst  = useg;
+  assign w_slot = r[0];
+
+  always_ff @(posedge clk or negedge rst_n) begin
+    if (!rst_n) begin
+      useg <= D_END; beat_v <= 1'b0; beat <= '0; gi <= '0; d <= '0; r <= '0; full_q <= '0;
+      beat_last <= 1'b0; drain <= 1'b0;
+    end else if (go) begin
+      useg <= use_gam ? D_GAM : D_SRC; beat_v <= 1'b0; gi <= '0; d <= '0; r <= '0; full_q <= '0;
+      drain <= 1'b0;
+    end else begin
+      if (beat_v && drain && beat_last) drain <= 1'b0;
+      if (rd_rsp_valid && rd_rsp_ready) begin
+        beat_v <= 1'b1; beat <= rd_rsp_data; beat_last <= rd_rsp_last; gi <= '0;
+      end else if (beat_free) begin
+        beat_v <= 1'b0; gi <= '0;
+      end else if (can_step && grp_adv) begin
+        gi <= gi + GB'(1);
+      end
+      if (release_v) full_q[release_slot] <= 1'b0;
+      if (can_step) begin
+        if (row_end && is_src) begin
+          full_q[r[0]] <= 1'b1;
+          r <= r + 32'd1;
+        end
+        if (seg_end) begin
+          d <= '0;
+          drain <= !beat_last;   // (never with exact request sizes: the operand's end is in the last beat)
+          r <= '0;
+          unique case (useg)
+            D_GAM:   useg <= use_bet ? D_BET : D_SRC;
+            D_BET:   useg <= D_SRC;
+            default: useg <= D_END;
+          endcase
+        end else if (row_end) begin
+          d <= d - $signed({2'b0, cols}) + (grp_adv ? 34'(L) : 34'd0);
+        end else begin
+          d <= d + 34'(L);
+        end
+      end
+    end
+  end
+  assign idle = (qph == D_END) && (useg == D_END) && !beat_v;
+
+  // ---------------- row maximum (softmax) ----------------
+  function automatic logic flt(input logic [31:0] a, input logic [31:0] b);   // a < b, non-NaN, -0 == +0
+    if (a[30:0] == 31'd0 && b[30:0] == 31'd0) return 1'b0;
+    if (a[31] != b[31]) return a[31];
+    return a[31] ? (a[30:0] > b[30:0]) : (a[30:0] < b[30:0]);
+  endfunction
+  logic [31:0]        qr;                // r mod m
+  logic [31:0]        rmax, gmax;
+  logic               rnan, gnan;
+  logic signed [35:0] vlim;              // lanes i <= vlim are causally valid
+  always_comb begin
+    vlim = $signed({4'd0, pos0}) + $signed({4'd0, qr}) - 36'(d);
+    gmax = rmax; gnan = rnan;
+    for (int i = 0; i < L; i++) begin
+      logic [31:0] xi;
+      xi = gf[32*i +: 32];
+      if ((32'(i) >= 32'(lo)) && (32'(i) < 32'(hi)) && (!causal || $signed(36'(i)) <= vlim)) begin
+        if (xi[30:23] == 8'hFF && xi[22:0] != 23'd0) gnan = 1'b1;
+        else if (flt(gmax, xi)) gmax = xi;
+      end
+    end
+  end
+  always_ff @(posedge clk or negedge rst_n) begin
+    if (!rst_n) begin
+      qr <= '0; rmax <= 32'hFF800000; rnan <= 1'b0; row_max <= '0; row_nan <= '0;
+    end else if (go) begin
+      qr <= '0; rmax <= 32'hFF800000; rnan <= 1'b0;
+    end else if (can_step && is_src) begin
+      if (row_end) begin
+        row_max[32*r[0] +: 32] <= gmax;
+        row_nan[r[0]] <= gnan;
+        rmax <= 32'hFF800000; rnan <= 1'b0;
+        qr <= (qr == mq - 32'd1) ? 32'd0 : qr + 32'd1;
+      end else begin
+        rmax <= gmax; rnan <= gnan;
+      end
+    end
+  end
+endmodule
+
