@@ -8,6 +8,13 @@ and fraction of the roofline. Prints tables and writes bench/results/compile_tim
 TVM is not a project dependency. To get the column without touching the venv:
 ``pip install --target DIR --no-deps apache-tvm apache-tvm-ffi ml_dtypes`` then run with
 ``--tvm-path DIR``.
+
+The same run measures how compile time scales with depth: the recipe with its decoder cut to 2, 8,
+16 and 32 layers (``--layers``; 32 is the recipe itself), each in a fresh process, exported untimed
+and then compiled from the exported program on (convert, import and device passes, lower / streams /
+pack): the CPU time (``time.process_time``) of the first compile in that process (what ``dlavm
+compile`` pays) and the best of ``--repeat`` more, and the 32/8 ratio (linear in depth is 4.0).
+Printed, and written to bench/results/compile_scaling.json; ``--scaling-only`` runs just that part.
 """
 from __future__ import annotations
 
@@ -64,37 +71,131 @@ print(json.dumps({"version": tvm.__version__, "build_s": t1 - t0, "export_s": t2
 """
 
 
-def dlavm_compile_times(model: str, max_seq: int) -> tuple:
+def compile_exported(spec, ep, target: str = "vcu128", weights: str = "int4") -> tuple:
+    """Compile the exported program ``ep`` of ``spec`` as ``dlavm.compile`` does from there on: convert
+    to graph IR, the import passes, the device pipeline, lower / streams / pack. Returns
+    ``(rows, cpu_s, wall_s, build)``: one ``(stage, name, wall seconds)`` row per stage and pass, and
+    the CPU and wall time of the whole (``time.process_time`` / ``time.perf_counter``)."""
+    import dlavm.devops  # noqa: F401  (registers the device ops: legalize needs them)
     from dlavm.backend.build import build_module
-    from dlavm.models import import_model
+    from dlavm.frontend.torch import from_exported_program
     from dlavm.ir import PassContext, PassManager
-    from dlavm.passes import device_pipeline
+    from dlavm.passes import IMPORT_PIPELINE, device_pipeline
     from dlavm.target import get_target
 
-    rows = []
-    t0 = time.perf_counter()
-    ctx = PassContext()
-    res = import_model(model, max_seq=max_seq, pass_ctx=ctx)
-    t_import = time.perf_counter() - t0
-    for k in ("build_s", "export_s", "decompose_s", "convert_s"):
-        if k in res.timings:
-            rows.append(("import", k.removesuffix("_s"), res.timings[k]))
+    timings: dict = {}
+    tgt = get_target(target)
+    ctx, ctx2 = PassContext(), PassContext(target=tgt)  # as dlavm.compile runs them
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    mod = from_exported_program(ep, spec.dynamic_shapes, keep_weights=not spec.shape_only, timings=timings)
+    mod = PassManager(IMPORT_PIPELINE).run(mod, ctx)
+    mod = PassManager(device_pipeline(weights)).run(mod, ctx2)
+    build = build_module(mod, tgt, model=spec.name, weights=weights)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    rows = [("import", k.removesuffix("_s"), v) for k, v in timings.items()]
     rows += [("import pass", r.name, r.seconds) for r in ctx.records]
-    ctx2 = PassContext()
-    t0 = time.perf_counter()
-    mod = PassManager(device_pipeline("int4")).run(res.module, ctx2)
-    t_dev = time.perf_counter() - t0
     rows += [("device pass", r.name, r.seconds) for r in ctx2.records]
-    t0 = time.perf_counter()
-    build = build_module(mod, get_target("vcu128"), model=model)
-    t_build = time.perf_counter() - t0
     rows += [("backend", k, v) for k, v in build.timings.items()]
-    totals = {"import_s": t_import, "device_pipeline_s": t_dev, "backend_s": t_build,
-              "total_s": t_import + t_dev + t_build,
+    return rows, cpu, wall, build
+
+
+def dlavm_compile_times(model: str, max_seq: int) -> tuple:
+    from dlavm.frontend.torch import export_module
+    from dlavm.models import load_model
+
+    t0 = time.perf_counter()
+    spec = load_model(model, max_seq=max_seq)
+    t_build = time.perf_counter() - t0
+    timings: dict = {}
+    t0 = time.perf_counter()
+    ep = export_module(spec.module, spec.example_inputs, spec.dynamic_shapes, timings=timings)
+    t_export = time.perf_counter() - t0
+    rows, cpu, wall, build = compile_exported(spec, ep)
+    rows = [("import", "build", t_build), ("import", "export", t_export)] + rows
+    totals = {"import_s": t_build + t_export + sum(s for stage, _, s in rows[2:] if stage in ("import", "import pass")),
+              "device_pipeline_s": sum(s for stage, _, s in rows if stage == "device pass"),
+              "backend_s": sum(s for stage, _, s in rows if stage == "backend"),
+              "total_s": t_build + t_export + wall,
               # from the exported program on: convert + every pass + lowering/streams/packing
-              "after_export_s": sum(s for stage, name, s in rows if (stage, name) not in
-                                    (("import", "build"), ("import", "export")))}
+              "after_export_s": wall, "after_export_cpu_s": cpu}
     return rows, totals, build
+
+
+def layer_spec(layers: int, max_seq: int):
+    """The llama2-7b-shape recipe with its decoder cut to ``layers`` layers (meta device; the rest of
+    the Llama-2-7B configuration unchanged)."""
+    import copy
+    import dataclasses
+
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from dlavm.models import load_model
+    from dlavm.models.builtin import CausalLMLogits
+
+    spec = load_model("llama2-7b-shape", max_seq=max_seq)
+    cfg = copy.deepcopy(spec.module.model.config)
+    cfg.num_hidden_layers = layers
+    with torch.device("meta"):
+        model = LlamaForCausalLM(cfg)
+    return dataclasses.replace(spec, name=f"llama2-7b-shape-{layers}l", module=CausalLMLogits(model).eval())
+
+
+def scaling_worker(layers: int, max_seq: int, repeat: int) -> dict:
+    """In this (fresh) process: export the 7B shape cut to ``layers`` layers (untimed), then compile it
+    once as ``dlavm compile`` does in a fresh process (``first``), then ``repeat`` more times (warm)."""
+    import gc
+
+    from dlavm.frontend.torch import export_module
+
+    spec = layer_spec(layers, max_seq)
+    ep = export_module(spec.module, spec.example_inputs, spec.dynamic_shapes)
+    cpus, walls = [], []
+    for i in range(1 + repeat):
+        if i:
+            gc.collect()  # a warm compile starts from a collected heap (not timed); the first, as the
+            # command's, right after the export with whatever it left for the collector
+        _, cpu, wall, _ = compile_exported(spec, ep)
+        cpus.append(cpu)
+        walls.append(wall)
+    return {"layers": layers, "first_cpu_s": cpus[0], "first_wall_s": walls[0],
+            "warm_cpu_s": min(cpus[1:], default=None), "warm_wall_s": min(walls[1:], default=None),
+            "cpu_runs_s": cpus}
+
+
+def compile_scaling(layer_counts, max_seq: int, repeat: int) -> dict:
+    """Compile CPU time after export of the 7B shape cut to each of ``layer_counts`` layers, each in a
+    fresh process (:func:`scaling_worker`): the first compile there (what ``dlavm compile`` pays: the
+    garbage collector sees the whole heap of torch and the exported program) and the best of
+    ``repeat`` warm compiles of the same exported program."""
+    runs = []
+    for n in layer_counts:
+        r = subprocess.run([sys.executable, os.path.abspath(__file__), "--scaling-worker", str(n),
+                            "--max-seq", str(max_seq), "--repeat", str(repeat)],
+                           capture_output=True, text=True, check=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"compile of {n} layers failed:\n{r.stderr[-3000:]}")
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+
+    def ratio(key):
+        by = {r["layers"]: r[key] for r in runs}
+        return by[32] / by[8] if by.get(32) and by.get(8) else None
+    return {"model": "llama2-7b-shape", "max_seq": max_seq, "weights": "int4", "target": "vcu128",
+            "repeat": repeat, "runs": runs, "ratio_32_8": ratio("first_cpu_s"),
+            "warm_ratio_32_8": ratio("warm_cpu_s")}
+
+
+def print_scaling(sc: dict) -> None:
+    print(f"compile CPU time after export, {sc['model']} cut to N layers (max_seq {sc['max_seq']}, int4, "
+          f"{sc['target']}); each in a fresh process: its first compile, and the best of {sc['repeat']} more")
+    print(f"{'layers':>6} {'first CPU ms':>13} {'ms/layer':>9} {'first wall ms':>14} {'warm CPU ms':>12}")
+    for r in sc["runs"]:
+        warm = f"{r['warm_cpu_s'] * 1e3:>12.0f}" if r["warm_cpu_s"] is not None else f"{'-':>12}"
+        print(f"{r['layers']:>6} {r['first_cpu_s'] * 1e3:>13.0f} {r['first_cpu_s'] * 1e3 / r['layers']:>9.1f} "
+              f"{r['first_wall_s'] * 1e3:>14.0f} {warm}")
+    if sc["ratio_32_8"] is not None:
+        warm = f", warm {sc['warm_ratio_32_8']:.2f}x" if sc["warm_ratio_32_8"] is not None else ""
+        print(f"32 layers / 8 layers: first compile {sc['ratio_32_8']:.2f}x{warm} (linear: 4.0x)")
 
 
 def tvm_compile_time(model: str, max_seq: int, tvm_path: str | None, timeout: int) -> dict:
@@ -158,7 +259,25 @@ def main() -> int:
     ap.add_argument("--skip-tvm", action="store_true")
     ap.add_argument("--llm-max-ctx", type=int, default=1024, help="KV cache length of the generation profile")
     ap.add_argument("--skip-llm", action="store_true", help="skip the KV-cached decode/prefill profile")
+    ap.add_argument("--layers", default="2,8,16,32", help="layer counts of the scaling measurement")
+    ap.add_argument("--repeat", type=int, default=2, help="warm compiles per layer count after the first (best counts)")
+    ap.add_argument("--skip-scaling", action="store_true", help="skip the compile time vs layers measurement")
+    ap.add_argument("--scaling-only", action="store_true", help="run only the compile time vs layers measurement")
+    ap.add_argument("--scaling-worker", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+
+    if args.scaling_worker is not None:
+        print(json.dumps(scaling_worker(args.scaling_worker, args.max_seq, args.repeat)))
+        return 0
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    if not args.skip_scaling:
+        sc = compile_scaling([int(n) for n in args.layers.split(",")], args.max_seq, args.repeat)
+        sc.update(machine=platform.platform(), python=platform.python_version())
+        print_scaling(sc)
+        with open(os.path.join(ROOT, "bench", "results", "compile_scaling.json"), "w") as f:
+            json.dump(sc, f, indent=1)
+    if args.scaling_only:
+        return 0
 
     rows, totals, build = dlavm_compile_times(args.model, args.max_seq)
     print(f"DLAVM compile of {args.model} (max_seq {args.max_seq}, int4, target vcu128)")
@@ -196,7 +315,6 @@ def main() -> int:
     result = {"model": args.model, "llm": llm, "max_seq": args.max_seq, "machine": platform.platform(),
               "python": platform.python_version(), "dlavm_rows": rows, "dlavm_totals": totals, "tvm": tvm,
               "simulated": sims}
-    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "compile_time.json"), "w") as f:
         json.dump(result, f, indent=1)
     return 0

@@ -21,6 +21,7 @@ from dlavm.artifact import (FORMAT, MANIFEST_VERSION, Buffer, ConstRef, Dim, Ent
                             HostConst, HostOp, HostStep, LiteralOperand, LlmInfo, Manifest, Patch, Pool,
                             Stream, StreamStep, TargetInfo, ToDeviceStep, ToHostStep, ValueInfo, ValueRef,
                             WeightBlob, read_manifest)
+from dlavm.ir import paused_gc
 from dlavm.target.isa import ISA_VERSION
 
 from dlavm.task.ir import format_program
@@ -48,6 +49,7 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+@paused_gc()  # as the pass manager: lowering and encoding make many long-lived objects, few cycles
 def build_module(mod, target, model: str = "model", weights: str = "int4", on_progress=None,
                  source=None) -> Build:
     """Lower and encode ``mod`` for ``target``; see the module docstring.

@@ -9,11 +9,18 @@ While a pass manager runs, :meth:`PassContext.current` is its context, so a
 pass reads the target it compiles for (``PassContext.current().target``)
 and a pattern-table pass reports per-rule hit counts and time
 (``record_rules``) without either travelling through every pass signature.
+
+A pass manager runs its passes with the cyclic garbage collector paused
+(:func:`paused_gc`): compile time then grows with the graph, not with
+everything else the process holds.
 """
 from __future__ import annotations
 
+import gc
 import os
+import threading
 import time
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -106,6 +113,39 @@ class PassContext:
 _CURRENT: ContextVar = ContextVar("dlavm_pass_context", default=None)
 
 
+_GC_LOCK = threading.Lock()
+_gc_pauses = 0          # regions of paused_gc open now, in every thread
+_gc_was_enabled = False  # whether the collector ran when the outermost region began
+
+
+@contextmanager
+def paused_gc():
+    """Run the body with Python's cyclic garbage collector disabled; restore it on exit, error or not.
+
+    A compile allocates hundreds of thousands of objects that stay alive (graph nodes, symbolic
+    expressions, instruction records) and makes almost no reference cycles: reference counting frees
+    its garbage. The collector would still run full collections as they pile up, and each one scans
+    the whole heap (torch, the exported program, the model), so in a fresh process one pass could
+    spend as long in the collector as in its own work. Cycles made in the region are collected after
+    it. Regions nest and may overlap across threads: the collector restarts when the last open
+    region closes, and only if it was enabled when the first one opened (a caller that disabled it
+    keeps it disabled).
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _GC_LOCK:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def _count_nodes(mod: Module) -> int:
     return sum(len(post_order(f.body)) for f in mod.functions.values())
 
@@ -120,7 +160,8 @@ class PassManager:
         ctx = ctx or PassContext()
         token = _CURRENT.set(ctx)
         try:
-            return self._run(mod, ctx)
+            with paused_gc():
+                return self._run(mod, ctx)
         finally:
             _CURRENT.reset(token)
 
@@ -128,17 +169,19 @@ class PassManager:
         if ctx.dump_dir:
             os.makedirs(ctx.dump_dir, exist_ok=True)
             _dump(ctx.dump_dir, 0, "input", mod)
+        after = _count_nodes(mod)
         for i, p in enumerate(self.passes, 1):
             if ctx.on_progress:
                 ctx.on_progress(p.name, i, len(self.passes))
-            before = _count_nodes(mod)
+            before = after  # the module this pass gets is the one the last pass returned
             ctx._rules = []
             t0 = time.perf_counter()
             mod = p(mod)
             dt = time.perf_counter() - t0
             if ctx.verify:
                 verify_module(mod, after=p.name)
-            ctx.records.append(PassRecord(p.name, dt, before, _count_nodes(mod), ctx._rules))
+            after = _count_nodes(mod)
+            ctx.records.append(PassRecord(p.name, dt, before, after, ctx._rules))
             ctx._rules = []
             if ctx.dump_dir:
                 _dump(ctx.dump_dir, i, p.name, mod)

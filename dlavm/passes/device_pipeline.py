@@ -25,7 +25,7 @@ from __future__ import annotations
 from ..ir import Call, Module, module_pass, post_order
 from ..ir.ops.elementwise import ARITH_BINARY, FLOAT_UNARY, SAME_UNARY
 from .canonicalize import canonicalize
-from .fold import fold_views, fold_weights, is_size_only
+from .fold import fold_views, fold_weights, is_size_only, size_only_memo
 from .fold_batchnorm import fold_batchnorm
 from .fuse import fuse
 from .legalize import legalize
@@ -93,6 +93,11 @@ def host_ops(mod: Module) -> list:
     host ops, and its reason names that root. A chain of followers touching no root (a reshape of a
     model input, a size computation) is rooted at its first op.
     """
+    with size_only_memo():  # asked for every host call: one walk of the graph in all
+        return _host_ops(mod)
+
+
+def _host_ops(mod: Module) -> list:
     reasons = mod.attrs.get("host_op_reasons", {})
     out = []
     for f in mod.functions.values():

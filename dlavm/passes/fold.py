@@ -6,6 +6,10 @@
   masks and RoPE tables built from ``arange`` and the dynamic sizes). It
   is independent of ``dlavm.reference`` (passes must not import torch);
   tests check the two agree.
+* ``is_size_only(node)``: whether a subgraph depends on no input; inside
+  ``size_only_memo()`` (a pattern-table pass opens one) each node is walked
+  once for all the questions a pass asks, so asking at every match of a
+  32-layer graph stays linear in its size.
 * ``fold_weights`` (pass): after it, no call has only weights and literals
   as inputs when its op is a weight transform; each such chain is a new
   weight whose *recipe* (source weight and steps) is recorded in
@@ -18,6 +22,9 @@
   tensor), and no two calls compute the same op on the same inputs.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -121,9 +128,59 @@ def evaluate(node, params: dict, env: dict | None = None) -> np.ndarray:
     return memo[node]
 
 
+#: The memo of :func:`is_size_only` while a :func:`size_only_memo` scope is open (node -> bool).
+_SIZE_ONLY_MEMO: ContextVar = ContextVar("dlavm_size_only_memo", default=None)
+
+
+@contextmanager
+def size_only_memo():
+    """Within this scope :func:`is_size_only` remembers its answer for every node it has walked, so a
+    pass that asks about many nodes of one graph (a pattern table asks at every RoPE, eltwise and
+    attention match) walks each node once in all, not the whole upstream graph per question.
+
+    The answer for a node never goes stale: it is a function of the node's inputs, which are fixed
+    when the node is built (no pass reassigns ``args``; a rewrite builds new nodes). The memo holds
+    its nodes, so no id is reused while it is open; it is dropped when the outermost scope closes,
+    so it lives as long as the pass that opened it. Nested scopes share the outer memo. The scope
+    yields the memo (node -> answer), for tests that check every answer a pass was given.
+    """
+    memo = _SIZE_ONLY_MEMO.get()
+    token = _SIZE_ONLY_MEMO.set(memo if memo is not None else {})
+    try:
+        yield _SIZE_ONLY_MEMO.get()
+    finally:
+        _SIZE_ONLY_MEMO.reset(token)
+
+
 def is_size_only(node) -> bool:
-    """True when ``node`` depends on no input (``Var``): only on sizes, literals and weights."""
-    return not any(isinstance(n, Var) for n in post_order(node))
+    """True when ``node`` depends on no input (``Var``): only on sizes, literals and weights.
+
+    One walk of the nodes not yet known, iterative; inside :func:`size_only_memo` what it learns is
+    kept for the next question (outside, for this question only).
+    """
+    memo = _SIZE_ONLY_MEMO.get()
+    if memo is None:
+        memo = {}
+    known = memo.get(node)
+    if known is not None:
+        return known
+    stack = [node]
+    while stack:
+        n = stack[-1]
+        if n in memo:
+            stack.pop()
+            continue
+        if isinstance(n, Var):
+            memo[n] = False
+            stack.pop()
+            continue
+        pending = [c for c in n.inputs() if c not in memo]
+        if pending:
+            stack.extend(pending)
+            continue
+        memo[n] = all(memo[c] for c in n.inputs())
+        stack.pop()
+    return memo[node]
 
 
 def free_dims(node) -> list:

@@ -43,7 +43,7 @@ from ..ir import Call, Constant, Function, Literal, Node, call, users
 from ..ir.op import device_spec
 from ..ir.pass_manager import PassContext, RuleRecord
 from .canonicalize import unit_reshape_dims
-from .fold import free_dims
+from .fold import free_dims, size_only_memo
 from .rewrite import Rule, rewrite
 
 MAX_SWEEPS = 32
@@ -243,12 +243,13 @@ def _bind(p: Pattern, ctx: MatchContext):
 def run_table(fn: Function, table, ctx: MatchContext) -> Function:
     """Apply the pattern ``table`` (in priority order) to ``fn`` until a sweep changes nothing."""
     rules = [Rule(p.name, op, _bind(p, ctx)) for p in ordered(table) for op in p.ops]
-    for _ in range(MAX_SWEEPS):
-        ctx.uses = users(fn.body)
-        new = rewrite(fn, rules, ctx.stats, ctx.uses)
-        if new is fn:
-            return fn
-        fn = new
+    with size_only_memo():  # rules ask is_size_only at many matches: one walk per node in all
+        for _ in range(MAX_SWEEPS):
+            ctx.uses = users(fn.body)
+            new = rewrite(fn, rules, ctx.stats, ctx.uses)
+            if new is fn:
+                return fn
+            fn = new
     raise RuntimeError(f"pattern table did not converge on function '{fn.name}' in {MAX_SWEEPS} sweeps")
 
 

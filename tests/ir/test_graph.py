@@ -112,6 +112,70 @@ def test_pass_manager_times_dumps_and_verifies(tmp_path):
     assert seen == [("relu-to-sigmoid", 1, 1)]
 
 
+def test_pass_records_count_the_nodes_each_pass_got_and_gave():
+    @function_pass("drop-relu")
+    def drop_relu(fn):
+        class M(Mutator):
+            def visit_call(self, node):
+                node = super().visit_call(node)
+                return node.args[0] if node.op.name == "relu" else node
+        return M().mutate_function(fn)
+
+    @function_pass("keep")
+    def keep(fn):
+        return fn
+
+    mod = Module()
+    mod.add(mlp_fn())
+    ctx = PassContext(verify=False)
+    out = PassManager([keep, drop_relu, keep]).run(mod, ctx)
+    counts = [(r.nodes_before, r.nodes_after) for r in ctx.records]
+    n_in, n_out = len(post_order(mod["forward"].body)), len(post_order(out["forward"].body))
+    assert counts == [(n_in, n_in), (n_in, n_out), (n_out, n_out)] and n_out == n_in - 1
+
+
+def test_passes_run_with_the_garbage_collector_paused_and_it_restarts_after():
+    import gc
+
+    import pytest
+
+    from dlavm.ir import paused_gc
+
+    seen = []
+
+    @function_pass("look")
+    def look(fn):
+        seen.append(gc.isenabled())
+        return fn
+
+    @function_pass("fail")
+    def fail(fn):
+        raise ValueError("boom")
+
+    mod = Module()
+    mod.add(mlp_fn())
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        PassManager([look]).run(mod, PassContext(verify=False))
+        assert seen == [False] and gc.isenabled()
+        with pytest.raises(ValueError, match="boom"):  # restarted when a pass raises, too
+            PassManager([look, fail]).run(mod, PassContext(verify=False))
+        assert gc.isenabled()
+        with paused_gc():  # nested regions: the collector restarts when the outermost closes
+            PassManager([look]).run(mod, PassContext(verify=False))
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        gc.disable()  # a caller that disabled the collector keeps it disabled
+        PassManager([look]).run(mod, PassContext(verify=False))
+        assert not gc.isenabled()
+    finally:
+        if was:
+            gc.enable()
+        else:
+            gc.disable()
+
+
 def test_verify_rejects_free_variables_and_unknown_weights():
     import pytest
 
