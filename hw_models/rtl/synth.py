@@ -89,22 +89,32 @@ def synth(top: str, sources: list[Path] | None = None, target: str = "tiny", tim
     script = (f"read_slang -j 1 --top {top} " + " ".join(str(s) for s in srcs) + "; "
               f"synth_xilinx -family xcup -noiopad -top {top}; "
               f"tee -q -o {stat_json} stat -json -top {top}")
+    log = out_dir / "yosys.log"   # written as Yosys runs: a long synthesis can be watched pass by pass
     t0 = time.monotonic()
     try:
-        r = subprocess.run([*yosys_cmd(), "-q", "-p", script], capture_output=True, text=True, timeout=timeout,
-                           cwd=out_dir, env={**os.environ, "YOWASP_JIT": os.environ.get("YOWASP_JIT", "1")})
+        r = subprocess.run([*yosys_cmd(), "-q", "-l", str(log), "-p", script], capture_output=True, text=True,
+                           timeout=timeout, cwd=out_dir,
+                           env={**os.environ, "YOWASP_JIT": os.environ.get("YOWASP_JIT", "1")})
     except subprocess.TimeoutExpired:
-        raise RtlError(f"yosys on {top} ({target}) ran past {timeout:.0f} s") from None
+        last = next((ln for ln in reversed(_read(log).splitlines()) if "Executing" in ln), "")
+        raise RtlError(f"yosys on {top} ({target}) ran past {timeout:.0f} s"
+                       + (f" (last step: {last.strip()})" if last else "") + f" (log {log})") from None
     secs = time.monotonic() - t0
-    (out_dir / "yosys.log").write_text(r.stdout + r.stderr)
     if r.returncode != 0 or not stat_json.exists():
         err = next((ln for ln in (r.stdout + r.stderr).splitlines() if "ERROR" in ln), (r.stderr or r.stdout)[-300:])
-        raise RtlError(f"yosys on {top} ({target}) failed: {err.strip()} (log {out_dir / 'yosys.log'})")
+        raise RtlError(f"yosys on {top} ({target}) failed: {err.strip()} (log {log})")
     data = json.loads(stat_json.read_text())
     cells = _top_cells(data, top)
     c = count(cells)
     return SynthResult(top, target, int(c["lut"]), int(c["ff"]), int(c["dsp"]), c["bram36"], int(c["uram"]),
                        secs, cells)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def _top_cells(data: dict, top: str) -> dict[str, int]:
