@@ -6,7 +6,9 @@
 // Dataflow: the source [M, H, D] streams in as one contiguous range (requests of up to 8 beats as a 32-beat
 // FIFO frees up); the table row of each token (D*4 bytes, contiguous rows pos0..pos0+M-1) is requested into
 // one of TS table slots, up to TS tokens ahead (a row's request pays the channel set-up when the channel was
-// idle, so a few tokens of lane work must cover it). Each head row (D elements) is gathered into one of two row
+// idle, so a few tokens of lane work must cover it). Responses come back in request order, so a token's table
+// row is requested before the source bytes of that token: x is requested only up to the tokens whose table
+// row request has started (token 0's row is the very first request). Each head row (D elements) is gathered into one of two row
 // buffers (filled while the other is computed); the compute then produces the row in output order,
 // SFU_LANES elements per cycle: lane e computes (x_e ⊗ c) ⊕ ±(x_partner ⊗ s) (the ⊖ of y1 is ⊕ of the negated
 // product, identical in IEEE arithmetic), and results are assembled into dst beats (layout = src's) written
@@ -61,7 +63,7 @@ module sfu_rope import dlavm_pkg::*; (
   localparam int TQ = 16;
   localparam int FW = (EPB < 4 * L) ? EPB : 4 * L;  // elements gathered into a row buffer per cycle
   localparam int FWW = $clog2(FW + 1);
-  localparam int TS = 4;                          // table row slots (tokens requested ahead)
+  localparam int TS = 8;                          // table row slots (tokens requested ahead)
   localparam int TSB = $clog2(TS);
   localparam logic [63:0] CHUNK_BYTES = 64'(CHUNK * PB);
 
@@ -109,21 +111,28 @@ module sfu_rope import dlavm_pkg::*; (
   logic [63:0] t_req_addr, t_row_req_left;        // table row being requested
   logic [31:0] t_req_tok;                         // tokens whose table row request was started
   logic [31:0] t_free_tok;                        // tokens whose table slot was freed
-  logic        turn_t;
+  logic [63:0] x_lim;                             // x is requested only below this address: the tokens
+  logic [63:0] tok_bytes;                         //   whose table row request has started (H*D*2 each)
 
   logic [63:0] x_n, t_n;
   logic [CW-1:0] x_nb;
-  assign x_n = (x_req_left > CHUNK_BYTES) ? CHUNK_BYTES : x_req_left;
+  logic [63:0] x_room;
+  always_comb begin
+    // whole beats (the beat grid of the source stream starts at src), the last request excepted
+    x_room = (x_lim > x_req_addr) ? ((x_lim - x_req_addr + 64'(PB - 1)) & ~64'(PB - 1)) : 64'd0;
+    x_n = (x_req_left > CHUNK_BYTES) ? CHUNK_BYTES : x_req_left;
+    if (x_room < x_n) x_n = x_room;
+  end
   assign t_n = (t_row_req_left > CHUNK_BYTES) ? CHUNK_BYTES : t_row_req_left;
   assign x_nb = CW'(beats_of(x_n));
 
   logic want_x, want_t, t_new_row;
-  assign want_x = (x_req_left != 64'd0) && (x_cred >= x_nb);
+  assign want_x = (x_n != 64'd0) && (x_cred >= x_nb);
   assign want_t = (t_row_req_left != 64'd0);
   assign t_new_row = (t_row_req_left == 64'd0) && (t_req_tok < f_m) && (t_req_tok - t_free_tok < 32'(TS));
 
   logic req_t;
-  assign req_t = want_t && (turn_t || !want_x);
+  assign req_t = want_t;                          // a table row before the x bytes of its token
   assign rd_req_valid = (st == S_RUN) && !err_q && (want_x || want_t) && (tq_n < ($clog2(TQ)+1)'(TQ));
   assign rd_req_addr  = req_t ? MEM_AW'(t_req_addr) : MEM_AW'(x_req_addr);
   assign rd_req_bytes = req_t ? 32'(t_n) : 32'(x_n);
@@ -254,7 +263,7 @@ module sfu_rope import dlavm_pkg::*; (
       c_n <= '0;
       tq_rd <= '0; tq_wr <= '0; tq_n <= '0;
       x_req_addr <= '0; x_req_left <= '0; x_cred <= '0;
-      t_req_addr <= '0; t_row_req_left <= '0; t_req_tok <= '0; t_free_tok <= '0; turn_t <= 1'b0;
+      t_req_addr <= '0; t_row_req_left <= '0; t_req_tok <= '0; t_free_tok <= '0; x_lim <= '0; tok_bytes <= '0;
       fx_rd <= '0; fx_wr <= '0; fx_n <= '0;
       t_valid <= '0; t_rx_slot <= '0; t_wp <= '0;
       x_full <= '0; fs <= 1'b0; r_fill <= '0; fill_rows <= '0; x_off <= '0;
@@ -298,7 +307,11 @@ module sfu_rope import dlavm_pkg::*; (
           x_req_left <= (64'(c_n) * 64'd2 + 64'd31) & ~64'd31;
           x_cred <= CW'(FD);
           t_req_addr <= 64'({f_tab, 5'd0}) + 64'(f_pos0) * 64'(f_d) * 64'd4;
-          t_row_req_left <= '0; t_req_tok <= '0; t_free_tok <= '0; turn_t <= 1'b1;
+          // token 0's table row is the first request (responses come back in request order, and the first
+          // row's compute needs it as soon as the first source beat)
+          t_row_req_left <= 64'(f_d) * 64'd4; t_req_tok <= 32'd1; t_free_tok <= '0;
+          tok_bytes <= 64'(f_h) * 64'(f_d) * 64'd2;
+          x_lim <= {27'd0, f_src, 5'd0} + 64'(f_h) * 64'(f_d) * 64'd2;
           fx_rd <= '0; fx_wr <= '0; fx_n <= '0;
           t_valid <= '0; t_rx_slot <= '0; t_wp <= '0;
           x_full <= '0; fs <= 1'b0; r_fill <= '0; fill_rows <= 64'(f_m) * 64'(f_h); x_off <= '0;
@@ -312,7 +325,6 @@ module sfu_rope import dlavm_pkg::*; (
             if (req_fire) begin
               tagq[tq_wr] <= req_t ? T_T : T_X;
               tq_wr <= tq_wr + 1'b1;
-              turn_t <= !req_t;
               if (!req_t) begin
                 x_req_addr <= x_req_addr + x_n;
                 x_req_left <= x_req_left - x_n;
@@ -324,6 +336,7 @@ module sfu_rope import dlavm_pkg::*; (
             end else if (t_new_row) begin
               t_row_req_left <= 64'(f_d) * 64'd4;
               t_req_tok <= t_req_tok + 32'd1;
+              x_lim <= x_lim + tok_bytes;
             end
             x_cred <= x_cred - ((req_fire && !req_t) ? x_nb : CW'(0)) + CW'(fx_pop);
             // responses

@@ -10,7 +10,8 @@
 // Request order (responses come back in it): with use_gam, first the source beats that lie wholly inside row
 // 0 (so the first row does not wait behind gamma), then gamma, beta, then the rest of the source in chunks of
 // CHUNK bytes (multiples of the beat, so the element stream stays contiguous across requests); without
-// use_gam, the source in chunks. Rows are packed (a row may start at any element of a beat); the unpacker
+// use_gam, the source in chunks. Source requests go out while fewer than RB of their beats wait (reads are
+// charged to the channels when accepted: a long read queue would delay the unit's own writes). Rows are packed (a row may start at any element of a beat); the unpacker
 // walks the source beats one L-element group per cycle and writes the part of the group that belongs to the
 // current row, rotated into the banks (a group holding the end of one row and the start of the next takes two
 // cycles). Bytes past the operand in the last beat of a request are dropped.
@@ -70,7 +71,9 @@ module sfu_row_reader import dlavm_pkg::*; #(
   localparam int G32   = PORT_BYTES / (4 * L);        // groups per beat, fp32
   localparam int GB    = (G16 > 1) ? $clog2(G16) : 1;
   localparam int G32B  = (G32 > 1) ? $clog2(G32) : 1;
-  localparam longint CHUNK = 64 * PORT_BYTES;         // bytes per source request
+  localparam longint CHUNK = 8 * PORT_BYTES;          // bytes per source request
+  localparam int RB    = 16;                          // source beats requested ahead of the unpacker
+  localparam int PBB   = $clog2(PORT_BYTES);
 
   localparam logic [2:0] P_HEAD = 3'd0, P_GAM = 3'd1, P_BET = 3'd2, P_SRC = 3'd3, P_END = 3'd4;
 
@@ -92,7 +95,12 @@ module sfu_row_reader import dlavm_pkg::*; #(
     ph_after_head = use_gam ? P_GAM : ph_after_bet;
     ph_first      = (head_bytes != 0) ? P_HEAD : ph_after_head;
   end
-  assign rd_req_valid = (qph != P_END);
+  // source requests only while fewer than RB of their beats wait for the unpacker: reads are charged to the
+  // channel when accepted, so a long read queue would hold up the unit's own posted writes behind it
+  logic [31:0] ob;                                    // source beats requested and not yet taken
+  logic        q_src;
+  assign q_src = (qph == P_HEAD) || (qph == P_SRC);
+  assign rd_req_valid = (qph != P_END) && (!q_src || ob < 32'(RB));
   always_comb begin
     unique case (qph)
       P_GAM:   begin rd_req_addr = gam_addr; rd_req_bytes = gb_bytes; end
@@ -122,6 +130,13 @@ module sfu_row_reader import dlavm_pkg::*; #(
         end
       endcase
     end
+  end
+
+  always_ff @(posedge clk or negedge rst_n) begin
+    if (!rst_n) ob <= '0;
+    else if (go) ob <= '0;
+    else ob <= ob + ((rd_req_valid && rd_req_ready && q_src) ? ((rd_req_bytes + 32'(PORT_BYTES - 1)) >> PBB) : 32'd0)
+                  - 32'(rd_rsp_valid && rd_rsp_ready && !is_gb);
   end
 
   // ---------------- response phase: which operand the arriving beats belong to ----------------
