@@ -160,9 +160,71 @@ def _mat_macs(f):
 
 
 # ---------------------------------------------------------------- sfu
+# The SFU streams an instruction's operands through ``sfu_lanes`` lanes. No lane can start before the first
+# operand beat has arrived, ``dma_setup_cycles`` after the start (the channel's set-up), and the unit's own
+# pipeline takes ``2 * sfu_latency`` more (request out and beat in; lanes and result beat out): that fill is
+# paid once per instruction, whatever its size. Row-wise ops (the norms, softmax, rope's head rows) work on one
+# row at a time: a pass over a row takes ceil(cols / sfu_lanes) cycles (a row does not share a lane cycle
+# with the next one); rows are pipelined, so only the first row's arrival and the last row's reduction are
+# not overlapped with other rows' passes.
+def _sfu_fill(t) -> int:
+    return t.dma_setup_cycles + 2 * t.sfu_latency
+
+
 def _sfu_cycles(passes: int, elems: Callable) -> Callable:
-    """Cycles of an op that streams ``elems(f)`` values through the lanes ``passes`` times."""
-    return lambda f, t: passes * cdiv(elems(f), t.sfu_lanes)
+    """Cycles of an op that streams ``elems(f)`` values through the lanes ``passes`` times, after the fill."""
+    return lambda f, t: _sfu_fill(t) + passes * cdiv(elems(f), t.sfu_lanes)
+
+
+def _tree_cycles(t) -> int:
+    """Latency of the 7.1 tree over a stream of lane beats: log2(tree_lanes / sfu_lanes) + 2."""
+    return (t.tree_lanes // t.sfu_lanes).bit_length() + 1
+
+
+def _norm_cycles(passes: int) -> Callable:
+    # rmsnorm 2 passes per row (x⊗x reduction, output), layernorm 3 (x, d⊗d, output). The last row's
+    # output pass waits for its reduction: the tree, then the 4-step scalar chain (⊘ c, ⊕ eps, sqrt, 1 ⊘).
+    return lambda f, t: (_sfu_fill(t) + f["rows"] * passes * cdiv(f["cols"], t.sfu_lanes)
+                         + _tree_cycles(t) + 4)
+
+
+def _softmax_cycles(f, t):
+    # The row maximum is taken on the read path as the row streams in (comparators on the unpacked lanes, no
+    # lane pass), so the lanes make 2 passes per row (exp + sum, output). The first row must have arrived
+    # whole (one lane group per cycle) before its exp pass; the last row's sum crosses the lane pipeline and
+    # the tree, and its outputs the pipeline again, before the end (2 * sfu_latency + the tree).
+    nw = cdiv(f["cols"], t.sfu_lanes)
+    return _sfu_fill(t) + (2 * f["rows"] + 1) * nw + _tree_cycles(t) + 2 * t.sfu_latency
+
+
+def _load_cycles(t, addr, nbytes) -> int:
+    """Channel time of ``nbytes`` read alone from ``addr`` (the memory phase's formula for one operand)."""
+    fig = t.figures
+    if _is_int(addr) and fig.region("sram").contains(addr):
+        return 0
+    if _is_int(addr) and fig.region("ddr").contains(addr):
+        per, width = nbytes, fig.ddr_bytes_per_cycle
+    else:
+        per, width = cdiv(nbytes, t.hbm_channels), fig.hbm_bytes_per_cycle_per_channel
+    return t.dma_setup_cycles + cdiv(per, width) + cdiv(per, t.dma_burst_bytes) * t.burst_overhead_cycles
+
+
+def _act_cycles(f, t):
+    # A value may need any of the table's nseg + 2 entries: the lanes start once the whole table is on chip
+    # (its load is not overlapped with them; src streams in meanwhile), then the pipeline as in the fill.
+    return (_load_cycles(t, f["table"], (f["nseg"] + 2) * 8) + 2 * t.sfu_latency
+            + cdiv(f["count"], t.sfu_lanes))
+
+
+def _rope_cycles(f, t):
+    # One head row (d values) at a time.
+    return _sfu_fill(t) + f["m"] * f["heads"] * cdiv(f["d"], t.sfu_lanes)
+
+
+def _kv_append_cycles(f, t):
+    # An exact copy: no lane arithmetic; a row (d fp16 values) moves through the unit's port a beat
+    # (hbm_bytes_per_cycle, all HBM channels' width) per cycle, one row at a time.
+    return _sfu_fill(t) + f["m"] * f["kv_heads"] * cdiv(f["d"] * 2, t.figures.hbm_bytes_per_cycle)
 
 
 def _norm_accesses(f, t, beta: bool):
@@ -230,13 +292,13 @@ INSN_MODELS: dict[str, InsnModel] = {m.op: m for m in (
            lambda f, t: f["heads"] * f["m"] * cdiv(f["d"], t.mat_tin) * cdiv(f["l"], t.mat_tout), _mat_macs),
     _model("mat_pv", _pv_accesses,
            lambda f, t: f["heads"] * f["m"] * cdiv(f["l"], t.mat_tin) * cdiv(f["d"], t.mat_tout), _mat_macs),
-    _model("rmsnorm", lambda f, t: _norm_accesses(f, t, beta=False), _sfu_cycles(2, lambda f: f["rows"] * f["cols"])),
-    _model("layernorm", lambda f, t: _norm_accesses(f, t, beta=True), _sfu_cycles(3, lambda f: f["rows"] * f["cols"])),
-    _model("softmax", _softmax_accesses, _sfu_cycles(3, lambda f: f["rows"] * f["cols"])),
+    _model("rmsnorm", lambda f, t: _norm_accesses(f, t, beta=False), _norm_cycles(2)),
+    _model("layernorm", lambda f, t: _norm_accesses(f, t, beta=True), _norm_cycles(3)),
+    _model("softmax", _softmax_accesses, _softmax_cycles),
     _model("eltwise", _eltwise_accesses, _sfu_cycles(1, lambda f: f["count"])),
-    _model("act", _act_accesses, _sfu_cycles(1, lambda f: f["count"])),
-    _model("rope", _rope_accesses, _sfu_cycles(1, lambda f: f["m"] * f["heads"] * f["d"])),
-    _model("kv_append", _kv_append_accesses, _sfu_cycles(1, lambda f: f["m"] * f["kv_heads"] * f["d"])),
+    _model("act", _act_accesses, _act_cycles),
+    _model("rope", _rope_accesses, _rope_cycles),
+    _model("kv_append", _kv_append_accesses, _kv_append_cycles),
 )}
 
 _missing = sorted({o.mnemonic for o in OPS} - set(INSN_MODELS))

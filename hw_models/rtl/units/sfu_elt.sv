@@ -8,8 +8,10 @@
 // Dataflow: SFU_LANES lanes compute one group of consecutive elements per cycle (one fp32 add or mul, or one
 // PWL lookup + evaluation per lane, combinational), bound by the formula ceil(count/SFU_LANES).
 //  * act first reads the whole table with one request into a local table RAM (TAB_N entries, all lanes read
-//    it at once), then streams src.
-//  * The `a` (act: src) operand streams through an 8-beat FIFO, requested in chunks of up to 4 beats as FIFO
+//    it at once); src's requests follow it at once (so src streams in while the table loads: they are on
+//    other channels or queue behind it), and the lanes start once the whole table is in (any value may need
+//    any entry).
+//  * The `a` (act: src) operand streams through a 64-beat FIFO, requested in chunks of up to 8 beats as FIFO
 //    credit frees up; a group is read at a lane-aligned offset of the head beat.
 //  * eltwise's b: with period*2 <= PORT_BYTES it is read once (one beat) into a register and doubled in place
 //    until it holds >= PORT_BYTES/4 elements of the periodic sequence; otherwise (period 0 or a long row) every
@@ -20,7 +22,8 @@
 //  Reads, compute and writes overlap; a broadcast with a period that is neither 0, count nor a power of two
 //  first checks divisibility with a 32-cycle serial remainder.
 //
-// Cycle behaviour: start (1 cycle) -> 2 check cycles (+ 32 remainder cycles, see above) -> stream -> done
+// Cycle behaviour: start (1 cycle, the field checks) -> 1 check cycle (+ 32 remainder cycles, see above) -> stream
+// -> done
 // (busy low, done high for one cycle; a new start is taken in that cycle).
 // err_code: 1 count is 0 (act: or nseg is 0); 2 period does not divide count; 3 an operand range lies outside
 // every region or crosses a region end; 8 act table larger than this implementation's TAB_N entries
@@ -57,13 +60,15 @@ module sfu_elt import dlavm_pkg::*; (
   localparam int EPB = PB / 2;                    // fp16 elements per beat
   localparam int EW = $clog2(EPB + 1);            // element offset / count within a beat, 0..EPB
   localparam int LW = $clog2(L + 1);              // 0..L
-  localparam int FD = 8;                          // FIFO depth (beats)
-  localparam int CHUNK = 4;                       // beats per request
+  localparam int FD = 8;                          // b FIFO depth (beats)
+  localparam int FDA = 64;                        // a FIFO depth (beats): reads run ahead of the lanes
+  localparam int CHUNK = 8;                       // beats per request
   localparam int CW = $clog2(FD + 1);
+  localparam int CWA = $clog2(FDA + 1);
   localparam int TAB_N = 1024;                    // act table entries held locally
   localparam int TW = $clog2(TAB_N);
   localparam int TPB = PB / 8;                    // table entries per beat
-  localparam int TQ = 8;                          // tag FIFO depth (outstanding requests)
+  localparam int TQ = 16;                         // tag FIFO depth (outstanding requests)
   localparam logic [63:0] CHUNK_BYTES = 64'(CHUNK * PB);
 
   function automatic logic in_region(input logic [127:0] a, input logic [127:0] n);
@@ -80,7 +85,7 @@ module sfu_elt import dlavm_pkg::*; (
     return (nbytes + 64'(PB - 1)) / 64'(PB);
   endfunction
 
-  typedef enum logic [2:0] {S_IDLE, S_CHK1, S_CHK2, S_DIV, S_RUN, S_FIN} state_t;
+  typedef enum logic [2:0] {S_IDLE, S_CHK2, S_DIV, S_RUN, S_FIN} state_t;
   state_t st;
 
   // ---------------------------------------------------------------- fields
@@ -93,6 +98,18 @@ module sfu_elt import dlavm_pkg::*; (
   logic [32:0] div_rem;
   logic [31:0] p_row;                             // b row length in elements (period, or count for period 0)
   logic        b_local;                           // b held in a register (period*2 <= PB)
+
+  // the instruction's fields as the start cycle sees them
+  logic        n_act;
+  logic [31:0] n_a, n_b, n_dst, n_tab, n_count, n_period, n_nseg;
+  assign n_act    = (insn[7:0] == OP_ACT);
+  assign n_a      = insn[F_ELTWISE_A_LO +: 32];
+  assign n_b      = insn[F_ELTWISE_B_LO +: 32];
+  assign n_dst    = n_act ? insn[F_ACT_DST_LO +: 32] : insn[F_ELTWISE_DST_LO +: 32];
+  assign n_tab    = insn[F_ACT_TABLE_LO +: 32];
+  assign n_count  = insn[F_ELTWISE_COUNT_LO +: 32];
+  assign n_period = n_act ? 32'd0 : insn[F_ELTWISE_PERIOD_LO +: 32];
+  assign n_nseg   = insn[F_ACT_NSEG_LO +: 32];
 
   assign busy = (st != S_IDLE) && (st != S_FIN);
   assign done = (st == S_FIN);
@@ -109,14 +126,16 @@ module sfu_elt import dlavm_pkg::*; (
   logic [63:0] b_req_addr, b_row_req_left;        // current b row: bytes still to request
   logic [63:0] b_rows_elems;                      // b elements covered by the rows started so far
   logic        tab_req_done, bl_req_done;
-  logic [CW-1:0] a_cred, b_cred;                  // free FIFO beats not promised to outstanding requests
+  logic [CWA-1:0] a_cred;                         // free FIFO beats not promised to outstanding requests
+  logic [CW-1:0]  b_cred;
   logic        turn_b;                            // alternate a / b requests
 
   logic [63:0] a_n, b_n;
-  logic [CW-1:0] a_nb, b_nb;
+  logic [CWA-1:0] a_nb;
+  logic [CW-1:0]  b_nb;
   assign a_n = (a_req_left > CHUNK_BYTES) ? CHUNK_BYTES : a_req_left;
   assign b_n = (b_row_req_left > CHUNK_BYTES) ? CHUNK_BYTES : b_row_req_left;
-  assign a_nb = CW'(beats_of(a_n));
+  assign a_nb = CWA'(beats_of(a_n));
   assign b_nb = CW'(beats_of(b_n));
 
   logic want_tab, want_bl, want_a, want_b, b_new_row;
@@ -158,10 +177,12 @@ module sfu_elt import dlavm_pkg::*; (
   assign rsp_fire = rd_rsp_valid && rd_rsp_ready;
 
   // a / b beat FIFOs
-  logic [PORT_BITS-1:0] fa [FD];
+  logic [PORT_BITS-1:0] fa [FDA];
   logic [PORT_BITS-1:0] fb [FD];
-  logic [$clog2(FD)-1:0] fa_rd, fa_wr, fb_rd, fb_wr;
-  logic [CW-1:0] fa_n, fb_n;
+  logic [$clog2(FDA)-1:0] fa_rd, fa_wr;
+  logic [$clog2(FD)-1:0] fb_rd, fb_wr;
+  logic [CWA-1:0] fa_n;
+  logic [CW-1:0] fb_n;
   logic fa_pop, fb_pop;
 
   // act table
@@ -295,35 +316,33 @@ module sfu_elt import dlavm_pkg::*; (
         S_IDLE, S_FIN: begin
           st <= S_IDLE;
           if (start) begin
-            is_act  <= (insn[7:0] == OP_ACT);
+            is_act  <= n_act;
             f_fn    <= insn[F_ELTWISE_FN_LO +: 2];
-            f_a     <= insn[F_ELTWISE_A_LO +: 32];           // act: src (same word)
-            f_b     <= insn[F_ELTWISE_B_LO +: 32];
-            f_dst   <= (insn[7:0] == OP_ACT) ? insn[F_ACT_DST_LO +: 32] : insn[F_ELTWISE_DST_LO +: 32];
-            f_tab   <= insn[F_ACT_TABLE_LO +: 32];
-            f_count <= insn[F_ELTWISE_COUNT_LO +: 32];       // act: count (same word)
-            f_period <= (insn[7:0] == OP_ACT) ? 32'd0 : insn[F_ELTWISE_PERIOD_LO +: 32];
-            f_nseg  <= insn[F_ACT_NSEG_LO +: 32];
+            f_a     <= n_a;                                  // act: src (same word)
+            f_b     <= n_b;
+            f_dst   <= n_dst;
+            f_tab   <= n_tab;
+            f_count <= n_count;                              // act: count (same word)
+            f_period <= n_period;
+            f_nseg  <= n_nseg;
             f_lo    <= insn[F_ACT_LO_LO +: 32];
             f_inv   <= insn[F_ACT_INV_STEP_LO +: 32];
-            st <= S_CHK1;
+            // the field and range checks, in the start cycle
+            err_q <= 1'b1;
+            if (n_count == 32'd0 || (n_act && n_nseg == 32'd0)) code_q <= 8'd1;
+            else if (!in_region({91'd0, n_a, 5'd0}, 128'(n_count) * 128'd2)
+                  || !in_region({91'd0, n_dst, 5'd0}, 128'(n_count) * 128'd2)
+                  || (!n_act && !in_region({91'd0, n_b, 5'd0},
+                                           128'(n_period == 32'd0 ? n_count : n_period) * 128'd2))
+                  || (n_act && !in_region({91'd0, n_tab, 5'd0}, (128'(n_nseg) + 128'd2) * 128'd8)))
+              code_q <= 8'd3;
+            else if (n_act && 64'(n_nseg) + 64'd2 > 64'(TAB_N)) code_q <= 8'd8;
+            else begin
+              err_q <= 1'b0; code_q <= 8'd0;
+            end
+            div_i <= 6'd0; div_rem <= '0;
+            st <= S_CHK2;
           end
-        end
-        S_CHK1: begin
-          err_q <= 1'b1;
-          if (f_count == 32'd0 || (is_act && f_nseg == 32'd0)) code_q <= 8'd1;
-          else if (!in_region({91'd0, f_a, 5'd0}, 128'(f_count) * 128'd2)
-                || !in_region({91'd0, f_dst, 5'd0}, 128'(f_count) * 128'd2)
-                || (!is_act && !in_region({91'd0, f_b, 5'd0},
-                                          128'(f_period == 32'd0 ? f_count : f_period) * 128'd2))
-                || (is_act && !in_region({91'd0, f_tab, 5'd0}, (128'(f_nseg) + 128'd2) * 128'd8)))
-            code_q <= 8'd3;
-          else if (is_act && 64'(f_nseg) + 64'd2 > 64'(TAB_N)) code_q <= 8'd8;
-          else begin
-            err_q <= 1'b0; code_q <= 8'd0;
-          end
-          div_i <= 6'd0; div_rem <= '0;
-          st <= S_CHK2;
         end
         S_CHK2: begin
           if (err_q) st <= S_FIN;
@@ -370,7 +389,7 @@ module sfu_elt import dlavm_pkg::*; (
             b_rows_elems <= b_rows_elems + 64'(p_row);
           end
           // credits: taken by a request, returned by a FIFO pop
-          a_cred <= a_cred - ((req_fire && req_tag == T_A) ? a_nb : CW'(0)) + CW'(fa_pop);
+          a_cred <= a_cred - ((req_fire && req_tag == T_A) ? a_nb : CWA'(0)) + CWA'(fa_pop);
           b_cred <= b_cred - ((req_fire && req_tag == T_B) ? b_nb : CW'(0)) + CW'(fb_pop);
           // responses
           if (rsp_fire) begin
@@ -393,7 +412,7 @@ module sfu_elt import dlavm_pkg::*; (
             end
           end
           tq_n <= tq_n + ($clog2(TQ)+1)'(req_fire) - ($clog2(TQ)+1)'(rsp_fire && rd_rsp_last);
-          fa_n <= fa_n + CW'(rsp_fire && rsp_tag == T_A) - CW'(fa_pop);
+          fa_n <= fa_n + CWA'(rsp_fire && rsp_tag == T_A) - CWA'(fa_pop);
           fb_n <= fb_n + CW'(rsp_fire && rsp_tag == T_B) - CW'(fb_pop);
           if (fa_pop) fa_rd <= fa_rd + 1'b1;
           if (fb_pop) fb_rd <= fb_rd + 1'b1;
@@ -459,7 +478,7 @@ module sfu_elt import dlavm_pkg::*; (
         b_req_addr <= {27'd0, f_b, 5'd0};
         b_row_req_left <= '0; b_rows_elems <= '0;
         tab_req_done <= 1'b0; bl_req_done <= 1'b0;
-        a_cred <= CW'(FD); b_cred <= CW'(FD); turn_b <= 1'b0;
+        a_cred <= CWA'(FDA); b_cred <= CW'(FD); turn_b <= 1'b0;
         fa_rd <= '0; fa_wr <= '0; fb_rd <= '0; fb_wr <= '0; fa_n <= '0; fb_n <= '0;
         tab_wp <= '0; tab_ok <= 1'b0;
         breg <= '0; blen <= EW'(f_period); bl_loaded <= 1'b0; bl_ready <= 1'b0;

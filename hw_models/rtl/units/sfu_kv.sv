@@ -10,8 +10,8 @@
 // Cycles: about S/PORT_BYTES + (rows crossing beats) + a few; >= the formula ceil(M*HKV*D/SFU_LANES) is not
 // needed: with PORT_BYTES >= 4*SFU_LANES the copy beats the formula unless rows are shorter than a beat.
 //
-// Cycle behaviour: start (1 cycle) -> 3 check cycles (field rules and operand ranges, no memory traffic)
-// -> copy -> done (busy low, done high for one cycle; a new start is taken in that cycle).
+// Cycle behaviour: start (1 cycle: the check products) -> 1 check cycle (field rules and operand ranges, no
+// memory traffic) -> copy -> done (busy low, done high for one cycle; a new start is taken in that cycle).
 // err_code: 1 a size field (m, kv_heads, d, capacity) is 0; 3 an operand range lies outside every region or
 // crosses a region end; 4 d is not a multiple of 16; 5 capacity > MAX_SEQ_LEN or pos + m > capacity;
 // 6 head_stride is not a multiple of 32; 7 kv_heads > 1 and head_stride < capacity*d*2 (heads overlap).
@@ -56,12 +56,12 @@ module sfu_kv import dlavm_pkg::*; (
         || (ds < 128'($unsigned(SRAM_SIZE)) && ds + n <= 128'($unsigned(SRAM_SIZE)));
   endfunction
 
-  typedef enum logic [2:0] {S_IDLE, S_CHK1, S_CHK2, S_CHK3, S_RUN, S_FIN} state_t;
+  typedef enum logic [2:0] {S_IDLE, S_CHK2, S_RUN, S_FIN} state_t;
   state_t st;
 
   // latched fields
-  logic [31:0] f_src, f_dst, f_m, f_hkv, f_d, f_pos, f_hs, f_cap;
-  // check products (registered in S_CHK1)
+  logic [31:0] f_src, f_m, f_hkv, f_d, f_pos, f_hs, f_cap;
+  // check products (registered in the start cycle)
   logic [127:0] c_srcb, c_dst0, c_dstspan, c_capb;
   logic [7:0]   code_q;
   logic         err_q;
@@ -80,6 +80,27 @@ module sfu_kv import dlavm_pkg::*; (
   logic [MEM_AW-1:0]     wa_q;
   logic [PORT_BITS-1:0]  wd_q;
   logic [PORT_BYTES-1:0] ws_q;
+
+  // the instruction's fields as the start cycle sees them
+  logic [31:0] n_dst, n_m, n_hkv, n_d, n_pos, n_hs, n_cap;
+  assign n_dst = insn[F_KV_APPEND_DST_LO +: 32];
+  assign n_m   = insn[F_KV_APPEND_M_LO +: 32];
+  assign n_hkv = insn[F_KV_APPEND_KV_HEADS_LO +: 32];
+  assign n_d   = insn[F_KV_APPEND_D_LO +: 32];
+  assign n_pos = insn[F_KV_APPEND_POS_LO +: 32];
+  assign n_hs  = insn[F_KV_APPEND_HEAD_STRIDE_LO +: 32];
+  assign n_cap = insn[F_KV_APPEND_CAPACITY_LO +: 32];
+
+  logic [7:0] chk_code;                           // the field rules (S_CHK2): 0 = legal
+  always_comb begin
+    if (f_m == 0 || f_hkv == 0 || f_d == 0 || f_cap == 0) chk_code = 8'd1;
+    else if (f_d[3:0] != 4'd0) chk_code = 8'd4;
+    else if (64'(f_cap) > 64'(MAX_SEQ_LEN) || 64'(f_pos) + 64'(f_m) > 64'(f_cap)) chk_code = 8'd5;
+    else if (f_hs[4:0] != 5'd0) chk_code = 8'd6;
+    else if (f_hkv > 32'd1 && 128'(f_hs) < c_capb) chk_code = 8'd7;
+    else if (!in_region({91'd0, f_src, 5'd0}, c_srcb) || !in_region(c_dst0, c_dstspan)) chk_code = 8'd3;
+    else chk_code = 8'd0;
+  end
 
   assign busy = (st != S_IDLE) && (st != S_FIN);
   assign done = (st == S_FIN);
@@ -120,7 +141,7 @@ module sfu_kv import dlavm_pkg::*; (
       st <= S_IDLE;
       err_q <= 1'b0; code_q <= 8'd0;
       wv_q <= 1'b0; wa_q <= '0; wd_q <= '0; ws_q <= '0;
-      f_src <= '0; f_dst <= '0; f_m <= '0; f_hkv <= '0; f_d <= '0; f_pos <= '0; f_hs <= '0; f_cap <= '0;
+      f_src <= '0; f_m <= '0; f_hkv <= '0; f_d <= '0; f_pos <= '0; f_hs <= '0; f_cap <= '0;
       c_srcb <= '0; c_dst0 <= '0; c_dstspan <= '0; c_capb <= '0;
       rq_addr <= '0; rq_left <= '0; pos_u <= '0; row_left_u <= '0; h_cnt <= '0; rows_left <= '0;
       tok_addr <= '0; row_ptr <= '0; row_units <= '0;
@@ -130,52 +151,36 @@ module sfu_kv import dlavm_pkg::*; (
         S_IDLE, S_FIN: begin
           if (start) begin
             f_src <= insn[F_KV_APPEND_SRC_LO +: 32];
-            f_dst <= insn[F_KV_APPEND_DST_LO +: 32];
             f_m   <= insn[F_KV_APPEND_M_LO +: 32];
             f_hkv <= insn[F_KV_APPEND_KV_HEADS_LO +: 32];
             f_d   <= insn[F_KV_APPEND_D_LO +: 32];
             f_pos <= insn[F_KV_APPEND_POS_LO +: 32];
             f_hs  <= insn[F_KV_APPEND_HEAD_STRIDE_LO +: 32];
             f_cap <= insn[F_KV_APPEND_CAPACITY_LO +: 32];
-            st <= S_CHK1;
+            // the check products, in the start cycle
+            c_srcb    <= 128'(n_m) * 128'(n_hkv) * 128'(n_d) * 128'd2;
+            c_dst0    <= {91'd0, n_dst, 5'd0} + 128'(n_pos) * 128'(n_d) * 128'd2;
+            c_dstspan <= 128'(n_hkv - 32'd1) * 128'(n_hs) + 128'(n_m) * 128'(n_d) * 128'd2;
+            c_capb    <= 128'(n_cap) * 128'(n_d) * 128'd2;
+            st <= S_CHK2;
           end else begin
             st <= S_IDLE;
           end
         end
-        S_CHK1: begin
-          c_srcb    <= 128'(f_m) * 128'(f_hkv) * 128'(f_d) * 128'd2;
-          c_dst0    <= {91'd0, f_dst, 5'd0} + 128'(f_pos) * 128'(f_d) * 128'd2;
-          c_dstspan <= 128'(f_hkv - 32'd1) * 128'(f_hs) + 128'(f_m) * 128'(f_d) * 128'd2;
-          c_capb    <= 128'(f_cap) * 128'(f_d) * 128'd2;
-          st <= S_CHK2;
-        end
         S_CHK2: begin
-          err_q <= 1'b1;
-          if (f_m == 0 || f_hkv == 0 || f_d == 0 || f_cap == 0) code_q <= 8'd1;
-          else if (f_d[3:0] != 4'd0) code_q <= 8'd4;
-          else if (64'(f_cap) > 64'(MAX_SEQ_LEN) || 64'(f_pos) + 64'(f_m) > 64'(f_cap)) code_q <= 8'd5;
-          else if (f_hs[4:0] != 5'd0) code_q <= 8'd6;
-          else if (f_hkv > 32'd1 && 128'(f_hs) < c_capb) code_q <= 8'd7;
-          else if (!in_region({91'd0, f_src, 5'd0}, c_srcb) || !in_region(c_dst0, c_dstspan)) code_q <= 8'd3;
-          else begin
-            err_q <= 1'b0; code_q <= 8'd0;
-          end
-          st <= S_CHK3;
-        end
-        S_CHK3: begin
-          if (err_q) st <= S_FIN;
-          else begin
-            rq_addr <= {27'd0, f_src, 5'd0};
-            rq_left <= 64'(c_srcb);
-            pos_u <= '0;
-            row_units <= f_d >> 4;
-            row_left_u <= f_d >> 4;
-            h_cnt <= '0;
-            rows_left <= 64'(f_m) * 64'(f_hkv);
-            tok_addr <= 64'(c_dst0);
-            row_ptr <= 64'(c_dst0);
-            st <= S_RUN;
-          end
+          // the field rules; without error the copy starts in the next cycle
+          err_q <= (chk_code != 8'd0);
+          code_q <= chk_code;
+          st <= (chk_code != 8'd0) ? S_FIN : S_RUN;
+          rq_addr <= {27'd0, f_src, 5'd0};
+          rq_left <= (chk_code != 8'd0) ? 64'd0 : 64'(c_srcb);
+          pos_u <= '0;
+          row_units <= f_d >> 4;
+          row_left_u <= f_d >> 4;
+          h_cnt <= '0;
+          rows_left <= 64'(f_m) * 64'(f_hkv);
+          tok_addr <= 64'(c_dst0);
+          row_ptr <= 64'(c_dst0);
         end
         S_RUN: begin
           if (rd_req_valid && rd_req_ready) begin

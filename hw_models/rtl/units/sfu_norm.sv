@@ -4,12 +4,18 @@
 //   layernorm: μ = tree_sum(x) ⊘ c;  d = x ⊖ μ;  v = tree_sum(d ⊗ d) ⊘ c;  r = 1 ⊘ sqrt(v ⊕ eps);
 //              y = fp16(((d ⊗ r) ⊗ γ) ⊕ β)
 // (tree_sum: the 7.1 tree, tree_sum_seq; ⊘ and sqrt: fp32_div/fp32_sqrt, correctly rounded.)
-// Structure: sfu_row_reader loads γ (and β) once, then streams the rows into two row-buffer slots (fp32);
-// the compute side runs the passes of a row from its slot, SFU_LANES elements per cycle: rmsnorm 2 passes
-// (x⊗x reduction, output), layernorm 3 (x reduction, d⊗d reduction, output); the next row is read into the
-// other slot meanwhile. Outputs go through sfu_row_writer (contiguous, large beats).
-// Cycle behaviour: per row 2 (3) * ceil(cols/SFU_LANES) issue cycles + the reduction latency
-// (tree_sum_seq, ~6) + 4 (5) scalar cycles + pipeline; the first row's read is not overlapped.
+// Structure: sfu_row_reader streams the rows into NSLOT row-buffer slots (fp32) and hands γ (β) over as raw
+// beats (kept fp16, one beat per word). The lanes (SFU_LANES elements per cycle) run passes over whole rows:
+// rmsnorm 2 per row (x⊗x reduction, output), layernorm 3 (x reduction, d⊗d reduction, output). Rows are
+// pipelined: a pass is issued for the oldest row that is ready for one (output before second reduction
+// before first reduction), so the next rows' reductions run while a row's reduction result goes through the
+// tree and the scalar chain; passes follow each other without a gap. A first reduction may start on a row
+// that is still streaming in (it follows the reader word by word). The scalar chain (ms = S ⊘ c, ⊕ eps,
+// sqrt, 1 ⊘; layernorm's μ = S ⊘ c) works on the tree results in order and keeps μ and r per slot.
+// Outputs go through sfu_row_writer (contiguous, large beats).
+// Cycle behaviour: rows * passes * ceil(cols/SFU_LANES) issue cycles when the rows arrive fast enough, plus
+// the first data's arrival and the last row's reduction (tree_sum_seq ~6, scalar chain 4, pipeline 2) and
+// the write of the last beat.
 // err_code: 1 = rows or cols is 0 (section 8), 2 = cols > ROWCAP (longer than the on-chip row buffer: a
 // limit of this implementation, no memory traffic then).
 module sfu_norm import dlavm_pkg::*; #(
@@ -36,11 +42,19 @@ module sfu_norm import dlavm_pkg::*; #(
   output logic [PORT_BITS-1:0]  wr_data,
   output logic [PORT_BYTES-1:0] wr_strb
 );
-  localparam int L  = SFU_LANES;
-  localparam int LB = $clog2(L);
-  localparam int WD = ROWCAP / L;
-  localparam int WB = $clog2(WD);
-  localparam int FD = 16;
+  localparam int L   = SFU_LANES;
+  localparam int LB  = $clog2(L);
+  localparam int WD  = ROWCAP / L;
+  localparam int WB  = $clog2(WD);
+  localparam int FD  = 16;
+  localparam int NSLOT = 4;
+  localparam int SB  = $clog2(NSLOT);
+  localparam int GPB = PORT_BYTES / (2 * L);           // lane groups per gamma beat
+  localparam int GSH = $clog2(GPB);
+  localparam int GW  = ROWCAP * 2 / PORT_BYTES;        // gamma beats
+  localparam int GWB = $clog2(GW);
+  localparam int QD  = 8;                              // scalar-chain queue (<= NSLOT entries in use)
+  localparam int QB  = $clog2(QD);
 
   // ---- fields (latched at start)
   logic              ln;                       // layernorm
@@ -58,16 +72,12 @@ module sfu_norm import dlavm_pkg::*; #(
     return (v == 0) ? 32'd0 : {1'b0, 8'(127 + p), m};
   endfunction
 
-  typedef enum logic [3:0] {S_IDLE, S_WAIT, S_P1, S_R1, S_C, S_P2, S_R2, S_OUT, S_FIN, S_ERR} st_t;
+  typedef enum logic [1:0] {S_IDLE, S_RUN, S_FIN, S_ERR} st_t;
   st_t st;
-  logic [2:0]  cstep;                          // scalar step
-  logic        cfull;                          // scalar sequence: full (r) or mean only (μ)
-  logic [31:0] w, rr;                          // word within the pass, row being computed
-  logic [31:0] ssum, mu, rinv, sc_t;
   logic        rd_go;
-  logic        rd_idle, wr_idle;
-  logic [1:0]  slot_full;
-  logic        rel_v;
+  logic        rd_idle, wr_idle, gb_ok;
+  logic [NSLOT-1:0] slot_full;
+  logic [31:0] fill_row, fill_words;
 
   // word 0 bits 15:8 (wait mask) are the front end's; the words past the last field are reserved (checked there)
   logic unused_insn_bits;
@@ -81,49 +91,67 @@ module sfu_norm import dlavm_pkg::*; #(
   assign e_zero = (f_rows == 0) || (f_cols == 0);
   assign e_long = (f_cols > 32'(ROWCAP));
 
-  // ---- pipeline: issue (s0) -> buffer read (s1) -> lane math (s2) -> tree / writer
+  // ---- passes: issue (s0) -> buffer read (s1) -> lane math (s2) -> tree / writer
   localparam logic [1:0] T_SUMX = 2'd0, T_SQ = 2'd1, T_OUT = 2'd2;
-  logic            is_v;                       // issue this cycle
-  logic [1:0]      is_tag;
-  logic            s1_v, s1_first, s1_last;  logic [1:0] s1_tag;  logic [LB:0] s1_n;
-  logic            s2_v, s2_first, s2_last;  logic [1:0] s2_tag;  logic [LB:0] s2_n;
-  logic [L*32-1:0] s2_red;
-  logic [L*16-1:0] s2_out;
-  logic [L*32-1:0] x_rd, g_rd, b_rd, red_c;
-  logic [L*16-1:0] out_c;
+  // the pass being issued
+  logic            cur_v;
+  logic [1:0]      cur_tag;
+  logic [SB-1:0]   cur_slot;
+  logic [31:0]     w;                          // word within the pass
+  // row pointers: next row of each pass kind (advanced when the pass is chosen), rows released, and rows
+  // whose μ / r the scalar chain has produced
+  logic [31:0]     rp1, rp2, ro, rrel, mu_done, r_done;
+  logic            is_v, is_first, is_last, cur_can, cur_end;
   logic [LB:0]     is_n;
   logic [31:0]     left;
   assign left = cols - (w << LB);
   assign is_n = (left >= 32'(L)) ? (LB+1)'(L) : (LB+1)'(left);
 
-  // ---- row buffers (bank b, fp32): x in two slots, gamma, beta
+  logic            s1_v, s1_first, s1_last;  logic [1:0] s1_tag;  logic [LB:0] s1_n;  logic [SB-1:0] s1_slot;
+  logic            s2_v, s2_first, s2_last;  logic [1:0] s2_tag;  logic [LB:0] s2_n;
+  logic [L*32-1:0] s2_red;
+  logic [L*16-1:0] s2_out;
+  logic [L*32-1:0] x_rd, red_c;
+  logic [L*16-1:0] g_rd, b_rd, out_c;
+
+  // ---- row buffers (bank b, fp32): x in NSLOT slots; γ, β as fp16 beats
   logic [SFU_LANES-1:0]    w_en;
   logic [SFU_LANES*WB-1:0] w_addr;
   logic [SFU_LANES*32-1:0] w_data;
-  logic [1:0]              w_dst;
-  logic                    w_slot;
+  logic [SB-1:0]           w_slot;
+  logic                    g_en, g_bet;
+  logic [GWB-1:0]          g_addr;
+  logic [PORT_BITS-1:0]    g_data;
   for (genvar b = 0; b < L; b++) begin : g_bank
-    logic [31:0] xm [2*WD];
-    logic [31:0] gm [WD];
-    logic [31:0] bm [WD];
+    logic [31:0] xm [NSLOT*WD];
     always_ff @(posedge clk) begin
-      if (w_en[b] && w_dst == 2'd2) xm[{w_slot, w_addr[b*WB +: WB]}] <= w_data[b*32 +: 32];
-      if (w_en[b] && w_dst == 2'd0) gm[w_addr[b*WB +: WB]] <= w_data[b*32 +: 32];
-      if (w_en[b] && w_dst == 2'd1) bm[w_addr[b*WB +: WB]] <= w_data[b*32 +: 32];
-      x_rd[b*32 +: 32] <= xm[{rr[0], w[WB-1:0]}];
-      g_rd[b*32 +: 32] <= gm[w[WB-1:0]];
-      b_rd[b*32 +: 32] <= bm[w[WB-1:0]];
+      if (w_en[b]) xm[{w_slot, w_addr[b*WB +: WB]}] <= w_data[b*32 +: 32];
+      x_rd[b*32 +: 32] <= xm[{cur_slot, w[WB-1:0]}];
     end
   end
+  logic [PORT_BITS-1:0] gm [GW];
+  logic [PORT_BITS-1:0] bm [GW];
+  logic [GWB-1:0]       gw_a;
+  logic [GSH+LB+3:0]    gw_s;                  // bit offset of the word's group in its beat
+  assign gw_a = GWB'(w >> GSH);
+  assign gw_s = {w[GSH-1:0], (LB+4)'(0)};
+  always_ff @(posedge clk) begin
+    if (g_en && !g_bet) gm[g_addr] <= g_data;
+    if (g_en && g_bet)  bm[g_addr] <= g_data;
+    g_rd <= gm[gw_a][gw_s +: L*16];
+    b_rd <= bm[gw_a][gw_s +: L*16];
+  end
 
-  logic [63:0] unused_row_max;                 // the reader's softmax row maximum: not used by the norms
-  logic [1:0]  unused_row_nan;
-  sfu_row_reader #(.ROWCAP(ROWCAP)) u_rd (
+  logic [NSLOT*32-1:0] unused_row_max;         // the reader's softmax row maximum: not used by the norms
+  logic [NSLOT-1:0]    unused_row_nan;
+  logic                rel_v;
+  sfu_row_reader #(.ROWCAP(ROWCAP), .NSLOT(NSLOT)) u_rd (
     .clk, .rst_n, .go(rd_go), .src_addr(src), .gam_addr(gam), .bet_addr(bet),
     .use_gam(1'b1), .use_bet(ln), .in_fp32(1'b0), .rows, .cols,
     .rd_req_valid, .rd_req_ready, .rd_req_addr, .rd_req_bytes, .rd_rsp_valid, .rd_rsp_ready, .rd_rsp_data,
-    .rd_rsp_last, .w_en, .w_addr, .w_data, .w_dst, .w_slot, .slot_full,
-    .release_v(rel_v), .release_slot(rr[0]), .causal(1'b0), .pos0(32'd0), .mq(32'd1),
+    .rd_rsp_last, .w_en, .w_addr, .w_data, .w_slot, .g_en, .g_bet, .g_addr, .g_data, .gb_ok, .slot_full,
+    .release_v(rel_v), .release_slot(cur_slot), .fill_row, .fill_words,
+    .causal(1'b0), .pos0(32'd0), .mq(32'd1),
     .row_max(unused_row_max), .row_nan(unused_row_nan), .idle(rd_idle));
 
   logic [$clog2(FD):0] wcount;
@@ -132,18 +160,27 @@ module sfu_norm import dlavm_pkg::*; #(
     .push(s2_v && s2_tag == T_OUT), .push_n(s2_n), .push_data(s2_out), .count(wcount),
     .wr_valid, .wr_ready, .wr_addr, .wr_data, .wr_strb, .idle(wr_idle));
 
+  // ---- per-slot scalars
+  logic [31:0] mu_s [NSLOT];
+  logic [31:0] rinv_s [NSLOT];
+  logic [31:0] mu, rinv;
+  assign mu   = mu_s[s1_slot];
+  assign rinv = rinv_s[s1_slot];
+
   // ---- lane math (stage s1 -> s2)
   for (genvar i = 0; i < L; i++) begin : g_lane
-    logic [31:0] x, a0, m1, m2, y, mul_b;
+    logic [31:0] x, a0, m1, m2, y, mul_b, gf, bf;
     logic [15:0] y16;
     assign x = x_rd[32*i +: 32];
+    fp16_to_fp32 u_gc (.a(g_rd[16*i +: 16]), .y(gf));
+    fp16_to_fp32 u_bc (.a(b_rd[16*i +: 16]), .y(bf));
     fp32_add u_sub (.a(x), .b({~mu[31], mu[30:0]}), .y(a0));          // x ⊖ μ (layernorm)
     logic [31:0] xa;
     assign xa    = ln ? a0 : x;
     assign mul_b = (s1_tag == T_OUT) ? rinv : xa;
     fp32_mul u_m1 (.a(xa), .b(mul_b), .y(m1));                        // x⊗x, d⊗d, x⊗r, d⊗r
-    fp32_mul u_m2 (.a(m1), .b(g_rd[32*i +: 32]), .y(m2));             // ⊗ γ
-    fp32_add u_ab (.a(m2), .b(b_rd[32*i +: 32]), .y(y));              // ⊕ β (layernorm)
+    fp32_mul u_m2 (.a(m1), .b(gf), .y(m2));                           // ⊗ γ
+    fp32_add u_ab (.a(m2), .b(bf), .y(y));                            // ⊕ β (layernorm)
     fp32_to_fp16 u_h (.a(ln ? y : m2), .y(y16));
     assign red_c[32*i +: 32] = (i < 32'(s1_n)) ? ((s1_tag == T_SUMX) ? x : m1) : 32'd0;
     assign out_c[16*i +: 16] = y16;
@@ -155,42 +192,110 @@ module sfu_norm import dlavm_pkg::*; #(
     .clk, .rst_n, .in_valid(s2_v && s2_tag != T_OUT), .in_first(s2_first), .in_last(s2_last),
     .in_lanes(s2_red), .out_valid(t_ov), .out_sum(t_sum));
 
-  // ---- scalar chain: ms = S ⊘ c; t = ms ⊕ eps; q = sqrt(t); r = 1 ⊘ q
+  // ---- scalar chain: a queue of reductions in issue order (kind, slot; the sum when the tree gives it)
+  logic          q_mean [QD];                  // layernorm's x reduction (μ only)
+  logic [SB-1:0] q_slot [QD];
+  logic [31:0]   q_sum  [QD];
+  logic [QB-1:0] q_tw, q_sw, q_rd;             // tag write (at issue), sum write (tree), read
+  logic [2:0]    cstep;
+  logic [31:0]   sc_t;
+  logic          c_go;                         // the chain has a reduction to work on
+  assign c_go = (q_rd != q_sw);
   logic [31:0] dv_a, dv_b, dv_y, ad_y, sq_y;
-  assign dv_a = (cstep == 3'd0) ? ssum : 32'h3F800000;
+  assign dv_a = (cstep == 3'd0) ? q_sum[q_rd] : 32'h3F800000;
   assign dv_b = (cstep == 3'd0) ? cf : sc_t;
   fp32_div  u_div (.a(dv_a), .b(dv_b), .y(dv_y));
   fp32_add  u_add (.a(sc_t), .b(eps), .y(ad_y));
   fp32_sqrt u_sqt (.a(sc_t), .y(sq_y));
 
-  // ---- control
+  // ---- pass choice: the oldest row ready for a pass
+  logic          nx_v;
+  logic [1:0]    nx_tag;
+  logic [SB-1:0] nx_slot;
+  always_comb begin
+    nx_v = 1'b1; nx_tag = T_OUT; nx_slot = ro[SB-1:0];
+    if (ro < rows && ro < r_done && gb_ok) begin
+      nx_tag = T_OUT; nx_slot = ro[SB-1:0];
+    end else if (ln && rp2 < mu_done) begin
+      nx_tag = T_SQ; nx_slot = rp2[SB-1:0];
+    end else if (rp1 < rows && rp1 - rrel < 32'(NSLOT) && (slot_full[rp1[SB-1:0]] || fill_row == rp1)) begin
+      nx_tag = ln ? T_SUMX : T_SQ; nx_slot = rp1[SB-1:0];
+    end else begin
+      nx_v = 1'b0;
+    end
+  end
+
   logic can_out;
   assign can_out = (32'(wcount) + 32'd3 <= 32'(FD));
   always_comb begin
-    is_v = 1'b0; is_tag = T_OUT; rel_v = 1'b0;
-    unique case (st)
-      S_P1:  begin is_v = 1'b1; is_tag = ln ? T_SUMX : T_SQ; end
-      S_P2:  begin is_v = 1'b1; is_tag = T_SQ; end
-      S_OUT: begin is_v = can_out; is_tag = T_OUT; rel_v = can_out && (w == nw - 1); end
-      default: ;
+    unique case (cur_tag)
+      T_OUT:   cur_can = can_out;
+      default: cur_can = (cur_tag == T_SQ && ln) || slot_full[cur_slot] || (w < fill_words);
     endcase
+    is_v     = (st == S_RUN) && cur_v && cur_can;
+    is_first = (w == 0);
+    is_last  = (w == nw - 1);
+    cur_end  = is_v && is_last;
+    rel_v    = cur_end && cur_tag == T_OUT;
   end
 
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       st <= S_IDLE; busy <= 1'b0; done <= 1'b0; err <= 1'b0; err_code <= '0; rd_go <= 1'b0;
       ln <= 1'b0; src <= '0; dst <= '0; gam <= '0; bet <= '0; rows <= '0; cols <= '0; eps <= '0;
-      nw <= '0; cf <= '0; cstep <= '0; cfull <= 1'b0; w <= '0; rr <= '0; ssum <= '0; mu <= '0;
-      rinv <= '0; sc_t <= '0;
-      s1_v <= 1'b0; s1_first <= 1'b0; s1_last <= 1'b0; s1_tag <= '0; s1_n <= '0;
+      nw <= '0; cf <= '0; cstep <= '0; sc_t <= '0;
+      cur_v <= 1'b0; cur_tag <= T_OUT; cur_slot <= '0; w <= '0;
+      rp1 <= '0; rp2 <= '0; ro <= '0; rrel <= '0; mu_done <= '0; r_done <= '0;
+      q_tw <= '0; q_sw <= '0; q_rd <= '0;
+      s1_v <= 1'b0; s1_first <= 1'b0; s1_last <= 1'b0; s1_tag <= '0; s1_n <= '0; s1_slot <= '0;
       s2_v <= 1'b0; s2_first <= 1'b0; s2_last <= 1'b0; s2_tag <= '0; s2_n <= '0; s2_red <= '0; s2_out <= '0;
     end else begin
       done <= 1'b0; err <= 1'b0; rd_go <= 1'b0;
       // pipeline
-      s1_v <= is_v; s1_tag <= is_tag; s1_first <= (w == 0); s1_last <= (w == nw - 1); s1_n <= is_n;
+      s1_v <= is_v; s1_tag <= cur_tag; s1_first <= is_first; s1_last <= is_last; s1_n <= is_n;
+      s1_slot <= cur_slot;
       s2_v <= s1_v; s2_tag <= s1_tag; s2_first <= s1_first; s2_last <= s1_last; s2_n <= s1_n;
       s2_red <= red_c; s2_out <= out_c;
-      if (is_v) w <= (w == nw - 1) ? 32'd0 : w + 32'd1;
+      // pass sequencing: the next pass follows the current one without a gap
+      if (is_v) w <= is_last ? 32'd0 : w + 32'd1;
+      if (st == S_RUN && !rd_go && (!cur_v || cur_end)) begin
+        cur_v <= nx_v;
+        if (nx_v) begin
+          cur_tag <= nx_tag; cur_slot <= nx_slot;
+          unique case (nx_tag)
+            T_OUT:   ro <= ro + 32'd1;
+            T_SUMX:  rp1 <= rp1 + 32'd1;
+            default: if (ln) rp2 <= rp2 + 32'd1; else rp1 <= rp1 + 32'd1;   // T_SQ
+          endcase
+        end
+      end
+      if (rel_v) rrel <= rrel + 32'd1;
+      // scalar chain queue
+      if (cur_end && cur_tag != T_OUT) begin
+        q_mean[q_tw] <= (cur_tag == T_SUMX);
+        q_slot[q_tw] <= cur_slot;
+        q_tw <= q_tw + QB'(1);
+      end
+      if (t_ov) begin
+        q_sum[q_sw] <= t_sum;
+        q_sw <= q_sw + QB'(1);
+      end
+      if (c_go) begin
+        cstep <= cstep + 3'd1;
+        unique case (cstep)
+          3'd0: begin
+            sc_t <= dv_y;
+            if (q_mean[q_rd]) begin
+              mu_s[q_slot[q_rd]] <= dv_y; mu_done <= mu_done + 32'd1; cstep <= 3'd0; q_rd <= q_rd + QB'(1);
+            end
+          end
+          3'd1: sc_t <= ad_y;
+          3'd2: sc_t <= sq_y;
+          default: begin
+            rinv_s[q_slot[q_rd]] <= dv_y; r_done <= r_done + 32'd1; cstep <= 3'd0; q_rd <= q_rd + QB'(1);
+          end
+        endcase
+      end
       unique case (st)
         S_IDLE: if (start) begin
           busy <= 1'b1;
@@ -203,35 +308,17 @@ module sfu_norm import dlavm_pkg::*; #(
           rows <= f_rows; cols <= f_cols;
           nw   <= (f_cols + 32'(L - 1)) >> LB;
           cf   <= u2f(f_cols);
-          w    <= '0; rr <= '0;
+          w    <= '0; cur_v <= 1'b0;
+          rp1 <= '0; rp2 <= '0; ro <= '0; rrel <= '0; mu_done <= '0; r_done <= '0;
+          q_tw <= '0; q_sw <= '0; q_rd <= '0; cstep <= '0;
           if (e_zero || e_long) begin
             st <= S_ERR; err_code <= e_zero ? 8'd1 : 8'd2;
           end else begin
-            st <= S_WAIT; err_code <= 8'd0; rd_go <= 1'b1;
+            st <= S_RUN; err_code <= 8'd0; rd_go <= 1'b1;
           end
         end
         S_ERR: begin st <= S_IDLE; busy <= 1'b0; done <= 1'b1; err <= 1'b1; end
-        S_WAIT: if (slot_full[rr[0]] && !rd_go) st <= S_P1;
-        S_P1: if (w == nw - 1) st <= S_R1;
-        S_R1: if (t_ov) begin ssum <= t_sum; cstep <= 3'd0; cfull <= !ln; st <= S_C; end
-        S_R2: if (t_ov) begin ssum <= t_sum; cstep <= 3'd0; cfull <= 1'b1; st <= S_C; end
-        S_C: begin
-          cstep <= cstep + 3'd1;
-          unique case (cstep)
-            3'd0: begin
-              sc_t <= dv_y;
-              if (!cfull) begin mu <= dv_y; st <= S_P2; end
-            end
-            3'd1: sc_t <= ad_y;
-            3'd2: sc_t <= sq_y;
-            default: begin rinv <= dv_y; st <= S_OUT; end
-          endcase
-        end
-        S_P2: if (w == nw - 1) st <= S_R2;
-        S_OUT: if (can_out && w == nw - 1) begin
-          rr <= rr + 32'd1;
-          st <= (rr == rows - 1) ? S_FIN : S_WAIT;
-        end
+        S_RUN: if (ro == rows && !cur_v) st <= S_FIN;
         S_FIN: if (rd_idle && wr_idle && !s1_v && !s2_v) begin st <= S_IDLE; busy <= 1'b0; done <= 1'b1; end
         default: st <= S_IDLE;
       endcase

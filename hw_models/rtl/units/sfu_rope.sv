@@ -3,17 +3,21 @@
 // (x1, x2) = (x_i, x_{i+D/2}) (halves) or (x_{2i}, x_{2i+1}) (interleaved):
 //   y1 = fp16((x1 ⊗ c_i) ⊖ (x2 ⊗ s_i)),  y2 = fp16((x2 ⊗ c_i) ⊕ (x1 ⊗ s_i)), written to the same lanes of dst.
 //
-// Dataflow: the source [M, H, D] streams in as one contiguous range (requests of up to 4 beats as an 8-beat
+// Dataflow: the source [M, H, D] streams in as one contiguous range (requests of up to 8 beats as a 32-beat
 // FIFO frees up); the table row of each token (D*4 bytes, contiguous rows pos0..pos0+M-1) is requested into
-// one of two table slots, one token ahead. Each head row (D elements) is gathered into one of two row
+// one of TS table slots, up to TS tokens ahead (a row's request pays the channel set-up when the channel was
+// idle, so a few tokens of lane work must cover it). Responses come back in request order, so a token's table
+// row is requested before the source bytes of that token: x is requested only up to the tokens whose table
+// row request has started (token 0's row is the very first request). Each head row (D elements) is gathered into one of two row
 // buffers (filled while the other is computed); the compute then produces the row in output order,
 // SFU_LANES elements per cycle: lane e computes (x_e ⊗ c) ⊕ ±(x_partner ⊗ s) (the ⊖ of y1 is ⊕ of the negated
 // product, identical in IEEE arithmetic), and results are assembled into dst beats (layout = src's) written
-// with byte strobes. Per cycle the fill and the compute each move min(SFU_LANES, rest of row, rest of beat)
-// elements, so a row costs about ceil(D/SFU_LANES) cycles (+1 where it straddles a beat): bound by the
-// formula ceil(M*H*D/SFU_LANES) plus a fixed start-up.
+// with byte strobes. Per cycle the fill moves min(FW, rest of row, rest of beat) elements (FW = 4*SFU_LANES
+// or a beat), the compute min(SFU_LANES, rest of row, rest of beat), so a row costs about ceil(D/SFU_LANES)
+// compute cycles (+1 where it straddles a beat) and the fill keeps ahead: bound by the formula
+// ceil(M*H*D/SFU_LANES) plus a fixed start-up (the first row's arrival and gather).
 //
-// Cycle behaviour: start (1 cycle) -> 2 check cycles -> stream -> done (busy low, done high for one cycle; a new
+// Cycle behaviour: start (1 cycle) -> 1 check cycle -> stream -> done (busy low, done high for one cycle; a new
 // start is taken in that cycle).
 // err_code: 1 m, heads or d is 0; 3 an operand range (src, dst, the table rows pos0..pos0+m-1) lies outside
 // every region or crosses a region end; 4 d not a multiple of 8; 5 pos0 + m > MAX_SEQ_LEN; 8 d > DMAX (256,
@@ -53,10 +57,14 @@ module sfu_rope import dlavm_pkg::*; (
   localparam int DMAX = 256;
   localparam int DW = $clog2(DMAX + 1);
   localparam int XW = $clog2(DMAX);
-  localparam int FD = 8;
-  localparam int CHUNK = 4;
+  localparam int FD = 32;                         // x FIFO (beats): reads run ahead of the lanes
+  localparam int CHUNK = 8;
   localparam int CW = $clog2(FD + 1);
-  localparam int TQ = 8;
+  localparam int TQ = 16;
+  localparam int FW = (EPB < 4 * L) ? EPB : 4 * L;  // elements gathered into a row buffer per cycle
+  localparam int FWW = $clog2(FW + 1);
+  localparam int TS = 8;                          // table row slots (tokens requested ahead)
+  localparam int TSB = $clog2(TS);
   localparam logic [63:0] CHUNK_BYTES = 64'(CHUNK * PB);
 
   function automatic logic in_region(input logic [127:0] a, input logic [127:0] n);
@@ -73,7 +81,7 @@ module sfu_rope import dlavm_pkg::*; (
     return (nbytes + 64'(PB - 1)) / 64'(PB);
   endfunction
 
-  typedef enum logic [2:0] {S_IDLE, S_CHK1, S_CHK2, S_RUN, S_FIN} state_t;
+  typedef enum logic [2:0] {S_IDLE, S_CHK2, S_RUN, S_FIN} state_t;
   state_t st;
 
   logic        f_il;
@@ -103,21 +111,28 @@ module sfu_rope import dlavm_pkg::*; (
   logic [63:0] t_req_addr, t_row_req_left;        // table row being requested
   logic [31:0] t_req_tok;                         // tokens whose table row request was started
   logic [31:0] t_free_tok;                        // tokens whose table slot was freed
-  logic        turn_t;
+  logic [63:0] x_lim;                             // x is requested only below this address: the tokens
+  logic [63:0] tok_bytes;                         //   whose table row request has started (H*D*2 each)
 
   logic [63:0] x_n, t_n;
   logic [CW-1:0] x_nb;
-  assign x_n = (x_req_left > CHUNK_BYTES) ? CHUNK_BYTES : x_req_left;
+  logic [63:0] x_room;
+  always_comb begin
+    // whole beats (the beat grid of the source stream starts at src), the last request excepted
+    x_room = (x_lim > x_req_addr) ? ((x_lim - x_req_addr + 64'(PB - 1)) & ~64'(PB - 1)) : 64'd0;
+    x_n = (x_req_left > CHUNK_BYTES) ? CHUNK_BYTES : x_req_left;
+    if (x_room < x_n) x_n = x_room;
+  end
   assign t_n = (t_row_req_left > CHUNK_BYTES) ? CHUNK_BYTES : t_row_req_left;
   assign x_nb = CW'(beats_of(x_n));
 
   logic want_x, want_t, t_new_row;
-  assign want_x = (x_req_left != 64'd0) && (x_cred >= x_nb);
+  assign want_x = (x_n != 64'd0) && (x_cred >= x_nb);
   assign want_t = (t_row_req_left != 64'd0);
-  assign t_new_row = (t_row_req_left == 64'd0) && (t_req_tok < f_m) && (t_req_tok - t_free_tok < 32'd2);
+  assign t_new_row = (t_row_req_left == 64'd0) && (t_req_tok < f_m) && (t_req_tok - t_free_tok < 32'(TS));
 
   logic req_t;
-  assign req_t = want_t && (turn_t || !want_x);
+  assign req_t = want_t;                          // a table row before the x bytes of its token
   assign rd_req_valid = (st == S_RUN) && !err_q && (want_x || want_t) && (tq_n < ($clog2(TQ)+1)'(TQ));
   assign rd_req_addr  = req_t ? MEM_AW'(t_req_addr) : MEM_AW'(x_req_addr);
   assign rd_req_bytes = req_t ? 32'(t_n) : 32'(x_n);
@@ -136,9 +151,9 @@ module sfu_rope import dlavm_pkg::*; (
   logic [CW-1:0] fx_n;
   logic fx_pop;
 
-  logic [31:0] tb [2][DMAX];                      // table slots: D/2 cosines then D/2 sines
-  logic [1:0]  t_valid;
-  logic        t_rx_slot;                         // slot the table beats go to
+  logic [31:0] tb [TS][DMAX];                     // table slots: D/2 cosines then D/2 sines
+  logic [TS-1:0]  t_valid;
+  logic [TSB-1:0] t_rx_slot;                         // slot the table beats go to
   logic [DW-1:0] t_wp;                            // entry write pointer in that slot
 
   // ---------------------------------------------------------------- row fill
@@ -152,23 +167,23 @@ module sfu_rope import dlavm_pkg::*; (
   logic [PORT_BITS-1:0] x_beat;
   assign x_beat = fx[fx_rd];
   logic [31:0] fk_lim;
-  logic [LW-1:0] f_k;
+  logic [FWW-1:0] f_k;
   always_comb begin
-    fk_lim = 32'(L);
+    fk_lim = 32'(FW);
     if (32'(dd) - 32'(r_fill) < fk_lim) fk_lim = 32'(dd) - 32'(r_fill);
     if (32'(EPB) - 32'(x_off) < fk_lim) fk_lim = 32'(EPB) - 32'(x_off);
   end
-  assign f_k = LW'(fk_lim);
+  assign f_k = FWW'(fk_lim);
   logic fill_go, fill_row_end;
   assign fill_go = (st == S_RUN) && (fill_rows != 64'd0) && (fx_n != 0) && !x_full[fs];
   assign fill_row_end = (32'(r_fill) + 32'(f_k) == 32'(dd));
   assign fx_pop = fill_go && ((32'(x_off) + 32'(f_k) == 32'(EPB)) || (fill_row_end && fill_rows == 64'd1));
-  logic [L*16-1:0] f_take;
-  assign f_take = (L*16)'(x_beat >> {x_off, 4'b0});
+  logic [FW*16-1:0] f_take;
+  assign f_take = (FW*16)'(x_beat >> {x_off, 4'b0});
 
   // ---------------------------------------------------------------- compute
   logic        cs;                                // row slot being computed
-  logic        ts;                                // its token's table slot
+  logic [TSB-1:0] ts;                             // its token's table slot
   logic [31:0] c_head;
   logic [DW-1:0] r_c;
   logic [63:0] comp_rows;                         // rows not yet computed
@@ -248,11 +263,11 @@ module sfu_rope import dlavm_pkg::*; (
       c_n <= '0;
       tq_rd <= '0; tq_wr <= '0; tq_n <= '0;
       x_req_addr <= '0; x_req_left <= '0; x_cred <= '0;
-      t_req_addr <= '0; t_row_req_left <= '0; t_req_tok <= '0; t_free_tok <= '0; turn_t <= 1'b0;
+      t_req_addr <= '0; t_row_req_left <= '0; t_req_tok <= '0; t_free_tok <= '0; x_lim <= '0; tok_bytes <= '0;
       fx_rd <= '0; fx_wr <= '0; fx_n <= '0;
-      t_valid <= '0; t_rx_slot <= 1'b0; t_wp <= '0;
+      t_valid <= '0; t_rx_slot <= '0; t_wp <= '0;
       x_full <= '0; fs <= 1'b0; r_fill <= '0; fill_rows <= '0; x_off <= '0;
-      cs <= 1'b0; ts <= 1'b0; c_head <= '0; r_c <= '0; comp_rows <= '0; o_off <= '0; o_addr <= '0;
+      cs <= 1'b0; ts <= '0; c_head <= '0; r_c <= '0; comp_rows <= '0; o_off <= '0; o_addr <= '0;
       ob <= '0; obs <= '0; wv_q <= 1'b0; wa_q <= '0; wd_q <= '0; ws_q <= '0;
     end else begin
       if (wv_q && wr_ready) wv_q <= 1'b0;
@@ -268,12 +283,9 @@ module sfu_rope import dlavm_pkg::*; (
             f_h    <= insn[F_ROPE_HEADS_LO +: 32];
             f_d    <= insn[F_ROPE_D_LO +: 32];
             f_pos0 <= insn[F_ROPE_POS0_LO +: 32];
-            st <= S_CHK1;
+            c_n    <= 128'(insn[F_ROPE_M_LO +: 32]) * 128'(insn[F_ROPE_HEADS_LO +: 32]) * 128'(insn[F_ROPE_D_LO +: 32]);
+            st <= S_CHK2;
           end
-        end
-        S_CHK1: begin
-          c_n <= 128'(f_m) * 128'(f_h) * 128'(f_d);
-          st <= S_CHK2;
         end
         S_CHK2: begin
           err_q <= 1'b1;
@@ -295,11 +307,15 @@ module sfu_rope import dlavm_pkg::*; (
           x_req_left <= (64'(c_n) * 64'd2 + 64'd31) & ~64'd31;
           x_cred <= CW'(FD);
           t_req_addr <= 64'({f_tab, 5'd0}) + 64'(f_pos0) * 64'(f_d) * 64'd4;
-          t_row_req_left <= '0; t_req_tok <= '0; t_free_tok <= '0; turn_t <= 1'b1;
+          // token 0's table row is the first request (responses come back in request order, and the first
+          // row's compute needs it as soon as the first source beat)
+          t_row_req_left <= 64'(f_d) * 64'd4; t_req_tok <= 32'd1; t_free_tok <= '0;
+          tok_bytes <= 64'(f_h) * 64'(f_d) * 64'd2;
+          x_lim <= {27'd0, f_src, 5'd0} + 64'(f_h) * 64'(f_d) * 64'd2;
           fx_rd <= '0; fx_wr <= '0; fx_n <= '0;
-          t_valid <= '0; t_rx_slot <= 1'b0; t_wp <= '0;
+          t_valid <= '0; t_rx_slot <= '0; t_wp <= '0;
           x_full <= '0; fs <= 1'b0; r_fill <= '0; fill_rows <= 64'(f_m) * 64'(f_h); x_off <= '0;
-          cs <= 1'b0; ts <= 1'b0; c_head <= '0; r_c <= '0; comp_rows <= 64'(f_m) * 64'(f_h);
+          cs <= 1'b0; ts <= '0; c_head <= '0; r_c <= '0; comp_rows <= 64'(f_m) * 64'(f_h);
           o_off <= '0; o_addr <= {27'd0, f_dst, 5'd0}; ob <= '0; obs <= '0;
         end
         S_RUN: begin
@@ -309,7 +325,6 @@ module sfu_rope import dlavm_pkg::*; (
             if (req_fire) begin
               tagq[tq_wr] <= req_t ? T_T : T_X;
               tq_wr <= tq_wr + 1'b1;
-              turn_t <= !req_t;
               if (!req_t) begin
                 x_req_addr <= x_req_addr + x_n;
                 x_req_left <= x_req_left - x_n;
@@ -321,6 +336,7 @@ module sfu_rope import dlavm_pkg::*; (
             end else if (t_new_row) begin
               t_row_req_left <= 64'(f_d) * 64'd4;
               t_req_tok <= t_req_tok + 32'd1;
+              x_lim <= x_lim + tok_bytes;
             end
             x_cred <= x_cred - ((req_fire && !req_t) ? x_nb : CW'(0)) + CW'(fx_pop);
             // responses
@@ -334,7 +350,7 @@ module sfu_rope import dlavm_pkg::*; (
                 if (32'(t_wp) + 32'(TPB) >= 32'(dd)) begin   // the row's last beat
                   t_wp <= '0;
                   t_valid[t_rx_slot] <= 1'b1;
-                  t_rx_slot <= !t_rx_slot;
+                  t_rx_slot <= t_rx_slot + TSB'(1);
                 end else t_wp <= t_wp + DW'(TPB);
               end
               if (rd_rsp_last) tq_rd <= tq_rd + 1'b1;
@@ -344,7 +360,7 @@ module sfu_rope import dlavm_pkg::*; (
             if (fx_pop) fx_rd <= fx_rd + 1'b1;
             // fill
             if (fill_go) begin
-              for (int j = 0; j < L; j++)
+              for (int j = 0; j < FW; j++)
                 if (j < int'(f_k) && 32'(r_fill) + 32'(j) < 32'(DMAX))
                   xb[fs][XW'(32'(r_fill) + 32'(j))] <= f_take[16*j +: 16];
               x_off <= (32'(x_off) + 32'(f_k) == 32'(EPB)) ? '0 : x_off + EW'(f_k);
@@ -376,7 +392,7 @@ module sfu_rope import dlavm_pkg::*; (
                 if (c_head + 32'd1 == f_h) begin     // token done: free its table slot
                   c_head <= '0;
                   t_valid[ts] <= 1'b0;
-                  ts <= !ts;
+                  ts <= ts + TSB'(1);
                   t_free_tok <= t_free_tok + 32'd1;
                 end else c_head <= c_head + 32'd1;
               end else r_c <= r_c + DW'(c_k);
