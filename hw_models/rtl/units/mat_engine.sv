@@ -19,15 +19,16 @@
 //     32-byte boundary) is read with one request into a ring of row slots (as many as the row buffer holds,
 //     at most NSLM = 16; a slot is the smallest power of two of words holding a row): rows are requested
 //     up to the ring's depth ahead of the compute (at most TAGD = 16 requests in flight), so the channel
-//     latency of each row is hidden. The KV head of a group is requested once two rows of the group are
-//     (rows then stream in behind it); the next head (double-buffered) once two of its rows are requested.
+//     latency of each row is hidden. The KV head of a group is requested right after the first row of the
+//     group (further rows stream in behind it), so the next (double-buffered) head is prefetched as soon
+//     as the ring reaches its group.
 //   * One step per cycle: mat_qk: MO keys x MI dims (H*M*ceil(D/MI)*ceil(L/MO) steps); mat_pv: MO
 //     output dims x MI keys (H*M*ceil(L/MI)*ceil(D/MO) steps): exactly the compute-cycle formulas of
 //     doc/simulator.md; rows and heads follow each other without a gap. Pipeline: buffer read (1) -> lane
 //     select (1) -> fp16->fp32 and multiply (1) -> tree_sum_seq -> scale/convert -> mat_packer (contiguous
 //     output runs, full beats; the result FIFO and the write FIFO are bypassed when empty; the last
 //     entry's partial beat is written with it).
-//   * Busy time ~= 3 check cycles + max(steps + first KV head streamed in, memory stream) + ~9 cycles of
+//   * Busy time ~= 1 check cycle + max(steps + first KV head streamed in, memory stream) + ~9 cycles of
 //     pipeline after the last step (done in the cycle after the last write is accepted).
 // Checks (doc/isa.md 8, in the simulator's order), reported with done/err before any memory traffic:
 //   err_code 1: m, heads, kv_heads, l or d is 0;   2: heads % kv_heads != 0;   3: d % 16 != 0;
@@ -147,13 +148,24 @@ module mat_engine import dlavm_pkg::*; (
   logic        dv_run;
   logic [MEM_AW-1:0] p_hd2;
   logic [32:0] l_grp, rowb_33;
-  logic [47:0] p_mh, p_ld2, p_aspan, p_ospan, p_kvspan, p_kvneed, p_rowbeats;
-  logic        r_zero;
+  logic [47:0] p_mh;
+  logic [36:0] p_ld2;                      // bytes of a KV head (it fits the head buffer: < 2^32)
+  // the check's products and operand spans, combinational on the latched fields
+  logic [47:0] k_mh, k_ld2, k_k1s, k_kvneed, k_aspan, k_ospan, k_kvspan;
+  always_comb begin
+    k_mh     = sat48(96'(f_m) * 96'(f_h));
+    k_ld2    = sat48(96'(f_l) * 96'(f_d) * 96'd2);
+    k_k1s    = (f_hkv == '0) ? '0 : sat48(96'(f_hkv - 1'b1) * 96'(f_stride));
+    k_kvneed = sat48(96'(l_grp) * 96'(f_dub));
+    k_aspan  = mul48(k_mh, f_qk ? 48'(f_d) << 1 : 48'(f_l) << 1);
+    k_ospan  = f_qk ? mul48(k_mh, 48'(f_l) << (f_fp32 ? 2 : 1)) : mul48(k_mh, 48'(f_d) << 1);
+    k_kvspan = sat48(96'(k_k1s) + 96'(k_ld2));
+  end
   logic [47:0] p_gm;
   logic [31:0] f_du, f_dub;
 
   logic [5:0] h_msb;
-  // the restoring division heads / kv_heads, up to 4 quotient bits per check cycle (starting in ck 0)
+  // the restoring division heads / kv_heads, up to 8 quotient bits per check cycle (starting in ck 0)
   logic [32:0] dvn_rem, dv_r2;
   logic [31:0] dvn_q;
   logic [5:0]  dvn_i;
@@ -164,7 +176,7 @@ module mat_engine import dlavm_pkg::*; (
     dvn_i   = (ck_cnt == '0) ? h_msb : dv_i;
     dvn_run = (ck_cnt == '0) ? (f_hkv != '0) : dv_run;
     dv_r2   = '0;
-    for (int j = 0; j < 4; j++) begin
+    for (int j = 0; j < 8; j++) begin
       if (dvn_run) begin
         dv_r2 = {dvn_rem[31:0], f_h[dvn_i[4:0]]};
         if (dv_r2 >= 33'(f_hkv)) begin
@@ -178,11 +190,11 @@ module mat_engine import dlavm_pkg::*; (
       end
     end
   end
-  // words of one row slot: the smallest power of two holding a row (p_rowbeats beats, RBANKS per word)
+  // words of one row slot: the smallest power of two holding a row (rowb_33 beats, RBANKS per word)
   logic [$clog2(RAW+1)-1:0] sh_w;
   always_comb begin
     logic [47:0] words;
-    words = (p_rowbeats + 48'(RBANKS - 1)) >> $clog2(RBANKS);
+    words = (48'(rowb_33) + 48'(RBANKS - 1)) >> $clog2(RBANKS);
     sh_w = '0;
     for (int i = RAW; i >= 0; i--) if ((48'd1 << i) >= words) sh_w = ($clog2(RAW+1))'(i);
   end
@@ -274,9 +286,9 @@ module mat_engine import dlavm_pkg::*; (
   // row responses are not queued behind the large KV one)
   assign kv_req_ok   = (st == S_RUN) && (kq_hk < f_hkv) && (f_pp ? (kq_hk <= c_hk + 1'b1) : (kq_hk == c_hk))
                     && (rq_r > kq_first);
-  // the KV head goes before further rows once two rows of its group are requested (the rows that follow
-  // are prefetched behind it); rows go first otherwise
-  assign req_is_kv   = kv_req_ok && (!row_req_ok || (rq_r >= kq_first + 48'd2));
+  // the KV head goes as soon as it may (after the first row of its group): the rows that follow are
+  // prefetched behind it
+  assign req_is_kv   = kv_req_ok;
   assign rd_req_valid = !tg_full && (row_req_ok || kv_req_ok);
   assign req_fire    = rd_req_valid && rd_req_ready;
   always_comb begin
@@ -472,9 +484,8 @@ module mat_engine import dlavm_pkg::*; (
       f_qk <= 1'b0; f_fp32 <= 1'b0; f_pp <= 1'b0; f_a <= '0; f_kv <= '0; f_out <= '0;
       f_m <= '0; f_h <= '0; f_hkv <= '0; f_l <= '0; f_d <= '0; f_stride <= '0; f_scale <= '0;
       ck_cnt <= '0; dv_rem <= '0; dv_q <= '0; dv_i <= '0; dv_run <= 1'b0;
-      p_mh <= '0; p_ld2 <= '0; p_hd2 <= '0; p_aspan <= '0; p_ospan <= '0; p_kvspan <= '0;
-      p_kvneed <= '0; p_rowbeats <= '0; p_gm <= '0;
-      r_zero <= 1'b0;
+      p_mh <= '0; p_ld2 <= '0; p_hd2 <= '0;
+      p_gm <= '0;
       rq_r <= '0; rq_m <= '0; rq_hbase <= '0; rq_off <= '0;
       kq_hk <= '0; kq_first <= '0; kq_off <= '0;
       c_r <= '0; c_m <= '0; c_gi <= '0; c_hk <= '0; c_hbase <= '0; c_off <= '0;
@@ -507,42 +518,30 @@ module mat_engine import dlavm_pkg::*; (
           end
         end
         S_CHECK: begin
-          // cycle 1 (ck_cnt 0): products and operand spans; cycle 2 on: region checks and the decision once
-          // the division heads / kv_heads (4 quotient bits per cycle from cycle 1) is done
+          // the checks are combinational on the latched fields (k_* below); the decision is taken in the
+          // first check cycle, or once the division heads / kv_heads (8 quotient bits per cycle) is done
           ck_cnt <= (ck_cnt == 4'd15) ? ck_cnt : ck_cnt + 1'b1;
           dv_rem <= dvn_rem; dv_q <= dvn_q; dv_i <= dvn_i; dv_run <= dvn_run;
-          if (ck_cnt == 4'd0) begin
-            logic [47:0] mh, ld2, k1s;
-            mh  = sat48(96'(f_m) * 96'(f_h));
-            ld2 = sat48(96'(f_l) * 96'(f_d) * 96'd2);
-            k1s = (f_hkv == '0) ? '0 : sat48(96'(f_hkv - 1'b1) * 96'(f_stride));
-            r_zero     <= (f_m == '0) || (f_h == '0) || (f_hkv == '0) || (f_l == '0) || (f_d == '0);
-            p_mh       <= mh;
-            p_ld2      <= ld2;
-            p_hd2      <= MEM_AW'(sat48(96'(f_h) * 96'(f_d) * 96'd2));
-            p_kvneed   <= sat48(96'(l_grp) * 96'(f_dub));
-            p_rowbeats <= 48'(rowb_33);
-            p_aspan    <= mul48(mh, f_qk ? 48'(f_d) << 1 : 48'(f_l) << 1);
-            p_ospan    <= f_qk ? mul48(mh, 48'(f_l) << (f_fp32 ? 2 : 1)) : mul48(mh, 48'(f_d) << 1);
-            p_kvspan   <= sat48(96'(k1s) + 96'(ld2));
-          end
-          if (ck_cnt != 4'd0 && !dv_run) begin
+          if (!dvn_run) begin
             logic [7:0] code;
-            if (r_zero)                                   code = 8'd1;
-            else if (dv_rem != '0)                        code = 8'd2;
+            if ((f_m == '0) || (f_h == '0) || (f_hkv == '0) || (f_l == '0) || (f_d == '0)) code = 8'd1;
+            else if (dvn_rem != '0)                       code = 8'd2;
             else if (f_d[3:0] != 4'd0)                    code = 8'd3;
             else if (f_stride[4:0] != 5'd0)               code = 8'd4;
-            else if (f_hkv > 32'd1 && 48'(f_stride) < p_ld2) code = 8'd5;
-            else if (!in_region(f_a, p_aspan) || !in_region(f_kv, p_kvspan) || !in_region(f_out, p_ospan))
+            else if (f_hkv > 32'd1 && 48'(f_stride) < k_ld2) code = 8'd5;
+            else if (!in_region(f_a, k_aspan) || !in_region(f_kv, k_kvspan) || !in_region(f_out, k_ospan))
                                                           code = 8'd6;
-            else if (p_kvneed > 48'(KVD) || p_rowbeats > 48'(RBEATS)) code = 8'd7;
+            else if (k_kvneed > 48'(KVD) || 48'(rowb_33) > 48'(RBEATS)) code = 8'd7;
             else                                          code = 8'd0;
             if (code != 8'd0) begin
               st <= S_DONE; busy <= 1'b0; done <= 1'b1; err <= 1'b1; err_code <= code;
             end else begin
               st <= S_RUN;
-              p_gm <= mul48(48'(dv_q), 48'(f_m));
-              f_pp <= (p_kvneed <= 48'(KVD / 2));
+              p_mh       <= k_mh;
+              p_ld2      <= k_ld2[36:0];
+              p_hd2      <= MEM_AW'(sat48(96'(f_h) * 96'(f_d) * 96'd2));
+              p_gm       <= mul48(48'(dvn_q), 48'(f_m));
+              f_pp       <= (k_kvneed <= 48'(KVD / 2));
               sl_sh   <= sh_w;
               sl_mask <= ((RDEP >> sh_w) >= NSLM) ? SLB'(NSLM - 1) : SLB'((RDEP >> sh_w) - 1);
               ovf_seen <= 1'b0;
