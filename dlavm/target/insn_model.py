@@ -155,6 +155,23 @@ def _pv_accesses(f, t):
             Access("out", f["out"], m * h * d * 2, write=True)]
 
 
+def _mat_fill(f, t):
+    # Cycles of a mat instruction that no row-at-a-time engine hides: a row's last result needs every
+    # key/value row of its KV head (mat_qk: the last key chunk; mat_pv: the reduction over L), so the first
+    # row cannot finish before the first KV head has streamed in (a channel's dma_setup_cycles, then
+    # L*D*2 bytes at the port's hbm_bytes_per_cycle); later heads are prefetched behind the compute. The
+    # last result then leaves the multiply/tree/convert pipeline (mat_latency) before it is written.
+    return t.dma_setup_cycles + cdiv(f["l"] * f["d"] * 2, t.figures.hbm_bytes_per_cycle) + t.mat_latency
+
+
+def _qk_cycles(f, t):
+    return f["heads"] * f["m"] * cdiv(f["d"], t.mat_tin) * cdiv(f["l"], t.mat_tout) + _mat_fill(f, t)
+
+
+def _pv_cycles(f, t):
+    return f["heads"] * f["m"] * cdiv(f["l"], t.mat_tin) * cdiv(f["d"], t.mat_tout) + _mat_fill(f, t)
+
+
 def _mat_macs(f):
     return f["heads"] * f["m"] * f["l"] * f["d"]
 
@@ -288,10 +305,8 @@ INSN_MODELS: dict[str, InsnModel] = {m.op: m for m in (
     _model("fence", _none, _zero),
     _model("dma", _dma_accesses, _dma_cycles),
     _model("mvm", _mvm_accesses, _mvm_cycles, lambda f: f["m"] * f["k"] * f["n"]),
-    _model("mat_qk", _qk_accesses,
-           lambda f, t: f["heads"] * f["m"] * cdiv(f["d"], t.mat_tin) * cdiv(f["l"], t.mat_tout), _mat_macs),
-    _model("mat_pv", _pv_accesses,
-           lambda f, t: f["heads"] * f["m"] * cdiv(f["l"], t.mat_tin) * cdiv(f["d"], t.mat_tout), _mat_macs),
+    _model("mat_qk", _qk_accesses, _qk_cycles, _mat_macs),
+    _model("mat_pv", _pv_accesses, _pv_cycles, _mat_macs),
     _model("rmsnorm", lambda f, t: _norm_accesses(f, t, beta=False), _norm_cycles(2)),
     _model("layernorm", lambda f, t: _norm_accesses(f, t, beta=True), _norm_cycles(3)),
     _model("softmax", _softmax_accesses, _softmax_cycles),

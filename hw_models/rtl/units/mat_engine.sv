@@ -16,13 +16,20 @@
 //     read the buffer. Rows of a head are computed while its rows stream in (a step waits only for the
 //     key/value rows it needs).
 //   * The per-row operand (a Q row, D*2 bytes, or a P row, L*2 bytes, realigned when it does not start on a
-//     32-byte boundary) is read with one request into one of two row slots (double buffered: row r+1 loads
-//     while row r computes).
+//     32-byte boundary) is read with one request into a ring of row slots (as many as the row buffer holds,
+//     at most NSLM = 16; a slot is the smallest power of two of words holding a row): rows are requested
+//     up to the ring's depth ahead of the compute (at most TAGD = 16 requests in flight), so the channel
+//     latency of each row is hidden. The KV head of a group is requested right after the first row of the
+//     group (further rows stream in behind it), so the next (double-buffered) head is prefetched as soon
+//     as the ring reaches its group.
 //   * One step per cycle: mat_qk: MO keys x MI dims (H*M*ceil(D/MI)*ceil(L/MO) steps); mat_pv: MO
 //     output dims x MI keys (H*M*ceil(L/MI)*ceil(D/MO) steps): exactly the compute-cycle formulas of
-//     doc/simulator.md. Pipeline: buffer read (1) -> lane select (1) -> fp16->fp32 and multiply (1) ->
-//     tree_sum_seq -> scale/convert -> result FIFO -> mat_packer (contiguous output runs, full beats).
-//   * Busy time ~= max(steps, memory stream) + head refill gaps + ~10..20 cycles of pipeline/check/drain.
+//     doc/simulator.md; rows and heads follow each other without a gap. Pipeline: buffer read (1) -> lane
+//     select (1) -> fp16->fp32 and multiply (1) -> tree_sum_seq -> scale/convert -> mat_packer (contiguous
+//     output runs, full beats; the result FIFO and the write FIFO are bypassed when empty; the last
+//     entry's partial beat is written with it).
+//   * Busy time ~= 1 check cycle + max(steps + first KV head streamed in, memory stream) + ~9 cycles of
+//     pipeline after the last step (done in the cycle after the last write is accepted).
 // Checks (doc/isa.md 8, in the simulator's order), reported with done/err before any memory traffic:
 //   err_code 1: m, heads, kv_heads, l or d is 0;   2: heads % kv_heads != 0;   3: d % 16 != 0;
 //            4: k_stride / v_stride not a multiple of 32;   5: kv_heads > 1 and stride < l*d*2;
@@ -90,12 +97,15 @@ module mat_engine import dlavm_pkg::*; (
   localparam int NVW  = $clog2(MO + 1);
   localparam int NKW  = $clog2(MI + 1);
   localparam int SLW  = (NSL > 1) ? $clog2(NSL) : 1;
-  localparam int TAGW = 1 + 1 + 4 + 32;
-  localparam int SBW  = NVW + 1 + MEM_AW;
+  localparam int NSLM = 16;                                   // row slots at most (ring of rows)
+  localparam int SLB  = $clog2(NSLM);
+  localparam int TAGD = 16;                                   // read requests in flight (harness: 16)
+  localparam int TAGW = 1 + SLB + 4 + 32;
+  localparam int SBW  = 1 + NVW + 1 + MEM_AW;
   localparam int RFW  = MO * 32 + SBW;
 
   // ------------------------------------------------------------------ state
-  typedef enum logic [2:0] {S_IDLE, S_CHECK, S_INIT, S_RUN, S_DONE} state_t;
+  typedef enum logic [2:0] {S_IDLE, S_CHECK, S_RUN, S_DONE} state_t;
   state_t st;
 
   // latched fields
@@ -138,12 +148,56 @@ module mat_engine import dlavm_pkg::*; (
   logic        dv_run;
   logic [MEM_AW-1:0] p_hd2;
   logic [32:0] l_grp, rowb_33;
-  logic [47:0] p_mh, p_ld2, p_k1s, p_aspan, p_ospan, p_kvspan, p_kvneed, p_rowbeats;
-  logic        r_zero, r_ok_a, r_ok_kv, r_ok_out;
+  logic [47:0] p_mh;
+  logic [36:0] p_ld2;                      // bytes of a KV head (it fits the head buffer: < 2^32)
+  // the check's products and operand spans, combinational on the latched fields
+  logic [47:0] k_mh, k_ld2, k_k1s, k_kvneed, k_aspan, k_ospan, k_kvspan;
+  always_comb begin
+    k_mh     = sat48(96'(f_m) * 96'(f_h));
+    k_ld2    = sat48(96'(f_l) * 96'(f_d) * 96'd2);
+    k_k1s    = (f_hkv == '0) ? '0 : sat48(96'(f_hkv - 1'b1) * 96'(f_stride));
+    k_kvneed = sat48(96'(l_grp) * 96'(f_dub));
+    k_aspan  = mul48(k_mh, f_qk ? 48'(f_d) << 1 : 48'(f_l) << 1);
+    k_ospan  = f_qk ? mul48(k_mh, 48'(f_l) << (f_fp32 ? 2 : 1)) : mul48(k_mh, 48'(f_d) << 1);
+    k_kvspan = sat48(96'(k_k1s) + 96'(k_ld2));
+  end
   logic [47:0] p_gm;
   logic [31:0] f_du, f_dub;
 
   logic [5:0] h_msb;
+  // the restoring division heads / kv_heads, up to 8 quotient bits per check cycle (starting in ck 0)
+  logic [32:0] dvn_rem, dv_r2;
+  logic [31:0] dvn_q;
+  logic [5:0]  dvn_i;
+  logic        dvn_run;
+  always_comb begin
+    dvn_rem = (ck_cnt == '0) ? '0 : dv_rem;
+    dvn_q   = (ck_cnt == '0) ? '0 : dv_q;
+    dvn_i   = (ck_cnt == '0) ? h_msb : dv_i;
+    dvn_run = (ck_cnt == '0) ? (f_hkv != '0) : dv_run;
+    dv_r2   = '0;
+    for (int j = 0; j < 8; j++) begin
+      if (dvn_run) begin
+        dv_r2 = {dvn_rem[31:0], f_h[dvn_i[4:0]]};
+        if (dv_r2 >= 33'(f_hkv)) begin
+          dvn_rem = dv_r2 - 33'(f_hkv);
+          dvn_q[dvn_i[4:0]] = 1'b1;
+        end else begin
+          dvn_rem = dv_r2;
+        end
+        if (dvn_i == '0) dvn_run = 1'b0;
+        dvn_i = dvn_i - 1'b1;
+      end
+    end
+  end
+  // words of one row slot: the smallest power of two holding a row (rowb_33 beats, RBANKS per word)
+  logic [$clog2(RAW+1)-1:0] sh_w;
+  always_comb begin
+    logic [47:0] words;
+    words = (48'(rowb_33) + 48'(RBANKS - 1)) >> $clog2(RBANKS);
+    sh_w = '0;
+    for (int i = RAW; i >= 0; i--) if ((48'd1 << i) >= words) sh_w = ($clog2(RAW+1))'(i);
+  end
   always_comb begin
     h_msb = '0;
     for (int i = 0; i < 32; i++) if (f_h[i]) h_msb = 6'(i);
@@ -169,7 +223,10 @@ module mat_engine import dlavm_pkg::*; (
   logic [MEM_AW-1:0] c_hbase, c_off;       // pv: out row offset (m*H + h)*D*2
   logic [31:0]       c_lt, c_cu, c_dv, c_rgb;
   // slots: 0 free, 1 requested, 2 full
-  logic [1:0]        slot_st [2];
+  logic [1:0]        slot_st [NSLM];
+  logic [SLB-1:0]    sl_mask;              // slots in use - 1 (a power of two minus one)
+  logic [$clog2(RAW+1)-1:0] sl_sh;         // log2 words of one slot
+  logic [SLB-1:0]    rq_slot, c_slot;
   // head buffer writer
   logic [31:0]       kw_hk, kw_l, kw_u, kw_rgb, kw_left, kw_rows;
   logic              kw_valid;             // kw_hk names a head being / been written
@@ -177,7 +234,8 @@ module mat_engine import dlavm_pkg::*; (
   logic              rsp_first;            // next response beat is the first of its request
   logic [RBW-1:0]    rb_i;
   logic [PORT_BITS-1:0] rb_prev;
-  logic              tail_pend, tail_slot;
+  logic              tail_pend;
+  logic [SLB-1:0]    tail_slot;
   logic [3:0]        tail_o;
   logic [RBW-1:0]    tail_word;
   logic [PORT_BITS-1:0] tail_data;
@@ -188,7 +246,7 @@ module mat_engine import dlavm_pkg::*; (
   // ------------------------------------------------------------------ FIFOs
   logic            tg_push, tg_pop, tg_empty, tg_full;
   logic [TAGW-1:0] tg_din, tg_dout;
-  logic [2:0]      tg_count;
+  logic [$clog2(TAGD):0] tg_count;
   logic            sb_push, sb_pop, sb_empty, sb_full;
   logic [SBW-1:0]  sb_din, sb_dout;
   logic [CW-1:0]   sb_count;
@@ -197,9 +255,9 @@ module mat_engine import dlavm_pkg::*; (
   logic [CW-1:0]   rf_count;
   logic            clr;
 
-  assign clr = (st == S_INIT);
+  assign clr = (st == S_CHECK);
 
-  mat_fifo #(.W(TAGW), .DEPTH(4)) u_tag (
+  mat_fifo #(.W(TAGW), .DEPTH(TAGD)) u_tag (
     .clk, .rst_n, .clear(clr), .push(tg_push), .din(tg_din), .pop(tg_pop), .dout(tg_dout),
     .empty(tg_empty), .full(tg_full), .count(tg_count));
   mat_fifo #(.W(SBW), .DEPTH(RFD)) u_sb (
@@ -219,14 +277,18 @@ module mat_engine import dlavm_pkg::*; (
   assign row_len     = f_qk ? {f_d[30:0], 1'b0} : {f_l[30:0], 1'b0};
   assign row_bytes_q = row_len;
   assign row_bytes_p = (32'(rq_byte[4:0]) + row_len + 32'd31) & ~32'd31;
-  assign rq_slot_st  = slot_st[rq_r[0]];
+  assign rq_slot     = SLB'(rq_r) & sl_mask;
+  assign c_slot      = SLB'(c_r) & sl_mask;
+  assign rq_slot_st  = slot_st[rq_slot];
   assign row_req_ok  = (st == S_RUN) && (rq_r < p_mh) && (rq_slot_st == 2'd0);
   // the next KV head goes out when its buffer half is free (double-buffered: compute has finished the head
   // two before it; else the previous head) and the first row of its group has been requested (so the small
   // row responses are not queued behind the large KV one)
   assign kv_req_ok   = (st == S_RUN) && (kq_hk < f_hkv) && (f_pp ? (kq_hk <= c_hk + 1'b1) : (kq_hk == c_hk))
                     && (rq_r > kq_first);
-  assign req_is_kv   = !row_req_ok;
+  // the KV head goes as soon as it may (after the first row of its group): the rows that follow are
+  // prefetched behind it
+  assign req_is_kv   = kv_req_ok;
   assign rd_req_valid = !tg_full && (row_req_ok || kv_req_ok);
   assign req_fire    = rd_req_valid && rd_req_ready;
   always_comb begin
@@ -239,10 +301,11 @@ module mat_engine import dlavm_pkg::*; (
     end
   end
   assign tg_push = req_fire;
-  assign tg_din  = {req_is_kv, rq_r[0], (f_qk || req_is_kv) ? 4'd0 : rq_byte[4:1], kq_hk};
+  assign tg_din  = {req_is_kv, rq_slot, (f_qk || req_is_kv) ? 4'd0 : rq_byte[4:1], kq_hk};
 
   // ------------------------------------------------------------------ responses
-  logic            t_kv, t_slot;
+  logic            t_kv;
+  logic [SLB-1:0]  t_slot;
   logic [3:0]      t_o;
   logic [31:0]     t_hk;
   logic            rsp_fire;
@@ -254,7 +317,7 @@ module mat_engine import dlavm_pkg::*; (
   // row buffer write port
   logic                 rw_we;
   logic [RBW-1:0]       rw_word;      // beat index inside the slot
-  logic                 rw_slot;
+  logic [SLB-1:0]       rw_slot;
   logic [PORT_BITS-1:0] rw_data;
   logic                 rw_done;      // the slot's row is complete after this write
   always_comb begin
@@ -275,7 +338,7 @@ module mat_engine import dlavm_pkg::*; (
 
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
-      rb_i <= '0; rb_prev <= '0; tail_pend <= 1'b0; tail_slot <= 1'b0; tail_o <= '0;
+      rb_i <= '0; rb_prev <= '0; tail_pend <= 1'b0; tail_slot <= '0; tail_o <= '0;
       tail_word <= '0; tail_data <= '0; rsp_first <= 1'b1;
     end else if (clr) begin
       rb_i <= '0; tail_pend <= 1'b0; rsp_first <= 1'b1;
@@ -375,7 +438,7 @@ module mat_engine import dlavm_pkg::*; (
   logic [KAW-1:0] kv_raddr;
   logic [RAW-1:0] rb_raddr;
 
-  assign slot_full = (slot_st[c_r[0]] == 2'd2);
+  assign slot_full = (slot_st[c_slot] == 2'd2);
   always_comb begin
     if (f_qk) begin
       need     = (c_lt + 32'(MO) >= f_l) ? f_l : c_lt + 32'(MO);
@@ -405,10 +468,10 @@ module mat_engine import dlavm_pkg::*; (
   assign step_ok   = (st == S_RUN) && (c_r < p_mh) && slot_full && kv_ready && credit_ok;
   assign step      = step_ok;
   assign kv_raddr  = KAW'(c_rgb + (unit0 >> LGNU)) + ((f_pp && c_hk[0]) ? KAW'(KVD / 2) : '0);
-  assign rb_raddr  = {c_r[0], (RAW-1)'(v0r >> RSW)};
+  assign rb_raddr  = (RAW'(c_slot) << sl_sh) | RAW'(v0r >> RSW);
 
   assign sb_push = step && last_in;
-  assign sb_din  = {nvals, new_run, run_addr};
+  assign sb_din  = {row_end && (c_r + 1'b1 == p_mh), nvals, new_run, run_addr};   // last entry first
 
   // ------------------------------------------------------------------ state machine and counters
   logic [47:0] rq_r_n;
@@ -421,14 +484,14 @@ module mat_engine import dlavm_pkg::*; (
       f_qk <= 1'b0; f_fp32 <= 1'b0; f_pp <= 1'b0; f_a <= '0; f_kv <= '0; f_out <= '0;
       f_m <= '0; f_h <= '0; f_hkv <= '0; f_l <= '0; f_d <= '0; f_stride <= '0; f_scale <= '0;
       ck_cnt <= '0; dv_rem <= '0; dv_q <= '0; dv_i <= '0; dv_run <= 1'b0;
-      p_mh <= '0; p_ld2 <= '0; p_hd2 <= '0; p_k1s <= '0; p_aspan <= '0; p_ospan <= '0; p_kvspan <= '0;
-      p_kvneed <= '0; p_rowbeats <= '0; p_gm <= '0;
-      r_zero <= 1'b0; r_ok_a <= 1'b0; r_ok_kv <= 1'b0; r_ok_out <= 1'b0;
+      p_mh <= '0; p_ld2 <= '0; p_hd2 <= '0;
+      p_gm <= '0;
       rq_r <= '0; rq_m <= '0; rq_hbase <= '0; rq_off <= '0;
       kq_hk <= '0; kq_first <= '0; kq_off <= '0;
       c_r <= '0; c_m <= '0; c_gi <= '0; c_hk <= '0; c_hbase <= '0; c_off <= '0;
       c_lt <= '0; c_cu <= '0; c_dv <= '0; c_rgb <= '0;
-      slot_st[0] <= '0; slot_st[1] <= '0; ovf_seen <= 1'b0;
+      for (int s = 0; s < NSLM; s++) slot_st[s] <= '0;
+      ovf_seen <= 1'b0; sl_mask <= '0; sl_sh <= '0;
     end else begin
       done <= 1'b0;
       case (st)
@@ -455,69 +518,40 @@ module mat_engine import dlavm_pkg::*; (
           end
         end
         S_CHECK: begin
-          ck_cnt <= ck_cnt + 1'b1;
-          case (ck_cnt)
-            4'd0: begin
-              r_zero <= (f_m == '0) || (f_h == '0) || (f_hkv == '0) || (f_l == '0) || (f_d == '0);
-              p_mh   <= sat48(96'(f_m) * 96'(f_h));
-              p_ld2  <= sat48(96'(f_l) * 96'(f_d) * 96'd2);
-              p_hd2  <= MEM_AW'(sat48(96'(f_h) * 96'(f_d) * 96'd2));
-              p_k1s  <= (f_hkv == '0) ? '0 : sat48(96'(f_hkv - 1'b1) * 96'(f_stride));
-              dv_rem <= '0; dv_q <= '0; dv_i <= h_msb; dv_run <= (f_hkv != '0);
-              p_kvneed   <= sat48(96'(l_grp) * 96'(f_dub));
-              p_rowbeats <= 48'(rowb_33);
-            end
-            4'd1: begin
-              p_aspan  <= mul48(p_mh, f_qk ? 48'(f_d) << 1 : 48'(f_l) << 1);
-              p_ospan  <= f_qk ? mul48(p_mh, 48'(f_l) << (f_fp32 ? 2 : 1)) : mul48(p_mh, 48'(f_d) << 1);
-              p_kvspan <= sat48(96'(p_k1s) + 96'(p_ld2));
-            end
-            4'd2: begin
-              r_ok_a   <= in_region(f_a, p_aspan);
-              r_ok_kv  <= in_region(f_kv, p_kvspan);
-              r_ok_out <= in_region(f_out, p_ospan);
-            end
-            default: ;
-          endcase
-          if (dv_run) begin
-            logic [32:0] r2;
-            r2 = {dv_rem[31:0], f_h[dv_i[4:0]]};
-            if (r2 >= 33'(f_hkv)) begin
-              dv_rem <= r2 - 33'(f_hkv);
-              dv_q[dv_i[4:0]] <= 1'b1;
-            end else begin
-              dv_rem <= r2;
-            end
-            dv_i <= dv_i - 1'b1;
-            if (dv_i == '0) dv_run <= 1'b0;
-          end
-          if (ck_cnt >= 4'd3 && !dv_run) begin
+          // the checks are combinational on the latched fields (k_* below); the decision is taken in the
+          // first check cycle, or once the division heads / kv_heads (8 quotient bits per cycle) is done
+          ck_cnt <= (ck_cnt == 4'd15) ? ck_cnt : ck_cnt + 1'b1;
+          dv_rem <= dvn_rem; dv_q <= dvn_q; dv_i <= dvn_i; dv_run <= dvn_run;
+          if (!dvn_run) begin
             logic [7:0] code;
-            if (r_zero)                                   code = 8'd1;
-            else if (dv_rem != '0)                        code = 8'd2;
+            if ((f_m == '0) || (f_h == '0) || (f_hkv == '0) || (f_l == '0) || (f_d == '0)) code = 8'd1;
+            else if (dvn_rem != '0)                       code = 8'd2;
             else if (f_d[3:0] != 4'd0)                    code = 8'd3;
             else if (f_stride[4:0] != 5'd0)               code = 8'd4;
-            else if (f_hkv > 32'd1 && 48'(f_stride) < p_ld2) code = 8'd5;
-            else if (!r_ok_a || !r_ok_kv || !r_ok_out)    code = 8'd6;
-            else if (p_kvneed > 48'(KVD) || p_rowbeats > 48'(RBEATS)) code = 8'd7;
+            else if (f_hkv > 32'd1 && 48'(f_stride) < k_ld2) code = 8'd5;
+            else if (!in_region(f_a, k_aspan) || !in_region(f_kv, k_kvspan) || !in_region(f_out, k_ospan))
+                                                          code = 8'd6;
+            else if (k_kvneed > 48'(KVD) || 48'(rowb_33) > 48'(RBEATS)) code = 8'd7;
             else                                          code = 8'd0;
             if (code != 8'd0) begin
               st <= S_DONE; busy <= 1'b0; done <= 1'b1; err <= 1'b1; err_code <= code;
             end else begin
-              st <= S_INIT;
-              p_gm <= mul48(48'(dv_q), 48'(f_m));
-              f_pp <= (p_kvneed <= 48'(KVD / 2));
+              st <= S_RUN;
+              p_mh       <= k_mh;
+              p_ld2      <= k_ld2[36:0];
+              p_hd2      <= MEM_AW'(sat48(96'(f_h) * 96'(f_d) * 96'd2));
+              p_gm       <= mul48(48'(dvn_q), 48'(f_m));
+              f_pp       <= (k_kvneed <= 48'(KVD / 2));
+              sl_sh   <= sh_w;
+              sl_mask <= ((RDEP >> sh_w) >= NSLM) ? SLB'(NSLM - 1) : SLB'((RDEP >> sh_w) - 1);
+              ovf_seen <= 1'b0;
+              rq_r <= '0; rq_m <= '0; rq_hbase <= '0; rq_off <= '0;
+              kq_hk <= '0; kq_first <= '0; kq_off <= '0;
+              c_r <= '0; c_m <= '0; c_gi <= '0; c_hk <= '0; c_hbase <= '0; c_off <= '0;
+              c_lt <= '0; c_cu <= '0; c_dv <= '0; c_rgb <= '0;
+              for (int s = 0; s < NSLM; s++) slot_st[s] <= '0;
             end
           end
-        end
-        S_INIT: begin
-          st <= S_RUN;
-          ovf_seen <= 1'b0;
-          rq_r <= '0; rq_m <= '0; rq_hbase <= '0; rq_off <= '0;
-          kq_hk <= '0; kq_first <= '0; kq_off <= '0;
-          c_r <= '0; c_m <= '0; c_gi <= '0; c_hk <= '0; c_hbase <= '0; c_off <= '0;
-          c_lt <= '0; c_cu <= '0; c_dv <= '0; c_rgb <= '0;
-          slot_st[0] <= '0; slot_st[1] <= '0;
         end
         S_RUN: begin
           // row requests
@@ -542,10 +576,10 @@ module mat_engine import dlavm_pkg::*; (
             kq_off   <= kq_off + MEM_AW'(f_stride);
           end
           // slots
-          for (int s = 0; s < 2; s++) begin
-            if (req_fire && !req_is_kv && rq_r[0] == s[0]) slot_st[s] <= 2'd1;
-            else if (rw_we && rw_done && rw_slot == s[0]) slot_st[s] <= 2'd2;
-            else if (row_end && c_r[0] == s[0]) slot_st[s] <= 2'd0;
+          for (int s = 0; s < NSLM; s++) begin
+            if (req_fire && !req_is_kv && rq_slot == SLB'(s)) slot_st[s] <= 2'd1;
+            else if (rw_we && rw_done && rw_slot == SLB'(s)) slot_st[s] <= 2'd2;
+            else if (row_end && c_slot == SLB'(s)) slot_st[s] <= 2'd0;
           end
           // compute counters
           if (step) begin
@@ -608,7 +642,7 @@ module mat_engine import dlavm_pkg::*; (
   logic [PORT_BITS-1:0] rb_rd [RBANKS];
   for (genvar b = 0; b < RBANKS; b++) begin : g_rbank
     logic [RAW-1:0] wa;
-    assign wa = {rw_slot, (RAW-1)'(rw_word >> $clog2(RBANKS))};
+    assign wa = (RAW'(rw_slot) << sl_sh) | RAW'(rw_word >> $clog2(RBANKS));
     mat_ram #(.W(PORT_BITS), .DEPTH(RDEP), .AW(RAW)) u_row (
       .clk, .we(rw_we && (RBANKS == 1 || int'(rw_word) % RBANKS == b)), .waddr(wa), .wdata(rw_data),
       .re(step), .raddr(rb_raddr), .rdata(rb_rd[b]));
@@ -726,29 +760,33 @@ module mat_engine import dlavm_pkg::*; (
     fp32_to_fp16 u_h (.a(cin), .y(h16));
     assign res_vals[32*o +: 32] = (f_qk && f_fp32) ? sc : {16'h0000, h16};
   end
+  logic pk_ready;
+  // results go to the packer directly while the result FIFO is empty and the packer takes them
   assign sb_pop  = t_valid[0];
-  assign rf_push = t_valid[0];
   assign rf_din  = {res_vals, sb_dout};
+  assign rf_push = t_valid[0] && !(rf_empty && pk_ready);
 
   // ------------------------------------------------------------------ output packer
-  logic pk_ready, pk_idle, fin, drained;
+  logic pk_idle, fin, drained;
   logic [MO*32-1:0] pk_vals;
   logic [NVW-1:0]     pk_n;
-  logic               pk_new;
+  logic               pk_new, pk_last;
   logic [MEM_AW-1:0]  pk_addr;
-  assign {pk_vals, pk_n, pk_new, pk_addr} = rf_dout;
+  assign {pk_vals, pk_last, pk_n, pk_new, pk_addr} = rf_empty ? rf_din : rf_dout;
   assign rf_pop  = !rf_empty && pk_ready;
-  assign drained = (c_r >= p_mh) && !s1_v && !s2_v && !s3_v && sb_empty && rf_empty && tg_empty;
+  // nothing left but (at most) the last result, which leaves the trees in this cycle
+  assign drained = (c_r >= p_mh) && !s1_v && !s2_v && !s3_v && (sb_empty || (32'(sb_count) == 32'd1 && sb_pop))
+                && rf_empty && tg_empty;
   assign fin     = (st == S_RUN) && drained && pk_idle;
 
   mat_packer #(.NV(MO)) u_pack (
     .clk, .rst_n, .clear(clr),
-    .in_valid(!rf_empty), .in_ready(pk_ready), .in_vals(pk_vals), .in_n(pk_n), .in_fp32(f_qk && f_fp32),
-    .in_new_run(pk_new), .in_run_addr(pk_addr), .flush(drained), .idle(pk_idle),
+    .in_valid(!rf_empty || t_valid[0]), .in_ready(pk_ready), .in_vals(pk_vals), .in_n(pk_n), .in_fp32(f_qk && f_fp32),
+    .in_new_run(pk_new), .in_last(pk_last), .in_run_addr(pk_addr), .flush(drained), .idle(pk_idle),
     .wr_valid, .wr_ready, .wr_addr, .wr_data, .wr_strb);
 
   // Self-check: the credits keep the FIFOs from overflowing and the trees run in lockstep; a violation
   // (a design bug) is reported as err_code 8 with done.
-  assign ovf = (sb_full && sb_push && !sb_pop) || (rf_full && rf_push && !rf_pop) || (tg_count > 3'd4)
+  assign ovf = (sb_full && sb_push && !sb_pop) || (rf_full && rf_push && !rf_pop) || (32'(tg_count) > 32'(TAGD))
             || (t_valid != {MO{t_valid[0]}}) || (sb_empty && t_valid[0]);
 endmodule

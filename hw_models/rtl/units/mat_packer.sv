@@ -4,10 +4,13 @@
 // values of an entry contiguous in memory) into full PORT_BYTES write beats. An entry may start a new
 // run at a 32-byte aligned address; an entry whose run address equals the next byte of the current run
 // just continues it (no partial beat). Values pack little-endian from the run address; a beat is written
-// when it is full, when a new run starts elsewhere, or on `flush`; partial beats carry byte strobes.
+// when it is full, when a new run starts elsewhere, with the last entry (in_last), or on `flush`; partial
+// beats carry byte strobes.
 // Cycle behaviour: one entry per cycle (in_ready low while the write FIFO is full and the entry would
 // complete a beat, and for one cycle when a new run forces out a partial beat); beats leave through a
-// 4-deep FIFO, one per wr_ready cycle. idle: no partial beat pending and every beat accepted.
+// 4-deep FIFO (bypassed when it is empty: a beat made in a cycle is offered on the port in that cycle),
+// one per wr_ready cycle. idle: no partial beat pending and every beat accepted (the last
+// one at the latest in this cycle).
 module mat_packer import dlavm_pkg::*; #(
   parameter int NV = 8
 ) (
@@ -20,6 +23,7 @@ module mat_packer import dlavm_pkg::*; #(
   input  logic [$clog2(NV+1)-1:0]     in_n,           // values in this entry (1..NV)
   input  logic                        in_fp32,        // 4-byte values (else 2-byte)
   input  logic                        in_new_run,
+  input  logic                        in_last,        // the instruction's last entry: write its beat at once
   input  logic [MEM_AW-1:0]           in_run_addr,    // 32-byte aligned
   input  logic                        flush,          // write out the pending partial beat
   output logic                        idle,
@@ -40,7 +44,7 @@ module mat_packer import dlavm_pkg::*; #(
   logic [OW-1:0]     off_q;                    // next byte offset in the beat (< PB)
 
   // write FIFO
-  logic          f_push, f_pop, f_empty, f_full;
+  logic          f_req, f_push, f_pop, f_empty, f_full;
   logic [FW-1:0] f_din, f_dout;
   logic [2:0]    f_count;
 
@@ -94,18 +98,20 @@ module mat_packer import dlavm_pkg::*; #(
     emit_full = (noff >= (OW+1)'(PB));
   end
 
-  assign in_ready = !need_flush && (!emit_full || !f_full);
+  assign in_ready = !need_flush && (!(emit_full || in_last) || !f_full);
 
   always_comb begin
-    f_push = 1'b0;
-    f_din  = {wb_q, buf_q, stb_q};
+    f_req = 1'b0;
+    f_din = {wb_q, buf_q, stb_q};
     if (need_flush || (!in_valid && flush && pending)) begin
-      f_push = !f_full;
-    end else if (in_valid && emit_full) begin
-      f_push = !f_full;
-      f_din  = {base_eff, nlo, slo};
+      f_req = !f_full;
+    end else if (in_valid && (emit_full || in_last)) begin
+      f_req = !f_full;
+      f_din = {base_eff, nlo, slo};
     end
   end
+  // a beat made while the FIFO is empty goes straight to the port (stored only if the port is not ready)
+  assign f_push = f_req && !(f_empty && wr_ready);
 
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
@@ -124,6 +130,11 @@ module mat_packer import dlavm_pkg::*; #(
         stb_q <= shi;
         wb_q  <= base_eff + MEM_AW'(PB);
         off_q <= OW'(noff - (OW+1)'(PB));
+      end else if (in_last) begin    // the partial beat went out with the entry
+        buf_q <= '0;
+        stb_q <= '0;
+        wb_q  <= base_eff + MEM_AW'(PB);
+        off_q <= '0;
       end else begin
         buf_q <= nlo;
         stb_q <= slo;
@@ -138,10 +149,14 @@ module mat_packer import dlavm_pkg::*; #(
     .empty(f_empty), .full(f_full), .count(f_count)
   );
 
-  assign wr_valid = !f_empty;
-  assign f_pop    = wr_valid && wr_ready;
-  assign wr_addr  = f_dout[FW-1 -: MEM_AW];
-  assign wr_data  = f_dout[PORT_BYTES +: PORT_BITS];
-  assign wr_strb  = f_dout[PORT_BYTES-1:0];
-  assign idle     = !pending && (f_count == 3'd0);
+  logic [FW-1:0] w_out;
+  assign w_out    = f_empty ? f_din : f_dout;
+  assign wr_valid = !f_empty || f_req;
+  assign f_pop    = !f_empty && wr_ready;
+  assign wr_addr  = w_out[FW-1 -: MEM_AW];
+  assign wr_data  = w_out[PORT_BYTES +: PORT_BITS];
+  assign wr_strb  = w_out[PORT_BYTES-1:0];
+  // (the last beat leaving in this cycle counts: it is committed at the edge that ends the cycle)
+  assign idle     = (!pending || (in_valid && in_ready && in_last && !(emit_full && |shi)))
+                 && ((f_count == 3'd0) ? (!f_req || wr_ready) : (f_count == 3'd1 && f_pop && !f_req));
 endmodule
