@@ -148,6 +148,7 @@ module mvm_engine import dlavm_pkg::*; (
 
   // derived sizes (registered in ST_CHECK)
   logic [31:0] ng, rb, segb, nseg, ntiles;
+  logic [$clog2(NGS):0] s4rs;   // int4 scale row pitch in s4raw (elements)
   logic [31:0] mk2;
   logic has_tile;
   logic [31:0] eb;        // output bytes per element
@@ -170,16 +171,18 @@ module mvm_engine import dlavm_pkg::*; (
     logic [4:0]  stride_lo;
     logic        last_seg;
     logic        last_tile;
+    logic        flat;        // int4 scales of a whole tile, contiguous: stored as words of one flat range
   } job_t;
-  localparam int JD = 4;
+  localparam int JD = 16;       // jobs in flight between the request and the response side
+  localparam int JA = $clog2(JD);
   job_t jq [JD];
-  logic [2:0] jq_wp, jq_rp;     // pointers mod 2*JD... use count
-  logic [2:0] jq_cnt;
+  logic [JA-1:0] jq_wp, jq_rp;
+  logic [JA:0] jq_cnt;
   logic jq_push, jq_pop;
   job_t jq_in;
 
   // request side
-  typedef enum logic [1:0] {F_NEXT, F_REQ, F_END} fst_t;
+  typedef enum logic {F_NEXT, F_REQ} fst_t;
   fst_t fst;
   logic [31:0] fm0, fmbn, ft, fn0, fnr, fc;
   logic        fphase;             // 0 tile jobs, 1 segment jobs
@@ -188,14 +191,13 @@ module mvm_engine import dlavm_pkg::*; (
   logic [63:0] fbase;
   logic [31:0] frows, frbytes, fstride, fr;
   logic        fcontig;
-  logic        x_issued, f_isx;
+  logic        x_issued, f_isx, f_alldone;
 
   // response side
-  typedef enum logic [1:0] {R_IDLE, R_SETUP, R_RUN} rst_t;
+  typedef enum logic {R_IDLE, R_RUN} rst_t;
   rst_t rst;
   job_t rj;
   logic [31:0] r_req;       // request index within the job
-  logic [4:0]  r_o;         // byte offset of the request's first useful byte (combinational)
   logic [31:0] r_nrq;       // rows in this request
   logic [31:0] r_nbeats;
   logic [31:0] r_wpos, r_rowstart, r_wj, r_rowl, r_drow, r_wpr;
@@ -205,12 +207,14 @@ module mvm_engine import dlavm_pkg::*; (
   logic        r_seen_last;
   logic [31:0] seg_filled, tile_filled;
   logic        x_done;
+  logic [31:0] x_wr;        // x words written to the activation buffer
 
   // buffers
   logic [PBB-1:0] abuf_e [ABD];
   logic [PBB-1:0] abuf_o [ABD];
   logic [PBB-1:0] wbuf [2][NT][WWORDS];
-  logic [NGS*16-1:0] s4buf [2][NT];
+  localparam int S4B = NT * NGS * 16;
+  logic [S4B-1:0] s4raw [2];   // int4 scales of a segment: row r at r*s4rs (flat tile) or r*NGS, group g at +g
   logic [NT*16-1:0] s8buf [2];
   logic [NT*16-1:0] affbuf [2][2];
   logic [NT*16-1:0] resbuf [2][MB];
@@ -240,7 +244,7 @@ module mvm_engine import dlavm_pkg::*; (
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       iw <= '0;
-      ng <= '0; rb <= '0; segb <= '0; nseg <= '0; ntiles <= '0; mk2 <= '0;
+      ng <= '0; s4rs <= '0; rb <= '0; segb <= '0; nseg <= '0; ntiles <= '0; mk2 <= '0;
       has_tile <= 1'b0;
       len_x <= '0; len_w <= '0; len_ws <= '0; len_aff <= '0; len_res <= '0; len_out <= '0;
     end else begin
@@ -250,6 +254,7 @@ module mvm_engine import dlavm_pkg::*; (
         kpv = 32'(cdiv64(64'(f_k), G) * 64'(G));
         ngv = kpv / 32'(G);
         ng <= ngv;
+        s4rs <= ($clog2(NGS) + 1)'((cdiv64(64'(f_k), KS) == 64'd1) ? ngv : 32'(NGS));
         rb <= is4 ? kpv >> 1 : (is8 ? f_k : f_k << 1);
         segb <= is4 ? 32'(KS / 2) : (is8 ? 32'(KS) : 32'(KS * 2));
         nseg <= 32'(cdiv64(64'(f_k), KS));
@@ -333,12 +338,10 @@ module mvm_engine import dlavm_pkg::*; (
     endcase
   end
 
-  logic f_gate;
-  always_comb begin
-    if (!fphase) f_gate = ftile_cnt < tile_consumed + 2;
-    else f_gate = fseg_cnt < seg_consumed + 2;
-  end
-
+  // The request side runs ahead of the compute by up to JD jobs (the read port takes up to its outstanding
+  // limit of requests; the data waits in the memory system until the response side has a free buffer), so
+  // the channels stay busy across tiles, segments and m-blocks. x is requested after the first segment's
+  // weights (and scales): compute then starts on the first rows of x while the rest of x streams in.
   logic [63:0] freq_a, freq_e;
   always_comb begin
     freq_a = fbase + 64'(fr) * 64'(fstride);
@@ -370,36 +373,40 @@ module mvm_engine import dlavm_pkg::*; (
           if (fm0 + MB < f_m) begin
             fm0 <= fm0 + MB;
             fmbn <= (f_m - (fm0 + MB) < MB) ? f_m - (fm0 + MB) : MB;
-          end else fst <= F_END;
+          end else f_alldone <= 1'b1;
         end
       end
     end
   endtask
 
+  logic f_room, f_issue_x, f_issue_job;
+  assign f_room = jq_cnt < (JA + 1)'(JD);
+  assign f_issue_x = st == ST_RUN && fst == F_NEXT && !x_issued && (fseg_cnt != 0 || f_alldone) && f_room;
+  assign f_issue_job = st == ST_RUN && fst == F_NEXT && !(!x_issued && (fseg_cnt != 0 || f_alldone)) &&
+                       !f_alldone && fj_en && f_room;
+
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       fst <= F_NEXT; fm0 <= '0; fmbn <= '0; ft <= '0; fn0 <= '0; fnr <= '0; fc <= '0; fphase <= 1'b0;
       fjob <= '0; fseg_cnt <= '0; ftile_cnt <= '0; fbase <= '0; frows <= '0; frbytes <= '0; fstride <= '0;
-      fr <= '0; fcontig <= 1'b0; x_issued <= 1'b0; f_isx <= 1'b0;
+      fr <= '0; fcontig <= 1'b0; x_issued <= 1'b0; f_isx <= 1'b0; f_alldone <= 1'b0;
     end else if (st != ST_RUN) begin
       fst <= F_NEXT; fm0 <= '0; fmbn <= (f_m < MB) ? f_m : MB; ft <= '0; fn0 <= '0;
       fnr <= (f_n < NT) ? f_n : NT; fc <= '0; fphase <= 1'b0; fjob <= '0; fseg_cnt <= '0; ftile_cnt <= '0;
-      x_issued <= 1'b0; fr <= '0;
+      x_issued <= 1'b0; fr <= '0; f_alldone <= 1'b0;
     end else begin
       case (fst)
         F_NEXT: begin
-          if (!x_issued) begin
-            if (jq_cnt < 3'(JD)) begin
-              x_issued <= 1'b1; f_isx <= 1'b1;
-              fbase <= a_x; frows <= 32'd1; frbytes <= mk2; fstride <= '0; fcontig <= 1'b1; fr <= '0;
-              fst <= F_REQ;
-            end
-          end else if (!fj_en) begin
-            f_advance();
-          end else if (f_gate && jq_cnt < 3'(JD)) begin
+          if (f_issue_x) begin
+            x_issued <= 1'b1; f_isx <= 1'b1;
+            fbase <= a_x; frows <= 32'd1; frbytes <= mk2; fstride <= '0; fcontig <= 1'b1; fr <= '0;
+            fst <= F_REQ;
+          end else if (f_issue_job) begin
             fbase <= jb_base; frows <= jb_rows; frbytes <= jb_rbytes; fstride <= jb_stride;
             fcontig <= jb_rows == 32'd1 || jb_stride == jb_rbytes; fr <= '0; f_isx <= 1'b0;
             fst <= F_REQ;
+          end else if (!(!x_issued && (fseg_cnt != 0 || f_alldone)) && !f_alldone && !fj_en) begin
+            f_advance();
           end
         end
         F_REQ: begin
@@ -419,23 +426,20 @@ module mvm_engine import dlavm_pkg::*; (
   always_comb begin
     jq_push = 1'b0;
     jq_in = '0;
-    if (st == ST_RUN && fst == F_NEXT) begin
-      if (!x_issued) begin
-        if (jq_cnt < 3'(JD)) begin
-          jq_push = 1'b1;
-          jq_in.kind = K_X; jq_in.rows = 32'd1; jq_in.rbytes = mk2; jq_in.contig = 1'b1;
-          jq_in.base_lo = a_x[4:0];
-        end
-      end else if (fj_en && f_gate && jq_cnt < 3'(JD)) begin
-        jq_push = 1'b1;
-        jq_in.kind = fj_kind;
-        jq_in.par = fphase ? fseg_cnt[0] : ftile_cnt[0];
-        jq_in.rows = jb_rows; jq_in.rbytes = jb_rbytes;
-        jq_in.contig = jb_rows == 32'd1 || jb_stride == jb_rbytes;
-        jq_in.base_lo = jb_base[4:0]; jq_in.stride_lo = jb_stride[4:0];
-        jq_in.last_seg = fphase && (fj_kind == K_S4 || (fj_kind == K_W && !is4));
-        jq_in.last_tile = !fphase && fj_last_tile;
-      end
+    if (f_issue_x) begin
+      jq_push = 1'b1;
+      jq_in.kind = K_X; jq_in.rows = 32'd1; jq_in.rbytes = mk2; jq_in.contig = 1'b1;
+      jq_in.base_lo = a_x[4:0];
+    end else if (f_issue_job) begin
+      jq_push = 1'b1;
+      jq_in.kind = fj_kind;
+      jq_in.par = fphase ? fseg_cnt[0] : ftile_cnt[0];
+      jq_in.rows = jb_rows; jq_in.rbytes = jb_rbytes;
+      jq_in.contig = jb_rows == 32'd1 || jb_stride == jb_rbytes;
+      jq_in.base_lo = jb_base[4:0]; jq_in.stride_lo = jb_stride[4:0];
+      jq_in.last_seg = fphase && (fj_kind == K_S4 || (fj_kind == K_W && !is4));
+      jq_in.last_tile = !fphase && fj_last_tile;
+      jq_in.flat = fj_kind == K_S4 && nseg == 32'd1;
     end
   end
 
@@ -445,25 +449,64 @@ module mvm_engine import dlavm_pkg::*; (
     end else if (st != ST_RUN) begin
       jq_wp <= '0; jq_rp <= '0; jq_cnt <= '0;
     end else begin
-      if (jq_push) begin jq[jq_wp[1:0]] <= jq_in; jq_wp <= jq_wp + 1; end
+      if (jq_push) begin jq[jq_wp] <= jq_in; jq_wp <= jq_wp + 1; end
       if (jq_pop) jq_rp <= jq_rp + 1;
-      jq_cnt <= jq_cnt + 3'(jq_push) - 3'(jq_pop);
+      jq_cnt <= jq_cnt + (JA + 1)'(jq_push) - (JA + 1)'(jq_pop);
     end
   end
 
   // ------------------------------------------------------------------ response side (realigner)
-  logic [31:0] rw_b, rw_sh, rw_bn;
-  logic        rw_need2, rw_have, rw_words_left, rw_emit, rw_pop, rw_acc, r_req_done;
+  // One job (request) at a time, in request order. A window of up to two stored beats plus the beat on the
+  // port (used in the cycle it arrives) gives one row-aligned word per cycle; the next request's setup is
+  // computed when the current one ends, so consecutive requests' beats are taken without a gap. A job that
+  // fills a double-buffered destination waits until that buffer has been released by the compute.
+  typedef struct packed {
+    logic [31:0] nrq, nbeats, wpos, wpr;
+  } rset_t;
+  function automatic rset_t rsetup(input logic [4:0] base_lo, input logic [4:0] stride_lo, input logic contig,
+                                   input logic flat, input logic [31:0] rows, input logic [31:0] rbytes,
+                                   input logic [4:0] q);
+    rset_t o;
+    logic [4:0] ro;
+    logic [63:0] len;
+    ro = base_lo + 5'(q * stride_lo);
+    len = contig ? 64'(rows) * 64'(rbytes) : 64'(rbytes);
+    o.nrq = (contig && !flat) ? rows : 32'd1;
+    o.nbeats = 32'(cdiv64(up32(64'(ro) + len), PB));
+    o.wpos = 32'(ro);
+    o.wpr = flat ? 32'(cdiv64(len, PB)) : 32'(cdiv64(64'(rbytes), PB));
+    return o;
+  endfunction
+
+  logic [31:0] rw_b, rw_sh, rw_bn, rw_pops;
+  logic        rw_need2, rw_have, rw_words_left, rw_emit, rw_inc, rw_acc, rw_popin, rw_rows_done, r_req_done;
+  logic [1:0]  rw_cntv;
   logic [31:0] rn_wpos, rn_rowstart, rn_wj, rn_rowl;
-  logic [PBB-1:0] rw_word;
-  assign r_o = rj.base_lo + 5'(r_req[4:0] * rj.stride_lo);
+  logic [PBB-1:0] rw_word, rw_v0, rw_v1;
+  logic        r_more_req, r_job_end, r_pop_idle, r_pop_next;
+  logic [31:0] seg_filled_n, tile_filled_n;
+  job_t        jq_head;
+  rset_t       rs_next;
+  assign jq_head = jq[jq_rp];
+
+  function automatic logic job_ok(input kind_t k, input logic [31:0] segf, input logic [31:0] tilef);
+    if (k == K_W || k == K_S4) return segf < seg_consumed + 2;
+    if (k == K_S8 || k == K_AFF || k == K_RES) return tilef < tile_consumed + 2;
+    return 1'b1;
+  endfunction
+
   always_comb begin
     rw_b = r_wpos / PB;
     rw_sh = r_wpos % PB;
     rw_words_left = r_rowl < r_nrq;
     rw_need2 = rw_sh != 0 && rw_b + 1 < r_nbeats;
-    rw_have = r_wcnt != 0 && r_hb == rw_b && (!rw_need2 || r_wcnt == 2'd2);
+    rw_inc = rst == R_RUN && rd_rsp_valid && !r_seen_last;
+    rw_cntv = r_wcnt + 2'(rw_inc);
+    rw_have = r_hb == rw_b && (rw_need2 ? rw_cntv >= 2'd2 : rw_cntv >= 2'd1);
     rw_emit = rst == R_RUN && rw_words_left && rw_have;
+    rw_v0 = (r_wcnt != 0) ? win0 : rd_rsp_data;
+    rw_v1 = (r_wcnt == 2'd2) ? win1 : ((r_wcnt == 2'd1) ? rd_rsp_data : '0);
+    rw_word = PBB'({rw_v1, rw_v0} >> (rw_sh * 8));
     // next word position
     rn_wpos = r_wpos; rn_rowstart = r_rowstart; rn_wj = r_wj; rn_rowl = r_rowl;
     if (rw_emit) begin
@@ -471,13 +514,27 @@ module mvm_engine import dlavm_pkg::*; (
       else begin rn_wj = '0; rn_rowl = r_rowl + 1; rn_rowstart = r_rowstart + rj.rbytes; rn_wpos = rn_rowstart; end
     end
     rw_bn = rn_wpos / PB;
-    rw_pop = rst == R_RUN && r_wcnt != 0 && (!(rn_rowl < r_nrq) || r_hb < rw_bn);
-    rw_acc = rst == R_RUN && !r_seen_last && (r_wcnt - 2'(rw_pop)) < 2'd2;
-    r_req_done = rst == R_RUN && !(rn_rowl < r_nrq) && (r_seen_last || (rd_rsp_valid && rw_acc && rd_rsp_last));
-    rw_word = PBB'({win1, win0} >> (rw_sh * 8));
+    rw_rows_done = !(rn_rowl < r_nrq);
+    // stored beats no longer needed (below the next word's beat, or all once the rows are done)
+    if (rw_rows_done) rw_pops = 32'(r_wcnt);
+    else rw_pops = (rw_bn - r_hb < 32'(r_wcnt)) ? rw_bn - r_hb : 32'(r_wcnt);
+    rw_acc = rw_inc && (32'(r_wcnt) - rw_pops < 2);
+    rw_popin = rw_acc && rw_pops == 32'(r_wcnt) && (rw_rows_done || r_hb + 32'(r_wcnt) < rw_bn);
+    r_req_done = rst == R_RUN && rw_rows_done && (r_seen_last || (rw_acc && rd_rsp_last));
+    r_more_req = !rj.contig && r_req + 1 < rj.rows;
+    r_job_end = r_req_done && !r_more_req;
+    seg_filled_n = seg_filled + 32'(r_job_end && rj.last_seg);
+    tile_filled_n = tile_filled + 32'(r_job_end && rj.last_tile);
+    r_pop_idle = st == ST_RUN && rst == R_IDLE && jq_cnt != 0 && job_ok(jq_head.kind, seg_filled, tile_filled);
+    r_pop_next = st == ST_RUN && r_job_end && jq_cnt != 0 && job_ok(jq_head.kind, seg_filled_n, tile_filled_n);
+    if (r_more_req && r_req_done)
+      rs_next = rsetup(rj.base_lo, rj.stride_lo, rj.contig, rj.flat, rj.rows, rj.rbytes, 5'(r_req + 1));
+    else
+      rs_next = rsetup(jq_head.base_lo, jq_head.stride_lo, jq_head.contig, jq_head.flat, jq_head.rows,
+                       jq_head.rbytes, 5'd0);
   end
   assign rd_rsp_ready = rw_acc;
-  assign jq_pop = st == ST_RUN && rst == R_IDLE && jq_cnt != 0;
+  assign jq_pop = r_pop_idle || r_pop_next;
 
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
@@ -487,52 +544,39 @@ module mvm_engine import dlavm_pkg::*; (
     end else if (st != ST_RUN) begin
       rst <= R_IDLE; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0;
     end else begin
-      case (rst)
-        R_IDLE: if (jq_pop) begin
-          rj <= jq[jq_rp[1:0]];
-          r_req <= '0;
-          r_drow <= '0;
-          rst <= R_SETUP;
-        end
-        R_SETUP: begin
-          r_nrq <= rj.contig ? rj.rows : 32'd1;
-          r_nbeats <= 32'(cdiv64(up32(64'(r_o) + (rj.contig ? 64'(rj.rows) * 64'(rj.rbytes) : 64'(rj.rbytes))), PB));
-          r_wpos <= 32'(r_o); r_rowstart <= 32'(r_o); r_wj <= '0; r_rowl <= '0;
-          r_wpr <= 32'(cdiv64(64'(rj.rbytes), PB));
-          r_hb <= '0; r_wcnt <= '0; r_seen_last <= 1'b0;
-          rst <= R_RUN;
-        end
-        R_RUN: begin
-          r_wpos <= rn_wpos; r_rowstart <= rn_rowstart; r_wj <= rn_wj; r_rowl <= rn_rowl;
-          if (rw_emit && !(r_wj + 1 < r_wpr)) r_drow <= r_drow + 1;
-          // window FIFO
-          begin
-            logic [1:0] c;
-            logic [PBB-1:0] n0v, n1v;
-            c = r_wcnt; n0v = win0; n1v = win1;
-            if (rw_pop) begin n0v = win1; c = c - 1; end
-            if (rw_acc && rd_rsp_valid) begin
-              if (c == 2'd0) n0v = rd_rsp_data; else n1v = rd_rsp_data;
-              c = c + 1;
-            end
-            win0 <= n0v; win1 <= n1v; r_wcnt <= c;
-            if (rw_pop) r_hb <= r_hb + 1;
-            if (rw_acc && rd_rsp_valid && rd_rsp_last) r_seen_last <= 1'b1;
+      if (rst == R_RUN) begin
+        r_wpos <= rn_wpos; r_rowstart <= rn_rowstart; r_wj <= rn_wj; r_rowl <= rn_rowl;
+        if (rw_emit && !(r_wj + 1 < r_wpr)) r_drow <= r_drow + 1;
+        // window FIFO
+        begin
+          logic [1:0] c;
+          logic [PBB-1:0] n0v, n1v;
+          c = r_wcnt; n0v = win0; n1v = win1;
+          if (rw_pops == 32'd1) begin n0v = win1; c = c - 1; end
+          else if (rw_pops == 32'd2) c = 2'd0;
+          if (rw_acc && !rw_popin) begin
+            if (c == 2'd0) n0v = rd_rsp_data; else n1v = rd_rsp_data;
+            c = c + 1;
           end
-          if (r_req_done) begin
-            if (!rj.contig && r_req + 1 < rj.rows) begin
-              r_req <= r_req + 1;
-              rst <= R_SETUP;
-            end else begin
-              rst <= R_IDLE;
-              if (rj.kind == K_X) x_done <= 1'b1;
-              if (rj.last_seg) seg_filled <= seg_filled + 1;
-              if (rj.last_tile) tile_filled <= tile_filled + 1;
-            end
-          end
+          win0 <= n0v; win1 <= n1v; r_wcnt <= c;
+          r_hb <= r_hb + rw_pops + 32'(rw_popin);
+          if (rw_acc && rd_rsp_last) r_seen_last <= 1'b1;
         end
-        default: rst <= R_IDLE;
-      endcase
+        if (r_job_end) begin
+          if (rj.kind == K_X) x_done <= 1'b1;
+          seg_filled <= seg_filled_n;
+          tile_filled <= tile_filled_n;
+        end
+      end
+      // load the next request (of this job) or the next job
+      if ((r_req_done && r_more_req) || jq_pop) begin
+        if (jq_pop) begin rj <= jq_head; r_req <= '0; r_drow <= '0; end
+        else r_req <= r_req + 1;
+        r_nrq <= rs_next.nrq; r_nbeats <= rs_next.nbeats; r_wpos <= rs_next.wpos; r_rowstart <= rs_next.wpos;
+        r_wj <= '0; r_rowl <= '0; r_wpr <= rs_next.wpr;
+        r_hb <= '0; r_wcnt <= '0; r_seen_last <= 1'b0;
+        rst <= R_RUN;
+      end else if (r_job_end) rst <= R_IDLE;
     end
   end
 
@@ -542,13 +586,23 @@ module mvm_engine import dlavm_pkg::*; (
       case (rj.kind)
         K_X: if (r_wj[0]) abuf_o[ABA'(r_wj >> 1)] <= rw_word; else abuf_e[ABA'(r_wj >> 1)] <= rw_word;
         K_W: wbuf[rj.par][$clog2(NT)'(r_drow)][WWA'(r_wj)] <= rw_word;
-        K_S4: s4buf[rj.par][$clog2(NT)'(r_drow)] <= rw_word[NGS*16-1:0];
+        K_S4: begin
+          if (rj.flat) begin
+            for (int b = 0; b < S4B / 8; b++)
+              if (32'(b / PB) == r_wj) s4raw[rj.par][8*b +: 8] <= rw_word[8*(b % PB) +: 8];
+          end else s4raw[rj.par][NGS*16*int'($clog2(NT)'(r_drow)) +: NGS*16] <= rw_word[NGS*16-1:0];
+        end
         K_S8: s8buf[rj.par] <= rw_word[NT*16-1:0];
         K_AFF: affbuf[rj.par][r_drow[0]] <= rw_word[NT*16-1:0];
         K_RES: resbuf[rj.par][MBA'(r_drow)] <= rw_word[NT*16-1:0];
         default: ;
       endcase
     end
+  end
+  always_ff @(posedge clk or negedge rst_n) begin
+    if (!rst_n) x_wr <= '0;
+    else if (st != ST_RUN) x_wr <= '0;
+    else if (rw_emit && rj.kind == K_X) x_wr <= x_wr + 1;
   end
 
   // ------------------------------------------------------------------ compute sequencer (stage S0)
@@ -576,8 +630,6 @@ module mvm_engine import dlavm_pkg::*; (
 
   logic c_last_chunk;
   assign c_last_chunk = ck + TIN >= cseglen;
-  assign s0v = st == ST_RUN && c_active && x_done && seg_filled > cseg && (!has_tile || tile_filled > ctile) &&
-               32'(wq_cnt) + 4 <= FD;
   always_comb begin
     tok0.m = cm0 + cml;
     tok0.ml = cml;
@@ -649,6 +701,10 @@ module mvm_engine import dlavm_pkg::*; (
     s0_wi = 32'(s0_e / XPW);
     s0_boff = is4 ? ck >> 1 : (is8 ? ck : ck << 1);
   end
+  // a token needs x words s0_wi and s0_wi + 1 (x arrives in order), its segment's weights (and scales), its
+  // tile's operands and room in the write FIFO
+  assign s0v = st == ST_RUN && c_active && (x_done || s0_wi + 2 <= x_wr) && seg_filled > cseg &&
+               (!has_tile || tile_filled > ctile) && 32'(wq_cnt) + 4 <= FD;
   always_ff @(posedge clk) begin
     if (s0v) begin
       a_eq <= abuf_e[ABA'((s0_wi + 32'(s0_wi[0])) >> 1)];
@@ -807,7 +863,10 @@ module mvm_engine import dlavm_pkg::*; (
     end
     fx_to_fp32 #(.W(DW)) u_f4 (.v(d4), .frac_bits(8'd24), .y(v4f));
     assign v4 = (fl4 != 0) ? spec(fl4) : v4f;
-    fp16_to_fp32 u_s4 (.a(s4buf[tok2.spar][r][16*gl +: 16]), .y(s4v));
+    localparam int SIW = (NT * NGS > 1) ? $clog2(NT * NGS) : 1;
+    logic [SIW-1:0] sidx;
+    assign sidx = SIW'(r) * SIW'(s4rs) + SIW'(gl);
+    fp16_to_fp32 u_s4 (.a(s4raw[tok2.spar][16*sidx +: 16]), .y(s4v));
     fp32_mul u_m4 (.a(v4), .b(s4v), .y(v4s));
 
     // int8
