@@ -10,19 +10,25 @@
 // nonzero weight gives D = +-inf (sign of x times sign of q); D then goes through fp32 and the scale as IEEE.
 //
 // Microarchitecture. TOUT*MVM_GROUPS output lanes (NT) x TIN inputs per cycle. x [M,K] is loaded once (one
-// read request) into an activation buffer (ACT_BUFFER_BYTES, PORT_BYTES-wide words in two banks so that an
-// unaligned TIN-element window is one read). Loop order: m-blocks of MB rows > n-tiles of NT rows > k-segments
-// of KS elements > rows m of the block > k-steps of TIN. Weights of one (n-tile, k-segment) are fetched into a
-// double-buffered weight buffer (one request for the whole tile when K <= KS: the tile's rows are contiguous;
-// else one request per row segment) and reused by all rows of the m-block; the per-tile operands (int8 scales,
-// affine rows, residual rows of the m-block) into a double-buffered tile buffer; int4 scales per segment. A
-// shared realigner turns the response beats of any byte-aligned row range into row-aligned words. At a segment
-// boundary the per-(m, lane) state is a single fp32 accumulator (KS is a multiple of the tree width, G and B),
-// kept in an MB-row accumulator RAM. Compute: 1 cycle per (m, n-tile, k-step) when the operands are present:
-// M*ceil(K/TIN)*ceil(N/NT) cycles plus the x load and a pipeline of 3 stages (S1 products/tree, S2
-// accumulate, E epilogue -> write FIFO). Fetches run ahead (double buffering), so a decode (M=1) mvm streams
-// weights at the port's full width. Outputs: one or two write beats (PORT_BYTES-aligned, strobed) per
-// (m, n-tile); argmax: one 8-byte record beat per row, after the row's last tile.
+// read request, after the first segment's weights) into an activation buffer (ACT_BUFFER_BYTES, PORT_BYTES-wide
+// words in two banks so that an unaligned TIN-element window is one read); a token waits only for the x words
+// it reads. Loop order: m-blocks of MB rows > n-tiles of NT rows > k-segments of KS elements > rows m of the
+// block > k-steps of TIN. Weights of one (n-tile, k-segment) go to a double-buffered weight buffer (one request
+// for the whole tile when K <= KS: the tile's rows are contiguous; else one request per row segment) and are
+// reused by all rows of the m-block; the per-tile operands (int8 scales, affine rows, residual rows of the
+// m-block) to a double-buffered tile buffer. int4 scales: when K <= KS one stream over the scale array into a
+// ring (each 32-byte block requested once), else per segment and row. The request side runs up to JD = 16 jobs
+// ahead of the response side (the port keeps up to its outstanding limit of requests in flight, so the
+// channels stay busy across tiles, segments and m-blocks); a job's data is taken once its buffer is free. A
+// shared realigner turns the response beats of any byte-aligned row range into row-aligned words, one per
+// cycle, using a beat in the cycle it arrives and starting the next request's data in the next cycle. At a
+// segment boundary the per-(m, lane) state is a single fp32 accumulator (KS is a multiple of the tree width, G
+// and B), kept in an MB-row accumulator RAM. Compute: 1 cycle per (m, n-tile, k-step) when the operands are
+// present: M*ceil(K/TIN)*ceil(N/NT) cycles plus a pipeline of 3 stages (S1 products/tree, S2 accumulate, E
+// epilogue -> write FIFO), the epilogue and the writes of a tile overlapping the next tile's products. A decode
+// (M=1) mvm is bound by the weight stream; after its last weight beat it still computes its last tile
+// (ceil(K/TIN) cycles) and drains the pipeline. Outputs: one or two write beats (PORT_BYTES-aligned, strobed)
+// per (m, n-tile); argmax: one 8-byte record beat per row, after the row's last tile.
 //
 // Errors (err with done, no memory traffic; doc/isa.md section 8), err_code:
 //   1 m, k or n is 0; 2 wfmt not in the target's weight formats (or enum 3); 3 m*k*2 > ACT_BUFFER_BYTES;
@@ -81,6 +87,8 @@ module mvm_engine import dlavm_pkg::*; (
   localparam int MBA = $clog2(MB);
   localparam int FD = 8;                               // write FIFO depth
   localparam int XPW = PB / 2;                         // fp16 elements per word
+  localparam int S4RA = $clog2(2 * NT * NGS + 16);     // int4 scale ring (entries): two tiles and a block
+  localparam int S4RE = 1 << S4RA;
 
   if ((TIN & (TIN - 1)) != 0 || (TL & (TL - 1)) != 0 || (G & (G - 1)) != 0 || (B & (B - 1)) != 0 ||
       TIN > TL || TIN > G || 2 * TIN > PB || 32 + 4 * NT > 2 * PB || NGS * 2 > PB || NT * 2 > PB) begin : g_bad
@@ -148,7 +156,6 @@ module mvm_engine import dlavm_pkg::*; (
 
   // derived sizes (registered in ST_CHECK)
   logic [31:0] ng, rb, segb, nseg, ntiles;
-  logic [$clog2(NGS):0] s4rs;   // int4 scale row pitch in s4raw (elements)
   logic [31:0] mk2;
   logic has_tile;
   logic [31:0] eb;        // output bytes per element
@@ -171,7 +178,8 @@ module mvm_engine import dlavm_pkg::*; (
     logic [4:0]  stride_lo;
     logic        last_seg;
     logic        last_tile;
-    logic        flat;        // int4 scales of a whole tile, contiguous: stored as words of one flat range
+    logic        flat;        // ring4 scales: one 32-byte aligned range, written to s4ring from entry roff
+    logic [S4RA-1:0] roff;
   } job_t;
   localparam int JD = 16;       // jobs in flight between the request and the response side
   localparam int JA = $clog2(JD);
@@ -214,7 +222,15 @@ module mvm_engine import dlavm_pkg::*; (
   logic [PBB-1:0] abuf_o [ABD];
   logic [PBB-1:0] wbuf [2][NT][WWORDS];
   localparam int S4B = NT * NGS * 16;
-  logic [S4B-1:0] s4raw [2];   // int4 scales of a segment: row r at r*s4rs (flat tile) or r*NGS, group g at +g
+  logic [S4B-1:0] s4raw [2];   // int4 scales of a segment when K > KS: row r at r*NGS, group g at +g
+  // int4 scales when K <= KS (ring4): a ring of fp16 entries fed by one stream over the [N, Kp/G] array, each
+  // 32-byte block requested once (a tile's scales are often less than a block); it holds the two tiles the
+  // weight double buffer allows plus a block
+  logic [15:0] s4ring [S4RE];
+  logic        ring4;
+  logic [31:0] s4f_end;               // fetch: bytes of this m-block's scale array requested (a multiple of 32)
+  logic [S4RA-1:0] f_s4base, c_s4base; // ring entry of this m-block's scale array (fetch / compute side)
+  logic [S4RA-1:0] s4blk;             // ring entries per m-block: up32(N*ng*2)/2
   logic [NT*16-1:0] s8buf [2];
   logic [NT*16-1:0] affbuf [2][2];
   logic [NT*16-1:0] resbuf [2][MB];
@@ -244,7 +260,7 @@ module mvm_engine import dlavm_pkg::*; (
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       iw <= '0;
-      ng <= '0; s4rs <= '0; rb <= '0; segb <= '0; nseg <= '0; ntiles <= '0; mk2 <= '0;
+      ng <= '0; ring4 <= 1'b0; s4blk <= '0; rb <= '0; segb <= '0; nseg <= '0; ntiles <= '0; mk2 <= '0;
       has_tile <= 1'b0;
       len_x <= '0; len_w <= '0; len_ws <= '0; len_aff <= '0; len_res <= '0; len_out <= '0;
     end else begin
@@ -254,7 +270,8 @@ module mvm_engine import dlavm_pkg::*; (
         kpv = 32'(cdiv64(64'(f_k), G) * 64'(G));
         ngv = kpv / 32'(G);
         ng <= ngv;
-        s4rs <= ($clog2(NGS) + 1)'((cdiv64(64'(f_k), KS) == 64'd1) ? ngv : 32'(NGS));
+        ring4 <= is4 && cdiv64(64'(f_k), KS) == 64'd1;
+        s4blk <= S4RA'(up32(64'(f_n) * 64'(ngv) * 2) >> 1);
         rb <= is4 ? kpv >> 1 : (is8 ? f_k : f_k << 1);
         segb <= is4 ? 32'(KS / 2) : (is8 ? 32'(KS) : 32'(KS * 2));
         nseg <= 32'(cdiv64(64'(f_k), KS));
@@ -289,9 +306,11 @@ module mvm_engine import dlavm_pkg::*; (
 
   // ------------------------------------------------------------------ request side (fetch sequencer)
   // The job at (fphase, fjob): kinds in order. Tile phase: S8 (int8), AFF (affine), RES (res); segment
-  // phase: W, S4 (int4).
+  // phase: S4 (int4), W (the scales first: a tile can start as soon as its last weight beat is in).
   logic        fj_en;
   kind_t       fj_kind;
+  logic [31:0] s4_end;   // ring4: end of this tile's scales in the array, rounded up to a block
+  assign s4_end = 32'(up32((64'(fn0) + 64'(fnr)) * 64'(ng) * 2));
   logic        fj_last_tile;
   always_comb begin
     fj_en = 1'b0;
@@ -306,8 +325,8 @@ module mvm_engine import dlavm_pkg::*; (
       endcase
     end else begin
       case (fjob)
-        2'd0: begin fj_en = 1'b1; fj_kind = K_W; end
-        2'd1: begin fj_en = is4; fj_kind = K_S4; end
+        2'd0: begin fj_en = is4 && (!ring4 || s4_end > s4f_end); fj_kind = K_S4; end
+        2'd1: begin fj_en = 1'b1; fj_kind = K_W; end
         default: fj_en = 1'b0;
       endcase
     end
@@ -330,9 +349,14 @@ module mvm_engine import dlavm_pkg::*; (
         jb_rows = fnr; jb_rbytes = (rb - fc * segb < segb) ? rb - fc * segb : segb; jb_stride = rb;
       end
       K_S4: begin
-        jb_base = a_ws + (64'(fn0) * 64'(ng) + 64'(fc) * 64'(NGS)) * 2;
-        jb_rows = fnr; jb_rbytes = ((ng - fc * 32'(NGS) < 32'(NGS)) ? ng - fc * 32'(NGS) : 32'(NGS)) << 1;
-        jb_stride = ng << 1;
+        if (ring4) begin   // the blocks of this tile's scales not requested yet
+          jb_base = a_ws + 64'(s4f_end);
+          jb_rbytes = s4_end - s4f_end;
+        end else begin
+          jb_base = a_ws + (64'(fn0) * 64'(ng) + 64'(fc) * 64'(NGS)) * 2;
+          jb_rows = fnr; jb_rbytes = ((ng - fc * 32'(NGS) < 32'(NGS)) ? ng - fc * 32'(NGS) : 32'(NGS)) << 1;
+          jb_stride = ng << 1;
+        end
       end
       default: ;
     endcase
@@ -356,7 +380,7 @@ module mvm_engine import dlavm_pkg::*; (
     if (!fphase) begin
       if (fjob == 2'd2) begin fphase <= 1'b1; fjob <= 2'd0; if (has_tile) ftile_cnt <= ftile_cnt + 1; end
       else fjob <= fjob + 1;
-    end else if (fjob == 2'd0 && is4) begin
+    end else if (fjob == 2'd0) begin
       fjob <= 2'd1;
     end else begin
       fjob <= 2'd0;
@@ -370,6 +394,8 @@ module mvm_engine import dlavm_pkg::*; (
           fnr <= (f_n - (fn0 + NT) < NT) ? f_n - (fn0 + NT) : NT;
         end else begin
           ft <= '0; fn0 <= '0; fnr <= (f_n < NT) ? f_n : NT;
+          s4f_end <= '0;
+          f_s4base <= f_s4base + s4blk;
           if (fm0 + MB < f_m) begin
             fm0 <= fm0 + MB;
             fmbn <= (f_m - (fm0 + MB) < MB) ? f_m - (fm0 + MB) : MB;
@@ -379,18 +405,22 @@ module mvm_engine import dlavm_pkg::*; (
     end
   endtask
 
-  logic f_room, f_issue_x, f_issue_job;
+  // the sequencer starts in ST_CHECK2 (its first request is presented when ST_RUN begins)
+  logic f_room, f_issue_x, f_issue_job, f_on;
+  assign f_on = st == ST_RUN || (st == ST_CHECK2 && !chk2_bad);
   assign f_room = jq_cnt < (JA + 1)'(JD);
-  assign f_issue_x = st == ST_RUN && fst == F_NEXT && !x_issued && (fseg_cnt != 0 || f_alldone) && f_room;
-  assign f_issue_job = st == ST_RUN && fst == F_NEXT && !(!x_issued && (fseg_cnt != 0 || f_alldone)) &&
+  assign f_issue_x = f_on && fst == F_NEXT && !x_issued && (fseg_cnt != 0 || f_alldone) && f_room;
+  assign f_issue_job = f_on && fst == F_NEXT && !(!x_issued && (fseg_cnt != 0 || f_alldone)) &&
                        !f_alldone && fj_en && f_room;
 
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       fst <= F_NEXT; fm0 <= '0; fmbn <= '0; ft <= '0; fn0 <= '0; fnr <= '0; fc <= '0; fphase <= 1'b0;
       fjob <= '0; fseg_cnt <= '0; ftile_cnt <= '0; fbase <= '0; frows <= '0; frbytes <= '0; fstride <= '0;
-      fr <= '0; fcontig <= 1'b0; x_issued <= 1'b0; f_isx <= 1'b0; f_alldone <= 1'b0;
-    end else if (st != ST_RUN) begin
+      fr <= '0; fcontig <= 1'b0; x_issued <= 1'b0; f_isx <= 1'b0; f_alldone <= 1'b0; s4f_end <= '0;
+      f_s4base <= '0;
+    end else if (!f_on) begin
+      s4f_end <= '0; f_s4base <= '0;
       fst <= F_NEXT; fm0 <= '0; fmbn <= (f_m < MB) ? f_m : MB; ft <= '0; fn0 <= '0;
       fnr <= (f_n < NT) ? f_n : NT; fc <= '0; fphase <= 1'b0; fjob <= '0; fseg_cnt <= '0; ftile_cnt <= '0;
       x_issued <= 1'b0; fr <= '0; f_alldone <= 1'b0;
@@ -404,13 +434,14 @@ module mvm_engine import dlavm_pkg::*; (
           end else if (f_issue_job) begin
             fbase <= jb_base; frows <= jb_rows; frbytes <= jb_rbytes; fstride <= jb_stride;
             fcontig <= jb_rows == 32'd1 || jb_stride == jb_rbytes; fr <= '0; f_isx <= 1'b0;
+            if (fj_kind == K_S4 && ring4) s4f_end <= s4_end;
             fst <= F_REQ;
           end else if (!(!x_issued && (fseg_cnt != 0 || f_alldone)) && !f_alldone && !fj_en) begin
             f_advance();
           end
         end
         F_REQ: begin
-          if (rd_req_ready) begin
+          if (rd_req_valid && rd_req_ready) begin
             if (fcontig || fr + 1 == frows) begin
               fst <= F_NEXT;
               if (!f_isx) f_advance();
@@ -437,16 +468,17 @@ module mvm_engine import dlavm_pkg::*; (
       jq_in.rows = jb_rows; jq_in.rbytes = jb_rbytes;
       jq_in.contig = jb_rows == 32'd1 || jb_stride == jb_rbytes;
       jq_in.base_lo = jb_base[4:0]; jq_in.stride_lo = jb_stride[4:0];
-      jq_in.last_seg = fphase && (fj_kind == K_S4 || (fj_kind == K_W && !is4));
+      jq_in.last_seg = fphase && fj_kind == K_W;
       jq_in.last_tile = !fphase && fj_last_tile;
-      jq_in.flat = fj_kind == K_S4 && nseg == 32'd1;
+      jq_in.flat = fj_kind == K_S4 && ring4;
+      jq_in.roff = f_s4base + S4RA'(s4f_end >> 1);
     end
   end
 
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       jq_wp <= '0; jq_rp <= '0; jq_cnt <= '0;
-    end else if (st != ST_RUN) begin
+    end else if (!f_on) begin
       jq_wp <= '0; jq_rp <= '0; jq_cnt <= '0;
     end else begin
       if (jq_push) begin jq[jq_wp] <= jq_in; jq_wp <= jq_wp + 1; end
@@ -588,8 +620,9 @@ module mvm_engine import dlavm_pkg::*; (
         K_W: wbuf[rj.par][$clog2(NT)'(r_drow)][WWA'(r_wj)] <= rw_word;
         K_S4: begin
           if (rj.flat) begin
-            for (int b = 0; b < S4B / 8; b++)
-              if (32'(b / PB) == r_wj) s4raw[rj.par][8*b +: 8] <= rw_word[8*(b % PB) +: 8];
+            for (int i = 0; i < PB / 2; i++)
+              if (r_wj * PB + 32'(2 * i) < rj.rbytes)
+                s4ring[rj.roff + S4RA'(r_wj * (PB / 2)) + S4RA'(i)] <= rw_word[16*i +: 16];
           end else s4raw[rj.par][NGS*16*int'($clog2(NT)'(r_drow)) +: NGS*16] <= rw_word[NGS*16-1:0];
         end
         K_S8: s8buf[rj.par] <= rw_word[NT*16-1:0];
@@ -614,6 +647,7 @@ module mvm_engine import dlavm_pkg::*; (
     logic [31:0] kk;
     logic        first, last, firstseg, lastseg, lastp;
     logic        spar, tpar;
+    logic [S4RA-1:0] s4b;     // ring4: ring entry of the scales of row n0, group 0
     logic        seg_rel, tile_rel, lasttile, lastrow;
   } tok_t;
   tok_t tok0, tok1, tok2;
@@ -643,6 +677,7 @@ module mvm_engine import dlavm_pkg::*; (
     tok0.lastp = cc * KS + ck + TIN >= f_k;
     tok0.spar = cseg[0];
     tok0.tpar = ctile[0];
+    tok0.s4b = c_s4base + S4RA'(cn0) * S4RA'(ng);
     tok0.seg_rel = c_last_chunk && cml + 1 == cmbn;
     tok0.tile_rel = c_last_chunk && cml + 1 == cmbn && cc + 1 == nseg;
     tok0.lasttile = ct + 1 == ntiles;
@@ -656,9 +691,9 @@ module mvm_engine import dlavm_pkg::*; (
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       c_active <= 1'b0; cm0 <= '0; cmbn <= '0; ct <= '0; cn0 <= '0; cnr <= '0; cc <= '0; cml <= '0; ck <= '0;
-      cseg <= '0; ctile <= '0; cseglen <= '0;
+      cseg <= '0; ctile <= '0; cseglen <= '0; c_s4base <= '0;
     end else if (st == ST_CHECK2) begin
-      c_active <= 1'b1; cm0 <= '0; cmbn <= (f_m < MB) ? f_m : MB; ct <= '0; cn0 <= '0;
+      c_active <= 1'b1; cm0 <= '0; cmbn <= (f_m < MB) ? f_m : MB; ct <= '0; cn0 <= '0; c_s4base <= '0;
       cnr <= (f_n < NT) ? f_n : NT; cc <= '0; cml <= '0; ck <= '0; cseg <= '0; ctile <= '0;
       cseglen <= seglen(32'd0);
     end else if (s0v) begin
@@ -678,6 +713,7 @@ module mvm_engine import dlavm_pkg::*; (
               cnr <= (f_n - (cn0 + NT) < NT) ? f_n - (cn0 + NT) : NT;
             end else begin
               ct <= '0; cn0 <= '0; cnr <= (f_n < NT) ? f_n : NT;
+              c_s4base <= c_s4base + s4blk;
               if (cm0 + MB < f_m) begin
                 cm0 <= cm0 + MB;
                 cmbn <= (f_m - (cm0 + MB) < MB) ? f_m - (cm0 + MB) : MB;
@@ -865,8 +901,12 @@ module mvm_engine import dlavm_pkg::*; (
     assign v4 = (fl4 != 0) ? spec(fl4) : v4f;
     localparam int SIW = (NT * NGS > 1) ? $clog2(NT * NGS) : 1;
     logic [SIW-1:0] sidx;
-    assign sidx = SIW'(r) * SIW'(s4rs) + SIW'(gl);
-    fp16_to_fp32 u_s4 (.a(s4raw[tok2.spar][16*sidx +: 16]), .y(s4v));
+    logic [S4RA-1:0] ridx;
+    logic [15:0] s4h;
+    assign sidx = SIW'(r) * SIW'(NGS) + SIW'(gl);
+    assign ridx = tok2.s4b + S4RA'(r) * S4RA'(ng) + S4RA'(gl);
+    assign s4h = ring4 ? s4ring[ridx] : s4raw[tok2.spar][16*sidx +: 16];
+    fp16_to_fp32 u_s4 (.a(s4h), .y(s4v));
     fp32_mul u_m4 (.a(v4), .b(s4v), .y(v4s));
 
     // int8
