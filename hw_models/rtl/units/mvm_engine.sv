@@ -231,6 +231,9 @@ module mvm_engine import dlavm_pkg::*; (
   logic [31:0] s4f_end;               // fetch: bytes of this m-block's scale array requested (a multiple of 32)
   logic [S4RA-1:0] f_s4base, c_s4base; // ring entry of this m-block's scale array (fetch / compute side)
   logic [S4RA-1:0] s4blk;             // ring entries per m-block: up32(N*ng*2)/2
+  logic [31:0] s4bytes;               // up32(N*ng*2)
+  logic [31:0] s4_rcv;                // response side: scale stream bytes received (all m-blocks)
+  logic [31:0] c_s4cum;               // compute side: stream position of this m-block's scale array
   logic [NT*16-1:0] s8buf [2];
   logic [NT*16-1:0] affbuf [2][2];
   logic [NT*16-1:0] resbuf [2][MB];
@@ -260,7 +263,7 @@ module mvm_engine import dlavm_pkg::*; (
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       iw <= '0;
-      ng <= '0; ring4 <= 1'b0; s4blk <= '0; rb <= '0; segb <= '0; nseg <= '0; ntiles <= '0; mk2 <= '0;
+      ng <= '0; ring4 <= 1'b0; s4blk <= '0; s4bytes <= '0; rb <= '0; segb <= '0; nseg <= '0; ntiles <= '0; mk2 <= '0;
       has_tile <= 1'b0;
       len_x <= '0; len_w <= '0; len_ws <= '0; len_aff <= '0; len_res <= '0; len_out <= '0;
     end else begin
@@ -272,6 +275,7 @@ module mvm_engine import dlavm_pkg::*; (
         ng <= ngv;
         ring4 <= is4 && cdiv64(64'(f_k), KS) == 64'd1;
         s4blk <= S4RA'(up32(64'(f_n) * 64'(ngv) * 2) >> 1);
+        s4bytes <= 32'(up32(64'(f_n) * 64'(ngv) * 2));
         rb <= is4 ? kpv >> 1 : (is8 ? f_k : f_k << 1);
         segb <= is4 ? 32'(KS / 2) : (is8 ? 32'(KS) : 32'(KS * 2));
         nseg <= 32'(cdiv64(64'(f_k), KS));
@@ -306,7 +310,8 @@ module mvm_engine import dlavm_pkg::*; (
 
   // ------------------------------------------------------------------ request side (fetch sequencer)
   // The job at (fphase, fjob): kinds in order. Tile phase: S8 (int8), AFF (affine), RES (res); segment
-  // phase: S4 (int4), W (the scales first: a tile can start as soon as its last weight beat is in).
+  // phase: W, S4 (int4). ring4: a segment is complete with its weights; a token that ends a scale group
+  // waits for the scale stream instead (s4_rcv).
   logic        fj_en;
   kind_t       fj_kind;
   logic [31:0] s4_end;   // ring4: end of this tile's scales in the array, rounded up to a block
@@ -325,8 +330,8 @@ module mvm_engine import dlavm_pkg::*; (
       endcase
     end else begin
       case (fjob)
-        2'd0: begin fj_en = is4 && (!ring4 || s4_end > s4f_end); fj_kind = K_S4; end
-        2'd1: begin fj_en = 1'b1; fj_kind = K_W; end
+        2'd0: begin fj_en = 1'b1; fj_kind = K_W; end
+        2'd1: begin fj_en = is4 && (!ring4 || s4_end > s4f_end); fj_kind = K_S4; end
         default: fj_en = 1'b0;
       endcase
     end
@@ -380,7 +385,7 @@ module mvm_engine import dlavm_pkg::*; (
     if (!fphase) begin
       if (fjob == 2'd2) begin fphase <= 1'b1; fjob <= 2'd0; if (has_tile) ftile_cnt <= ftile_cnt + 1; end
       else fjob <= fjob + 1;
-    end else if (fjob == 2'd0) begin
+    end else if (fjob == 2'd0 && is4) begin
       fjob <= 2'd1;
     end else begin
       fjob <= 2'd0;
@@ -468,7 +473,7 @@ module mvm_engine import dlavm_pkg::*; (
       jq_in.rows = jb_rows; jq_in.rbytes = jb_rbytes;
       jq_in.contig = jb_rows == 32'd1 || jb_stride == jb_rbytes;
       jq_in.base_lo = jb_base[4:0]; jq_in.stride_lo = jb_stride[4:0];
-      jq_in.last_seg = fphase && fj_kind == K_W;
+      jq_in.last_seg = fphase && (fj_kind == K_W ? (!is4 || ring4) : !ring4);
       jq_in.last_tile = !fphase && fj_last_tile;
       jq_in.flat = fj_kind == K_S4 && ring4;
       jq_in.roff = f_s4base + S4RA'(s4f_end >> 1);
@@ -573,8 +578,9 @@ module mvm_engine import dlavm_pkg::*; (
       rst <= R_IDLE; rj <= '0; r_req <= '0; r_nrq <= '0; r_nbeats <= '0; r_wpos <= '0;
       r_rowstart <= '0; r_wj <= '0; r_rowl <= '0; r_drow <= '0; r_wpr <= '0; win0 <= '0; win1 <= '0;
       r_hb <= '0; r_wcnt <= '0; r_seen_last <= 1'b0; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0;
+      s4_rcv <= '0;
     end else if (st != ST_RUN) begin
-      rst <= R_IDLE; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0;
+      rst <= R_IDLE; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0; s4_rcv <= '0;
     end else begin
       if (rst == R_RUN) begin
         r_wpos <= rn_wpos; r_rowstart <= rn_rowstart; r_wj <= rn_wj; r_rowl <= rn_rowl;
@@ -596,6 +602,7 @@ module mvm_engine import dlavm_pkg::*; (
         end
         if (r_job_end) begin
           if (rj.kind == K_X) x_done <= 1'b1;
+          if (rj.kind == K_S4 && rj.flat) s4_rcv <= s4_rcv + rj.rbytes;
           seg_filled <= seg_filled_n;
           tile_filled <= tile_filled_n;
         end
@@ -691,9 +698,10 @@ module mvm_engine import dlavm_pkg::*; (
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       c_active <= 1'b0; cm0 <= '0; cmbn <= '0; ct <= '0; cn0 <= '0; cnr <= '0; cc <= '0; cml <= '0; ck <= '0;
-      cseg <= '0; ctile <= '0; cseglen <= '0; c_s4base <= '0;
+      cseg <= '0; ctile <= '0; cseglen <= '0; c_s4base <= '0; c_s4cum <= '0;
     end else if (st == ST_CHECK2) begin
       c_active <= 1'b1; cm0 <= '0; cmbn <= (f_m < MB) ? f_m : MB; ct <= '0; cn0 <= '0; c_s4base <= '0;
+      c_s4cum <= '0;
       cnr <= (f_n < NT) ? f_n : NT; cc <= '0; cml <= '0; ck <= '0; cseg <= '0; ctile <= '0;
       cseglen <= seglen(32'd0);
     end else if (s0v) begin
@@ -714,6 +722,7 @@ module mvm_engine import dlavm_pkg::*; (
             end else begin
               ct <= '0; cn0 <= '0; cnr <= (f_n < NT) ? f_n : NT;
               c_s4base <= c_s4base + s4blk;
+              c_s4cum <= c_s4cum + s4bytes;
               if (cm0 + MB < f_m) begin
                 cm0 <= cm0 + MB;
                 cmbn <= (f_m - (cm0 + MB) < MB) ? f_m - (cm0 + MB) : MB;
@@ -739,8 +748,11 @@ module mvm_engine import dlavm_pkg::*; (
   end
   // a token needs x words s0_wi and s0_wi + 1 (x arrives in order), its segment's weights (and scales), its
   // tile's operands and room in the write FIFO
+  logic s0_scale_ok;   // ring4: a token ending a scale group (its scale is read in S2) needs the tile's scales
+  assign s0_scale_ok = !ring4 || !(((tok0.kk + TIN) % G) == 0 || tok0.lastp) ||
+                       s4_rcv >= c_s4cum + (cn0 + cnr) * ng * 2;
   assign s0v = st == ST_RUN && c_active && (x_done || s0_wi + 2 <= x_wr) && seg_filled > cseg &&
-               (!has_tile || tile_filled > ctile) && 32'(wq_cnt) + 4 <= FD;
+               (!has_tile || tile_filled > ctile) && s0_scale_ok && 32'(wq_cnt) + 4 <= FD;
   always_ff @(posedge clk) begin
     if (s0v) begin
       a_eq <= abuf_e[ABA'((s0_wi + 32'(s0_wi[0])) >> 1)];
@@ -1088,7 +1100,9 @@ module mvm_engine import dlavm_pkg::*; (
     end
   end
 
-  assign c_done_all = !c_active && !s1v && !s2v && !ev && wq_cnt == 0;
+  // everything computed and the last write beat leaves the FIFO in this cycle (done follows in the next;
+  // argmax: a cycle later, after the res_valid pulse)
+  assign c_done_all = !c_active && !s1v && !s2v && !ev && (wq_cnt == 0 || (wq_cnt == 1 && wq_pop && !f_argmax));
 
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
