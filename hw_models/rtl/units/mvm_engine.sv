@@ -13,11 +13,12 @@
 // read request, after the first segment's weights) into an activation buffer (ACT_BUFFER_BYTES, PORT_BYTES-wide
 // words in two banks so that an unaligned TIN-element window is one read); a token waits only for the x words
 // it reads. Loop order: m-blocks of MB rows > n-tiles of NT rows > k-segments of KS elements > rows m of the
-// block > k-steps of TIN. Weights of one (n-tile, k-segment) go to a double-buffered weight buffer (one request
+// block > k-steps of TIN. Weights of one (n-tile, k-segment) go to one of NBUF = 4 weight buffers (one request
 // for the whole tile when K <= KS: the tile's rows are contiguous; else one request per row segment) and are
 // reused by all rows of the m-block; the per-tile operands (int8 scales, affine rows, residual rows of the
-// m-block) to a double-buffered tile buffer. int4 scales: when K <= KS one stream over the scale array into a
-// ring (each 32-byte block requested once), else per segment and row. The request side runs up to JD = 16 jobs
+// m-block) to one of NBUF tile buffers (with two, a memory-bound stream would wait: a buffer is refilled only
+// after the compute released it). int4 scales: when K <= KS one stream over the scale array into a ring (each
+// 32-byte block requested once), else per segment and row. The request side runs up to JD = 16 jobs
 // ahead of the response side (the port keeps up to its outstanding limit of requests in flight, so the
 // channels stay busy across tiles, segments and m-blocks); a job's data is taken once its buffer is free. A
 // shared realigner turns the response beats of any byte-aligned row range into row-aligned words, one per
@@ -87,7 +88,8 @@ module mvm_engine import dlavm_pkg::*; (
   localparam int MBA = $clog2(MB);
   localparam int FD = 8;                               // write FIFO depth
   localparam int XPW = PB / 2;                         // fp16 elements per word
-  localparam int S4RA = $clog2(2 * NT * NGS + 16);     // int4 scale ring (entries): two tiles and a block
+  localparam int NBUF = 4;                             // weight / tile operand buffers (a 4-deep rotation)
+  localparam int S4RA = $clog2(NBUF * NT * NGS + 16);  // int4 scale ring (entries): the live tiles and a block
   localparam int S4RE = 1 << S4RA;
 
   if ((TIN & (TIN - 1)) != 0 || (TL & (TL - 1)) != 0 || (G & (G - 1)) != 0 || (B & (B - 1)) != 0 ||
@@ -170,7 +172,7 @@ module mvm_engine import dlavm_pkg::*; (
   typedef enum logic [2:0] {K_X, K_S8, K_AFF, K_RES, K_W, K_S4} kind_t;
   typedef struct packed {
     kind_t       kind;
-    logic        par;
+    logic [1:0]  par;
     logic [31:0] rows;
     logic [31:0] rbytes;
     logic        contig;
@@ -220,12 +222,12 @@ module mvm_engine import dlavm_pkg::*; (
   // buffers
   logic [PBB-1:0] abuf_e [ABD];
   logic [PBB-1:0] abuf_o [ABD];
-  logic [PBB-1:0] wbuf [2][NT][WWORDS];
+  logic [PBB-1:0] wbuf [NBUF][NT][WWORDS];
   localparam int S4B = NT * NGS * 16;
-  logic [S4B-1:0] s4raw [2];   // int4 scales of a segment when K > KS: row r at r*NGS, group g at +g
+  logic [S4B-1:0] s4raw [NBUF];   // int4 scales of a segment when K > KS: row r at r*NGS, group g at +g
   // int4 scales when K <= KS (ring4): a ring of fp16 entries fed by one stream over the [N, Kp/G] array, each
-  // 32-byte block requested once (a tile's scales are often less than a block); it holds the two tiles the
-  // weight double buffer allows plus a block
+  // 32-byte block requested once (a tile's scales are often less than a block); it holds the tiles the weight
+  // buffers allow plus a block
   logic [15:0] s4ring [S4RE];
   logic        ring4;
   logic [31:0] s4f_end;               // fetch: bytes of this m-block's scale array requested (a multiple of 32)
@@ -234,9 +236,9 @@ module mvm_engine import dlavm_pkg::*; (
   logic [31:0] s4bytes;               // up32(N*ng*2)
   logic [31:0] s4_rcv;                // response side: scale stream bytes received (all m-blocks)
   logic [31:0] c_s4cum;               // compute side: stream position of this m-block's scale array
-  logic [NT*16-1:0] s8buf [2];
-  logic [NT*16-1:0] affbuf [2][2];
-  logic [NT*16-1:0] resbuf [2][MB];
+  logic [NT*16-1:0] s8buf [NBUF];
+  logic [NT*16-1:0] affbuf [NBUF][2];
+  logic [NT*16-1:0] resbuf [NBUF][MB];
 
   // compute sequencer
   logic [31:0] cm0, cmbn, ct, cn0, cnr, cc, cml, ck, cseg, ctile, cseglen;
@@ -469,7 +471,7 @@ module mvm_engine import dlavm_pkg::*; (
     end else if (f_issue_job) begin
       jq_push = 1'b1;
       jq_in.kind = fj_kind;
-      jq_in.par = fphase ? fseg_cnt[0] : ftile_cnt[0];
+      jq_in.par = fphase ? fseg_cnt[1:0] : ftile_cnt[1:0];
       jq_in.rows = jb_rows; jq_in.rbytes = jb_rbytes;
       jq_in.contig = jb_rows == 32'd1 || jb_stride == jb_rbytes;
       jq_in.base_lo = jb_base[4:0]; jq_in.stride_lo = jb_stride[4:0];
@@ -496,7 +498,7 @@ module mvm_engine import dlavm_pkg::*; (
   // One job (request) at a time, in request order. A window of up to two stored beats plus the beat on the
   // port (used in the cycle it arrives) gives one row-aligned word per cycle; the next request's setup is
   // computed when the current one ends, so consecutive requests' beats are taken without a gap. A job that
-  // fills a double-buffered destination waits until that buffer has been released by the compute.
+  // fills a rotating (NBUF) destination waits until that buffer has been released by the compute.
   typedef struct packed {
     logic [31:0] nrq, nbeats, wpos, wpr;
   } rset_t;
@@ -527,8 +529,8 @@ module mvm_engine import dlavm_pkg::*; (
   assign jq_head = jq[jq_rp];
 
   function automatic logic job_ok(input kind_t k, input logic [31:0] segf, input logic [31:0] tilef);
-    if (k == K_W || k == K_S4) return segf < seg_consumed + 2;
-    if (k == K_S8 || k == K_AFF || k == K_RES) return tilef < tile_consumed + 2;
+    if (k == K_W || k == K_S4) return segf < seg_consumed + NBUF;
+    if (k == K_S8 || k == K_AFF || k == K_RES) return tilef < tile_consumed + NBUF;
     return 1'b1;
   endfunction
 
@@ -653,7 +655,7 @@ module mvm_engine import dlavm_pkg::*; (
     logic [31:0] nr;
     logic [31:0] kk;
     logic        first, last, firstseg, lastseg, lastp;
-    logic        spar, tpar;
+    logic [1:0]  spar, tpar;
     logic [S4RA-1:0] s4b;     // ring4: ring entry of the scales of row n0, group 0
     logic        seg_rel, tile_rel, lasttile, lastrow;
   } tok_t;
@@ -663,7 +665,8 @@ module mvm_engine import dlavm_pkg::*; (
     logic [MBA-1:0] ml;
     logic [31:0]    n0;
     logic [31:0]    nr;
-    logic           tpar, tile_rel, lasttile, lastrow;
+    logic [1:0]     tpar;
+    logic           tile_rel, lasttile, lastrow;
   } toke_t;
   toke_t tokE;
   logic s0v, s1v, s2v, ev;
@@ -682,8 +685,8 @@ module mvm_engine import dlavm_pkg::*; (
     tok0.firstseg = cc == 0;
     tok0.lastseg = cc + 1 == nseg;
     tok0.lastp = cc * KS + ck + TIN >= f_k;
-    tok0.spar = cseg[0];
-    tok0.tpar = ctile[0];
+    tok0.spar = cseg[1:0];
+    tok0.tpar = ctile[1:0];
     tok0.s4b = c_s4base + S4RA'(cn0) * S4RA'(ng);
     tok0.seg_rel = c_last_chunk && cml + 1 == cmbn;
     tok0.tile_rel = c_last_chunk && cml + 1 == cmbn && cc + 1 == nseg;
@@ -757,7 +760,7 @@ module mvm_engine import dlavm_pkg::*; (
     if (s0v) begin
       a_eq <= abuf_e[ABA'((s0_wi + 32'(s0_wi[0])) >> 1)];
       a_oq <= abuf_o[ABA'(s0_wi >> 1)];
-      for (int r = 0; r < NT; r++) wq_r[r] <= wbuf[cseg[0]][r][WWA'(s0_boff / PB)];
+      for (int r = 0; r < NT; r++) wq_r[r] <= wbuf[cseg[1:0]][r][WWA'(s0_boff / PB)];
       s1_wodd <= s0_wi[0];
       s1_xoff <= 32'(s0_e % XPW);
       s1_woff <= s0_boff % PB;
