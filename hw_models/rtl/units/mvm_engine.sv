@@ -90,6 +90,8 @@ module mvm_engine import dlavm_pkg::*; (
   localparam int XPW = PB / 2;                         // fp16 elements per word
   localparam int NBUF = 4;                             // weight / tile operand buffers (a 4-deep rotation)
   localparam int S4RA = $clog2(NBUF * NT * NGS + 16);  // int4 scale ring (entries): the live tiles and a block
+  localparam int RRA = $clog2((NBUF + 2) * NT + 16);   // M = 1 residual ring (entries)
+  localparam int RRE = 1 << RRA;
   localparam int S4RE = 1 << S4RA;
 
   if ((TIN & (TIN - 1)) != 0 || (TL & (TL - 1)) != 0 || (G & (G - 1)) != 0 || (B & (B - 1)) != 0 ||
@@ -182,6 +184,7 @@ module mvm_engine import dlavm_pkg::*; (
     logic        last_tile;
     logic        flat;        // ring4 scales: one 32-byte aligned range, written to s4ring from entry roff
     logic [S4RA-1:0] roff;
+    logic [31:0] eend;        // resring: end (element) of the residual range, counted from the row's start
   } job_t;
   localparam int JD = 16;       // jobs in flight between the request and the response side
   localparam int JA = $clog2(JD);
@@ -235,6 +238,13 @@ module mvm_engine import dlavm_pkg::*; (
   logic [S4RA-1:0] s4blk;             // ring entries per m-block: up32(N*ng*2)/2
   logic [31:0] s4bytes;               // up32(N*ng*2)
   logic [31:0] s4_rcv;                // response side: scale stream bytes received (all m-blocks)
+  // M = 1 with a residual (resring): the residual row as one stream into a ring, each 32-byte block read once
+  // (a tile's 2*NT bytes are often less than a block); the tokens of a tile wait for its range
+  logic        resring;
+  logic [15:0] rring [RRE];
+  logic [31:0] rf_end;                // fetch: residual bytes requested (a multiple of 32)
+  logic [31:0] r_end;                 // end of this tile's residual range, rounded up to a block
+  logic [31:0] r_rcv;                 // response side: residual bytes received
   logic [31:0] c_s4cum;               // compute side: stream position of this m-block's scale array
   logic [NT*16-1:0] s8buf [NBUF];
   logic [NT*16-1:0] affbuf [NBUF][2];
@@ -266,7 +276,7 @@ module mvm_engine import dlavm_pkg::*; (
     if (!rst_n) begin
       iw <= '0;
       ng <= '0; ring4 <= 1'b0; s4blk <= '0; s4bytes <= '0; rb <= '0; segb <= '0; nseg <= '0; ntiles <= '0; mk2 <= '0;
-      has_tile <= 1'b0;
+      has_tile <= 1'b0; resring <= 1'b0;
       len_x <= '0; len_w <= '0; len_ws <= '0; len_aff <= '0; len_res <= '0; len_out <= '0;
     end else begin
       if (start && st == ST_IDLE) iw <= insn;
@@ -283,7 +293,8 @@ module mvm_engine import dlavm_pkg::*; (
         nseg <= 32'(cdiv64(64'(f_k), KS));
         ntiles <= 32'(cdiv64(64'(f_n), NT));
         mk2 <= f_m * f_k * 32'd2;
-        has_tile <= is8 || f_aff || (f_res != 2'd0);
+        has_tile <= is8 || f_aff || (f_res != 2'd0 && f_m != 32'd1);
+        resring <= f_res != 2'd0 && f_m == 32'd1;
         len_x <= 64'(f_m) * 64'(f_k) * 64'd2;
         len_w <= is4 ? 64'(f_n) * 64'(kpv >> 1) : (is8 ? 64'(f_n) * 64'(f_k) : 64'(f_n) * 64'(f_k) * 64'd2);
         len_ws <= is4 ? 64'(f_n) * 64'(ngv) * 64'd2 : 64'(f_n) * 64'd2;
@@ -318,6 +329,7 @@ module mvm_engine import dlavm_pkg::*; (
   kind_t       fj_kind;
   logic [31:0] s4_end;   // ring4: end of this tile's scales in the array, rounded up to a block
   assign s4_end = 32'(up32((64'(fn0) + 64'(fnr)) * 64'(ng) * 2));
+  assign r_end = 32'(up32((64'(fn0) + 64'(fnr)) * 2));
   logic        fj_last_tile;
   always_comb begin
     fj_en = 1'b0;
@@ -325,9 +337,9 @@ module mvm_engine import dlavm_pkg::*; (
     fj_last_tile = 1'b0;
     if (!fphase) begin
       case (fjob)
-        2'd0: begin fj_en = is8; fj_kind = K_S8; fj_last_tile = !f_aff && f_res == 2'd0; end
-        2'd1: begin fj_en = f_aff; fj_kind = K_AFF; fj_last_tile = f_res == 2'd0; end
-        2'd2: begin fj_en = f_res != 2'd0; fj_kind = K_RES; fj_last_tile = 1'b1; end
+        2'd0: begin fj_en = is8; fj_kind = K_S8; fj_last_tile = !f_aff && (f_res == 2'd0 || resring); end
+        2'd1: begin fj_en = f_aff; fj_kind = K_AFF; fj_last_tile = f_res == 2'd0 || resring; end
+        2'd2: begin fj_en = f_res != 2'd0 && (!resring || r_end > rf_end); fj_kind = K_RES; fj_last_tile = !resring; end
         default: fj_en = 1'b0;
       endcase
     end else begin
@@ -348,8 +360,13 @@ module mvm_engine import dlavm_pkg::*; (
       K_S8: begin jb_base = a_ws + 64'(fn0) * 2; jb_rbytes = fnr << 1; end
       K_AFF: begin jb_base = a_aff + 64'(fn0) * 2; jb_rows = 32'd2; jb_rbytes = fnr << 1; jb_stride = f_n << 1; end
       K_RES: begin
-        jb_base = a_res + (64'(fm0) * 64'(f_n) + 64'(fn0)) * 2;
-        jb_rows = fmbn; jb_rbytes = fnr << 1; jb_stride = f_n << 1;
+        if (resring) begin
+          jb_base = a_res + 64'(rf_end);
+          jb_rbytes = r_end - rf_end;
+        end else begin
+          jb_base = a_res + (64'(fm0) * 64'(f_n) + 64'(fn0)) * 2;
+          jb_rows = fmbn; jb_rbytes = fnr << 1; jb_stride = f_n << 1;
+        end
       end
       K_W: begin
         jb_base = a_w + 64'(fn0) * 64'(rb) + 64'(fc) * 64'(segb);
@@ -425,9 +442,9 @@ module mvm_engine import dlavm_pkg::*; (
       fst <= F_NEXT; fm0 <= '0; fmbn <= '0; ft <= '0; fn0 <= '0; fnr <= '0; fc <= '0; fphase <= 1'b0;
       fjob <= '0; fseg_cnt <= '0; ftile_cnt <= '0; fbase <= '0; frows <= '0; frbytes <= '0; fstride <= '0;
       fr <= '0; fcontig <= 1'b0; x_issued <= 1'b0; f_isx <= 1'b0; f_alldone <= 1'b0; s4f_end <= '0;
-      f_s4base <= '0;
+      f_s4base <= '0; rf_end <= '0;
     end else if (!f_on) begin
-      s4f_end <= '0; f_s4base <= '0;
+      s4f_end <= '0; f_s4base <= '0; rf_end <= '0;
       fst <= F_NEXT; fm0 <= '0; fmbn <= (f_m < MB) ? f_m : MB; ft <= '0; fn0 <= '0;
       fnr <= (f_n < NT) ? f_n : NT; fc <= '0; fphase <= 1'b0; fjob <= '0; fseg_cnt <= '0; ftile_cnt <= '0;
       x_issued <= 1'b0; fr <= '0; f_alldone <= 1'b0;
@@ -442,6 +459,7 @@ module mvm_engine import dlavm_pkg::*; (
             fbase <= jb_base; frows <= jb_rows; frbytes <= jb_rbytes; fstride <= jb_stride;
             fcontig <= jb_rows == 32'd1 || jb_stride == jb_rbytes; fr <= '0; f_isx <= 1'b0;
             if (fj_kind == K_S4 && ring4) s4f_end <= s4_end;
+            if (fj_kind == K_RES && resring) rf_end <= r_end;
             fst <= F_REQ;
           end else if (!(!x_issued && (fseg_cnt != 0 || f_alldone)) && !f_alldone && !fj_en) begin
             f_advance();
@@ -479,6 +497,8 @@ module mvm_engine import dlavm_pkg::*; (
       jq_in.last_tile = !fphase && fj_last_tile;
       jq_in.flat = fj_kind == K_S4 && ring4;
       jq_in.roff = f_s4base + S4RA'(s4f_end >> 1);
+      if (fj_kind == K_RES && resring) jq_in.flat = 1'b1;
+      jq_in.eend = r_end >> 1;
     end
   end
 
@@ -522,7 +542,7 @@ module mvm_engine import dlavm_pkg::*; (
   logic [1:0]  rw_cntv;
   logic [31:0] rn_wpos, rn_rowstart, rn_wj, rn_rowl;
   logic [PBB-1:0] rw_word, rw_v0, rw_v1;
-  logic        r_more_req, r_job_end, r_pop_idle, r_pop_next;
+  logic        r_more_req, r_job_end, r_pop_idle, r_pop_next, rr_ok;
   logic [31:0] seg_filled_n, tile_filled_n;
   job_t        jq_head;
   rset_t       rs_next;
@@ -530,7 +550,7 @@ module mvm_engine import dlavm_pkg::*; (
 
   function automatic logic job_ok(input kind_t k, input logic [31:0] segf, input logic [31:0] tilef);
     if (k == K_W || k == K_S4) return segf < seg_consumed + NBUF;
-    if (k == K_S8 || k == K_AFF || k == K_RES) return tilef < tile_consumed + NBUF;
+    if (k == K_S8 || k == K_AFF || k == K_RES) return tilef < tile_consumed + NBUF;   // (resring: rr_ok)
     return 1'b1;
   endfunction
 
@@ -564,8 +584,12 @@ module mvm_engine import dlavm_pkg::*; (
     r_job_end = r_req_done && !r_more_req;
     seg_filled_n = seg_filled + 32'(r_job_end && rj.last_seg);
     tile_filled_n = tile_filled + 32'(r_job_end && rj.last_tile);
-    r_pop_idle = st == ST_RUN && rst == R_IDLE && jq_cnt != 0 && job_ok(jq_head.kind, seg_filled, tile_filled);
-    r_pop_next = st == ST_RUN && r_job_end && jq_cnt != 0 && job_ok(jq_head.kind, seg_filled_n, tile_filled_n);
+    // a resring job overwrites ring entries only of tiles the epilogue has finished (M = 1: NT per tile)
+    rr_ok = !(jq_head.kind == K_RES && jq_head.flat) || jq_head.eend <= tile_consumed * NT + RRE;
+    r_pop_idle = st == ST_RUN && rst == R_IDLE && jq_cnt != 0 && rr_ok &&
+                 job_ok(jq_head.kind, seg_filled, tile_filled);
+    r_pop_next = st == ST_RUN && r_job_end && jq_cnt != 0 && rr_ok &&
+                 job_ok(jq_head.kind, seg_filled_n, tile_filled_n);
     if (r_more_req && r_req_done)
       rs_next = rsetup(rj.base_lo, rj.stride_lo, rj.contig, rj.flat, rj.rows, rj.rbytes, 5'(r_req + 1));
     else
@@ -580,9 +604,9 @@ module mvm_engine import dlavm_pkg::*; (
       rst <= R_IDLE; rj <= '0; r_req <= '0; r_nrq <= '0; r_nbeats <= '0; r_wpos <= '0;
       r_rowstart <= '0; r_wj <= '0; r_rowl <= '0; r_drow <= '0; r_wpr <= '0; win0 <= '0; win1 <= '0;
       r_hb <= '0; r_wcnt <= '0; r_seen_last <= 1'b0; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0;
-      s4_rcv <= '0;
+      s4_rcv <= '0; r_rcv <= '0;
     end else if (st != ST_RUN) begin
-      rst <= R_IDLE; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0; s4_rcv <= '0;
+      rst <= R_IDLE; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0; s4_rcv <= '0; r_rcv <= '0;
     end else begin
       if (rst == R_RUN) begin
         r_wpos <= rn_wpos; r_rowstart <= rn_rowstart; r_wj <= rn_wj; r_rowl <= rn_rowl;
@@ -605,6 +629,7 @@ module mvm_engine import dlavm_pkg::*; (
         if (r_job_end) begin
           if (rj.kind == K_X) x_done <= 1'b1;
           if (rj.kind == K_S4 && rj.flat) s4_rcv <= s4_rcv + rj.rbytes;
+          if (rj.kind == K_RES && rj.flat) r_rcv <= r_rcv + rj.rbytes;
           seg_filled <= seg_filled_n;
           tile_filled <= tile_filled_n;
         end
@@ -636,7 +661,13 @@ module mvm_engine import dlavm_pkg::*; (
         end
         K_S8: s8buf[rj.par] <= rw_word[NT*16-1:0];
         K_AFF: affbuf[rj.par][r_drow[0]] <= rw_word[NT*16-1:0];
-        K_RES: resbuf[rj.par][MBA'(r_drow)] <= rw_word[NT*16-1:0];
+        K_RES: begin
+          if (rj.flat) begin
+            for (int i = 0; i < PB / 2; i++)
+              if (r_wj * PB + 32'(2 * i) < rj.rbytes)
+                rring[RRA'(rj.eend - (rj.rbytes >> 1)) + RRA'(r_wj * (PB / 2)) + RRA'(i)] <= rw_word[16*i +: 16];
+          end else resbuf[rj.par][MBA'(r_drow)] <= rw_word[NT*16-1:0];
+        end
         default: ;
       endcase
     end
@@ -755,7 +786,8 @@ module mvm_engine import dlavm_pkg::*; (
   assign s0_scale_ok = !ring4 || !(((tok0.kk + TIN) % G) == 0 || tok0.lastp) ||
                        s4_rcv >= c_s4cum + (cn0 + cnr) * ng * 2;
   assign s0v = st == ST_RUN && c_active && (x_done || s0_wi + 2 <= x_wr) && seg_filled > cseg &&
-               (!has_tile || tile_filled > ctile) && s0_scale_ok && 32'(wq_cnt) + 4 <= FD;
+               (!has_tile || tile_filled > ctile) && s0_scale_ok && (!resring || r_rcv >= (cn0 + cnr) * 2) &&
+               32'(wq_cnt) + 4 <= FD;
   always_ff @(posedge clk) begin
     if (s0v) begin
       a_eq <= abuf_e[ABA'((s0_wi + 32'(s0_wi[0])) >> 1)];
@@ -985,7 +1017,7 @@ module mvm_engine import dlavm_pkg::*; (
     fp16_to_fp32 u_s8 (.a(s8buf[tokE.tpar][16*r +: 16]), .y(s8v));
     fp16_to_fp32 u_av (.a(affbuf[tokE.tpar][0][16*r +: 16]), .y(av));
     fp16_to_fp32 u_bv (.a(affbuf[tokE.tpar][1][16*r +: 16]), .y(bv));
-    fp16_to_fp32 u_rv (.a(resbuf[tokE.tpar][tokE.ml][16*r +: 16]), .y(rv));
+    fp16_to_fp32 u_rv (.a(resring ? rring[RRA'(tokE.n0 + r)] : resbuf[tokE.tpar][tokE.ml][16*r +: 16]), .y(rv));
     fp32_mul u_m8 (.a(acc_fin[r]), .b(s8v), .y(y1m));
     assign y1 = is8 ? y1m : acc_fin[r];
     fp32_mul u_ma (.a(y1), .b(av), .y(y2m));
