@@ -10,19 +10,26 @@
 // nonzero weight gives D = +-inf (sign of x times sign of q); D then goes through fp32 and the scale as IEEE.
 //
 // Microarchitecture. TOUT*MVM_GROUPS output lanes (NT) x TIN inputs per cycle. x [M,K] is loaded once (one
-// read request) into an activation buffer (ACT_BUFFER_BYTES, PORT_BYTES-wide words in two banks so that an
-// unaligned TIN-element window is one read). Loop order: m-blocks of MB rows > n-tiles of NT rows > k-segments
-// of KS elements > rows m of the block > k-steps of TIN. Weights of one (n-tile, k-segment) are fetched into a
-// double-buffered weight buffer (one request for the whole tile when K <= KS: the tile's rows are contiguous;
-// else one request per row segment) and reused by all rows of the m-block; the per-tile operands (int8 scales,
-// affine rows, residual rows of the m-block) into a double-buffered tile buffer; int4 scales per segment. A
-// shared realigner turns the response beats of any byte-aligned row range into row-aligned words. At a segment
-// boundary the per-(m, lane) state is a single fp32 accumulator (KS is a multiple of the tree width, G and B),
-// kept in an MB-row accumulator RAM. Compute: 1 cycle per (m, n-tile, k-step) when the operands are present:
-// M*ceil(K/TIN)*ceil(N/NT) cycles plus the x load and a pipeline of 3 stages (S1 products/tree, S2
-// accumulate, E epilogue -> write FIFO). Fetches run ahead (double buffering), so a decode (M=1) mvm streams
-// weights at the port's full width. Outputs: one or two write beats (PORT_BYTES-aligned, strobed) per
-// (m, n-tile); argmax: one 8-byte record beat per row, after the row's last tile.
+// read request, after the first segment's weights) into an activation buffer (ACT_BUFFER_BYTES, PORT_BYTES-wide
+// words in two banks so that an unaligned TIN-element window is one read); a token waits only for the x words
+// it reads. Loop order: m-blocks of MB rows > n-tiles of NT rows > k-segments of KS elements > rows m of the
+// block > k-steps of TIN. Weights of one (n-tile, k-segment) go to one of NBUF = 4 weight buffers (one request
+// for the whole tile when K <= KS: the tile's rows are contiguous; else one request per row segment) and are
+// reused by all rows of the m-block; the per-tile operands (int8 scales, affine rows, residual rows of the
+// m-block) to one of NBUF tile buffers (with two, a memory-bound stream would wait: a buffer is refilled only
+// after the compute released it). int4 scales: when K <= KS one stream over the scale array into a ring (each
+// 32-byte block requested once), else per segment and row. The request side runs up to JD = 16 jobs
+// ahead of the response side (the port keeps up to its outstanding limit of requests in flight, so the
+// channels stay busy across tiles, segments and m-blocks); a job's data is taken once its buffer is free. A
+// shared realigner turns the response beats of any byte-aligned row range into row-aligned words, one per
+// cycle, using a beat in the cycle it arrives and starting the next request's data in the next cycle. At a
+// segment boundary the per-(m, lane) state is a single fp32 accumulator (KS is a multiple of the tree width, G
+// and B), kept in an MB-row accumulator RAM. Compute: 1 cycle per (m, n-tile, k-step) when the operands are
+// present: M*ceil(K/TIN)*ceil(N/NT) cycles plus a pipeline of 3 stages (S1 products/tree, S2 accumulate, E
+// epilogue -> write FIFO), the epilogue and the writes of a tile overlapping the next tile's products. A decode
+// (M=1) mvm is bound by the weight stream; after its last weight beat it still computes its last tile
+// (ceil(K/TIN) cycles) and drains the pipeline. Outputs: one or two write beats (PORT_BYTES-aligned, strobed)
+// per (m, n-tile); argmax: one 8-byte record beat per row, after the row's last tile.
 //
 // Errors (err with done, no memory traffic; doc/isa.md section 8), err_code:
 //   1 m, k or n is 0; 2 wfmt not in the target's weight formats (or enum 3); 3 m*k*2 > ACT_BUFFER_BYTES;
@@ -81,6 +88,11 @@ module mvm_engine import dlavm_pkg::*; (
   localparam int MBA = $clog2(MB);
   localparam int FD = 8;                               // write FIFO depth
   localparam int XPW = PB / 2;                         // fp16 elements per word
+  localparam int NBUF = 4;                             // weight / tile operand buffers (a 4-deep rotation)
+  localparam int S4RA = $clog2(NBUF * NT * NGS + 16);  // int4 scale ring (entries): the live tiles and a block
+  localparam int RRA = $clog2((NBUF + 2) * NT + 16);   // M = 1 residual ring (entries)
+  localparam int RRE = 1 << RRA;
+  localparam int S4RE = 1 << S4RA;
 
   if ((TIN & (TIN - 1)) != 0 || (TL & (TL - 1)) != 0 || (G & (G - 1)) != 0 || (B & (B - 1)) != 0 ||
       TIN > TL || TIN > G || 2 * TIN > PB || 32 + 4 * NT > 2 * PB || NGS * 2 > PB || NT * 2 > PB) begin : g_bad
@@ -162,7 +174,7 @@ module mvm_engine import dlavm_pkg::*; (
   typedef enum logic [2:0] {K_X, K_S8, K_AFF, K_RES, K_W, K_S4} kind_t;
   typedef struct packed {
     kind_t       kind;
-    logic        par;
+    logic [1:0]  par;
     logic [31:0] rows;
     logic [31:0] rbytes;
     logic        contig;
@@ -170,16 +182,20 @@ module mvm_engine import dlavm_pkg::*; (
     logic [4:0]  stride_lo;
     logic        last_seg;
     logic        last_tile;
+    logic        flat;        // ring4 scales: one 32-byte aligned range, written to s4ring from entry roff
+    logic [S4RA-1:0] roff;
+    logic [31:0] eend;        // resring: end (element) of the residual range, counted from the row's start
   } job_t;
-  localparam int JD = 4;
+  localparam int JD = 16;       // jobs in flight between the request and the response side
+  localparam int JA = $clog2(JD);
   job_t jq [JD];
-  logic [2:0] jq_wp, jq_rp;     // pointers mod 2*JD... use count
-  logic [2:0] jq_cnt;
+  logic [JA-1:0] jq_wp, jq_rp;
+  logic [JA:0] jq_cnt;
   logic jq_push, jq_pop;
   job_t jq_in;
 
   // request side
-  typedef enum logic [1:0] {F_NEXT, F_REQ, F_END} fst_t;
+  typedef enum logic {F_NEXT, F_REQ} fst_t;
   fst_t fst;
   logic [31:0] fm0, fmbn, ft, fn0, fnr, fc;
   logic        fphase;             // 0 tile jobs, 1 segment jobs
@@ -188,14 +204,13 @@ module mvm_engine import dlavm_pkg::*; (
   logic [63:0] fbase;
   logic [31:0] frows, frbytes, fstride, fr;
   logic        fcontig;
-  logic        x_issued, f_isx;
+  logic        x_issued, f_isx, f_alldone;
 
   // response side
-  typedef enum logic [1:0] {R_IDLE, R_SETUP, R_RUN} rst_t;
+  typedef enum logic {R_IDLE, R_RUN} rst_t;
   rst_t rst;
   job_t rj;
   logic [31:0] r_req;       // request index within the job
-  logic [4:0]  r_o;         // byte offset of the request's first useful byte (combinational)
   logic [31:0] r_nrq;       // rows in this request
   logic [31:0] r_nbeats;
   logic [31:0] r_wpos, r_rowstart, r_wj, r_rowl, r_drow, r_wpr;
@@ -205,15 +220,35 @@ module mvm_engine import dlavm_pkg::*; (
   logic        r_seen_last;
   logic [31:0] seg_filled, tile_filled;
   logic        x_done;
+  logic [31:0] x_wr;        // x words written to the activation buffer
 
   // buffers
   logic [PBB-1:0] abuf_e [ABD];
   logic [PBB-1:0] abuf_o [ABD];
-  logic [PBB-1:0] wbuf [2][NT][WWORDS];
-  logic [NGS*16-1:0] s4buf [2][NT];
-  logic [NT*16-1:0] s8buf [2];
-  logic [NT*16-1:0] affbuf [2][2];
-  logic [NT*16-1:0] resbuf [2][MB];
+  logic [PBB-1:0] wbuf [NBUF][NT][WWORDS];
+  localparam int S4B = NT * NGS * 16;
+  logic [S4B-1:0] s4raw [NBUF];   // int4 scales of a segment when K > KS: row r at r*NGS, group g at +g
+  // int4 scales when K <= KS (ring4): a ring of fp16 entries fed by one stream over the [N, Kp/G] array, each
+  // 32-byte block requested once (a tile's scales are often less than a block); it holds the tiles the weight
+  // buffers allow plus a block
+  logic [15:0] s4ring [S4RE];
+  logic        ring4;
+  logic [31:0] s4f_end;               // fetch: bytes of this m-block's scale array requested (a multiple of 32)
+  logic [S4RA-1:0] f_s4base, c_s4base; // ring entry of this m-block's scale array (fetch / compute side)
+  logic [S4RA-1:0] s4blk;             // ring entries per m-block: up32(N*ng*2)/2
+  logic [31:0] s4bytes;               // up32(N*ng*2)
+  logic [31:0] s4_rcv;                // response side: scale stream bytes received (all m-blocks)
+  // M = 1 with a residual (resring): the residual row as one stream into a ring, each 32-byte block read once
+  // (a tile's 2*NT bytes are often less than a block); the tokens of a tile wait for its range
+  logic        resring;
+  logic [15:0] rring [RRE];
+  logic [31:0] rf_end;                // fetch: residual bytes requested (a multiple of 32)
+  logic [31:0] r_end;                 // end of this tile's residual range, rounded up to a block
+  logic [31:0] r_rcv;                 // response side: residual bytes received
+  logic [31:0] c_s4cum;               // compute side: stream position of this m-block's scale array
+  logic [NT*16-1:0] s8buf [NBUF];
+  logic [NT*16-1:0] affbuf [NBUF][2];
+  logic [NT*16-1:0] resbuf [NBUF][MB];
 
   // compute sequencer
   logic [31:0] cm0, cmbn, ct, cn0, cnr, cc, cml, ck, cseg, ctile, cseglen;
@@ -240,8 +275,8 @@ module mvm_engine import dlavm_pkg::*; (
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       iw <= '0;
-      ng <= '0; rb <= '0; segb <= '0; nseg <= '0; ntiles <= '0; mk2 <= '0;
-      has_tile <= 1'b0;
+      ng <= '0; ring4 <= 1'b0; s4blk <= '0; s4bytes <= '0; rb <= '0; segb <= '0; nseg <= '0; ntiles <= '0; mk2 <= '0;
+      has_tile <= 1'b0; resring <= 1'b0;
       len_x <= '0; len_w <= '0; len_ws <= '0; len_aff <= '0; len_res <= '0; len_out <= '0;
     end else begin
       if (start && st == ST_IDLE) iw <= insn;
@@ -250,12 +285,16 @@ module mvm_engine import dlavm_pkg::*; (
         kpv = 32'(cdiv64(64'(f_k), G) * 64'(G));
         ngv = kpv / 32'(G);
         ng <= ngv;
+        ring4 <= is4 && cdiv64(64'(f_k), KS) == 64'd1;
+        s4blk <= S4RA'(up32(64'(f_n) * 64'(ngv) * 2) >> 1);
+        s4bytes <= 32'(up32(64'(f_n) * 64'(ngv) * 2));
         rb <= is4 ? kpv >> 1 : (is8 ? f_k : f_k << 1);
         segb <= is4 ? 32'(KS / 2) : (is8 ? 32'(KS) : 32'(KS * 2));
         nseg <= 32'(cdiv64(64'(f_k), KS));
         ntiles <= 32'(cdiv64(64'(f_n), NT));
         mk2 <= f_m * f_k * 32'd2;
-        has_tile <= is8 || f_aff || (f_res != 2'd0);
+        has_tile <= is8 || f_aff || (f_res != 2'd0 && f_m != 32'd1);
+        resring <= f_res != 2'd0 && f_m == 32'd1;
         len_x <= 64'(f_m) * 64'(f_k) * 64'd2;
         len_w <= is4 ? 64'(f_n) * 64'(kpv >> 1) : (is8 ? 64'(f_n) * 64'(f_k) : 64'(f_n) * 64'(f_k) * 64'd2);
         len_ws <= is4 ? 64'(f_n) * 64'(ngv) * 64'd2 : 64'(f_n) * 64'd2;
@@ -284,9 +323,13 @@ module mvm_engine import dlavm_pkg::*; (
 
   // ------------------------------------------------------------------ request side (fetch sequencer)
   // The job at (fphase, fjob): kinds in order. Tile phase: S8 (int8), AFF (affine), RES (res); segment
-  // phase: W, S4 (int4).
+  // phase: W, S4 (int4). ring4: a segment is complete with its weights; a token that ends a scale group
+  // waits for the scale stream instead (s4_rcv).
   logic        fj_en;
   kind_t       fj_kind;
+  logic [31:0] s4_end;   // ring4: end of this tile's scales in the array, rounded up to a block
+  assign s4_end = 32'(up32((64'(fn0) + 64'(fnr)) * 64'(ng) * 2));
+  assign r_end = 32'(up32((64'(fn0) + 64'(fnr)) * 2));
   logic        fj_last_tile;
   always_comb begin
     fj_en = 1'b0;
@@ -294,15 +337,15 @@ module mvm_engine import dlavm_pkg::*; (
     fj_last_tile = 1'b0;
     if (!fphase) begin
       case (fjob)
-        2'd0: begin fj_en = is8; fj_kind = K_S8; fj_last_tile = !f_aff && f_res == 2'd0; end
-        2'd1: begin fj_en = f_aff; fj_kind = K_AFF; fj_last_tile = f_res == 2'd0; end
-        2'd2: begin fj_en = f_res != 2'd0; fj_kind = K_RES; fj_last_tile = 1'b1; end
+        2'd0: begin fj_en = is8; fj_kind = K_S8; fj_last_tile = !f_aff && (f_res == 2'd0 || resring); end
+        2'd1: begin fj_en = f_aff; fj_kind = K_AFF; fj_last_tile = f_res == 2'd0 || resring; end
+        2'd2: begin fj_en = f_res != 2'd0 && (!resring || r_end > rf_end); fj_kind = K_RES; fj_last_tile = !resring; end
         default: fj_en = 1'b0;
       endcase
     end else begin
       case (fjob)
         2'd0: begin fj_en = 1'b1; fj_kind = K_W; end
-        2'd1: begin fj_en = is4; fj_kind = K_S4; end
+        2'd1: begin fj_en = is4 && (!ring4 || s4_end > s4f_end); fj_kind = K_S4; end
         default: fj_en = 1'b0;
       endcase
     end
@@ -317,28 +360,36 @@ module mvm_engine import dlavm_pkg::*; (
       K_S8: begin jb_base = a_ws + 64'(fn0) * 2; jb_rbytes = fnr << 1; end
       K_AFF: begin jb_base = a_aff + 64'(fn0) * 2; jb_rows = 32'd2; jb_rbytes = fnr << 1; jb_stride = f_n << 1; end
       K_RES: begin
-        jb_base = a_res + (64'(fm0) * 64'(f_n) + 64'(fn0)) * 2;
-        jb_rows = fmbn; jb_rbytes = fnr << 1; jb_stride = f_n << 1;
+        if (resring) begin
+          jb_base = a_res + 64'(rf_end);
+          jb_rbytes = r_end - rf_end;
+        end else begin
+          jb_base = a_res + (64'(fm0) * 64'(f_n) + 64'(fn0)) * 2;
+          jb_rows = fmbn; jb_rbytes = fnr << 1; jb_stride = f_n << 1;
+        end
       end
       K_W: begin
         jb_base = a_w + 64'(fn0) * 64'(rb) + 64'(fc) * 64'(segb);
         jb_rows = fnr; jb_rbytes = (rb - fc * segb < segb) ? rb - fc * segb : segb; jb_stride = rb;
       end
       K_S4: begin
-        jb_base = a_ws + (64'(fn0) * 64'(ng) + 64'(fc) * 64'(NGS)) * 2;
-        jb_rows = fnr; jb_rbytes = ((ng - fc * 32'(NGS) < 32'(NGS)) ? ng - fc * 32'(NGS) : 32'(NGS)) << 1;
-        jb_stride = ng << 1;
+        if (ring4) begin   // the blocks of this tile's scales not requested yet
+          jb_base = a_ws + 64'(s4f_end);
+          jb_rbytes = s4_end - s4f_end;
+        end else begin
+          jb_base = a_ws + (64'(fn0) * 64'(ng) + 64'(fc) * 64'(NGS)) * 2;
+          jb_rows = fnr; jb_rbytes = ((ng - fc * 32'(NGS) < 32'(NGS)) ? ng - fc * 32'(NGS) : 32'(NGS)) << 1;
+          jb_stride = ng << 1;
+        end
       end
       default: ;
     endcase
   end
 
-  logic f_gate;
-  always_comb begin
-    if (!fphase) f_gate = ftile_cnt < tile_consumed + 2;
-    else f_gate = fseg_cnt < seg_consumed + 2;
-  end
-
+  // The request side runs ahead of the compute by up to JD jobs (the read port takes up to its outstanding
+  // limit of requests; the data waits in the memory system until the response side has a free buffer), so
+  // the channels stay busy across tiles, segments and m-blocks. x is requested after the first segment's
+  // weights (and scales): compute then starts on the first rows of x while the rest of x streams in.
   logic [63:0] freq_a, freq_e;
   always_comb begin
     freq_a = fbase + 64'(fr) * 64'(fstride);
@@ -367,43 +418,55 @@ module mvm_engine import dlavm_pkg::*; (
           fnr <= (f_n - (fn0 + NT) < NT) ? f_n - (fn0 + NT) : NT;
         end else begin
           ft <= '0; fn0 <= '0; fnr <= (f_n < NT) ? f_n : NT;
+          s4f_end <= '0;
+          f_s4base <= f_s4base + s4blk;
           if (fm0 + MB < f_m) begin
             fm0 <= fm0 + MB;
             fmbn <= (f_m - (fm0 + MB) < MB) ? f_m - (fm0 + MB) : MB;
-          end else fst <= F_END;
+          end else f_alldone <= 1'b1;
         end
       end
     end
   endtask
 
+  // the sequencer starts in ST_CHECK2 (its first request is presented when ST_RUN begins)
+  logic f_room, f_issue_x, f_issue_job, f_on;
+  assign f_on = st == ST_RUN || (st == ST_CHECK2 && !chk2_bad);
+  assign f_room = jq_cnt < (JA + 1)'(JD);
+  assign f_issue_x = f_on && fst == F_NEXT && !x_issued && (fseg_cnt != 0 || f_alldone) && f_room;
+  assign f_issue_job = f_on && fst == F_NEXT && !(!x_issued && (fseg_cnt != 0 || f_alldone)) &&
+                       !f_alldone && fj_en && f_room;
+
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       fst <= F_NEXT; fm0 <= '0; fmbn <= '0; ft <= '0; fn0 <= '0; fnr <= '0; fc <= '0; fphase <= 1'b0;
       fjob <= '0; fseg_cnt <= '0; ftile_cnt <= '0; fbase <= '0; frows <= '0; frbytes <= '0; fstride <= '0;
-      fr <= '0; fcontig <= 1'b0; x_issued <= 1'b0; f_isx <= 1'b0;
-    end else if (st != ST_RUN) begin
+      fr <= '0; fcontig <= 1'b0; x_issued <= 1'b0; f_isx <= 1'b0; f_alldone <= 1'b0; s4f_end <= '0;
+      f_s4base <= '0; rf_end <= '0;
+    end else if (!f_on) begin
+      s4f_end <= '0; f_s4base <= '0; rf_end <= '0;
       fst <= F_NEXT; fm0 <= '0; fmbn <= (f_m < MB) ? f_m : MB; ft <= '0; fn0 <= '0;
       fnr <= (f_n < NT) ? f_n : NT; fc <= '0; fphase <= 1'b0; fjob <= '0; fseg_cnt <= '0; ftile_cnt <= '0;
-      x_issued <= 1'b0; fr <= '0;
+      x_issued <= 1'b0; fr <= '0; f_alldone <= 1'b0;
     end else begin
       case (fst)
         F_NEXT: begin
-          if (!x_issued) begin
-            if (jq_cnt < 3'(JD)) begin
-              x_issued <= 1'b1; f_isx <= 1'b1;
-              fbase <= a_x; frows <= 32'd1; frbytes <= mk2; fstride <= '0; fcontig <= 1'b1; fr <= '0;
-              fst <= F_REQ;
-            end
-          end else if (!fj_en) begin
-            f_advance();
-          end else if (f_gate && jq_cnt < 3'(JD)) begin
+          if (f_issue_x) begin
+            x_issued <= 1'b1; f_isx <= 1'b1;
+            fbase <= a_x; frows <= 32'd1; frbytes <= mk2; fstride <= '0; fcontig <= 1'b1; fr <= '0;
+            fst <= F_REQ;
+          end else if (f_issue_job) begin
             fbase <= jb_base; frows <= jb_rows; frbytes <= jb_rbytes; fstride <= jb_stride;
             fcontig <= jb_rows == 32'd1 || jb_stride == jb_rbytes; fr <= '0; f_isx <= 1'b0;
+            if (fj_kind == K_S4 && ring4) s4f_end <= s4_end;
+            if (fj_kind == K_RES && resring) rf_end <= r_end;
             fst <= F_REQ;
+          end else if (!(!x_issued && (fseg_cnt != 0 || f_alldone)) && !f_alldone && !fj_en) begin
+            f_advance();
           end
         end
         F_REQ: begin
-          if (rd_req_ready) begin
+          if (rd_req_valid && rd_req_ready) begin
             if (fcontig || fr + 1 == frows) begin
               fst <= F_NEXT;
               if (!f_isx) f_advance();
@@ -419,51 +482,90 @@ module mvm_engine import dlavm_pkg::*; (
   always_comb begin
     jq_push = 1'b0;
     jq_in = '0;
-    if (st == ST_RUN && fst == F_NEXT) begin
-      if (!x_issued) begin
-        if (jq_cnt < 3'(JD)) begin
-          jq_push = 1'b1;
-          jq_in.kind = K_X; jq_in.rows = 32'd1; jq_in.rbytes = mk2; jq_in.contig = 1'b1;
-          jq_in.base_lo = a_x[4:0];
-        end
-      end else if (fj_en && f_gate && jq_cnt < 3'(JD)) begin
-        jq_push = 1'b1;
-        jq_in.kind = fj_kind;
-        jq_in.par = fphase ? fseg_cnt[0] : ftile_cnt[0];
-        jq_in.rows = jb_rows; jq_in.rbytes = jb_rbytes;
-        jq_in.contig = jb_rows == 32'd1 || jb_stride == jb_rbytes;
-        jq_in.base_lo = jb_base[4:0]; jq_in.stride_lo = jb_stride[4:0];
-        jq_in.last_seg = fphase && (fj_kind == K_S4 || (fj_kind == K_W && !is4));
-        jq_in.last_tile = !fphase && fj_last_tile;
-      end
+    if (f_issue_x) begin
+      jq_push = 1'b1;
+      jq_in.kind = K_X; jq_in.rows = 32'd1; jq_in.rbytes = mk2; jq_in.contig = 1'b1;
+      jq_in.base_lo = a_x[4:0];
+    end else if (f_issue_job) begin
+      jq_push = 1'b1;
+      jq_in.kind = fj_kind;
+      jq_in.par = fphase ? fseg_cnt[1:0] : ftile_cnt[1:0];
+      jq_in.rows = jb_rows; jq_in.rbytes = jb_rbytes;
+      jq_in.contig = jb_rows == 32'd1 || jb_stride == jb_rbytes;
+      jq_in.base_lo = jb_base[4:0]; jq_in.stride_lo = jb_stride[4:0];
+      jq_in.last_seg = fphase && (fj_kind == K_W ? (!is4 || ring4) : !ring4);
+      jq_in.last_tile = !fphase && fj_last_tile;
+      jq_in.flat = fj_kind == K_S4 && ring4;
+      jq_in.roff = f_s4base + S4RA'(s4f_end >> 1);
+      if (fj_kind == K_RES && resring) jq_in.flat = 1'b1;
+      jq_in.eend = r_end >> 1;
     end
   end
 
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       jq_wp <= '0; jq_rp <= '0; jq_cnt <= '0;
-    end else if (st != ST_RUN) begin
+    end else if (!f_on) begin
       jq_wp <= '0; jq_rp <= '0; jq_cnt <= '0;
     end else begin
-      if (jq_push) begin jq[jq_wp[1:0]] <= jq_in; jq_wp <= jq_wp + 1; end
+      if (jq_push) begin jq[jq_wp] <= jq_in; jq_wp <= jq_wp + 1; end
       if (jq_pop) jq_rp <= jq_rp + 1;
-      jq_cnt <= jq_cnt + 3'(jq_push) - 3'(jq_pop);
+      jq_cnt <= jq_cnt + (JA + 1)'(jq_push) - (JA + 1)'(jq_pop);
     end
   end
 
   // ------------------------------------------------------------------ response side (realigner)
-  logic [31:0] rw_b, rw_sh, rw_bn;
-  logic        rw_need2, rw_have, rw_words_left, rw_emit, rw_pop, rw_acc, r_req_done;
+  // One job (request) at a time, in request order. A window of up to two stored beats plus the beat on the
+  // port (used in the cycle it arrives) gives one row-aligned word per cycle; the next request's setup is
+  // computed when the current one ends, so consecutive requests' beats are taken without a gap. A job that
+  // fills a rotating (NBUF) destination waits until that buffer has been released by the compute.
+  typedef struct packed {
+    logic [31:0] nrq, nbeats, wpos, wpr;
+  } rset_t;
+  function automatic rset_t rsetup(input logic [4:0] base_lo, input logic [4:0] stride_lo, input logic contig,
+                                   input logic flat, input logic [31:0] rows, input logic [31:0] rbytes,
+                                   input logic [4:0] q);
+    rset_t o;
+    logic [4:0] ro;
+    logic [63:0] len;
+    ro = base_lo + 5'(q * stride_lo);
+    len = contig ? 64'(rows) * 64'(rbytes) : 64'(rbytes);
+    o.nrq = (contig && !flat) ? rows : 32'd1;
+    o.nbeats = 32'(cdiv64(up32(64'(ro) + len), PB));
+    o.wpos = 32'(ro);
+    o.wpr = flat ? 32'(cdiv64(len, PB)) : 32'(cdiv64(64'(rbytes), PB));
+    return o;
+  endfunction
+
+  logic [31:0] rw_b, rw_sh, rw_bn, rw_pops;
+  logic        rw_need2, rw_have, rw_words_left, rw_emit, rw_inc, rw_acc, rw_popin, rw_rows_done, r_req_done;
+  logic [1:0]  rw_cntv;
   logic [31:0] rn_wpos, rn_rowstart, rn_wj, rn_rowl;
-  logic [PBB-1:0] rw_word;
-  assign r_o = rj.base_lo + 5'(r_req[4:0] * rj.stride_lo);
+  logic [PBB-1:0] rw_word, rw_v0, rw_v1;
+  logic        r_more_req, r_job_end, r_pop_idle, r_pop_next, rr_ok;
+  logic [31:0] seg_filled_n, tile_filled_n;
+  job_t        jq_head;
+  rset_t       rs_next;
+  assign jq_head = jq[jq_rp];
+
+  function automatic logic job_ok(input kind_t k, input logic [31:0] segf, input logic [31:0] tilef);
+    if (k == K_W || k == K_S4) return segf < seg_consumed + NBUF;
+    if (k == K_S8 || k == K_AFF || k == K_RES) return tilef < tile_consumed + NBUF;   // (resring: rr_ok)
+    return 1'b1;
+  endfunction
+
   always_comb begin
     rw_b = r_wpos / PB;
     rw_sh = r_wpos % PB;
     rw_words_left = r_rowl < r_nrq;
     rw_need2 = rw_sh != 0 && rw_b + 1 < r_nbeats;
-    rw_have = r_wcnt != 0 && r_hb == rw_b && (!rw_need2 || r_wcnt == 2'd2);
+    rw_inc = rst == R_RUN && rd_rsp_valid && !r_seen_last;
+    rw_cntv = r_wcnt + 2'(rw_inc);
+    rw_have = r_hb == rw_b && (rw_need2 ? rw_cntv >= 2'd2 : rw_cntv >= 2'd1);
     rw_emit = rst == R_RUN && rw_words_left && rw_have;
+    rw_v0 = (r_wcnt != 0) ? win0 : rd_rsp_data;
+    rw_v1 = (r_wcnt == 2'd2) ? win1 : ((r_wcnt == 2'd1) ? rd_rsp_data : '0);
+    rw_word = PBB'({rw_v1, rw_v0} >> (rw_sh * 8));
     // next word position
     rn_wpos = r_wpos; rn_rowstart = r_rowstart; rn_wj = r_wj; rn_rowl = r_rowl;
     if (rw_emit) begin
@@ -471,68 +573,76 @@ module mvm_engine import dlavm_pkg::*; (
       else begin rn_wj = '0; rn_rowl = r_rowl + 1; rn_rowstart = r_rowstart + rj.rbytes; rn_wpos = rn_rowstart; end
     end
     rw_bn = rn_wpos / PB;
-    rw_pop = rst == R_RUN && r_wcnt != 0 && (!(rn_rowl < r_nrq) || r_hb < rw_bn);
-    rw_acc = rst == R_RUN && !r_seen_last && (r_wcnt - 2'(rw_pop)) < 2'd2;
-    r_req_done = rst == R_RUN && !(rn_rowl < r_nrq) && (r_seen_last || (rd_rsp_valid && rw_acc && rd_rsp_last));
-    rw_word = PBB'({win1, win0} >> (rw_sh * 8));
+    rw_rows_done = !(rn_rowl < r_nrq);
+    // stored beats no longer needed (below the next word's beat, or all once the rows are done)
+    if (rw_rows_done) rw_pops = 32'(r_wcnt);
+    else rw_pops = (rw_bn - r_hb < 32'(r_wcnt)) ? rw_bn - r_hb : 32'(r_wcnt);
+    rw_acc = rw_inc && (32'(r_wcnt) - rw_pops < 2);
+    rw_popin = rw_acc && rw_pops == 32'(r_wcnt) && (rw_rows_done || r_hb + 32'(r_wcnt) < rw_bn);
+    r_req_done = rst == R_RUN && rw_rows_done && (r_seen_last || (rw_acc && rd_rsp_last));
+    r_more_req = !rj.contig && r_req + 1 < rj.rows;
+    r_job_end = r_req_done && !r_more_req;
+    seg_filled_n = seg_filled + 32'(r_job_end && rj.last_seg);
+    tile_filled_n = tile_filled + 32'(r_job_end && rj.last_tile);
+    // a resring job overwrites ring entries only of tiles the epilogue has finished (M = 1: NT per tile)
+    rr_ok = !(jq_head.kind == K_RES && jq_head.flat) || jq_head.eend <= tile_consumed * NT + RRE;
+    r_pop_idle = st == ST_RUN && rst == R_IDLE && jq_cnt != 0 && rr_ok &&
+                 job_ok(jq_head.kind, seg_filled, tile_filled);
+    r_pop_next = st == ST_RUN && r_job_end && jq_cnt != 0 && rr_ok &&
+                 job_ok(jq_head.kind, seg_filled_n, tile_filled_n);
+    if (r_more_req && r_req_done)
+      rs_next = rsetup(rj.base_lo, rj.stride_lo, rj.contig, rj.flat, rj.rows, rj.rbytes, 5'(r_req + 1));
+    else
+      rs_next = rsetup(jq_head.base_lo, jq_head.stride_lo, jq_head.contig, jq_head.flat, jq_head.rows,
+                       jq_head.rbytes, 5'd0);
   end
   assign rd_rsp_ready = rw_acc;
-  assign jq_pop = st == ST_RUN && rst == R_IDLE && jq_cnt != 0;
+  assign jq_pop = r_pop_idle || r_pop_next;
 
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       rst <= R_IDLE; rj <= '0; r_req <= '0; r_nrq <= '0; r_nbeats <= '0; r_wpos <= '0;
       r_rowstart <= '0; r_wj <= '0; r_rowl <= '0; r_drow <= '0; r_wpr <= '0; win0 <= '0; win1 <= '0;
       r_hb <= '0; r_wcnt <= '0; r_seen_last <= 1'b0; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0;
+      s4_rcv <= '0; r_rcv <= '0;
     end else if (st != ST_RUN) begin
-      rst <= R_IDLE; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0;
+      rst <= R_IDLE; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0; s4_rcv <= '0; r_rcv <= '0;
     end else begin
-      case (rst)
-        R_IDLE: if (jq_pop) begin
-          rj <= jq[jq_rp[1:0]];
-          r_req <= '0;
-          r_drow <= '0;
-          rst <= R_SETUP;
-        end
-        R_SETUP: begin
-          r_nrq <= rj.contig ? rj.rows : 32'd1;
-          r_nbeats <= 32'(cdiv64(up32(64'(r_o) + (rj.contig ? 64'(rj.rows) * 64'(rj.rbytes) : 64'(rj.rbytes))), PB));
-          r_wpos <= 32'(r_o); r_rowstart <= 32'(r_o); r_wj <= '0; r_rowl <= '0;
-          r_wpr <= 32'(cdiv64(64'(rj.rbytes), PB));
-          r_hb <= '0; r_wcnt <= '0; r_seen_last <= 1'b0;
-          rst <= R_RUN;
-        end
-        R_RUN: begin
-          r_wpos <= rn_wpos; r_rowstart <= rn_rowstart; r_wj <= rn_wj; r_rowl <= rn_rowl;
-          if (rw_emit && !(r_wj + 1 < r_wpr)) r_drow <= r_drow + 1;
-          // window FIFO
-          begin
-            logic [1:0] c;
-            logic [PBB-1:0] n0v, n1v;
-            c = r_wcnt; n0v = win0; n1v = win1;
-            if (rw_pop) begin n0v = win1; c = c - 1; end
-            if (rw_acc && rd_rsp_valid) begin
-              if (c == 2'd0) n0v = rd_rsp_data; else n1v = rd_rsp_data;
-              c = c + 1;
-            end
-            win0 <= n0v; win1 <= n1v; r_wcnt <= c;
-            if (rw_pop) r_hb <= r_hb + 1;
-            if (rw_acc && rd_rsp_valid && rd_rsp_last) r_seen_last <= 1'b1;
+      if (rst == R_RUN) begin
+        r_wpos <= rn_wpos; r_rowstart <= rn_rowstart; r_wj <= rn_wj; r_rowl <= rn_rowl;
+        if (rw_emit && !(r_wj + 1 < r_wpr)) r_drow <= r_drow + 1;
+        // window FIFO
+        begin
+          logic [1:0] c;
+          logic [PBB-1:0] n0v, n1v;
+          c = r_wcnt; n0v = win0; n1v = win1;
+          if (rw_pops == 32'd1) begin n0v = win1; c = c - 1; end
+          else if (rw_pops == 32'd2) c = 2'd0;
+          if (rw_acc && !rw_popin) begin
+            if (c == 2'd0) n0v = rd_rsp_data; else n1v = rd_rsp_data;
+            c = c + 1;
           end
-          if (r_req_done) begin
-            if (!rj.contig && r_req + 1 < rj.rows) begin
-              r_req <= r_req + 1;
-              rst <= R_SETUP;
-            end else begin
-              rst <= R_IDLE;
-              if (rj.kind == K_X) x_done <= 1'b1;
-              if (rj.last_seg) seg_filled <= seg_filled + 1;
-              if (rj.last_tile) tile_filled <= tile_filled + 1;
-            end
-          end
+          win0 <= n0v; win1 <= n1v; r_wcnt <= c;
+          r_hb <= r_hb + rw_pops + 32'(rw_popin);
+          if (rw_acc && rd_rsp_last) r_seen_last <= 1'b1;
         end
-        default: rst <= R_IDLE;
-      endcase
+        if (r_job_end) begin
+          if (rj.kind == K_X) x_done <= 1'b1;
+          if (rj.kind == K_S4 && rj.flat) s4_rcv <= s4_rcv + rj.rbytes;
+          if (rj.kind == K_RES && rj.flat) r_rcv <= r_rcv + rj.rbytes;
+          seg_filled <= seg_filled_n;
+          tile_filled <= tile_filled_n;
+        end
+      end
+      // load the next request (of this job) or the next job
+      if ((r_req_done && r_more_req) || jq_pop) begin
+        if (jq_pop) begin rj <= jq_head; r_req <= '0; r_drow <= '0; end
+        else r_req <= r_req + 1;
+        r_nrq <= rs_next.nrq; r_nbeats <= rs_next.nbeats; r_wpos <= rs_next.wpos; r_rowstart <= rs_next.wpos;
+        r_wj <= '0; r_rowl <= '0; r_wpr <= rs_next.wpr;
+        r_hb <= '0; r_wcnt <= '0; r_seen_last <= 1'b0;
+        rst <= R_RUN;
+      end else if (r_job_end) rst <= R_IDLE;
     end
   end
 
@@ -542,13 +652,30 @@ module mvm_engine import dlavm_pkg::*; (
       case (rj.kind)
         K_X: if (r_wj[0]) abuf_o[ABA'(r_wj >> 1)] <= rw_word; else abuf_e[ABA'(r_wj >> 1)] <= rw_word;
         K_W: wbuf[rj.par][$clog2(NT)'(r_drow)][WWA'(r_wj)] <= rw_word;
-        K_S4: s4buf[rj.par][$clog2(NT)'(r_drow)] <= rw_word[NGS*16-1:0];
+        K_S4: begin
+          if (rj.flat) begin
+            for (int i = 0; i < PB / 2; i++)
+              if (r_wj * PB + 32'(2 * i) < rj.rbytes)
+                s4ring[rj.roff + S4RA'(r_wj * (PB / 2)) + S4RA'(i)] <= rw_word[16*i +: 16];
+          end else s4raw[rj.par][NGS*16*int'($clog2(NT)'(r_drow)) +: NGS*16] <= rw_word[NGS*16-1:0];
+        end
         K_S8: s8buf[rj.par] <= rw_word[NT*16-1:0];
         K_AFF: affbuf[rj.par][r_drow[0]] <= rw_word[NT*16-1:0];
-        K_RES: resbuf[rj.par][MBA'(r_drow)] <= rw_word[NT*16-1:0];
+        K_RES: begin
+          if (rj.flat) begin
+            for (int i = 0; i < PB / 2; i++)
+              if (r_wj * PB + 32'(2 * i) < rj.rbytes)
+                rring[RRA'(rj.eend - (rj.rbytes >> 1)) + RRA'(r_wj * (PB / 2)) + RRA'(i)] <= rw_word[16*i +: 16];
+          end else resbuf[rj.par][MBA'(r_drow)] <= rw_word[NT*16-1:0];
+        end
         default: ;
       endcase
     end
+  end
+  always_ff @(posedge clk or negedge rst_n) begin
+    if (!rst_n) x_wr <= '0;
+    else if (st != ST_RUN) x_wr <= '0;
+    else if (rw_emit && rj.kind == K_X) x_wr <= x_wr + 1;
   end
 
   // ------------------------------------------------------------------ compute sequencer (stage S0)
@@ -559,7 +686,8 @@ module mvm_engine import dlavm_pkg::*; (
     logic [31:0] nr;
     logic [31:0] kk;
     logic        first, last, firstseg, lastseg, lastp;
-    logic        spar, tpar;
+    logic [1:0]  spar, tpar;
+    logic [S4RA-1:0] s4b;     // ring4: ring entry of the scales of row n0, group 0
     logic        seg_rel, tile_rel, lasttile, lastrow;
   } tok_t;
   tok_t tok0, tok1, tok2;
@@ -568,7 +696,8 @@ module mvm_engine import dlavm_pkg::*; (
     logic [MBA-1:0] ml;
     logic [31:0]    n0;
     logic [31:0]    nr;
-    logic           tpar, tile_rel, lasttile, lastrow;
+    logic [1:0]     tpar;
+    logic           tile_rel, lasttile, lastrow;
   } toke_t;
   toke_t tokE;
   logic s0v, s1v, s2v, ev;
@@ -576,8 +705,6 @@ module mvm_engine import dlavm_pkg::*; (
 
   logic c_last_chunk;
   assign c_last_chunk = ck + TIN >= cseglen;
-  assign s0v = st == ST_RUN && c_active && x_done && seg_filled > cseg && (!has_tile || tile_filled > ctile) &&
-               32'(wq_cnt) + 4 <= FD;
   always_comb begin
     tok0.m = cm0 + cml;
     tok0.ml = cml;
@@ -589,8 +716,9 @@ module mvm_engine import dlavm_pkg::*; (
     tok0.firstseg = cc == 0;
     tok0.lastseg = cc + 1 == nseg;
     tok0.lastp = cc * KS + ck + TIN >= f_k;
-    tok0.spar = cseg[0];
-    tok0.tpar = ctile[0];
+    tok0.spar = cseg[1:0];
+    tok0.tpar = ctile[1:0];
+    tok0.s4b = c_s4base + S4RA'(cn0) * S4RA'(ng);
     tok0.seg_rel = c_last_chunk && cml + 1 == cmbn;
     tok0.tile_rel = c_last_chunk && cml + 1 == cmbn && cc + 1 == nseg;
     tok0.lasttile = ct + 1 == ntiles;
@@ -604,9 +732,10 @@ module mvm_engine import dlavm_pkg::*; (
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       c_active <= 1'b0; cm0 <= '0; cmbn <= '0; ct <= '0; cn0 <= '0; cnr <= '0; cc <= '0; cml <= '0; ck <= '0;
-      cseg <= '0; ctile <= '0; cseglen <= '0;
+      cseg <= '0; ctile <= '0; cseglen <= '0; c_s4base <= '0; c_s4cum <= '0;
     end else if (st == ST_CHECK2) begin
-      c_active <= 1'b1; cm0 <= '0; cmbn <= (f_m < MB) ? f_m : MB; ct <= '0; cn0 <= '0;
+      c_active <= 1'b1; cm0 <= '0; cmbn <= (f_m < MB) ? f_m : MB; ct <= '0; cn0 <= '0; c_s4base <= '0;
+      c_s4cum <= '0;
       cnr <= (f_n < NT) ? f_n : NT; cc <= '0; cml <= '0; ck <= '0; cseg <= '0; ctile <= '0;
       cseglen <= seglen(32'd0);
     end else if (s0v) begin
@@ -626,6 +755,8 @@ module mvm_engine import dlavm_pkg::*; (
               cnr <= (f_n - (cn0 + NT) < NT) ? f_n - (cn0 + NT) : NT;
             end else begin
               ct <= '0; cn0 <= '0; cnr <= (f_n < NT) ? f_n : NT;
+              c_s4base <= c_s4base + s4blk;
+              c_s4cum <= c_s4cum + s4bytes;
               if (cm0 + MB < f_m) begin
                 cm0 <= cm0 + MB;
                 cmbn <= (f_m - (cm0 + MB) < MB) ? f_m - (cm0 + MB) : MB;
@@ -649,11 +780,19 @@ module mvm_engine import dlavm_pkg::*; (
     s0_wi = 32'(s0_e / XPW);
     s0_boff = is4 ? ck >> 1 : (is8 ? ck : ck << 1);
   end
+  // a token needs x words s0_wi and s0_wi + 1 (x arrives in order), its segment's weights (and scales), its
+  // tile's operands and room in the write FIFO
+  logic s0_scale_ok;   // ring4: a token ending a scale group (its scale is read in S2) needs the tile's scales
+  assign s0_scale_ok = !ring4 || !(((tok0.kk + TIN) % G) == 0 || tok0.lastp) ||
+                       s4_rcv >= c_s4cum + (cn0 + cnr) * ng * 2;
+  assign s0v = st == ST_RUN && c_active && (x_done || s0_wi + 2 <= x_wr) && seg_filled > cseg &&
+               (!has_tile || tile_filled > ctile) && s0_scale_ok && (!resring || r_rcv >= (cn0 + cnr) * 2) &&
+               32'(wq_cnt) + 4 <= FD;
   always_ff @(posedge clk) begin
     if (s0v) begin
       a_eq <= abuf_e[ABA'((s0_wi + 32'(s0_wi[0])) >> 1)];
       a_oq <= abuf_o[ABA'(s0_wi >> 1)];
-      for (int r = 0; r < NT; r++) wq_r[r] <= wbuf[cseg[0]][r][WWA'(s0_boff / PB)];
+      for (int r = 0; r < NT; r++) wq_r[r] <= wbuf[cseg[1:0]][r][WWA'(s0_boff / PB)];
       s1_wodd <= s0_wi[0];
       s1_xoff <= 32'(s0_e % XPW);
       s1_woff <= s0_boff % PB;
@@ -807,7 +946,14 @@ module mvm_engine import dlavm_pkg::*; (
     end
     fx_to_fp32 #(.W(DW)) u_f4 (.v(d4), .frac_bits(8'd24), .y(v4f));
     assign v4 = (fl4 != 0) ? spec(fl4) : v4f;
-    fp16_to_fp32 u_s4 (.a(s4buf[tok2.spar][r][16*gl +: 16]), .y(s4v));
+    localparam int SIW = (NT * NGS > 1) ? $clog2(NT * NGS) : 1;
+    logic [SIW-1:0] sidx;
+    logic [S4RA-1:0] ridx;
+    logic [15:0] s4h;
+    assign sidx = SIW'(r) * SIW'(NGS) + SIW'(gl);
+    assign ridx = tok2.s4b + S4RA'(r) * S4RA'(ng) + S4RA'(gl);
+    assign s4h = ring4 ? s4ring[ridx] : s4raw[tok2.spar][16*sidx +: 16];
+    fp16_to_fp32 u_s4 (.a(s4h), .y(s4v));
     fp32_mul u_m4 (.a(v4), .b(s4v), .y(v4s));
 
     // int8
@@ -871,7 +1017,7 @@ module mvm_engine import dlavm_pkg::*; (
     fp16_to_fp32 u_s8 (.a(s8buf[tokE.tpar][16*r +: 16]), .y(s8v));
     fp16_to_fp32 u_av (.a(affbuf[tokE.tpar][0][16*r +: 16]), .y(av));
     fp16_to_fp32 u_bv (.a(affbuf[tokE.tpar][1][16*r +: 16]), .y(bv));
-    fp16_to_fp32 u_rv (.a(resbuf[tokE.tpar][tokE.ml][16*r +: 16]), .y(rv));
+    fp16_to_fp32 u_rv (.a(resring ? rring[RRA'(tokE.n0 + r)] : resbuf[tokE.tpar][tokE.ml][16*r +: 16]), .y(rv));
     fp32_mul u_m8 (.a(acc_fin[r]), .b(s8v), .y(y1m));
     assign y1 = is8 ? y1m : acc_fin[r];
     fp32_mul u_ma (.a(y1), .b(av), .y(y2m));
@@ -989,7 +1135,9 @@ module mvm_engine import dlavm_pkg::*; (
     end
   end
 
-  assign c_done_all = !c_active && !s1v && !s2v && !ev && wq_cnt == 0;
+  // everything computed and the last write beat leaves the FIFO in this cycle (done follows in the next;
+  // argmax: a cycle later, after the res_valid pulse)
+  assign c_done_all = !c_active && !s1v && !s2v && !ev && (wq_cnt == 0 || (wq_cnt == 1 && wq_pop && !f_argmax));
 
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
