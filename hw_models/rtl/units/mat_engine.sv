@@ -203,6 +203,8 @@ module mat_engine import dlavm_pkg::*; (
     for (int i = 0; i < 32; i++) if (f_h[i]) h_msb = 6'(i);
   end
 
+  logic [31:0] row_len;                                              // bytes of one Q (qk) / P (pv) row
+  assign row_len = f_qk ? {f_d[30:0], 1'b0} : {f_l[30:0], 1'b0};
   assign f_du  = {4'b0, f_d[31:4]};
   assign l_grp   = (33'(f_l) + 33'(NL - 1)) >> LGNL;                 // ceil(l / NL)
   assign rowb_33 = (33'(row_len) + 33'(32 + PB - 1)) >> $clog2(PB);  // beats of a row slot (+ realign)
@@ -270,11 +272,10 @@ module mat_engine import dlavm_pkg::*; (
   // ------------------------------------------------------------------ read requests
   logic        row_req_ok, kv_req_ok, req_fire, req_is_kv;
   logic [MEM_AW-1:0] rq_byte;
-  logic [31:0] row_bytes_q, row_bytes_p, row_len;
+  logic [31:0] row_bytes_q, row_bytes_p;
   logic [1:0]  rq_slot_st;
 
   assign rq_byte     = f_a + rq_off;
-  assign row_len     = f_qk ? {f_d[30:0], 1'b0} : {f_l[30:0], 1'b0};
   assign row_bytes_q = row_len;
   assign row_bytes_p = (32'(rq_byte[4:0]) + row_len + 32'd31) & ~32'd31;
   assign rq_slot     = SLB'(rq_r) & sl_mask;
