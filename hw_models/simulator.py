@@ -184,7 +184,8 @@ class Simulator(DeviceHAL):
         t_issue = self.timing.issue_ready(fmt.unit, self.t_host if at is None else at)
         rec = self.timing.schedule(insn.op, fmt.unit, insn.wait, t_issue, accesses,
                                    insn_model.cycles(insn.op, insn.fields, self.target),
-                                   insn_model.latency(insn.op, self.target), insn_model.macs(insn.op, insn.fields))
+                                   insn_model.latency(insn.op, self.target), insn_model.macs(insn.op, insn.fields),
+                                   insn_model.tail(insn.op, insn.fields, self.target))
         if self.hazards:
             self.hazards.check(rec.index, insn.op, fmt.unit, rec.issue, rec.start, rec.busy_end, rec.done,
                                accesses)

@@ -15,7 +15,8 @@ Rules (doc/simulator.md, "Timing model", states them with the formulas):
   burst_overhead_cycles``, starting when both the instruction and the
   channel are free. On-chip SRAM costs no channel time.
 * The unit is busy until both its compute cycles and its channel transfers
-  have finished; the result is visible ``latency`` cycles later (pipeline
+  have finished, and for ``tail`` cycles after the transfers (work on the
+  last operand data, e.g. an ``mvm``'s last weight tile); the result is visible ``latency`` cycles later (pipeline
   drain), which is when waiting instructions may start.
 """
 from __future__ import annotations
@@ -134,7 +135,8 @@ class TimingModel:
         return t_issue
 
     def schedule(self, op: str, unit: str, wait: frozenset[str], t_issue: int,
-                 accesses: list[Access], compute_cycles: int, latency: int, macs: int = 0) -> Record:
+                 accesses: list[Access], compute_cycles: int, latency: int, macs: int = 0,
+                 tail: int = 0) -> Record:
         """Place one instruction on the timelines; returns its :class:`Record`.
 
         ``t_issue`` must already account for queue stalls (:meth:`issue_ready`).
@@ -150,7 +152,7 @@ class TimingModel:
             return rec
         t0 = max(t_issue, self.unit_free[unit], deps, self.fence_floor)
         mem_end = self._channel_phase(t0, self.traffic(accesses))
-        busy_end = max(mem_end, t0 + compute_cycles)
+        busy_end = max(mem_end + tail if mem_end > t0 else t0, t0 + compute_cycles)
         done = busy_end + latency
         self.unit_free[unit] = busy_end
         self.unit_done[unit] = max(self.unit_done[unit], done)

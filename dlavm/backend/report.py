@@ -25,7 +25,7 @@ def _ub(v) -> int:
 def estimate_cycles(e: Emit, target) -> int:
     """Estimated cycles of one instruction at the upper bound of its sizes.
 
-    ``max(compute, memory)``: compute cycles from :func:`dlavm.target.insn_model.cycles`, memory
+    ``max(compute, memory + tail)``: compute cycles from :func:`dlavm.target.insn_model.cycles`, memory
     time from the bytes of :func:`~dlavm.target.insn_model.accesses` at the bandwidth of the region
     each operand lives in (all HBM channels together, the DDR port; SRAM costs none). An
     instruction without a model raises :class:`~dlavm.target.insn_model.InsnModelError`.
@@ -41,7 +41,7 @@ def estimate_cycles(e: Emit, target) -> int:
         elif ddr.base <= a.addr < ddr.end:
             ddr_b += a.nbytes
     mem = max(-(-hbm_b // fig.hbm_bytes_per_cycle), -(-ddr_b // fig.ddr_bytes_per_cycle))
-    return max(compute, mem)
+    return max(compute, mem + insn_model.tail(e.op, f, target) if mem else 0)
 
 
 def _emits(stmts):

@@ -10,7 +10,10 @@ For every opcode of :mod:`dlavm.target.isa` an :class:`InsnModel` gives
 * ``cycles``: compute cycles of its unit (doc/simulator.md, "Compute
   cycles"), evaluated on ints;
 * ``latency``: the pipeline drain after the unit is done, a target field;
-* ``macs``: multiply-accumulates it performs (statistics).
+* ``macs``: multiply-accumulates it performs (statistics);
+* ``tail``: cycles its unit still works after the memory phase has ended,
+  on the last operand data to arrive (0 for most ops; ``mvm``'s last weight
+  tile), evaluated on ints.
 
 The simulator's timing model and bounds checks, the wait-bit analysis
 (``dlavm.task.deps``), the compile report's estimate and the listing tool
@@ -85,6 +88,7 @@ class InsnModel:
     cycles: Callable[[Mapping[str, Any], Target], int]
     latency: Callable[[Target], int]
     macs: Callable[[Mapping[str, Any]], int]
+    tail: Callable[[Mapping[str, Any], Target], int]
 
 
 def cdiv(a, b):
@@ -135,6 +139,15 @@ def _mvm_cycles(f, t):
     # One token row per pass; each cycle consumes Tin inputs for Tout outputs
     # in each of mvm_groups channel groups.
     return f["m"] * cdiv(f["k"], t.tin) * cdiv(f["n"], t.tout * t.mvm_groups)
+
+
+def _mvm_tail(f, t):
+    # A weight tile's rows are stored one after another and each of the tout lanes reads its own row, so the
+    # last tile's products start only once its last row is on chip: after the memory phase the unit still
+    # computes that tile for all m rows (m * ceil(k/tin) cycles), and its result passes the unit's pipeline
+    # in and out (response to operand buffer to lanes; accumulate, epilogue, write-out: 2 * mvm_latency).
+    # It shows only when the stream, not the compute, bounds the instruction (decode, m = 1).
+    return f["m"] * cdiv(f["k"], t.tin) + 2 * t.mvm_latency
 
 
 # ---------------------------------------------------------------- mat
@@ -294,8 +307,8 @@ def _unit_latency(op: str) -> Callable[[Target], int]:
     return lambda t: getattr(t, name)
 
 
-def _model(op: str, accesses, cycles, macs=_zero) -> InsnModel:
-    return InsnModel(op, accesses, cycles, _unit_latency(op), macs)
+def _model(op: str, accesses, cycles, macs=_zero, tail=_zero) -> InsnModel:
+    return InsnModel(op, accesses, cycles, _unit_latency(op), macs, tail)
 
 
 INSN_MODELS: dict[str, InsnModel] = {m.op: m for m in (
@@ -304,7 +317,7 @@ INSN_MODELS: dict[str, InsnModel] = {m.op: m for m in (
     _model("nop", _none, _zero),
     _model("fence", _none, _zero),
     _model("dma", _dma_accesses, _dma_cycles),
-    _model("mvm", _mvm_accesses, _mvm_cycles, lambda f: f["m"] * f["k"] * f["n"]),
+    _model("mvm", _mvm_accesses, _mvm_cycles, lambda f: f["m"] * f["k"] * f["n"], _mvm_tail),
     _model("mat_qk", _qk_accesses, _qk_cycles, _mat_macs),
     _model("mat_pv", _pv_accesses, _pv_cycles, _mat_macs),
     _model("rmsnorm", lambda f, t: _norm_accesses(f, t, beta=False), _norm_cycles(2)),
@@ -351,6 +364,11 @@ def accesses(op: str, fields: Mapping[str, Any], target: Target) -> list[Access]
 def cycles(op: str, fields: Mapping[str, Any], target: Target) -> int:
     """Compute cycles of instruction ``op`` (int fields), without memory time."""
     return int(insn_model(op).cycles(_full(op, fields), target))
+
+
+def tail(op: str, fields: Mapping[str, Any], target: Target) -> int:
+    """Cycles unit work of ``op`` (int fields) continues after its memory phase has ended."""
+    return int(insn_model(op).tail(_full(op, fields), target))
 
 
 def latency(op: str, target: Target) -> int:
