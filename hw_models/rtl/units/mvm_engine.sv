@@ -92,6 +92,8 @@ module mvm_engine import dlavm_pkg::*; (
   localparam int S4RA = $clog2(NBUF * NT * NGS + 16);  // int4 scale ring (entries): the live tiles and a block
   localparam int RRA = $clog2((NBUF + 2) * NT + 16);   // M = 1 residual ring (entries)
   localparam int RRE = 1 << RRA;
+  localparam int XCB = (PB > 256) ? PB : 256;          // x request (chunk) bytes, a multiple of PB
+  localparam int XIF = 4 * XCB;                        // x bytes requested but not yet received, at most
   localparam int S4RE = 1 << S4RA;
 
   if ((TIN & (TIN - 1)) != 0 || (TL & (TL - 1)) != 0 || (G & (G - 1)) != 0 || (B & (B - 1)) != 0 ||
@@ -204,7 +206,11 @@ module mvm_engine import dlavm_pkg::*; (
   logic [63:0] fbase;
   logic [31:0] frows, frbytes, fstride, fr;
   logic        fcontig;
-  logic        x_issued, f_isx, f_alldone;
+  logic        f_isx, f_alldone;
+  logic [31:0] fx_req;      // x bytes requested (a multiple of PB until the end of x)
+  logic [31:0] fx_lim;      // x bytes to request before the next job: up to the end of the fetch m-block's rows
+  logic f_room, f_issue_x, f_issue_job, f_on, x_pend, x_room;
+  logic [31:0] x_blk_end, fx_len;
 
   // response side
   typedef enum logic {R_IDLE, R_RUN} rst_t;
@@ -219,7 +225,6 @@ module mvm_engine import dlavm_pkg::*; (
   logic [1:0]  r_wcnt;
   logic        r_seen_last;
   logic [31:0] seg_filled, tile_filled;
-  logic        x_done;
   logic [31:0] x_wr;        // x words written to the activation buffer
 
   // buffers
@@ -409,6 +414,8 @@ module mvm_engine import dlavm_pkg::*; (
     end else begin
       fjob <= 2'd0;
       fseg_cnt <= fseg_cnt + 1;
+      // x of this m-block's rows (to a PB boundary) is requested after its first segment's jobs
+      if (ft == 0 && fc == 0) fx_lim <= x_blk_end;
       if (fc + 1 < nseg) fc <= fc + 1;
       else begin
         fc <= '0;
@@ -430,30 +437,37 @@ module mvm_engine import dlavm_pkg::*; (
   endtask
 
   // the sequencer starts in ST_CHECK2 (its first request is presented when ST_RUN begins)
-  logic f_room, f_issue_x, f_issue_job, f_on;
+  // x is requested in XCB-byte pieces, at most XIF bytes ahead of what has been received, so that the
+  // channel holding x is never reserved far ahead (the unit's own output writes, and other streams on it,
+  // are not held back behind a whole x); the job sequence waits while x of its m-block is not all requested.
   assign f_on = st == ST_RUN || (st == ST_CHECK2 && !chk2_bad);
   assign f_room = jq_cnt < (JA + 1)'(JD);
-  assign f_issue_x = f_on && fst == F_NEXT && !x_issued && (fseg_cnt != 0 || f_alldone) && f_room;
-  assign f_issue_job = f_on && fst == F_NEXT && !(!x_issued && (fseg_cnt != 0 || f_alldone)) &&
-                       !f_alldone && fj_en && f_room;
+  assign x_blk_end = ((fm0 + fmbn) * f_k * 2 + 32'(PB - 1)) / 32'(PB) * 32'(PB) < mk2
+                     ? ((fm0 + fmbn) * f_k * 2 + 32'(PB - 1)) / 32'(PB) * 32'(PB) : mk2;
+  assign fx_len = (fx_lim - fx_req < 32'(XCB)) ? fx_lim - fx_req : 32'(XCB);
+  assign x_pend = fx_req < fx_lim;
+  assign x_room = fx_req + fx_len <= x_wr * 32'(PB) + 32'(XIF);
+  assign f_issue_x = f_on && fst == F_NEXT && x_pend && x_room && f_room;
+  assign f_issue_job = f_on && fst == F_NEXT && !x_pend && !f_alldone && fj_en && f_room;
 
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       fst <= F_NEXT; fm0 <= '0; fmbn <= '0; ft <= '0; fn0 <= '0; fnr <= '0; fc <= '0; fphase <= 1'b0;
       fjob <= '0; fseg_cnt <= '0; ftile_cnt <= '0; fbase <= '0; frows <= '0; frbytes <= '0; fstride <= '0;
-      fr <= '0; fcontig <= 1'b0; x_issued <= 1'b0; f_isx <= 1'b0; f_alldone <= 1'b0; s4f_end <= '0;
+      fr <= '0; fcontig <= 1'b0; fx_req <= '0; fx_lim <= '0; f_isx <= 1'b0; f_alldone <= 1'b0; s4f_end <= '0;
       f_s4base <= '0; rf_end <= '0;
     end else if (!f_on) begin
       s4f_end <= '0; f_s4base <= '0; rf_end <= '0;
       fst <= F_NEXT; fm0 <= '0; fmbn <= (f_m < MB) ? f_m : MB; ft <= '0; fn0 <= '0;
       fnr <= (f_n < NT) ? f_n : NT; fc <= '0; fphase <= 1'b0; fjob <= '0; fseg_cnt <= '0; ftile_cnt <= '0;
-      x_issued <= 1'b0; fr <= '0; f_alldone <= 1'b0;
+      fx_req <= '0; fx_lim <= '0; fr <= '0; f_alldone <= 1'b0;
     end else begin
       case (fst)
         F_NEXT: begin
           if (f_issue_x) begin
-            x_issued <= 1'b1; f_isx <= 1'b1;
-            fbase <= a_x; frows <= 32'd1; frbytes <= mk2; fstride <= '0; fcontig <= 1'b1; fr <= '0;
+            fx_req <= fx_req + fx_len; f_isx <= 1'b1;
+            fbase <= a_x + 64'(fx_req); frows <= 32'd1; frbytes <= fx_len; fstride <= '0; fcontig <= 1'b1;
+            fr <= '0;
             fst <= F_REQ;
           end else if (f_issue_job) begin
             fbase <= jb_base; frows <= jb_rows; frbytes <= jb_rbytes; fstride <= jb_stride;
@@ -461,7 +475,7 @@ module mvm_engine import dlavm_pkg::*; (
             if (fj_kind == K_S4 && ring4) s4f_end <= s4_end;
             if (fj_kind == K_RES && resring) rf_end <= r_end;
             fst <= F_REQ;
-          end else if (!(!x_issued && (fseg_cnt != 0 || f_alldone)) && !f_alldone && !fj_en) begin
+          end else if (!x_pend && !f_alldone && !fj_en) begin
             f_advance();
           end
         end
@@ -484,8 +498,8 @@ module mvm_engine import dlavm_pkg::*; (
     jq_in = '0;
     if (f_issue_x) begin
       jq_push = 1'b1;
-      jq_in.kind = K_X; jq_in.rows = 32'd1; jq_in.rbytes = mk2; jq_in.contig = 1'b1;
-      jq_in.base_lo = a_x[4:0];
+      jq_in.kind = K_X; jq_in.rows = 32'd1; jq_in.rbytes = fx_len; jq_in.contig = 1'b1;
+      jq_in.base_lo = a_x[4:0];   // (0: x and its pieces start 32-byte aligned)
     end else if (f_issue_job) begin
       jq_push = 1'b1;
       jq_in.kind = fj_kind;
@@ -603,10 +617,10 @@ module mvm_engine import dlavm_pkg::*; (
     if (!rst_n) begin
       rst <= R_IDLE; rj <= '0; r_req <= '0; r_nrq <= '0; r_nbeats <= '0; r_wpos <= '0;
       r_rowstart <= '0; r_wj <= '0; r_rowl <= '0; r_drow <= '0; r_wpr <= '0; win0 <= '0; win1 <= '0;
-      r_hb <= '0; r_wcnt <= '0; r_seen_last <= 1'b0; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0;
+      r_hb <= '0; r_wcnt <= '0; r_seen_last <= 1'b0; seg_filled <= '0; tile_filled <= '0;
       s4_rcv <= '0; r_rcv <= '0;
     end else if (st != ST_RUN) begin
-      rst <= R_IDLE; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0; s4_rcv <= '0; r_rcv <= '0;
+      rst <= R_IDLE; seg_filled <= '0; tile_filled <= '0; s4_rcv <= '0; r_rcv <= '0;
     end else begin
       if (rst == R_RUN) begin
         r_wpos <= rn_wpos; r_rowstart <= rn_rowstart; r_wj <= rn_wj; r_rowl <= rn_rowl;
@@ -627,7 +641,6 @@ module mvm_engine import dlavm_pkg::*; (
           if (rw_acc && rd_rsp_last) r_seen_last <= 1'b1;
         end
         if (r_job_end) begin
-          if (rj.kind == K_X) x_done <= 1'b1;
           if (rj.kind == K_S4 && rj.flat) s4_rcv <= s4_rcv + rj.rbytes;
           if (rj.kind == K_RES && rj.flat) r_rcv <= r_rcv + rj.rbytes;
           seg_filled <= seg_filled_n;
@@ -650,7 +663,7 @@ module mvm_engine import dlavm_pkg::*; (
   always_ff @(posedge clk) begin
     if (rw_emit) begin
       case (rj.kind)
-        K_X: if (r_wj[0]) abuf_o[ABA'(r_wj >> 1)] <= rw_word; else abuf_e[ABA'(r_wj >> 1)] <= rw_word;
+        K_X: if (x_wr[0]) abuf_o[ABA'(x_wr >> 1)] <= rw_word; else abuf_e[ABA'(x_wr >> 1)] <= rw_word;
         K_W: wbuf[rj.par][$clog2(NT)'(r_drow)][WWA'(r_wj)] <= rw_word;
         K_S4: begin
           if (rj.flat) begin
@@ -770,7 +783,7 @@ module mvm_engine import dlavm_pkg::*; (
 
   // S0 -> S1: buffer reads
   logic [63:0] s0_e;
-  logic [31:0] s0_wi, s0_boff;
+  logic [31:0] s0_wi, s0_boff, s0_xneed;
   logic [PBB-1:0] a_eq, a_oq;
   logic [PBB-1:0] wq_r [NT];
   logic s1_wodd;
@@ -779,13 +792,15 @@ module mvm_engine import dlavm_pkg::*; (
     s0_e = 64'(tok0.m) * 64'(f_k) + 64'(tok0.kk);
     s0_wi = 32'(s0_e / XPW);
     s0_boff = is4 ? ck >> 1 : (is8 ? ck : ck << 1);
+    // x words the token reads: up to its last valid element (lanes past K are masked in S1)
+    s0_xneed = (32'(s0_e) + ((f_k - tok0.kk < TIN) ? f_k - tok0.kk : TIN) + 32'(XPW - 1)) / 32'(XPW);
   end
   // a token needs x words s0_wi and s0_wi + 1 (x arrives in order), its segment's weights (and scales), its
   // tile's operands and room in the write FIFO
   logic s0_scale_ok;   // ring4: a token ending a scale group (its scale is read in S2) needs the tile's scales
   assign s0_scale_ok = !ring4 || !(((tok0.kk + TIN) % G) == 0 || tok0.lastp) ||
                        s4_rcv >= c_s4cum + (cn0 + cnr) * ng * 2;
-  assign s0v = st == ST_RUN && c_active && (x_done || s0_wi + 2 <= x_wr) && seg_filled > cseg &&
+  assign s0v = st == ST_RUN && c_active && s0_xneed <= x_wr && seg_filled > cseg &&
                (!has_tile || tile_filled > ctile) && s0_scale_ok && (!resring || r_rcv >= (cn0 + cnr) * 2) &&
                32'(wq_cnt) + 4 <= FD;
   always_ff @(posedge clk) begin
