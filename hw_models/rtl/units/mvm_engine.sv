@@ -164,6 +164,7 @@ module mvm_engine import dlavm_pkg::*; (
   logic [31:0] ng, rb, segb, nseg, ntiles;
   logic [31:0] mk2;
   logic has_tile;
+  logic pair;             // tiles computed in pairs, row by row (K <= KS, M > 1, more than one tile)
   logic [31:0] eb;        // output bytes per element
   assign eb = f_fp32 ? 32'd4 : 32'd2;
 
@@ -258,6 +259,8 @@ module mvm_engine import dlavm_pkg::*; (
   // compute sequencer
   logic [31:0] cm0, cmbn, ct, cn0, cnr, cc, cml, ck, cseg, ctile, cseglen;
   logic        c_active;
+  logic        cp, cp2;       // pair: the token's tile is the second of the pair / the pair has two tiles
+  logic [31:0] ctk_n0, ctk_nr, ctk_seg, ctk_tile;
   logic [31:0] seg_consumed, tile_consumed;
 
   // write FIFO
@@ -281,7 +284,7 @@ module mvm_engine import dlavm_pkg::*; (
     if (!rst_n) begin
       iw <= '0;
       ng <= '0; ring4 <= 1'b0; s4blk <= '0; s4bytes <= '0; rb <= '0; segb <= '0; nseg <= '0; ntiles <= '0; mk2 <= '0;
-      has_tile <= 1'b0; resring <= 1'b0;
+      has_tile <= 1'b0; resring <= 1'b0; pair <= 1'b0;
       len_x <= '0; len_w <= '0; len_ws <= '0; len_aff <= '0; len_res <= '0; len_out <= '0;
     end else begin
       if (start && st == ST_IDLE) iw <= insn;
@@ -300,6 +303,7 @@ module mvm_engine import dlavm_pkg::*; (
         mk2 <= f_m * f_k * 32'd2;
         has_tile <= is8 || f_aff || (f_res != 2'd0 && f_m != 32'd1);
         resring <= f_res != 2'd0 && f_m == 32'd1;
+        pair <= cdiv64(64'(f_k), KS) == 64'd1 && f_m != 32'd1 && f_n > 32'(NT);
         len_x <= 64'(f_m) * 64'(f_k) * 64'd2;
         len_w <= is4 ? 64'(f_n) * 64'(kpv >> 1) : (is8 ? 64'(f_n) * 64'(f_k) : 64'(f_n) * 64'(f_k) * 64'd2);
         len_ws <= is4 ? 64'(f_n) * 64'(ngv) * 64'd2 : 64'(f_n) * 64'd2;
@@ -414,8 +418,8 @@ module mvm_engine import dlavm_pkg::*; (
     end else begin
       fjob <= 2'd0;
       fseg_cnt <= fseg_cnt + 1;
-      // x of this m-block's rows (to a PB boundary) is requested after its first segment's jobs
-      if (ft == 0 && fc == 0) fx_lim <= x_blk_end;
+      // x of this m-block's rows (to a PB boundary) is requested after its first tile's (pair's) jobs
+      if (ft == (pair ? 32'd1 : 32'd0) && fc == 0) fx_lim <= x_blk_end;
       if (fc + 1 < nseg) fc <= fc + 1;
       else begin
         fc <= '0;
@@ -719,22 +723,26 @@ module mvm_engine import dlavm_pkg::*; (
   logic c_last_chunk;
   assign c_last_chunk = ck + TIN >= cseglen;
   always_comb begin
+    ctk_n0 = cp ? cn0 + NT : cn0;
+    ctk_nr = cp ? ((f_n - (cn0 + NT) < NT) ? f_n - (cn0 + NT) : NT) : cnr;
+    ctk_seg = cseg + 32'(cp);
+    ctk_tile = ctile + 32'(cp);
     tok0.m = cm0 + cml;
     tok0.ml = cml;
-    tok0.n0 = cn0;
-    tok0.nr = cnr;
+    tok0.n0 = ctk_n0;
+    tok0.nr = ctk_nr;
     tok0.kk = cc * KS + ck;
     tok0.first = ck == 0;
     tok0.last = c_last_chunk;
     tok0.firstseg = cc == 0;
     tok0.lastseg = cc + 1 == nseg;
     tok0.lastp = cc * KS + ck + TIN >= f_k;
-    tok0.spar = cseg[1:0];
-    tok0.tpar = ctile[1:0];
-    tok0.s4b = c_s4base + S4RA'(cn0) * S4RA'(ng);
+    tok0.spar = ctk_seg[1:0];
+    tok0.tpar = ctk_tile[1:0];
+    tok0.s4b = c_s4base + S4RA'(ctk_n0) * S4RA'(ng);
     tok0.seg_rel = c_last_chunk && cml + 1 == cmbn;
     tok0.tile_rel = c_last_chunk && cml + 1 == cmbn && cc + 1 == nseg;
-    tok0.lasttile = ct + 1 == ntiles;
+    tok0.lasttile = ct + 32'(cp) + 1 == ntiles;
     tok0.lastrow = cm0 + cml + 1 == f_m;
   end
 
@@ -745,29 +753,33 @@ module mvm_engine import dlavm_pkg::*; (
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       c_active <= 1'b0; cm0 <= '0; cmbn <= '0; ct <= '0; cn0 <= '0; cnr <= '0; cc <= '0; cml <= '0; ck <= '0;
-      cseg <= '0; ctile <= '0; cseglen <= '0; c_s4base <= '0; c_s4cum <= '0;
+      cseg <= '0; ctile <= '0; cseglen <= '0; c_s4base <= '0; c_s4cum <= '0; cp <= 1'b0; cp2 <= 1'b0;
     end else if (st == ST_CHECK2) begin
       c_active <= 1'b1; cm0 <= '0; cmbn <= (f_m < MB) ? f_m : MB; ct <= '0; cn0 <= '0; c_s4base <= '0;
       c_s4cum <= '0;
       cnr <= (f_n < NT) ? f_n : NT; cc <= '0; cml <= '0; ck <= '0; cseg <= '0; ctile <= '0;
-      cseglen <= seglen(32'd0);
+      cseglen <= seglen(32'd0); cp <= 1'b0; cp2 <= pair;
     end else if (s0v) begin
       if (!c_last_chunk) ck <= ck + TIN;
       else begin
         ck <= '0;
+        if (cp2 && !cp) cp <= 1'b1;   // a pair: the row's second tile
+        else begin
+        cp <= 1'b0;
         if (cml + 1 < cmbn) cml <= cml + 1;
         else begin
           cml <= '0;
-          cseg <= cseg + 1;
+          cseg <= cseg + 1 + 32'(cp2);   // (a pair: one segment per tile)
           if (cc + 1 < nseg) begin cc <= cc + 1; cseglen <= seglen(cc + 1); end
           else begin
             cc <= '0; cseglen <= seglen(32'd0);
-            ctile <= ctile + 1;
-            if (ct + 1 < ntiles) begin
-              ct <= ct + 1; cn0 <= cn0 + NT;
-              cnr <= (f_n - (cn0 + NT) < NT) ? f_n - (cn0 + NT) : NT;
+            ctile <= ctile + 1 + 32'(cp2);
+            if (ct + 1 + 32'(cp2) < ntiles) begin
+              ct <= ct + 1 + 32'(cp2); cn0 <= cn0 + (cp2 ? 2 * NT : NT);
+              cnr <= (f_n - (cn0 + (cp2 ? 2 * NT : NT)) < NT) ? f_n - (cn0 + (cp2 ? 2 * NT : NT)) : NT;
+              cp2 <= pair && ct + 2 + 32'(cp2) < ntiles;
             end else begin
-              ct <= '0; cn0 <= '0; cnr <= (f_n < NT) ? f_n : NT;
+              ct <= '0; cn0 <= '0; cnr <= (f_n < NT) ? f_n : NT; cp2 <= pair;
               c_s4base <= c_s4base + s4blk;
               c_s4cum <= c_s4cum + s4bytes;
               if (cm0 + MB < f_m) begin
@@ -776,6 +788,7 @@ module mvm_engine import dlavm_pkg::*; (
               end else c_active <= 1'b0;
             end
           end
+        end
         end
       end
     end
@@ -799,15 +812,15 @@ module mvm_engine import dlavm_pkg::*; (
   // tile's operands and room in the write FIFO
   logic s0_scale_ok;   // ring4: a token ending a scale group (its scale is read in S2) needs the tile's scales
   assign s0_scale_ok = !ring4 || !(((tok0.kk + TIN) % G) == 0 || tok0.lastp) ||
-                       s4_rcv >= c_s4cum + (cn0 + cnr) * ng * 2;
-  assign s0v = st == ST_RUN && c_active && s0_xneed <= x_wr && seg_filled > cseg &&
-               (!has_tile || tile_filled > ctile) && s0_scale_ok && (!resring || r_rcv >= (cn0 + cnr) * 2) &&
+                       s4_rcv >= c_s4cum + (ctk_n0 + ctk_nr) * ng * 2;
+  assign s0v = st == ST_RUN && c_active && s0_xneed <= x_wr && seg_filled > ctk_seg &&
+               (!has_tile || tile_filled > ctk_tile) && s0_scale_ok && (!resring || r_rcv >= (ctk_n0 + ctk_nr) * 2) &&
                32'(wq_cnt) + 4 <= FD;
   always_ff @(posedge clk) begin
     if (s0v) begin
       a_eq <= abuf_e[ABA'((s0_wi + 32'(s0_wi[0])) >> 1)];
       a_oq <= abuf_o[ABA'(s0_wi >> 1)];
-      for (int r = 0; r < NT; r++) wq_r[r] <= wbuf[cseg[1:0]][r][WWA'(s0_boff / PB)];
+      for (int r = 0; r < NT; r++) wq_r[r] <= wbuf[ctk_seg[1:0]][r][WWA'(s0_boff / PB)];
       s1_wodd <= s0_wi[0];
       s1_xoff <= 32'(s0_e % XPW);
       s1_woff <= s0_boff % PB;
