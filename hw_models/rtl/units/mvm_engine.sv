@@ -9,27 +9,29 @@
 // with a NaN x, or an inf x times a zero weight, or +inf and -inf terms, gives D = NaN; else an inf x times a
 // nonzero weight gives D = +-inf (sign of x times sign of q); D then goes through fp32 and the scale as IEEE.
 //
-// Microarchitecture. TOUT*MVM_GROUPS output lanes (NT) x TIN inputs per cycle. x [M,K] is loaded once (one
-// read request, after the first segment's weights) into an activation buffer (ACT_BUFFER_BYTES, PORT_BYTES-wide
-// words in two banks so that an unaligned TIN-element window is one read); a token waits only for the x words
-// it reads. Loop order: m-blocks of MB rows > n-tiles of NT rows > k-segments of KS elements > rows m of the
-// block > k-steps of TIN. Weights of one (n-tile, k-segment) go to one of NBUF = 4 weight buffers (one request
-// for the whole tile when K <= KS: the tile's rows are contiguous; else one request per row segment) and are
-// reused by all rows of the m-block; the per-tile operands (int8 scales, affine rows, residual rows of the
-// m-block) to one of NBUF tile buffers (with two, a memory-bound stream would wait: a buffer is refilled only
-// after the compute released it). int4 scales: when K <= KS one stream over the scale array into a ring (each
-// 32-byte block requested once), else per segment and row. The request side runs up to JD = 16 jobs
-// ahead of the response side (the port keeps up to its outstanding limit of requests in flight, so the
-// channels stay busy across tiles, segments and m-blocks); a job's data is taken once its buffer is free. A
-// shared realigner turns the response beats of any byte-aligned row range into row-aligned words, one per
-// cycle, using a beat in the cycle it arrives and starting the next request's data in the next cycle. At a
-// segment boundary the per-(m, lane) state is a single fp32 accumulator (KS is a multiple of the tree width, G
-// and B), kept in an MB-row accumulator RAM. Compute: 1 cycle per (m, n-tile, k-step) when the operands are
-// present: M*ceil(K/TIN)*ceil(N/NT) cycles plus a pipeline of 3 stages (S1 products/tree, S2 accumulate, E
-// epilogue -> write FIFO), the epilogue and the writes of a tile overlapping the next tile's products. A decode
-// (M=1) mvm is bound by the weight stream; after its last weight beat it still computes its last tile
-// (ceil(K/TIN) cycles) and drains the pipeline. Outputs: one or two write beats (PORT_BYTES-aligned, strobed)
-// per (m, n-tile); argmax: one 8-byte record beat per row, after the row's last tile.
+// Microarchitecture. TOUT*MVM_GROUPS output lanes (NT) x TIN inputs per cycle. x [M,K] is loaded once into an
+// activation buffer (ACT_BUFFER_BYTES, PORT_BYTES-wide words in two banks so that an unaligned TIN-element window is
+// one read): an m-block's rows after the jobs of its first tile (pair), in XCB-byte requests at most XIF bytes ahead of
+// what has arrived (the channel holding x is never reserved far ahead: the unit's output writes and residual reads on
+// it are not held behind a whole x, nor, responses being in request order, the weights of later tiles); a token waits
+// only for the x words holding its elements. Loop order: m-blocks of MB rows > n-tiles of NT rows > k-segments of KS
+// elements > rows m of the block > k-steps of TIN; when K <= KS and M > 1 the n-tiles go in pairs, rows > (tile t, tile
+// t+1) > k-steps, so that x, while it streams in, is read at half the rate of a single tile. Weights of one (n-tile,
+// k-segment) go to one of NBUF = 4 weight buffers (one request for the whole tile when K <= KS: the tile's rows are
+// contiguous; else one request per row segment) and are reused by all rows of the m-block; the per-tile operands (int8
+// scales, affine rows, residual rows of the m-block) to one of NBUF tile buffers (with two, a memory-bound stream would
+// wait: a buffer is refilled only after the compute released it). int4 scales: when K <= KS one stream over the scale
+// array into a ring (each 32-byte block requested once), else per segment and row. The request side runs up to JD = 16
+// jobs ahead of the response side (the port keeps up to its outstanding limit of requests in flight, so the channels
+// stay busy across tiles, segments and m-blocks); a job's data is taken once its buffer is free. A shared realigner
+// turns the response beats of any byte-aligned row range into row-aligned words, one per cycle, using a beat in the
+// cycle it arrives and starting the next request's data in the next cycle. At a segment boundary the per-(m, lane)
+// state is a single fp32 accumulator (KS is a multiple of the tree width, G and B), kept in an MB-row accumulator RAM.
+// Compute: 1 cycle per (m, n-tile, k-step) when the operands are present: M*ceil(K/TIN)*ceil(N/NT) cycles plus a
+// pipeline of 3 stages (S1 products/tree, S2 accumulate, E epilogue -> write FIFO), the epilogue and the writes of a
+// tile overlapping the next tile's products. A decode (M=1) mvm is bound by the weight stream; after its last weight
+// beat it still computes its last tile (ceil(K/TIN) cycles) and drains the pipeline. Outputs: one or two write beats
+// (PORT_BYTES-aligned, strobed) per (m, n-tile); argmax: one 8-byte record beat per row, after the row's last tile.
 //
 // Errors (err with done, no memory traffic; doc/isa.md section 8), err_code:
 //   1 m, k or n is 0; 2 wfmt not in the target's weight formats (or enum 3); 3 m*k*2 > ACT_BUFFER_BYTES;
