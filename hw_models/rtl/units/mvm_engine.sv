@@ -9,27 +9,29 @@
 // with a NaN x, or an inf x times a zero weight, or +inf and -inf terms, gives D = NaN; else an inf x times a
 // nonzero weight gives D = +-inf (sign of x times sign of q); D then goes through fp32 and the scale as IEEE.
 //
-// Microarchitecture. TOUT*MVM_GROUPS output lanes (NT) x TIN inputs per cycle. x [M,K] is loaded once (one
-// read request, after the first segment's weights) into an activation buffer (ACT_BUFFER_BYTES, PORT_BYTES-wide
-// words in two banks so that an unaligned TIN-element window is one read); a token waits only for the x words
-// it reads. Loop order: m-blocks of MB rows > n-tiles of NT rows > k-segments of KS elements > rows m of the
-// block > k-steps of TIN. Weights of one (n-tile, k-segment) go to one of NBUF = 4 weight buffers (one request
-// for the whole tile when K <= KS: the tile's rows are contiguous; else one request per row segment) and are
-// reused by all rows of the m-block; the per-tile operands (int8 scales, affine rows, residual rows of the
-// m-block) to one of NBUF tile buffers (with two, a memory-bound stream would wait: a buffer is refilled only
-// after the compute released it). int4 scales: when K <= KS one stream over the scale array into a ring (each
-// 32-byte block requested once), else per segment and row. The request side runs up to JD = 16 jobs
-// ahead of the response side (the port keeps up to its outstanding limit of requests in flight, so the
-// channels stay busy across tiles, segments and m-blocks); a job's data is taken once its buffer is free. A
-// shared realigner turns the response beats of any byte-aligned row range into row-aligned words, one per
-// cycle, using a beat in the cycle it arrives and starting the next request's data in the next cycle. At a
-// segment boundary the per-(m, lane) state is a single fp32 accumulator (KS is a multiple of the tree width, G
-// and B), kept in an MB-row accumulator RAM. Compute: 1 cycle per (m, n-tile, k-step) when the operands are
-// present: M*ceil(K/TIN)*ceil(N/NT) cycles plus a pipeline of 3 stages (S1 products/tree, S2 accumulate, E
-// epilogue -> write FIFO), the epilogue and the writes of a tile overlapping the next tile's products. A decode
-// (M=1) mvm is bound by the weight stream; after its last weight beat it still computes its last tile
-// (ceil(K/TIN) cycles) and drains the pipeline. Outputs: one or two write beats (PORT_BYTES-aligned, strobed)
-// per (m, n-tile); argmax: one 8-byte record beat per row, after the row's last tile.
+// Microarchitecture. TOUT*MVM_GROUPS output lanes (NT) x TIN inputs per cycle. x [M,K] is loaded once into an
+// activation buffer (ACT_BUFFER_BYTES, PORT_BYTES-wide words in two banks so that an unaligned TIN-element window is
+// one read): an m-block's rows after the jobs of its first tile (pair), in XCB-byte requests at most XIF bytes ahead of
+// what has arrived (the channel holding x is never reserved far ahead: the unit's output writes and residual reads on
+// it are not held behind a whole x, nor, responses being in request order, the weights of later tiles); a token waits
+// only for the x words holding its elements. Loop order: m-blocks of MB rows > n-tiles of NT rows > k-segments of KS
+// elements > rows m of the block > k-steps of TIN; when K <= KS and M > 1 the n-tiles go in pairs, rows > (tile t, tile
+// t+1) > k-steps, so that x, while it streams in, is read at half the rate of a single tile. Weights of one (n-tile,
+// k-segment) go to one of NBUF = 4 weight buffers (one request for the whole tile when K <= KS: the tile's rows are
+// contiguous; else one request per row segment) and are reused by all rows of the m-block; the per-tile operands (int8
+// scales, affine rows, residual rows of the m-block) to one of NBUF tile buffers (with two, a memory-bound stream would
+// wait: a buffer is refilled only after the compute released it). int4 scales: when K <= KS one stream over the scale
+// array into a ring (each 32-byte block requested once), else per segment and row. The request side runs up to JD = 16
+// jobs ahead of the response side (the port keeps up to its outstanding limit of requests in flight, so the channels
+// stay busy across tiles, segments and m-blocks); a job's data is taken once its buffer is free. A shared realigner
+// turns the response beats of any byte-aligned row range into row-aligned words, one per cycle, using a beat in the
+// cycle it arrives and starting the next request's data in the next cycle. At a segment boundary the per-(m, lane)
+// state is a single fp32 accumulator (KS is a multiple of the tree width, G and B), kept in an MB-row accumulator RAM.
+// Compute: 1 cycle per (m, n-tile, k-step) when the operands are present: M*ceil(K/TIN)*ceil(N/NT) cycles plus a
+// pipeline of 3 stages (S1 products/tree, S2 accumulate, E epilogue -> write FIFO), the epilogue and the writes of a
+// tile overlapping the next tile's products. A decode (M=1) mvm is bound by the weight stream; after its last weight
+// beat it still computes its last tile (ceil(K/TIN) cycles) and drains the pipeline. Outputs: one or two write beats
+// (PORT_BYTES-aligned, strobed) per (m, n-tile); argmax: one 8-byte record beat per row, after the row's last tile.
 //
 // Errors (err with done, no memory traffic; doc/isa.md section 8), err_code:
 //   1 m, k or n is 0; 2 wfmt not in the target's weight formats (or enum 3); 3 m*k*2 > ACT_BUFFER_BYTES;
@@ -92,6 +94,8 @@ module mvm_engine import dlavm_pkg::*; (
   localparam int S4RA = $clog2(NBUF * NT * NGS + 16);  // int4 scale ring (entries): the live tiles and a block
   localparam int RRA = $clog2((NBUF + 2) * NT + 16);   // M = 1 residual ring (entries)
   localparam int RRE = 1 << RRA;
+  localparam int XCB = (PB > 256) ? PB : 256;          // x request (chunk) bytes, a multiple of PB
+  localparam int XIF = 4 * XCB;                        // x bytes requested but not yet received, at most
   localparam int S4RE = 1 << S4RA;
 
   if ((TIN & (TIN - 1)) != 0 || (TL & (TL - 1)) != 0 || (G & (G - 1)) != 0 || (B & (B - 1)) != 0 ||
@@ -162,6 +166,7 @@ module mvm_engine import dlavm_pkg::*; (
   logic [31:0] ng, rb, segb, nseg, ntiles;
   logic [31:0] mk2;
   logic has_tile;
+  logic pair;             // tiles computed in pairs, row by row (K <= KS, M > 1, more than one tile)
   logic [31:0] eb;        // output bytes per element
   assign eb = f_fp32 ? 32'd4 : 32'd2;
 
@@ -204,7 +209,11 @@ module mvm_engine import dlavm_pkg::*; (
   logic [63:0] fbase;
   logic [31:0] frows, frbytes, fstride, fr;
   logic        fcontig;
-  logic        x_issued, f_isx, f_alldone;
+  logic        f_isx, f_alldone;
+  logic [31:0] fx_req;      // x bytes requested (a multiple of PB until the end of x)
+  logic [31:0] fx_lim;      // x bytes to request before the next job: up to the end of the fetch m-block's rows
+  logic f_room, f_issue_x, f_issue_job, f_on, x_pend, x_room;
+  logic [31:0] x_blk_end, fx_len;
 
   // response side
   typedef enum logic {R_IDLE, R_RUN} rst_t;
@@ -219,7 +228,6 @@ module mvm_engine import dlavm_pkg::*; (
   logic [1:0]  r_wcnt;
   logic        r_seen_last;
   logic [31:0] seg_filled, tile_filled;
-  logic        x_done;
   logic [31:0] x_wr;        // x words written to the activation buffer
 
   // buffers
@@ -253,6 +261,8 @@ module mvm_engine import dlavm_pkg::*; (
   // compute sequencer
   logic [31:0] cm0, cmbn, ct, cn0, cnr, cc, cml, ck, cseg, ctile, cseglen;
   logic        c_active;
+  logic        cp, cp2;       // pair: the token's tile is the second of the pair / the pair has two tiles
+  logic [31:0] ctk_n0, ctk_nr, ctk_seg, ctk_tile;
   logic [31:0] seg_consumed, tile_consumed;
 
   // write FIFO
@@ -276,7 +286,7 @@ module mvm_engine import dlavm_pkg::*; (
     if (!rst_n) begin
       iw <= '0;
       ng <= '0; ring4 <= 1'b0; s4blk <= '0; s4bytes <= '0; rb <= '0; segb <= '0; nseg <= '0; ntiles <= '0; mk2 <= '0;
-      has_tile <= 1'b0; resring <= 1'b0;
+      has_tile <= 1'b0; resring <= 1'b0; pair <= 1'b0;
       len_x <= '0; len_w <= '0; len_ws <= '0; len_aff <= '0; len_res <= '0; len_out <= '0;
     end else begin
       if (start && st == ST_IDLE) iw <= insn;
@@ -295,6 +305,7 @@ module mvm_engine import dlavm_pkg::*; (
         mk2 <= f_m * f_k * 32'd2;
         has_tile <= is8 || f_aff || (f_res != 2'd0 && f_m != 32'd1);
         resring <= f_res != 2'd0 && f_m == 32'd1;
+        pair <= cdiv64(64'(f_k), KS) == 64'd1 && f_m != 32'd1 && f_n > 32'(NT);
         len_x <= 64'(f_m) * 64'(f_k) * 64'd2;
         len_w <= is4 ? 64'(f_n) * 64'(kpv >> 1) : (is8 ? 64'(f_n) * 64'(f_k) : 64'(f_n) * 64'(f_k) * 64'd2);
         len_ws <= is4 ? 64'(f_n) * 64'(ngv) * 64'd2 : 64'(f_n) * 64'd2;
@@ -409,6 +420,8 @@ module mvm_engine import dlavm_pkg::*; (
     end else begin
       fjob <= 2'd0;
       fseg_cnt <= fseg_cnt + 1;
+      // x of this m-block's rows (to a PB boundary) is requested after its first tile's (pair's) jobs
+      if (ft == (pair ? 32'd1 : 32'd0) && fc == 0) fx_lim <= x_blk_end;
       if (fc + 1 < nseg) fc <= fc + 1;
       else begin
         fc <= '0;
@@ -430,30 +443,37 @@ module mvm_engine import dlavm_pkg::*; (
   endtask
 
   // the sequencer starts in ST_CHECK2 (its first request is presented when ST_RUN begins)
-  logic f_room, f_issue_x, f_issue_job, f_on;
+  // x is requested in XCB-byte pieces, at most XIF bytes ahead of what has been received, so that the
+  // channel holding x is never reserved far ahead (the unit's own output writes, and other streams on it,
+  // are not held back behind a whole x); the job sequence waits while x of its m-block is not all requested.
   assign f_on = st == ST_RUN || (st == ST_CHECK2 && !chk2_bad);
   assign f_room = jq_cnt < (JA + 1)'(JD);
-  assign f_issue_x = f_on && fst == F_NEXT && !x_issued && (fseg_cnt != 0 || f_alldone) && f_room;
-  assign f_issue_job = f_on && fst == F_NEXT && !(!x_issued && (fseg_cnt != 0 || f_alldone)) &&
-                       !f_alldone && fj_en && f_room;
+  assign x_blk_end = ((fm0 + fmbn) * f_k * 2 + 32'(PB - 1)) / 32'(PB) * 32'(PB) < mk2
+                     ? ((fm0 + fmbn) * f_k * 2 + 32'(PB - 1)) / 32'(PB) * 32'(PB) : mk2;
+  assign fx_len = (fx_lim - fx_req < 32'(XCB)) ? fx_lim - fx_req : 32'(XCB);
+  assign x_pend = fx_req < fx_lim;
+  assign x_room = fx_req + fx_len <= x_wr * 32'(PB) + 32'(XIF);
+  assign f_issue_x = f_on && fst == F_NEXT && x_pend && x_room && f_room;
+  assign f_issue_job = f_on && fst == F_NEXT && !x_pend && !f_alldone && fj_en && f_room;
 
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       fst <= F_NEXT; fm0 <= '0; fmbn <= '0; ft <= '0; fn0 <= '0; fnr <= '0; fc <= '0; fphase <= 1'b0;
       fjob <= '0; fseg_cnt <= '0; ftile_cnt <= '0; fbase <= '0; frows <= '0; frbytes <= '0; fstride <= '0;
-      fr <= '0; fcontig <= 1'b0; x_issued <= 1'b0; f_isx <= 1'b0; f_alldone <= 1'b0; s4f_end <= '0;
+      fr <= '0; fcontig <= 1'b0; fx_req <= '0; fx_lim <= '0; f_isx <= 1'b0; f_alldone <= 1'b0; s4f_end <= '0;
       f_s4base <= '0; rf_end <= '0;
     end else if (!f_on) begin
       s4f_end <= '0; f_s4base <= '0; rf_end <= '0;
       fst <= F_NEXT; fm0 <= '0; fmbn <= (f_m < MB) ? f_m : MB; ft <= '0; fn0 <= '0;
       fnr <= (f_n < NT) ? f_n : NT; fc <= '0; fphase <= 1'b0; fjob <= '0; fseg_cnt <= '0; ftile_cnt <= '0;
-      x_issued <= 1'b0; fr <= '0; f_alldone <= 1'b0;
+      fx_req <= '0; fx_lim <= '0; fr <= '0; f_alldone <= 1'b0;
     end else begin
       case (fst)
         F_NEXT: begin
           if (f_issue_x) begin
-            x_issued <= 1'b1; f_isx <= 1'b1;
-            fbase <= a_x; frows <= 32'd1; frbytes <= mk2; fstride <= '0; fcontig <= 1'b1; fr <= '0;
+            fx_req <= fx_req + fx_len; f_isx <= 1'b1;
+            fbase <= a_x + 64'(fx_req); frows <= 32'd1; frbytes <= fx_len; fstride <= '0; fcontig <= 1'b1;
+            fr <= '0;
             fst <= F_REQ;
           end else if (f_issue_job) begin
             fbase <= jb_base; frows <= jb_rows; frbytes <= jb_rbytes; fstride <= jb_stride;
@@ -461,7 +481,7 @@ module mvm_engine import dlavm_pkg::*; (
             if (fj_kind == K_S4 && ring4) s4f_end <= s4_end;
             if (fj_kind == K_RES && resring) rf_end <= r_end;
             fst <= F_REQ;
-          end else if (!(!x_issued && (fseg_cnt != 0 || f_alldone)) && !f_alldone && !fj_en) begin
+          end else if (!x_pend && !f_alldone && !fj_en) begin
             f_advance();
           end
         end
@@ -484,8 +504,8 @@ module mvm_engine import dlavm_pkg::*; (
     jq_in = '0;
     if (f_issue_x) begin
       jq_push = 1'b1;
-      jq_in.kind = K_X; jq_in.rows = 32'd1; jq_in.rbytes = mk2; jq_in.contig = 1'b1;
-      jq_in.base_lo = a_x[4:0];
+      jq_in.kind = K_X; jq_in.rows = 32'd1; jq_in.rbytes = fx_len; jq_in.contig = 1'b1;
+      jq_in.base_lo = a_x[4:0];   // (0: x and its pieces start 32-byte aligned)
     end else if (f_issue_job) begin
       jq_push = 1'b1;
       jq_in.kind = fj_kind;
@@ -603,10 +623,10 @@ module mvm_engine import dlavm_pkg::*; (
     if (!rst_n) begin
       rst <= R_IDLE; rj <= '0; r_req <= '0; r_nrq <= '0; r_nbeats <= '0; r_wpos <= '0;
       r_rowstart <= '0; r_wj <= '0; r_rowl <= '0; r_drow <= '0; r_wpr <= '0; win0 <= '0; win1 <= '0;
-      r_hb <= '0; r_wcnt <= '0; r_seen_last <= 1'b0; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0;
+      r_hb <= '0; r_wcnt <= '0; r_seen_last <= 1'b0; seg_filled <= '0; tile_filled <= '0;
       s4_rcv <= '0; r_rcv <= '0;
     end else if (st != ST_RUN) begin
-      rst <= R_IDLE; seg_filled <= '0; tile_filled <= '0; x_done <= 1'b0; s4_rcv <= '0; r_rcv <= '0;
+      rst <= R_IDLE; seg_filled <= '0; tile_filled <= '0; s4_rcv <= '0; r_rcv <= '0;
     end else begin
       if (rst == R_RUN) begin
         r_wpos <= rn_wpos; r_rowstart <= rn_rowstart; r_wj <= rn_wj; r_rowl <= rn_rowl;
@@ -627,7 +647,6 @@ module mvm_engine import dlavm_pkg::*; (
           if (rw_acc && rd_rsp_last) r_seen_last <= 1'b1;
         end
         if (r_job_end) begin
-          if (rj.kind == K_X) x_done <= 1'b1;
           if (rj.kind == K_S4 && rj.flat) s4_rcv <= s4_rcv + rj.rbytes;
           if (rj.kind == K_RES && rj.flat) r_rcv <= r_rcv + rj.rbytes;
           seg_filled <= seg_filled_n;
@@ -650,7 +669,7 @@ module mvm_engine import dlavm_pkg::*; (
   always_ff @(posedge clk) begin
     if (rw_emit) begin
       case (rj.kind)
-        K_X: if (r_wj[0]) abuf_o[ABA'(r_wj >> 1)] <= rw_word; else abuf_e[ABA'(r_wj >> 1)] <= rw_word;
+        K_X: if (x_wr[0]) abuf_o[ABA'(x_wr >> 1)] <= rw_word; else abuf_e[ABA'(x_wr >> 1)] <= rw_word;
         K_W: wbuf[rj.par][$clog2(NT)'(r_drow)][WWA'(r_wj)] <= rw_word;
         K_S4: begin
           if (rj.flat) begin
@@ -706,22 +725,26 @@ module mvm_engine import dlavm_pkg::*; (
   logic c_last_chunk;
   assign c_last_chunk = ck + TIN >= cseglen;
   always_comb begin
+    ctk_n0 = cp ? cn0 + NT : cn0;
+    ctk_nr = cp ? ((f_n - (cn0 + NT) < NT) ? f_n - (cn0 + NT) : NT) : cnr;
+    ctk_seg = cseg + 32'(cp);
+    ctk_tile = ctile + 32'(cp);
     tok0.m = cm0 + cml;
     tok0.ml = cml;
-    tok0.n0 = cn0;
-    tok0.nr = cnr;
+    tok0.n0 = ctk_n0;
+    tok0.nr = ctk_nr;
     tok0.kk = cc * KS + ck;
     tok0.first = ck == 0;
     tok0.last = c_last_chunk;
     tok0.firstseg = cc == 0;
     tok0.lastseg = cc + 1 == nseg;
     tok0.lastp = cc * KS + ck + TIN >= f_k;
-    tok0.spar = cseg[1:0];
-    tok0.tpar = ctile[1:0];
-    tok0.s4b = c_s4base + S4RA'(cn0) * S4RA'(ng);
+    tok0.spar = ctk_seg[1:0];
+    tok0.tpar = ctk_tile[1:0];
+    tok0.s4b = c_s4base + S4RA'(ctk_n0) * S4RA'(ng);
     tok0.seg_rel = c_last_chunk && cml + 1 == cmbn;
     tok0.tile_rel = c_last_chunk && cml + 1 == cmbn && cc + 1 == nseg;
-    tok0.lasttile = ct + 1 == ntiles;
+    tok0.lasttile = ct + 32'(cp) + 1 == ntiles;
     tok0.lastrow = cm0 + cml + 1 == f_m;
   end
 
@@ -732,29 +755,33 @@ module mvm_engine import dlavm_pkg::*; (
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       c_active <= 1'b0; cm0 <= '0; cmbn <= '0; ct <= '0; cn0 <= '0; cnr <= '0; cc <= '0; cml <= '0; ck <= '0;
-      cseg <= '0; ctile <= '0; cseglen <= '0; c_s4base <= '0; c_s4cum <= '0;
+      cseg <= '0; ctile <= '0; cseglen <= '0; c_s4base <= '0; c_s4cum <= '0; cp <= 1'b0; cp2 <= 1'b0;
     end else if (st == ST_CHECK2) begin
       c_active <= 1'b1; cm0 <= '0; cmbn <= (f_m < MB) ? f_m : MB; ct <= '0; cn0 <= '0; c_s4base <= '0;
       c_s4cum <= '0;
       cnr <= (f_n < NT) ? f_n : NT; cc <= '0; cml <= '0; ck <= '0; cseg <= '0; ctile <= '0;
-      cseglen <= seglen(32'd0);
+      cseglen <= seglen(32'd0); cp <= 1'b0; cp2 <= pair;
     end else if (s0v) begin
       if (!c_last_chunk) ck <= ck + TIN;
       else begin
         ck <= '0;
+        if (cp2 && !cp) cp <= 1'b1;   // a pair: the row's second tile
+        else begin
+        cp <= 1'b0;
         if (cml + 1 < cmbn) cml <= cml + 1;
         else begin
           cml <= '0;
-          cseg <= cseg + 1;
+          cseg <= cseg + 1 + 32'(cp2);   // (a pair: one segment per tile)
           if (cc + 1 < nseg) begin cc <= cc + 1; cseglen <= seglen(cc + 1); end
           else begin
             cc <= '0; cseglen <= seglen(32'd0);
-            ctile <= ctile + 1;
-            if (ct + 1 < ntiles) begin
-              ct <= ct + 1; cn0 <= cn0 + NT;
-              cnr <= (f_n - (cn0 + NT) < NT) ? f_n - (cn0 + NT) : NT;
+            ctile <= ctile + 1 + 32'(cp2);
+            if (ct + 1 + 32'(cp2) < ntiles) begin
+              ct <= ct + 1 + 32'(cp2); cn0 <= cn0 + (cp2 ? 2 * NT : NT);
+              cnr <= (f_n - (cn0 + (cp2 ? 2 * NT : NT)) < NT) ? f_n - (cn0 + (cp2 ? 2 * NT : NT)) : NT;
+              cp2 <= pair && ct + 2 + 32'(cp2) < ntiles;
             end else begin
-              ct <= '0; cn0 <= '0; cnr <= (f_n < NT) ? f_n : NT;
+              ct <= '0; cn0 <= '0; cnr <= (f_n < NT) ? f_n : NT; cp2 <= pair;
               c_s4base <= c_s4base + s4blk;
               c_s4cum <= c_s4cum + s4bytes;
               if (cm0 + MB < f_m) begin
@@ -764,13 +791,14 @@ module mvm_engine import dlavm_pkg::*; (
             end
           end
         end
+        end
       end
     end
   end
 
   // S0 -> S1: buffer reads
   logic [63:0] s0_e;
-  logic [31:0] s0_wi, s0_boff;
+  logic [31:0] s0_wi, s0_boff, s0_xneed;
   logic [PBB-1:0] a_eq, a_oq;
   logic [PBB-1:0] wq_r [NT];
   logic s1_wodd;
@@ -779,20 +807,22 @@ module mvm_engine import dlavm_pkg::*; (
     s0_e = 64'(tok0.m) * 64'(f_k) + 64'(tok0.kk);
     s0_wi = 32'(s0_e / XPW);
     s0_boff = is4 ? ck >> 1 : (is8 ? ck : ck << 1);
+    // x words the token reads: up to its last valid element (lanes past K are masked in S1)
+    s0_xneed = (32'(s0_e) + ((f_k - tok0.kk < TIN) ? f_k - tok0.kk : TIN) + 32'(XPW - 1)) / 32'(XPW);
   end
   // a token needs x words s0_wi and s0_wi + 1 (x arrives in order), its segment's weights (and scales), its
   // tile's operands and room in the write FIFO
   logic s0_scale_ok;   // ring4: a token ending a scale group (its scale is read in S2) needs the tile's scales
   assign s0_scale_ok = !ring4 || !(((tok0.kk + TIN) % G) == 0 || tok0.lastp) ||
-                       s4_rcv >= c_s4cum + (cn0 + cnr) * ng * 2;
-  assign s0v = st == ST_RUN && c_active && (x_done || s0_wi + 2 <= x_wr) && seg_filled > cseg &&
-               (!has_tile || tile_filled > ctile) && s0_scale_ok && (!resring || r_rcv >= (cn0 + cnr) * 2) &&
+                       s4_rcv >= c_s4cum + (ctk_n0 + ctk_nr) * ng * 2;
+  assign s0v = st == ST_RUN && c_active && s0_xneed <= x_wr && seg_filled > ctk_seg &&
+               (!has_tile || tile_filled > ctk_tile) && s0_scale_ok && (!resring || r_rcv >= (ctk_n0 + ctk_nr) * 2) &&
                32'(wq_cnt) + 4 <= FD;
   always_ff @(posedge clk) begin
     if (s0v) begin
       a_eq <= abuf_e[ABA'((s0_wi + 32'(s0_wi[0])) >> 1)];
       a_oq <= abuf_o[ABA'(s0_wi >> 1)];
-      for (int r = 0; r < NT; r++) wq_r[r] <= wbuf[cseg[1:0]][r][WWA'(s0_boff / PB)];
+      for (int r = 0; r < NT; r++) wq_r[r] <= wbuf[ctk_seg[1:0]][r][WWA'(s0_boff / PB)];
       s1_wodd <= s0_wi[0];
       s1_xoff <= 32'(s0_e % XPW);
       s1_woff <= s0_boff % PB;
