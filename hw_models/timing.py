@@ -46,6 +46,7 @@ class Record:
     compute_cycles: int
     macs: int = 0     # multiply-accumulates it performed
     nbytes: int = 0   # bytes it moved (HBM and DDR)
+    alone: int = 0    # busy cycles it would take with its unit and every channel idle at its start
 
 
 def channel_bytes(offsets: np.ndarray, length: int, granule: int, channels: int) -> np.ndarray:
@@ -110,10 +111,11 @@ class TimingModel:
                 b[self.n_hbm] += a.nbytes
         return b
 
-    def _channel_phase(self, t0: int, per_chan: np.ndarray) -> int:
+    def _channel_phase(self, t0: int, per_chan: np.ndarray) -> tuple[int, int]:
+        """When the instruction's channel transfers end, and how long they would take on idle channels."""
         used = np.nonzero(per_chan)[0]
         if used.size == 0:
-            return t0
+            return t0, 0
         b = per_chan[used]
         dur = (self.t.dma_setup_cycles + -(-b // self.width[used])
                + -(-b // self.t.dma_burst_bytes) * self.t.burst_overhead_cycles)
@@ -124,7 +126,7 @@ class TimingModel:
         self.chan_busy[used] += dur
         if self.record_channels:
             self.channel_events.extend(zip(used.tolist(), start.tolist(), end.tolist()))
-        return int(end.max())
+        return int(end.max()), int(dur.max())
 
     # ----------------------------------------------------------- issue
     def issue_ready(self, unit: str, t_issue: int) -> int:
@@ -151,8 +153,9 @@ class TimingModel:
             self.records.append(rec)
             return rec
         t0 = max(t_issue, self.unit_free[unit], deps, self.fence_floor)
-        mem_end = self._channel_phase(t0, self.traffic(accesses))
+        mem_end, mem_alone = self._channel_phase(t0, self.traffic(accesses))
         busy_end = max(mem_end + tail if mem_end > t0 else t0, t0 + compute_cycles)
+        alone = max(mem_alone + tail if mem_alone else 0, compute_cycles)
         done = busy_end + latency
         self.unit_free[unit] = busy_end
         self.unit_done[unit] = max(self.unit_done[unit], done)
@@ -161,7 +164,7 @@ class TimingModel:
         self.starts[unit].append(t0)
         self.macs += macs
         rec = Record(len(self.records), op, unit, t_issue, t0, busy_end, done, mem_end, compute_cycles, macs,
-                     sum(a.nbytes for a in accesses))
+                     sum(a.nbytes for a in accesses), alone)
         self.records.append(rec)
         return rec
 

@@ -4,8 +4,10 @@
   bytes, the same instructions in the same issue order, the host model's costs; errors as HALErrors;
 * ``rtl://`` device URIs and ``dlavm run DIR --device rtl://``;
 * the tiny Llama compiled for target tiny, prefill at seq 1, 17 and 128 then a decode step, run by the
-  Python runtime on both: logits and greedy tokens bit-identical; the per-instruction cycles of the two
-  compared per instruction kind (reported; seq 17 and 128 are in the full RTL suite, ``rtl_full``).
+  Python runtime on both: logits and greedy tokens bit-identical; the whole run's cycles within 5% of the
+  simulator's, every instruction kind's busy cycles in total within 10% (or 10 cycles per instruction) of
+  the timing model's (the MVM's, nearly all of them, within 5%), the per-kind table reported (seq 17 and 128 and the int8/fp16 weights are
+  in the full RTL suite, ``rtl_full``).
 """
 from __future__ import annotations
 
@@ -156,10 +158,19 @@ def _check_llama(seq: int, fmt: str, record_property):
         assert got_tok == want_tok
         table = cycle_table(dev.records, sim.records)
         rtl_cycles, sim_cycles = dev.stats()["cycles"], sim.stats()["cycles"]
-    summary = ", ".join(f"{op} x{r['n']} ratio {r['mean_ratio']:.2f} maxdev {r['max_dev']:+d}"
-                        for op, r in sorted(table.items()))
+    summary = ", ".join(f"{op} x{r['n']} total {r['total_ratio']:.3f} within {r['within']}/{r['n']} "
+                        f"maxdev {r['max_dev']:+d}" for op, r in sorted(table.items()))
     record_property(f"tiny-llama-{fmt}-seq{seq}", f"cycles rtl {rtl_cycles} sim {sim_cycles}; {summary}")
     print(f"seq {seq} {fmt}: cycles rtl {rtl_cycles:,} sim {sim_cycles:,}\n  {summary}")
+    # the timing model is calibrated on this core (doc/rtl.md, "Cycles"): a unit that slows down or a model
+    # formula that drifts from the RTL shows here
+    assert abs(rtl_cycles / sim_cycles - 1) <= 0.05, f"seq {seq} {fmt}: rtl {rtl_cycles} vs sim {sim_cycles} cycles"
+    for op, r in table.items():
+        # the MVM (nearly all the cycles) within 5%; the others within 10% or 10 cycles per instruction (the
+        # shortest, 20-50 cycle decode instructions, keep a few cycles the model does not charge: doc/rtl.md)
+        bound = 0.05 * r["model_cycles"] if op == "mvm" else max(0.10 * r["model_cycles"], 10 * r["n"])
+        assert abs(r["rtl_cycles"] - r["model_cycles"]) <= bound, \
+            f"seq {seq} {fmt}: {op} busy cycles rtl {r['rtl_cycles']} vs model {r['model_cycles']}"
 
 
 def test_tiny_llama_seq1_bit_identical(record_property):
