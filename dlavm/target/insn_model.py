@@ -99,6 +99,14 @@ def cdiv(a, b):
     return sym.ceildiv(a, b)
 
 
+def _max(a, b):
+    """max(a, b) for ints and for ``dlavm.sym`` expressions."""
+    if _is_int(a) and _is_int(b):
+        return max(a, b)
+    from dlavm import sym
+    return sym.smax(a, b)
+
+
 def _zero(f, t=None) -> int:
     return 0
 
@@ -168,21 +176,22 @@ def _pv_accesses(f, t):
             Access("out", f["out"], m * h * d * 2, write=True)]
 
 
-def _mat_fill(f, t):
+def _mat_fill(f, t, kv: str):
     # Cycles of a mat instruction that no row-at-a-time engine hides: a row's last result needs every
     # key/value row of its KV head (mat_qk: the last key chunk; mat_pv: the reduction over L), so the first
-    # row cannot finish before the first KV head has streamed in (a channel's dma_setup_cycles, then
-    # L*D*2 bytes at the port's hbm_bytes_per_cycle); later heads are prefetched behind the compute. The
-    # last result then leaves the multiply/tree/convert pipeline (mat_latency) before it is written.
-    return t.dma_setup_cycles + cdiv(f["l"] * f["d"] * 2, t.figures.hbm_bytes_per_cycle) + t.mat_latency
+    # row cannot finish before the first KV head (L*D*2 bytes at field ``kv``) has been loaded: the memory
+    # phase's time for it alone (a channel's dma_setup_cycles, its share of the bytes, the burst overheads);
+    # later heads are prefetched behind the compute. The last result then leaves the multiply/tree/convert
+    # pipeline (mat_latency) before it is written.
+    return _load_cycles(t, f[kv], f["l"] * f["d"] * 2) + t.mat_latency
 
 
 def _qk_cycles(f, t):
-    return f["heads"] * f["m"] * cdiv(f["d"], t.mat_tin) * cdiv(f["l"], t.mat_tout) + _mat_fill(f, t)
+    return f["heads"] * f["m"] * cdiv(f["d"], t.mat_tin) * cdiv(f["l"], t.mat_tout) + _mat_fill(f, t, "kc")
 
 
 def _pv_cycles(f, t):
-    return f["heads"] * f["m"] * cdiv(f["l"], t.mat_tin) * cdiv(f["d"], t.mat_tout) + _mat_fill(f, t)
+    return f["heads"] * f["m"] * cdiv(f["l"], t.mat_tin) * cdiv(f["d"], t.mat_tout) + _mat_fill(f, t, "vc")
 
 
 def _mat_macs(f):
@@ -247,8 +256,12 @@ def _act_cycles(f, t):
 
 
 def _rope_cycles(f, t):
-    # One head row (d values) at a time.
-    return _sfu_fill(t) + f["m"] * f["heads"] * cdiv(f["d"], t.sfu_lanes)
+    # One head row (d values) at a time. The first head row's lanes need the token's whole table row (cos and
+    # sin of every dimension pair, d*4 bytes) and the row's d*2 source bytes, so they start once both are
+    # loaded (each the memory phase's time for it alone), then the unit's pipeline as in the fill.
+    d = f["d"]
+    first = _max(_load_cycles(t, f["table"] + f["pos0"] * d * 4, d * 4), _load_cycles(t, f["src"], d * 2))
+    return first + 2 * t.sfu_latency + f["m"] * f["heads"] * cdiv(d, t.sfu_lanes)
 
 
 def _kv_append_cycles(f, t):

@@ -12,7 +12,9 @@
 //    other channels or queue behind it), and the lanes start once the whole table is in (any value may need
 //    any entry).
 //  * The `a` (act: src) operand streams through a 64-beat FIFO, requested in chunks of up to 8 beats as FIFO
-//    credit frees up; a group is read at a lane-aligned offset of the head beat.
+//    credit frees up (while act's table loads) or, once the lanes run, while fewer than AIF = 16 beats are in
+//    flight (so the reads do not crowd dst's writes out of a shared channel); a group is read at a lane-aligned
+//    offset of the head beat.
 //  * eltwise's b: with period*2 <= PORT_BYTES it is read once (one beat) into a register and doubled in place
 //    until it holds >= PORT_BYTES/4 elements of the periodic sequence; otherwise (period 0 or a long row) every
 //    row of period elements (period 0: one row of count) is requested from memory into its own 8-beat FIFO,
@@ -63,6 +65,7 @@ module sfu_elt import dlavm_pkg::*; (
   localparam int FD = 8;                          // b FIFO depth (beats)
   localparam int FDA = 64;                        // a FIFO depth (beats): reads run ahead of the lanes
   localparam int CHUNK = 8;                       // beats per request
+  localparam int AIF = 2 * CHUNK;                 // a beats in flight (requested, not received) once lanes run
   localparam int CW = $clog2(FD + 1);
   localparam int CWA = $clog2(FDA + 1);
   localparam int TAB_N = 1024;                    // act table entries held locally
@@ -142,7 +145,6 @@ module sfu_elt import dlavm_pkg::*; (
   assign b_new_row = (b_row_req_left == 64'd0) && (b_rows_elems < 64'(f_count));
   assign want_tab = is_act && !tab_req_done;
   assign want_bl  = !is_act && b_local && !bl_req_done;
-  assign want_a   = (a_req_left != 64'd0) && (a_cred >= a_nb) && (!is_act || tab_req_done);
   assign want_b   = !is_act && !b_local && (b_row_req_left != 64'd0) && (b_cred >= b_nb);
 
   tag_t        req_tag;
@@ -189,6 +191,15 @@ module sfu_elt import dlavm_pkg::*; (
   logic [63:0] tab [TAB_N];
   logic [TW:0] tab_wp;
   logic        tab_ok;                            // table fully received
+
+  // a's requests: up to the FIFO's free beats while act's table loads (src streams in meanwhile); once the
+  // lanes run, at most AIF beats in flight. More would only queue in the channel ahead of this unit's own
+  // dst writes (a channel whose queue is full of reads takes no writes), stalling the lanes on the write-out
+  // while the reads run far ahead, and leave a lane-bound tail with the channel half idle at the end.
+  logic [31:0] a_infl;
+  assign a_infl = 32'(FDA) - 32'(a_cred) - 32'(fa_n);
+  assign want_a = (a_req_left != 64'd0) && (a_cred >= a_nb) && (!is_act || tab_req_done)
+               && ((is_act && !tab_ok) || a_infl + 32'(a_nb) <= 32'(AIF));
 
   // local b (period*2 <= PB)
   logic [PORT_BITS-1:0] breg;
