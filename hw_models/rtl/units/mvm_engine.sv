@@ -238,8 +238,7 @@ module mvm_engine import dlavm_pkg::*; (
   logic [PBB-1:0] abuf_o [ABD];
   // the weight buffers are in the lanes (mvm_lane: NBUF x WWORDS words of the lane's row)
   localparam int LWA = $clog2(NBUF * WWORDS);
-  localparam int S4B = NT * NGS * 16;
-  logic [S4B-1:0] s4raw [NBUF];   // int4 scales of a segment when K > KS: row r at r*NGS, group g at +g
+  // int4 scales of a segment when K > KS: per lane (g_lane.s4raw), NBUF buffers of the row's NGS groups
   // int4 scales when K <= KS (ring4): a ring of fp16 entries fed by one stream over the [N, Kp/G] array, each
   // 32-byte block requested once (a tile's scales are often less than a block); it holds the tiles the weight
   // buffers allow plus a block
@@ -259,8 +258,9 @@ module mvm_engine import dlavm_pkg::*; (
   logic [31:0] r_rcv;                 // response side: residual bytes received
   logic [31:0] c_s4cum;               // compute side: stream position of this m-block's scale array
   logic [NT*16-1:0] s8buf [NBUF];
-  logic [NT*16-1:0] affbuf [NBUF][2];
-  logic [NT*16-1:0] resbuf [NBUF][MB];
+  logic [NT*16-1:0] affa [NBUF];      // affine scale and shift rows
+  logic [NT*16-1:0] affb [NBUF];
+  logic [NT*16-1:0] resbuf [NBUF * MB];   // residual rows of the m-block, tile buffer p at p*MB
 
   // compute sequencer
   logic [31:0] cm0, cmbn, ct, cn0, cnr, cc, cml, ck, cseg, ctile, cseglen;
@@ -674,10 +674,9 @@ module mvm_engine import dlavm_pkg::*; (
     if (rw_emit) begin
       case (rj.kind)
         K_X: if (x_wr[0]) abuf_o[ABA'(x_wr >> 1)] <= rw_word; else abuf_e[ABA'(x_wr >> 1)] <= rw_word;
-        K_S4: if (!rj.flat) s4raw[rj.par][NGS*16*int'($clog2(NT)'(r_drow)) +: NGS*16] <= rw_word[NGS*16-1:0];
         K_S8: s8buf[rj.par] <= rw_word[NT*16-1:0];
-        K_AFF: affbuf[rj.par][r_drow[0]] <= rw_word[NT*16-1:0];
-        K_RES: if (!rj.flat) resbuf[rj.par][MBA'(r_drow)] <= rw_word[NT*16-1:0];
+        K_AFF: if (r_drow[0]) affb[rj.par] <= rw_word[NT*16-1:0]; else affa[rj.par] <= rw_word[NT*16-1:0];
+        K_RES: if (!rj.flat) resbuf[{rj.par, MBA'(r_drow)}] <= rw_word[NT*16-1:0];
         default: ;
       endcase
     end
@@ -904,12 +903,19 @@ module mvm_engine import dlavm_pkg::*; (
   // ------------------------------------------------------------------ the lanes (S1, S2, E)
   logic [31:0] yv [NT];
   logic [15:0] yh [NT];
-  localparam int SIW = (NT * NGS > 1) ? $clog2(NT * NGS) : 1;
+  // the tile operands of the token in E (one read of each buffer)
+  logic [NT*16-1:0] e_s8w, e_aw, e_bw, e_rw;
+  assign e_s8w = s8buf[tokE.tpar];
+  assign e_aw = affa[tokE.tpar];
+  assign e_bw = affb[tokE.tpar];
+  assign e_rw = resbuf[{tokE.tpar, tokE.ml}];
   for (genvar r = 0; r < NT; r++) begin : g_lane
     logic [15:0] s4h;
-    logic [SIW-1:0] sidx;
-    assign sidx = SIW'(r) * SIW'(NGS) + SIW'(gl);
-    assign s4h = ring4 ? s4win[16 * (32'(s4o) + 32'(r) * ng) +: 16] : s4raw[tok2.spar][16*sidx +: 16];
+    logic [NGS*16-1:0] s4raw [NBUF];
+    always_ff @(posedge clk)
+      if (rw_emit && rj.kind == K_S4 && !rj.flat && $clog2(NT)'(r_drow) == $clog2(NT)'(r))
+        s4raw[rj.par] <= rw_word[NGS*16-1:0];
+    assign s4h = ring4 ? s4win[16 * (32'(s4o) + 32'(r) * ng) +: 16] : s4raw[tok2.spar][16*gl +: 16];
     mvm_lane #(.NBUF(NBUF), .WWORDS(WWORDS), .MB(MB), .DW(DW), .WA(LWA), .MBA(MBA)) u_lane (
       .clk(clk), .is4(is4), .is8(is8), .is16(is16),
       .w_we(rw_emit && rj.kind == K_W && $clog2(NT)'(r_drow) == $clog2(NT)'(r)),
@@ -921,9 +927,8 @@ module mvm_engine import dlavm_pkg::*; (
       .s2v(s2v), .t_first(tok2.first), .t_firstseg(tok2.firstseg), .t_last(tok2.last),
       .t_lastseg(tok2.lastseg), .t_lastp(tok2.lastp), .acc_waddr(MBA'(tok2.ml)), .jj(jj),
       .b4_start(b4_start), .b4_end(b4_end), .b8_start(b8_start), .b8_end(b8_end), .s4h(s4h),
-      .e_s8(s8buf[tokE.tpar][16*r +: 16]), .e_a(affbuf[tokE.tpar][0][16*r +: 16]),
-      .e_b(affbuf[tokE.tpar][1][16*r +: 16]),
-      .e_r(resring ? rwin[16 * (32'(ro) + r) +: 16] : resbuf[tokE.tpar][tokE.ml][16*r +: 16]),
+      .e_s8(e_s8w[16*r +: 16]), .e_a(e_aw[16*r +: 16]), .e_b(e_bw[16*r +: 16]),
+      .e_r(resring ? rwin[16 * (32'(ro) + r) +: 16] : e_rw[16*r +: 16]),
       .f_aff(f_aff), .f_relu(f_relu), .f_res(f_res), .yv(yv[r]), .yh(yh[r]));
   end
 
