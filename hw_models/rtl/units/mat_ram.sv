@@ -1,4 +1,4 @@
-// mat_ram: simple dual-port RAM (one write port, one registered read port) private to mat_engine.sv
+// mat_ram: simple dual-port RAM (one write port, one registered read port) of mat_engine.sv and mvm_lane.sv
 // (the K/V head buffer banks and the Q/P row buffer, doc/isa.md 7.4). Computes nothing.
 // Cycle behaviour: a write is stored at the clock edge; rdata is the word at raddr sampled at the edge
 // where re is high (one cycle read latency; reading an address written at the same edge gives the old word).

@@ -78,21 +78,28 @@ module mvm_engine import dlavm_pkg::*; (
   localparam int MB = 64;                              // m-block rows
   localparam int WWORDS = KS * 2 / PB;                 // words per weight row segment (fp16)
   localparam int NGS = KS / G;                         // int4 scales per row segment
-  localparam int SB8 = (TIN < B) ? TIN : B;            // int8 sub-block per cycle
-  localparam int NSB8 = TIN / SB8;
-  localparam int NV = NSB8;                            // values accumulated per lane per cycle (max)
-  localparam int R16 = $clog2(TL / TIN);               // tree levels above the TIN-lane tree
   localparam int DW = ((48 + $clog2(B)) > (44 + $clog2(G))) ? (48 + $clog2(B)) : (44 + $clog2(G));
   localparam int ABW = ACT_BUFFER_BYTES / PB;          // activation buffer words
   localparam int ABD = ABW / 2 + 1;                    // per bank
   localparam int ABA = $clog2(ABD);
-  localparam int WWA = (WWORDS > 1) ? $clog2(WWORDS) : 1;
   localparam int MBA = $clog2(MB);
   localparam int FD = 8;                               // write FIFO depth
   localparam int XPW = PB / 2;                         // fp16 elements per word
   localparam int NBUF = 4;                             // weight / tile operand buffers (a 4-deep rotation)
   localparam int S4RA = $clog2(NBUF * NT * NGS + 16);  // int4 scale ring (entries): the live tiles and a block
-  localparam int RRA = $clog2((NBUF + 2) * NT + 16);   // M = 1 residual ring (entries)
+  localparam int WL = PB / 32;                         // ring lines (16 entries, 32 bytes) per port word
+  function automatic int pow2_at_least(input int v);
+    int p;
+    p = 2;
+    while (p < v) p = p * 2;
+    return p;
+  endfunction
+  // ring banks: the scales of a tile's lanes (NT rows of up to NGS groups from any entry) lie in one window of
+  // S4NB lines; the NT residual entries of a tile lie in one window of RNB lines
+  localparam int S4NB = pow2_at_least((WL > ((NT - 1) * NGS + 31) / 16) ? WL : ((NT - 1) * NGS + 31) / 16);
+  localparam int RNB = pow2_at_least((WL > NT / 16) ? WL : NT / 16);
+  localparam int RRA0 = $clog2((NBUF + 2) * NT + 16);  // M = 1 residual ring (entries)
+  localparam int RRA = (RRA0 > $clog2(16 * RNB)) ? RRA0 : $clog2(16 * RNB);
   localparam int RRE = 1 << RRA;
   localparam int XCB = (PB > 256) ? PB : 256;          // x request (chunk) bytes, a multiple of PB
   localparam int XIF = 4 * XCB;                        // x bytes requested but not yet received, at most
@@ -114,10 +121,6 @@ module mvm_engine import dlavm_pkg::*; (
     if (a[31] != b[31]) return !a[31];
     if (!a[31]) return a[30:0] > b[30:0];
     return a[30:0] < b[30:0];
-  endfunction
-  // x (+) +0: -0 becomes +0, everything else unchanged (NaN stays NaN)
-  function automatic logic [31:0] zfix(input logic [31:0] a);
-    return (a == 32'h8000_0000) ? 32'd0 : a;
   endfunction
   function automatic logic [63:0] cdiv64(input logic [63:0] a, input int d);
     return (a + 64'(d - 1)) / 64'(d);
@@ -233,13 +236,13 @@ module mvm_engine import dlavm_pkg::*; (
   // buffers
   logic [PBB-1:0] abuf_e [ABD];
   logic [PBB-1:0] abuf_o [ABD];
-  logic [PBB-1:0] wbuf [NBUF][NT][WWORDS];
-  localparam int S4B = NT * NGS * 16;
-  logic [S4B-1:0] s4raw [NBUF];   // int4 scales of a segment when K > KS: row r at r*NGS, group g at +g
+  // the weight buffers are in the lanes (mvm_lane: NBUF x WWORDS words of the lane's row)
+  localparam int LWA = $clog2(NBUF * WWORDS);
+  // int4 scales of a segment when K > KS: per lane (g_lane.s4raw), NBUF buffers of the row's NGS groups
   // int4 scales when K <= KS (ring4): a ring of fp16 entries fed by one stream over the [N, Kp/G] array, each
   // 32-byte block requested once (a tile's scales are often less than a block); it holds the tiles the weight
   // buffers allow plus a block
-  logic [15:0] s4ring [S4RE];
+  // (mvm_lring, u_s4ring below)
   logic        ring4;
   logic [31:0] s4f_end;               // fetch: bytes of this m-block's scale array requested (a multiple of 32)
   logic [S4RA-1:0] f_s4base, c_s4base; // ring entry of this m-block's scale array (fetch / compute side)
@@ -249,14 +252,15 @@ module mvm_engine import dlavm_pkg::*; (
   // M = 1 with a residual (resring): the residual row as one stream into a ring, each 32-byte block read once
   // (a tile's 2*NT bytes are often less than a block); the tokens of a tile wait for its range
   logic        resring;
-  logic [15:0] rring [RRE];
+  // (mvm_lring, u_rring below)
   logic [31:0] rf_end;                // fetch: residual bytes requested (a multiple of 32)
   logic [31:0] r_end;                 // end of this tile's residual range, rounded up to a block
   logic [31:0] r_rcv;                 // response side: residual bytes received
   logic [31:0] c_s4cum;               // compute side: stream position of this m-block's scale array
   logic [NT*16-1:0] s8buf [NBUF];
-  logic [NT*16-1:0] affbuf [NBUF][2];
-  logic [NT*16-1:0] resbuf [NBUF][MB];
+  logic [NT*16-1:0] affa [NBUF];      // affine scale and shift rows
+  logic [NT*16-1:0] affb [NBUF];
+  logic [NT*16-1:0] resbuf [NBUF * MB];   // residual rows of the m-block, tile buffer p at p*MB
 
   // compute sequencer
   logic [31:0] cm0, cmbn, ct, cn0, cnr, cc, cml, ck, cseg, ctile, cseglen;
@@ -670,27 +674,24 @@ module mvm_engine import dlavm_pkg::*; (
     if (rw_emit) begin
       case (rj.kind)
         K_X: if (x_wr[0]) abuf_o[ABA'(x_wr >> 1)] <= rw_word; else abuf_e[ABA'(x_wr >> 1)] <= rw_word;
-        K_W: wbuf[rj.par][$clog2(NT)'(r_drow)][WWA'(r_wj)] <= rw_word;
-        K_S4: begin
-          if (rj.flat) begin
-            for (int i = 0; i < PB / 2; i++)
-              if (r_wj * PB + 32'(2 * i) < rj.rbytes)
-                s4ring[rj.roff + S4RA'(r_wj * (PB / 2)) + S4RA'(i)] <= rw_word[16*i +: 16];
-          end else s4raw[rj.par][NGS*16*int'($clog2(NT)'(r_drow)) +: NGS*16] <= rw_word[NGS*16-1:0];
-        end
         K_S8: s8buf[rj.par] <= rw_word[NT*16-1:0];
-        K_AFF: affbuf[rj.par][r_drow[0]] <= rw_word[NT*16-1:0];
-        K_RES: begin
-          if (rj.flat) begin
-            for (int i = 0; i < PB / 2; i++)
-              if (r_wj * PB + 32'(2 * i) < rj.rbytes)
-                rring[RRA'(rj.eend - (rj.rbytes >> 1)) + RRA'(r_wj * (PB / 2)) + RRA'(i)] <= rw_word[16*i +: 16];
-          end else resbuf[rj.par][MBA'(r_drow)] <= rw_word[NT*16-1:0];
-        end
+        K_AFF: if (r_drow[0]) affb[rj.par] <= rw_word[NT*16-1:0]; else affa[rj.par] <= rw_word[NT*16-1:0];
+        K_RES: if (!rj.flat) resbuf[{rj.par, MBA'(r_drow)}] <= rw_word[NT*16-1:0];
         default: ;
       endcase
     end
   end
+  // the flat streams (ring4 scales, resring residuals) go to line rings: a job's range starts on a 32-byte block,
+  // i.e. on a line; entries past the job's bytes are not written
+  logic [WL*16-1:0] ring_mask;
+  always_comb
+    for (int i = 0; i < WL * 16; i++) ring_mask[i] = r_wj * PB + 32'(2 * i) < rj.rbytes;
+  /* verilator lint_off UNUSEDSIGNAL */  // the low 4 bits: 0 (a line's first entry)
+  logic [S4RA-1:0] s4_went;
+  logic [RRA-1:0]  r_went;
+  /* verilator lint_on UNUSEDSIGNAL */
+  assign s4_went = rj.roff + S4RA'(r_wj * (PB / 2));
+  assign r_went = RRA'(rj.eend - (rj.rbytes >> 1)) + RRA'(r_wj * (PB / 2));
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) x_wr <= '0;
     else if (st != ST_RUN) x_wr <= '0;
@@ -709,7 +710,10 @@ module mvm_engine import dlavm_pkg::*; (
     logic [S4RA-1:0] s4b;     // ring4: ring entry of the scales of row n0, group 0
     logic        seg_rel, tile_rel, lasttile, lastrow;
   } tok_t;
-  tok_t tok0, tok1, tok2;
+  tok_t tok0, tok1;
+  /* verilator lint_off UNUSEDSIGNAL */  // s4b: read in S1 only
+  tok_t tok2;
+  /* verilator lint_on UNUSEDSIGNAL */
   typedef struct packed {
     logic [31:0]    m;
     logic [MBA-1:0] ml;
@@ -800,7 +804,6 @@ module mvm_engine import dlavm_pkg::*; (
   logic [63:0] s0_e;
   logic [31:0] s0_wi, s0_boff, s0_xneed;
   logic [PBB-1:0] a_eq, a_oq;
-  logic [PBB-1:0] wq_r [NT];
   logic s1_wodd;
   logic [31:0] s1_xoff, s1_woff;
   always_comb begin
@@ -822,7 +825,6 @@ module mvm_engine import dlavm_pkg::*; (
     if (s0v) begin
       a_eq <= abuf_e[ABA'((s0_wi + 32'(s0_wi[0])) >> 1)];
       a_oq <= abuf_o[ABA'(s0_wi >> 1)];
-      for (int r = 0; r < NT; r++) wq_r[r] <= wbuf[ctk_seg[1:0]][r][WWA'(s0_boff / PB)];
       s1_wodd <= s0_wi[0];
       s1_xoff <= 32'(s0_e % XPW);
       s1_woff <= s0_boff % PB;
@@ -839,8 +841,8 @@ module mvm_engine import dlavm_pkg::*; (
     xwin = x_cat[TIN*16-1:0];
   end
   logic [TIN-1:0] kval, x_nan, x_inf;
-  logic [31:0] x32 [TIN];
-  logic signed [41:0] xfx [TIN];
+  logic [TIN*32-1:0] x32;
+  logic [TIN*42-1:0] xfx;
   for (genvar i = 0; i < TIN; i++) begin : g_x
     logic [15:0] xi;
     logic        sp_unused;
@@ -848,216 +850,86 @@ module mvm_engine import dlavm_pkg::*; (
     assign xi = kval[i] ? xwin[16*i +: 16] : 16'd0;
     assign x_nan[i] = xi[14:10] == 5'h1F && xi[9:0] != 0;
     assign x_inf[i] = xi[14:10] == 5'h1F && xi[9:0] == 0;
-    fp16_to_fp32 u_x32 (.a(xi), .y(x32[i]));
-    fp16_to_fx u_xfx (.a(xi), .v(xfx[i]), .special(sp_unused));
+    fp16_to_fp32 u_x32 (.a(xi), .y(x32[32*i +: 32]));
+    fp16_to_fx u_xfx (.a(xi), .v(xfx[42*i +: 42]), .special(sp_unused));
   end
 
-  logic [31:0]        s16_d [NT];
-  logic signed [DW-1:0] isum_d [NT][NSB8];
-  logic [2:0]         ifl_d [NT][NSB8];     // {nan, +inf, -inf}
-  logic [31:0]        s16_q [NT];
-  logic signed [DW-1:0] isum_q [NT][NSB8];
-  logic [2:0]         ifl_q [NT][NSB8];
-  logic [PBB-1:0]     wsh [NT];
-
-  for (genvar r = 0; r < NT; r++) begin : g_s1
-    logic [TIN*32-1:0] prods;
-    assign wsh[r] = wq_r[r] >> (s1_woff * 8);
-    for (genvar i = 0; i < TIN; i++) begin : g_p
-      logic [31:0] w32, p;
-      fp16_to_fp32 u_w (.a(wsh[r][16*i +: 16]), .y(w32));
-      fp32_mul u_m (.a(x32[i]), .b(w32), .y(p));
-      assign prods[32*i +: 32] = kval[i] ? p : 32'd0;
-    end
-    fp32_tree #(.N(TIN)) u_tree (.x(prods), .y(s16_d[r]));
-    for (genvar j = 0; j < NSB8; j++) begin : g_sb
-      always_comb begin
-        logic signed [DW-1:0] acc;
-        logic [2:0] fl;
-        acc = '0;
-        fl = '0;
-        for (int i = j * SB8; i < (j + 1) * SB8; i++) begin
-          logic signed [7:0] q;
-          q = is4 ? 8'($signed(wsh[r][4*i +: 4])) : $signed(wsh[r][8*i +: 8]);
-          acc = acc + DW'(xfx[i] * q);
-          if (x_nan[i] || (x_inf[i] && q == 0)) fl[2] = 1'b1;
-          if (x_inf[i] && q != 0 && (xwin[16*i + 15] == q[7])) fl[1] = 1'b1;
-          if (x_inf[i] && q != 0 && (xwin[16*i + 15] != q[7])) fl[0] = 1'b1;
-        end
-        isum_d[r][j] = acc;
-        ifl_d[r][j] = fl;
-      end
-    end
-  end
-
-  // accumulator RAM (state at a segment boundary), read in S1
-  logic [31:0] accram [MB][NT];
-  logic [31:0] accram_q [NT];
-  logic [31:0] acc_out [NT];
-  always_ff @(posedge clk) begin
-    if (s1v) begin
-      for (int r = 0; r < NT; r++) begin
-        s16_q[r] <= s16_d[r];
-        for (int j = 0; j < NSB8; j++) begin isum_q[r][j] <= isum_d[r][j]; ifl_q[r][j] <= ifl_d[r][j]; end
-        // bypass: S2 writes the same row's state in this cycle (one-row block, one-chunk segment)
-        accram_q[r] <= (s2v && tok2.last && !tok2.lastseg && tok2.ml == tok1.ml) ? acc_out[r]
-                                                                                   : accram[MBA'(tok1.ml)][r];
-      end
-      tok2 <= tok1;
-    end
-  end
-
-  // ------------------------------------------------------------------ S2: accumulate
-  logic [31:0] acc [NT];
-  logic signed [DW-1:0] dc [NT];
-  logic [2:0] flc [NT];
-  logic signed [DW-1:0] dc_n [NT];
-  logic [2:0] flc_n [NT];
-
-  function automatic logic [31:0] spec(input logic [2:0] fl);
-    if (fl[2] || (fl[1] && fl[0])) return 32'h7FC0_0000;
-    if (fl[1]) return 32'h7F80_0000;
-    return 32'hFF80_0000;
-  endfunction
-
+  // S2 controls shared by the lanes
   logic b4_start, b4_end, b8_start, b8_end;
   localparam int GLW = (NGS > 1) ? $clog2(NGS) : 1;
-  logic [GLW-1:0] gl;
+  logic [31:0] jj;
   always_comb begin
     b4_start = (tok2.kk % G) == 0;
     b4_end = ((tok2.kk + TIN) % G) == 0 || tok2.lastp;
     b8_start = (tok2.kk % B) == 0;
     b8_end = (TIN >= B) || ((tok2.kk + TIN) % B) == 0 || tok2.lastp;
-    gl = GLW'((tok2.kk % KS) / G);
+    jj = (tok2.kk % TL) / TIN;
   end
 
-  for (genvar r = 0; r < NT; r++) begin : g_s2
-    logic [31:0] acc_in;
-    assign acc_in = tok2.first ? (tok2.firstseg ? 32'd0 : accram_q[r]) : acc[r];
-    // fp16: upper tree levels by a stack: level l holds the pending left operand P_l; a chunk sum climbs
-    // while the chunk index has a 1 bit at the level (P_l (+) g); at the row's last chunk the missing right
-    // parts are +0 subtrees (g (+) +0).
-    logic [31:0] gtop;
-    logic complete16;
-    logic [31:0] jj;
-    assign jj = (tok2.kk % TL) / TIN;
-    for (genvar l = 0; l < R16; l++) begin : g_lv
-      logic [31:0] gin, gadd, gout, p_q;
-      logic store;
-      if (l == 0) begin : g_in0
-        assign gin = s16_q[r];
-      end else begin : g_inl
-        assign gin = g_lv[l - 1].gout;
-      end
-      fp32_add u_a (.a(p_q), .b(gin), .y(gadd));
-      assign gout = jj[l] ? gadd : zfix(gin);
-      if (l == 0) begin : g_st0
-        assign store = !jj[0] && !tok2.lastp;
-      end else begin : g_stl
-        assign store = !jj[l] && !tok2.lastp && (&jj[l - 1:0]);
-      end
-      always_ff @(posedge clk) if (s2v && store) p_q <= gin;
-    end
-    if (R16 == 0) begin : g_top0
-      assign gtop = s16_q[r];
-    end else begin : g_topl
-      assign gtop = g_lv[R16 - 1].gout;
-    end
-    assign complete16 = (jj == (TL / TIN) - 1) || tok2.lastp;
+  // int4 scales: ring4 from the scale ring, read in S1 (the window of the token's NT rows at its group), each
+  // lane taking its row's entry in S2; else from the segment's scale buffer
+  logic [GLW-1:0] gl1, gl;
+  logic [S4RA-1:0] s4e1;
+  logic [3:0] s4o;            // S2: the first lane's entry in the window
+  logic [S4NB*256-1:0] s4win;
+  assign gl1 = GLW'((tok1.kk % KS) / G);
+  assign gl = GLW'((tok2.kk % KS) / G);
+  assign s4e1 = tok1.s4b + S4RA'(gl1);
+  always_ff @(posedge clk) if (s1v) s4o <= s4e1[3:0];
+  mvm_lring #(.ENTRIES(S4RE), .NB(S4NB), .WL(WL)) u_s4ring (
+    .clk(clk), .we(rw_emit && rj.kind == K_S4 && rj.flat), .wline(s4_went[S4RA-1:4]), .wdata(rw_word),
+    .wmask(ring_mask), .re(s1v), .rline(s4e1[S4RA-1:4]), .rdata(s4win));
+  // M = 1 residuals: the tile's NT entries, read in S2 for the epilogue
+  logic [RNB*256-1:0] rwin;
+  logic [3:0] ro;
+  logic rre;
+  logic [RRA-1:0] rn0;
+  assign rn0 = RRA'(tok2.n0);
+  assign rre = s2v && tok2.last && tok2.lastseg;
+  always_ff @(posedge clk) if (rre) ro <= rn0[3:0];
+  mvm_lring #(.ENTRIES(RRE), .NB(RNB), .WL(WL)) u_rring (
+    .clk(clk), .we(rw_emit && rj.kind == K_RES && rj.flat), .wline(r_went[RRA-1:4]), .wdata(rw_word),
+    .wmask(ring_mask), .re(rre), .rline(rn0[RRA-1:4]), .rdata(rwin));
 
-    // int4
-    logic signed [DW-1:0] d4;
-    logic [2:0] fl4;
-    logic [31:0] v4, v4f, s4v, v4s;
-    always_comb begin
-      d4 = b4_start ? '0 : dc[r];
-      fl4 = b4_start ? 3'd0 : flc[r];
-      for (int j = 0; j < NSB8; j++) begin d4 = d4 + isum_q[r][j]; fl4 = fl4 | ifl_q[r][j]; end
-    end
-    fx_to_fp32 #(.W(DW)) u_f4 (.v(d4), .frac_bits(8'd24), .y(v4f));
-    assign v4 = (fl4 != 0) ? spec(fl4) : v4f;
-    localparam int SIW = (NT * NGS > 1) ? $clog2(NT * NGS) : 1;
-    logic [SIW-1:0] sidx;
-    logic [S4RA-1:0] ridx;
-    logic [15:0] s4h;
-    assign sidx = SIW'(r) * SIW'(NGS) + SIW'(gl);
-    assign ridx = tok2.s4b + S4RA'(r) * S4RA'(ng) + S4RA'(gl);
-    assign s4h = ring4 ? s4ring[ridx] : s4raw[tok2.spar][16*sidx +: 16];
-    fp16_to_fp32 u_s4 (.a(s4h), .y(s4v));
-    fp32_mul u_m4 (.a(v4), .b(s4v), .y(v4s));
-
-    // int8
-    logic signed [DW-1:0] d8 [NSB8];
-    logic [2:0] fl8 [NSB8];
-    logic [31:0] v8 [NSB8];
-    for (genvar j = 0; j < NSB8; j++) begin : g_8
-      logic [31:0] v8f;
-      assign d8[j] = ((j == 0 && !b8_start) ? dc[r] : DW'(0)) + isum_q[r][j];
-      assign fl8[j] = ((j == 0 && !b8_start) ? flc[r] : 3'd0) | ifl_q[r][j];
-      fx_to_fp32 #(.W(DW)) u_f8 (.v(d8[j]), .frac_bits(8'd24), .y(v8f));
-      assign v8[j] = (fl8[j] != 0) ? spec(fl8[j]) : v8f;
-    end
-    assign dc_n[r] = is4 ? d4 : d8[0];
-    assign flc_n[r] = is4 ? fl4 : fl8[0];
-
-    // the values added to the accumulator this cycle, in order
-    logic [31:0] vv [NV];
-    logic [NV-1:0] vok;
-    always_comb begin
-      for (int j = 0; j < NV; j++) begin
-        vv[j] = v8[j];
-        vok[j] = is8 && b8_end;
-      end
-      if (is16) begin vv[0] = gtop; vok[0] = complete16; end
-      if (is4) begin vv[0] = v4s; vok[0] = b4_end; end
-    end
-    logic [31:0] ac [NV + 1];
-    assign ac[0] = acc_in;
-    for (genvar j = 0; j < NV; j++) begin : g_acc
-      logic [31:0] sum;
-      fp32_add u_add (.a(ac[j]), .b(vv[j]), .y(sum));
-      assign ac[j + 1] = vok[j] ? sum : ac[j];
-    end
-    assign acc_out[r] = ac[NV];
-  end
-
-  logic [31:0] acc_fin [NT];
   always_ff @(posedge clk) begin
-    if (s2v) begin
-      for (int r = 0; r < NT; r++) begin
-        acc[r] <= acc_out[r];
-        dc[r] <= dc_n[r];
-        flc[r] <= flc_n[r];
-        if (tok2.last && !tok2.lastseg) accram[MBA'(tok2.ml)][r] <= acc_out[r];
-        if (tok2.last && tok2.lastseg) acc_fin[r] <= acc_out[r];
-      end
-      if (tok2.last && tok2.lastseg) begin
-        tokE.m <= tok2.m; tokE.ml <= MBA'(tok2.ml); tokE.n0 <= tok2.n0; tokE.nr <= tok2.nr;
-        tokE.tpar <= tok2.tpar; tokE.tile_rel <= tok2.tile_rel; tokE.lasttile <= tok2.lasttile;
-        tokE.lastrow <= tok2.lastrow;
-      end
+    if (s1v) tok2 <= tok1;
+    if (s2v && tok2.last && tok2.lastseg) begin
+      tokE.m <= tok2.m; tokE.ml <= MBA'(tok2.ml); tokE.n0 <= tok2.n0; tokE.nr <= tok2.nr;
+      tokE.tpar <= tok2.tpar; tokE.tile_rel <= tok2.tile_rel; tokE.lasttile <= tok2.lasttile;
+      tokE.lastrow <= tok2.lastrow;
     end
   end
 
-  // ------------------------------------------------------------------ E: epilogue
+  // ------------------------------------------------------------------ the lanes (S1, S2, E)
   logic [31:0] yv [NT];
   logic [15:0] yh [NT];
-  for (genvar r = 0; r < NT; r++) begin : g_e
-    logic [31:0] s8v, av, bv, rv, y1m, y1, y2m, y2a, y2, y3a, y3m, y3;
-    fp16_to_fp32 u_s8 (.a(s8buf[tokE.tpar][16*r +: 16]), .y(s8v));
-    fp16_to_fp32 u_av (.a(affbuf[tokE.tpar][0][16*r +: 16]), .y(av));
-    fp16_to_fp32 u_bv (.a(affbuf[tokE.tpar][1][16*r +: 16]), .y(bv));
-    fp16_to_fp32 u_rv (.a(resring ? rring[RRA'(tokE.n0 + r)] : resbuf[tokE.tpar][tokE.ml][16*r +: 16]), .y(rv));
-    fp32_mul u_m8 (.a(acc_fin[r]), .b(s8v), .y(y1m));
-    assign y1 = is8 ? y1m : acc_fin[r];
-    fp32_mul u_ma (.a(y1), .b(av), .y(y2m));
-    fp32_add u_aa (.a(y2m), .b(bv), .y(y2a));
-    assign y2 = f_aff ? y2a : y1;
-    fp32_add u_ra (.a(y2), .b(rv), .y(y3a));
-    fp32_mul u_rm (.a(y2), .b(rv), .y(y3m));
-    assign y3 = (f_res == 2'(MVM_RES_ADD)) ? y3a : ((f_res == 2'(MVM_RES_MUL)) ? y3m : y2);
-    assign yv[r] = (f_relu && y3[31] && !f32_nan(y3[30:0]) && y3[30:0] != 0) ? 32'd0 : y3;
-    fp32_to_fp16 u_h (.a(yv[r]), .y(yh[r]));
+  // the tile operands of the token in E (one read of each buffer)
+  logic [NT*16-1:0] e_s8w, e_aw, e_bw, e_rw;
+  assign e_s8w = s8buf[tokE.tpar];
+  assign e_aw = affa[tokE.tpar];
+  assign e_bw = affb[tokE.tpar];
+  assign e_rw = resbuf[{tokE.tpar, tokE.ml}];
+  for (genvar r = 0; r < NT; r++) begin : g_lane
+    logic [15:0] s4h;
+    logic [NGS*16-1:0] s4raw [NBUF];
+    always_ff @(posedge clk)
+      if (rw_emit && rj.kind == K_S4 && !rj.flat && $clog2(NT)'(r_drow) == $clog2(NT)'(r))
+        s4raw[rj.par] <= rw_word[NGS*16-1:0];
+    assign s4h = ring4 ? s4win[16 * (32'(s4o) + 32'(r) * ng) +: 16] : s4raw[tok2.spar][16*gl +: 16];
+    mvm_lane #(.NBUF(NBUF), .WWORDS(WWORDS), .MB(MB), .DW(DW), .WA(LWA), .MBA(MBA)) u_lane (
+      .clk(clk), .is4(is4), .is8(is8), .is16(is16),
+      .w_we(rw_emit && rj.kind == K_W && $clog2(NT)'(r_drow) == $clog2(NT)'(r)),
+      .w_waddr(LWA'(32'(rj.par) * WWORDS + r_wj)), .w_wdata(rw_word),
+      .s0v(s0v), .w_raddr(LWA'(32'(ctk_seg[1:0]) * WWORDS + s0_boff / PB)),
+      .s1v(s1v), .s1_woff(s1_woff), .xwin(xwin), .kval(kval), .x_nan(x_nan), .x_inf(x_inf), .x32(x32),
+      .xfx(xfx), .acc_raddr(MBA'(tok1.ml)),
+      .acc_byp(s2v && tok2.last && !tok2.lastseg && tok2.ml == tok1.ml),
+      .s2v(s2v), .t_first(tok2.first), .t_firstseg(tok2.firstseg), .t_last(tok2.last),
+      .t_lastseg(tok2.lastseg), .t_lastp(tok2.lastp), .acc_waddr(MBA'(tok2.ml)), .jj(jj),
+      .b4_start(b4_start), .b4_end(b4_end), .b8_start(b8_start), .b8_end(b8_end), .s4h(s4h),
+      .e_s8(e_s8w[16*r +: 16]), .e_a(e_aw[16*r +: 16]), .e_b(e_bw[16*r +: 16]),
+      .e_r(resring ? rwin[16 * (32'(ro) + r) +: 16] : e_rw[16*r +: 16]),
+      .f_aff(f_aff), .f_relu(f_relu), .f_res(f_res), .yv(yv[r]), .yh(yh[r]));
   end
 
   logic [31:0] am_idx [MB];
