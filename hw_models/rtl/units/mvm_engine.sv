@@ -562,6 +562,11 @@ module mvm_engine import dlavm_pkg::*; (
   endfunction
 
   logic [31:0] rw_b, rw_sh, rw_bn, rw_pops;
+  // shift amounts at their true widths (a byte offset in a port word, an element offset in an x word, a
+  // token's TIN/2-byte chunk in a weight word): the shifters are no wider than the offsets they take
+  localparam int PBA = $clog2(PB);
+  localparam int XPA = $clog2(XPW);
+  localparam int WCA = $clog2(2 * PB / TIN);
   logic        rw_need2, rw_have, rw_words_left, rw_emit, rw_inc, rw_acc, rw_popin, rw_rows_done, r_req_done;
   logic [1:0]  rw_cntv;
   logic [31:0] rn_wpos, rn_rowstart, rn_wj, rn_rowl;
@@ -589,7 +594,7 @@ module mvm_engine import dlavm_pkg::*; (
     rw_emit = rst == R_RUN && rw_words_left && rw_have;
     rw_v0 = (r_wcnt != 0) ? win0 : rd_rsp_data;
     rw_v1 = (r_wcnt == 2'd2) ? win1 : ((r_wcnt == 2'd1) ? rd_rsp_data : '0);
-    rw_word = PBB'({rw_v1, rw_v0} >> (rw_sh * 8));
+    rw_word = PBB'({rw_v1, rw_v0} >> (int'(PBA'(rw_sh)) * 8));
     // next word position
     rn_wpos = r_wpos; rn_rowstart = r_rowstart; rn_wj = r_wj; rn_rowl = r_rowl;
     if (rw_emit) begin
@@ -805,7 +810,8 @@ module mvm_engine import dlavm_pkg::*; (
   logic [31:0] s0_wi, s0_boff, s0_xneed;
   logic [PBB-1:0] a_eq, a_oq;
   logic s1_wodd;
-  logic [31:0] s1_xoff, s1_woff;
+  logic [XPA-1:0] s1_xoff;
+  logic [WCA-1:0] s1_wch;
   always_comb begin
     s0_e = 64'(tok0.m) * 64'(f_k) + 64'(tok0.kk);
     s0_wi = 32'(s0_e / XPW);
@@ -826,8 +832,8 @@ module mvm_engine import dlavm_pkg::*; (
       a_eq <= abuf_e[ABA'((s0_wi + 32'(s0_wi[0])) >> 1)];
       a_oq <= abuf_o[ABA'(s0_wi >> 1)];
       s1_wodd <= s0_wi[0];
-      s1_xoff <= 32'(s0_e % XPW);
-      s1_woff <= s0_boff % PB;
+      s1_xoff <= XPA'(s0_e % XPW);
+      s1_wch <= WCA'((s0_boff % PB) / (TIN / 2));   // s0_boff is a multiple of TIN/2 bytes
       tok1 <= tok0;
     end
   end
@@ -837,7 +843,7 @@ module mvm_engine import dlavm_pkg::*; (
   logic [TIN*16-1:0] xwin;
   always_comb begin
     x_cat = s1_wodd ? {a_eq, a_oq} : {a_oq, a_eq};
-    x_cat = x_cat >> (s1_xoff * 16);
+    x_cat = x_cat >> (int'(s1_xoff) * 16);
     xwin = x_cat[TIN*16-1:0];
   end
   logic [TIN-1:0] kval, x_nan, x_inf;
@@ -915,20 +921,24 @@ module mvm_engine import dlavm_pkg::*; (
     always_ff @(posedge clk)
       if (rw_emit && rj.kind == K_S4 && !rj.flat && $clog2(NT)'(r_drow) == $clog2(NT)'(r))
         s4raw[rj.par] <= rw_word[NGS*16-1:0];
-    assign s4h = ring4 ? s4win[16 * (32'(s4o) + 32'(r) * ng) +: 16] : s4raw[tok2.spar][16*gl +: 16];
+    logic [$clog2(S4NB * 16)-1:0] si;   // the lane's entry in the window (< S4NB*16 when ring4)
+    assign si = $clog2(S4NB * 16)'(32'(s4o) + 32'(r) * ng);
+    assign s4h = ring4 ? s4win[16*si +: 16] : s4raw[tok2.spar][16*gl +: 16];
+    logic [$clog2(RNB * 16)-1:0] ri;
+    assign ri = $clog2(RNB * 16)'(32'(ro) + r);
     mvm_lane #(.NBUF(NBUF), .WWORDS(WWORDS), .MB(MB), .DW(DW), .WA(LWA), .MBA(MBA)) u_lane (
       .clk(clk), .is4(is4), .is8(is8), .is16(is16),
       .w_we(rw_emit && rj.kind == K_W && $clog2(NT)'(r_drow) == $clog2(NT)'(r)),
       .w_waddr(LWA'(32'(rj.par) * WWORDS + r_wj)), .w_wdata(rw_word),
       .s0v(s0v), .w_raddr(LWA'(32'(ctk_seg[1:0]) * WWORDS + s0_boff / PB)),
-      .s1v(s1v), .s1_woff(s1_woff), .xwin(xwin), .kval(kval), .x_nan(x_nan), .x_inf(x_inf), .x32(x32),
+      .s1v(s1v), .s1_wch(s1_wch), .xwin(xwin), .kval(kval), .x_nan(x_nan), .x_inf(x_inf), .x32(x32),
       .xfx(xfx), .acc_raddr(MBA'(tok1.ml)),
       .acc_byp(s2v && tok2.last && !tok2.lastseg && tok2.ml == tok1.ml),
       .s2v(s2v), .t_first(tok2.first), .t_firstseg(tok2.firstseg), .t_last(tok2.last),
       .t_lastseg(tok2.lastseg), .t_lastp(tok2.lastp), .acc_waddr(MBA'(tok2.ml)), .jj(jj),
       .b4_start(b4_start), .b4_end(b4_end), .b8_start(b8_start), .b8_end(b8_end), .s4h(s4h),
       .e_s8(e_s8w[16*r +: 16]), .e_a(e_aw[16*r +: 16]), .e_b(e_bw[16*r +: 16]),
-      .e_r(resring ? rwin[16 * (32'(ro) + r) +: 16] : e_rw[16*r +: 16]),
+      .e_r(resring ? rwin[16*ri +: 16] : e_rw[16*r +: 16]),
       .f_aff(f_aff), .f_relu(f_relu), .f_res(f_res), .yv(yv[r]), .yh(yh[r]));
   end
 
@@ -963,8 +973,8 @@ module mvm_engine import dlavm_pkg::*; (
       a = a_out + 64'(tokE.m) * 8;
       o = 32'(a % PB);
       wq_in.addr = MEM_AW'(a - 64'(o));
-      wq_in.data = (2*PBB)'({best_v, best_i}) << (o * 8);
-      wq_in.strb = (2*PB)'(8'hFF) << o;
+      wq_in.data = (2*PBB)'({best_v, best_i}) << (int'(PBA'(o)) * 8);
+      wq_in.strb = (2*PB)'(8'hFF) << PBA'(o);
       wq_in.two = 1'b0;
       wq_in.rec_last = tokE.lastrow;
       wq_in.ridx = best_i;
@@ -979,8 +989,8 @@ module mvm_engine import dlavm_pkg::*; (
       end
       nb = tokE.nr * eb;
       wq_in.addr = MEM_AW'(a - 64'(o));
-      wq_in.data = (2*PBB)'(vals) << (o * 8);
-      wq_in.strb = (((2*PB)'(1) << nb) - 1) << o;
+      wq_in.data = (2*PBB)'(vals) << (int'(PBA'(o)) * 8);
+      wq_in.strb = (((2*PB)'(1) << nb) - 1) << PBA'(o);
       wq_in.two = o + nb > PB;
       wq_push = ev;
     end

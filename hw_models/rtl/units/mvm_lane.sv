@@ -22,9 +22,9 @@ module mvm_lane import dlavm_pkg::*; #(
   input  logic [PORT_BITS-1:0]    w_wdata,
   input  logic                    s0v,
   input  logic [WA-1:0]           w_raddr,
-  // S1: the token's byte offset in the weight word, the x window and its conversions
+  // S1: the token's place in the weight word, the x window and its conversions
   input  logic                    s1v,
-  input  logic [31:0]             s1_woff,
+  input  logic [$clog2(2 * PORT_BYTES / TIN)-1:0] s1_wch,   // the token's TIN/2-byte chunk of the word
   input  logic [TIN*16-1:0]       xwin,
   input  logic [TIN-1:0]          kval, x_nan, x_inf,
   input  logic [TIN*32-1:0]       x32,
@@ -68,8 +68,10 @@ module mvm_lane import dlavm_pkg::*; #(
     .clk(clk), .we(w_we), .waddr(w_waddr), .wdata(w_wdata), .re(s0v), .raddr(w_raddr), .rdata(wq_r));
 
   // ------------------------------------------------------------------ S1: products, tree, exact sums
+  /* verilator lint_off UNUSEDSIGNAL */  // a token uses its first TIN*16 bits at most (fp16)
   logic [PORT_BITS-1:0] wsh;
-  assign wsh = wq_r >> (s1_woff * 8);
+  /* verilator lint_on UNUSEDSIGNAL */
+  assign wsh = wq_r >> (int'(s1_wch) * TIN * 4);
   logic [TIN*32-1:0] prods;
   for (genvar i = 0; i < TIN; i++) begin : g_p
     logic [31:0] w32, p;
