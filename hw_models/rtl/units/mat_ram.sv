@@ -1,5 +1,5 @@
-// mat_ram: simple dual-port RAM (one write port, one registered read port) of mat_engine.sv and mvm_lane.sv
-// (the K/V head buffer banks and the Q/P row buffer, doc/isa.md 7.4). Computes nothing.
+// mat_ram: simple dual-port RAM (one write port, one registered read port): mat_engine.sv's K/V head buffer
+// banks and Q/P row buffer (doc/isa.md 7.4), mvm_lane.sv's weight rows and accumulator rows. Computes nothing.
 // Cycle behaviour: a write is stored at the clock edge; rdata is the word at raddr sampled at the edge
 // where re is high (one cycle read latency; reading an address written at the same edge gives the old word).
 module mat_ram #(
