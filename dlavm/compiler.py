@@ -120,15 +120,17 @@ class CompiledModel:
     def entries(self) -> list:
         return list(self.manifest.entries)
 
-    def runtime(self, hal=None, mode: str = "aux", **sim_kwargs) -> Runtime:
+    def runtime(self, hal=None, mode: str = "aux", serial: bool = False, **sim_kwargs) -> Runtime:
         """The runtime on ``hal`` (default: a fresh in-process simulator, ``sim_kwargs`` passed on),
-        weights loaded. With ``functional=False`` it runs for timing only (shape-only models too)."""
-        if hal is None and self._runtime is not None and not sim_kwargs and self._runtime.mode == mode:
+        weights loaded. With ``functional=False`` it runs for timing only (shape-only models too); with
+        ``serial`` every instruction waits for every unit (:class:`Runtime`)."""
+        if (hal is None and self._runtime is not None and not sim_kwargs and self._runtime.mode == mode
+                and self._runtime.serial == serial):
             return self._runtime
         hal = hal or open_simulator(self.manifest, **sim_kwargs)
         timing_only = sim_kwargs.get("functional", True) is False
         self.hal = hal
-        self._runtime = Runtime(self.manifest, self._read, hal, mode, timing_only=timing_only)
+        self._runtime = Runtime(self.manifest, self._read, hal, mode, timing_only=timing_only, serial=serial)
         return self._runtime
 
     def run(self, *inputs, entry: str | None = None):

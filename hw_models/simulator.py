@@ -185,7 +185,8 @@ class Simulator(DeviceHAL):
         rec = self.timing.schedule(insn.op, fmt.unit, insn.wait, t_issue, accesses,
                                    insn_model.cycles(insn.op, insn.fields, self.target),
                                    insn_model.latency(insn.op, self.target), insn_model.macs(insn.op, insn.fields),
-                                   insn_model.tail(insn.op, insn.fields, self.target))
+                                   insn_model.tail(insn.op, insn.fields, self.target),
+                                   insn_model.tail_after(insn.op))
         if self.hazards:
             self.hazards.check(rec.index, insn.op, fmt.unit, rec.issue, rec.start, rec.busy_end, rec.done,
                                accesses)

@@ -15,9 +15,11 @@ Rules (doc/simulator.md, "Timing model", states them with the formulas):
   burst_overhead_cycles``, starting when both the instruction and the
   channel are free. On-chip SRAM costs no channel time.
 * The unit is busy until both its compute cycles and its channel transfers
-  have finished, and for ``tail`` cycles after the transfers (work on the
-  last operand data, e.g. an ``mvm``'s last weight tile); the result is visible ``latency`` cycles later (pipeline
-  drain), which is when waiting instructions may start.
+  have finished, and for ``tail`` cycles after the transfer of one operand
+  (``tail_after``: an ``mvm``'s last weight tile, the attention's last KV
+  head's rows; that operand is requested first, so its transfer is taken to
+  come first on its channels); the result is visible ``latency`` cycles later
+  (pipeline drain), which is when waiting instructions may start.
 """
 from __future__ import annotations
 
@@ -111,22 +113,30 @@ class TimingModel:
                 b[self.n_hbm] += a.nbytes
         return b
 
-    def _channel_phase(self, t0: int, per_chan: np.ndarray) -> tuple[int, int]:
-        """When the instruction's channel transfers end, and how long they would take on idle channels."""
+    def _transfer(self, b: np.ndarray) -> np.ndarray:
+        """Channel cycles of ``b`` bytes per channel (0 where 0): set-up, width, burst overheads."""
+        return np.where(b > 0, self.t.dma_setup_cycles + -(-b // self.width)
+                        + -(-b // self.t.dma_burst_bytes) * self.t.burst_overhead_cycles, 0)
+
+    def _channel_phase(self, t0: int, per_chan: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each channel's start and end of the instruction's transfers, and their time on idle channels
+        (0 where unused)."""
+        end = np.zeros_like(per_chan)
+        begin = np.zeros_like(per_chan)
+        dur = self._transfer(per_chan)
         used = np.nonzero(per_chan)[0]
         if used.size == 0:
-            return t0, 0
-        b = per_chan[used]
-        dur = (self.t.dma_setup_cycles + -(-b // self.width[used])
-               + -(-b // self.t.dma_burst_bytes) * self.t.burst_overhead_cycles)
+            return begin, end, dur
+        d = dur[used]
         start = np.maximum(self.chan_free[used], t0)
-        end = start + dur
-        self.chan_free[used] = end
+        begin[used] = start
+        end[used] = start + d
+        self.chan_free[used] = end[used]
         self.chan_bytes += per_chan
-        self.chan_busy[used] += dur
+        self.chan_busy[used] += d
         if self.record_channels:
-            self.channel_events.extend(zip(used.tolist(), start.tolist(), end.tolist()))
-        return int(end.max()), int(dur.max())
+            self.channel_events.extend(zip(used.tolist(), start.tolist(), end[used].tolist()))
+        return begin, end, dur
 
     # ----------------------------------------------------------- issue
     def issue_ready(self, unit: str, t_issue: int) -> int:
@@ -138,10 +148,12 @@ class TimingModel:
 
     def schedule(self, op: str, unit: str, wait: frozenset[str], t_issue: int,
                  accesses: list[Access], compute_cycles: int, latency: int, macs: int = 0,
-                 tail: int = 0) -> Record:
+                 tail: int = 0, tail_after: str | None = None) -> Record:
         """Place one instruction on the timelines; returns its :class:`Record`.
 
-        ``t_issue`` must already account for queue stalls (:meth:`issue_ready`).
+        ``t_issue`` must already account for queue stalls (:meth:`issue_ready`). ``tail`` cycles follow the
+        end of the transfers of the access named ``tail_after`` (on the channels that carry it; the start
+        when it is on chip), or of all of them when ``tail_after`` is None.
         """
         deps = max((self.unit_done[u] for u in wait), default=0)
         if unit == "seq":
@@ -153,9 +165,17 @@ class TimingModel:
             self.records.append(rec)
             return rec
         t0 = max(t_issue, self.unit_free[unit], deps, self.fence_floor)
-        mem_end, mem_alone = self._channel_phase(t0, self.traffic(accesses))
-        busy_end = max(mem_end + tail if mem_end > t0 else t0, t0 + compute_cycles)
-        alone = max(mem_alone + tail if mem_alone else 0, compute_cycles)
+        begin, end, dur = self._channel_phase(t0, self.traffic(accesses))
+        mem_end, mem_alone = int(max(end.max(), t0)), int(dur.max())
+        if tail_after is None:
+            tail_end, tail_alone = (mem_end, mem_alone) if mem_alone else (t0, 0)
+        else:   # the tail's operand is streamed first on its channels (requested first), then the rest
+            tb = self._transfer(self.traffic([a for a in accesses if a.name == tail_after]))
+            on = tb > 0
+            tail_end, tail_alone = (int((begin + tb)[on].max()), int(tb.max())) if on.any() else (t0, 0)
+        # an instruction with nothing off-chip (or a tail operand on chip) is bound by its compute
+        busy_end = max(mem_end, tail_end + tail if tail_alone else t0, t0 + compute_cycles)
+        alone = max(mem_alone, tail_alone + tail if tail_alone else 0, compute_cycles)
         done = busy_end + latency
         self.unit_free[unit] = busy_end
         self.unit_done[unit] = max(self.unit_done[unit], done)

@@ -25,23 +25,30 @@ def _ub(v) -> int:
 def estimate_cycles(e: Emit, target) -> int:
     """Estimated cycles of one instruction at the upper bound of its sizes.
 
-    ``max(compute, memory + tail)``: compute cycles from :func:`dlavm.target.insn_model.cycles`, memory
-    time from the bytes of :func:`~dlavm.target.insn_model.accesses` at the bandwidth of the region
-    each operand lives in (all HBM channels together, the DDR port; SRAM costs none). An
-    instruction without a model raises :class:`~dlavm.target.insn_model.InsnModelError`.
+    ``max(compute, memory, memory of the tail's operand + tail)``: compute cycles from
+    :func:`dlavm.target.insn_model.cycles`, memory time from the bytes of
+    :func:`~dlavm.target.insn_model.accesses` at the bandwidth of the region each operand lives in (all
+    HBM channels together, the DDR port; SRAM costs none). An instruction without a model raises
+    :class:`~dlavm.target.insn_model.InsnModelError`.
     """
     f = {k: v if isinstance(v, (str, float, bool)) else _ub(v) for k, v in e.fields.items()}
     compute = insn_model.cycles(e.op, f, target)
     fig = target.figures
     hbm, ddr = fig.region("hbm"), fig.region("ddr")
-    hbm_b = ddr_b = 0
-    for a in insn_model.accesses(e.op, f, target):
-        if hbm.base <= a.addr < hbm.end:
-            hbm_b += a.nbytes
-        elif ddr.base <= a.addr < ddr.end:
-            ddr_b += a.nbytes
-    mem = max(-(-hbm_b // fig.hbm_bytes_per_cycle), -(-ddr_b // fig.ddr_bytes_per_cycle))
-    return max(compute, mem + insn_model.tail(e.op, f, target) if mem else 0)
+
+    def mem_cycles(accs) -> int:
+        hbm_b = ddr_b = 0
+        for a in accs:
+            if hbm.base <= a.addr < hbm.end:
+                hbm_b += a.nbytes
+            elif ddr.base <= a.addr < ddr.end:
+                ddr_b += a.nbytes
+        return max(-(-hbm_b // fig.hbm_bytes_per_cycle), -(-ddr_b // fig.ddr_bytes_per_cycle))
+
+    accs = insn_model.accesses(e.op, f, target)
+    after = insn_model.tail_after(e.op)
+    tail_mem = mem_cycles(accs if after is None else [a for a in accs if a.name == after])
+    return max(compute, mem_cycles(accs), tail_mem + insn_model.tail(e.op, f, target) if tail_mem else 0)
 
 
 def _emits(stmts):

@@ -32,10 +32,11 @@ from dlavm.artifact import (ConstRef, ExprError, HostStep, LiteralOperand, Manif
                             ValueInfo, eval_expr)
 from dlavm.devlink.hal import DeviceHAL
 from dlavm.runtime.host_kernels import HostOpError, host_ops_of, require_kernels, run_host_op
-from dlavm.target.isa import ARGMAX_RECORD_BYTES, INSN_BYTES, INSN_WORDS, op_format
+from dlavm.target.isa import ARGMAX_RECORD_BYTES, INSN_BYTES, INSN_WORDS, WAIT_UNITS, op_format, wait_bits
 
 _ADDRESS_UNIT = 32
 _NOP = op_format("nop").opcode
+_WAIT_ALL = wait_bits(WAIT_UNITS)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -51,7 +52,7 @@ class Runtime:
     """A loaded model: weights preloaded on ``hal``; :meth:`run` executes an entry."""
 
     def __init__(self, manifest: Manifest, read_file: Callable[[str], bytes], hal: DeviceHAL, mode: str = "aux",
-                 timing_only: bool = False):
+                 timing_only: bool = False, serial: bool = False):
         if mode not in ("aux", "direct"):
             raise ValueError(f"mode must be 'aux' or 'direct', got {mode!r}")
         if not isinstance(manifest, Manifest):
@@ -70,6 +71,9 @@ class Runtime:
             raise RunError(f"the artifact was compiled for target '{manifest.target.name}' but the device "
                            f"implements '{device_target}'")
         self.manifest, self.hal, self.mode, self.timing_only = manifest, hal, mode, timing_only
+        #: every instruction waits for every unit (runs with the others idle): the same results, no overlap;
+        #: a debugging aid and how each instruction's cycles are measured alone (doc/runtime.md)
+        self.serial = bool(serial)
         #: (stream name, index of its first instruction in the device's issue order) per stream run
         self.stream_log: list = []
         self.host_log: list = []
@@ -257,6 +261,10 @@ class Runtime:
             off = i * INSN_BYTES
             (w0,) = struct.unpack_from("<I", data, off)
             struct.pack_into(f"<{INSN_WORDS}I", data, off, _NOP | (w0 & 0xFF00), *([0] * (INSN_WORDS - 1)))
+        if self.serial:
+            for off in range(0, s.count * INSN_BYTES, INSN_BYTES):
+                (w0,) = struct.unpack_from("<I", data, off)
+                struct.pack_into("<I", data, off, w0 | _WAIT_ALL)
         return data
 
     def _run_stream(self, name: str, env: dict) -> None:

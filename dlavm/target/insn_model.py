@@ -11,9 +11,11 @@ For every opcode of :mod:`dlavm.target.isa` an :class:`InsnModel` gives
   cycles"), evaluated on ints;
 * ``latency``: the pipeline drain after the unit is done, a target field;
 * ``macs``: multiply-accumulates it performs (statistics);
-* ``tail``: cycles its unit still works after the memory phase has ended,
-  on the last operand data to arrive (0 for most ops; ``mvm``'s last weight
-  tile), evaluated on ints.
+* ``tail``: cycles its unit still works after the transfer of one operand
+  (``tail_after``, an access name: ``mvm``'s weights, the KV heads of
+  ``mat_qk``/``mat_pv``) has ended, on the last of its data to arrive (0 for
+  most ops: ``mvm``'s last weight tile, the last KV head's rows), evaluated
+  on ints.
 
 The simulator's timing model and bounds checks, the wait-bit analysis
 (``dlavm.task.deps``), the compile report's estimate and the listing tool
@@ -89,6 +91,7 @@ class InsnModel:
     latency: Callable[[Target], int]
     macs: Callable[[Mapping[str, Any]], int]
     tail: Callable[[Mapping[str, Any], Target], int]
+    tail_after: str | None = None   # the access whose transfer ``tail`` follows (None: all of them)
 
 
 def cdiv(a, b):
@@ -143,10 +146,29 @@ def _mvm_accesses(f, t):
     return acc
 
 
+def _min(a, b):
+    """min(a, b) for ints and for ``dlavm.sym`` expressions."""
+    if _is_int(a) and _is_int(b):
+        return min(a, b)
+    from dlavm import sym
+    return sym.smin(a, b)
+
+
+def _mvm_fill(f, t):
+    # The products of the first tile start once its weights are on chip: the first tile's rows (two tiles'
+    # when M > 1: the engine computes tiles in pairs, row by row) and their int4 scales, loaded at the
+    # memory phase's rate alone; then the pipeline in (response to operand buffer to lanes: mvm_latency)
+    # and, for the last tile, out (accumulate, epilogue, write-out: mvm_latency). Measured on the RTL
+    # (doc/rtl.md); it shows where the compute bounds the instruction (prefill).
+    rows = _min(f["n"], _min(f["m"], 2) * t.tout * t.mvm_groups)
+    wb, sb = weight_bytes(f["wfmt"], rows, f["k"], t.int4_group)
+    return _load_cycles(t, f["w"], wb + (sb if f["wfmt"] == "int4" else 0)) + 2 * t.mvm_latency
+
+
 def _mvm_cycles(f, t):
     # One token row per pass; each cycle consumes Tin inputs for Tout outputs
-    # in each of mvm_groups channel groups.
-    return f["m"] * cdiv(f["k"], t.tin) * cdiv(f["n"], t.tout * t.mvm_groups)
+    # in each of mvm_groups channel groups; after the first tile's fill.
+    return f["m"] * cdiv(f["k"], t.tin) * cdiv(f["n"], t.tout * t.mvm_groups) + _mvm_fill(f, t)
 
 
 def _mvm_tail(f, t):
@@ -176,22 +198,46 @@ def _pv_accesses(f, t):
             Access("out", f["out"], m * h * d * 2, write=True)]
 
 
-def _mat_fill(f, t, kv: str):
-    # Cycles of a mat instruction that no row-at-a-time engine hides: a row's last result needs every
-    # key/value row of its KV head (mat_qk: the last key chunk; mat_pv: the reduction over L), so the first
-    # row cannot finish before the first KV head (L*D*2 bytes at field ``kv``) has been loaded: the memory
-    # phase's time for it alone (a channel's dma_setup_cycles, its share of the bytes, the burst overheads);
-    # later heads are prefetched behind the compute. The last result then leaves the multiply/tree/convert
-    # pipeline (mat_latency) before it is written.
-    return _load_cycles(t, f[kv], f["l"] * f["d"] * 2) + t.mat_latency
+def _mat_pipe(t) -> int:
+    # Cycles of a mat instruction besides its steps and its first KV head's load, measured on the RTL
+    # (doc/rtl.md): the check cycle, the head's request behind the first row's operand, and the last step's
+    # way through the pipeline (buffer read, lane select, multiply, the tree, scale/convert) and the packer
+    # to the last write: 13 cycles at mat_latency 5.
+    return 2 * t.mat_latency + 3
+
+
+def _qk_rows_after(f, t):
+    """mat_qk's steps after a KV head has arrived: its group's rows (heads/kv_heads * m), the first of them
+    only its last key chunk, then the pipeline."""
+    row = cdiv(f["d"], t.mat_tin) * cdiv(f["l"], t.mat_tout)
+    return (cdiv(f["heads"], f["kv_heads"]) * f["m"] - 1) * row + cdiv(f["d"], t.mat_tin) + _mat_pipe(t)
+
+
+def _pv_rows_after(f, t):
+    """mat_pv's steps after a KV head has arrived: its group's rows, less the first row's steps before its
+    last L chunk, then the pipeline."""
+    row = cdiv(f["l"], t.mat_tin) * cdiv(f["d"], t.mat_tout)
+    return cdiv(f["heads"], f["kv_heads"]) * f["m"] * row - (cdiv(f["l"], t.mat_tin) - 1) + _mat_pipe(t)
 
 
 def _qk_cycles(f, t):
-    return f["heads"] * f["m"] * cdiv(f["d"], t.mat_tin) * cdiv(f["l"], t.mat_tout) + _mat_fill(f, t, "kc")
+    # Rows (h, m) one at a time, ceil(D/mat_tin) * ceil(L/mat_tout) steps each (key chunks outer). The first
+    # row computes each key chunk as its keys arrive, so of it only the last chunk (ceil(D/mat_tin) steps)
+    # waits for the whole first KV head (L*D*2 bytes at field kc: the memory phase's time for it alone, a
+    # channel's set-up, its share of the bytes, the burst overheads); later heads are prefetched behind the
+    # compute.
+    row = cdiv(f["d"], t.mat_tin) * cdiv(f["l"], t.mat_tout)
+    return (_load_cycles(t, f["kc"], f["l"] * f["d"] * 2) + (f["heads"] * f["m"] - 1) * row
+            + cdiv(f["d"], t.mat_tin) + _mat_pipe(t))
 
 
 def _pv_cycles(f, t):
-    return f["heads"] * f["m"] * cdiv(f["l"], t.mat_tin) * cdiv(f["d"], t.mat_tout) + _mat_fill(f, t, "vc")
+    # Rows one at a time, ceil(L/mat_tin) * ceil(D/mat_tout) steps each (output chunks outer, the reduction
+    # over L inner): the first output chunk needs every value row, so of the first row only the steps before
+    # the last L chunk (ceil(L/mat_tin) - 1) run while the first KV head streams in.
+    row = cdiv(f["l"], t.mat_tin) * cdiv(f["d"], t.mat_tout)
+    return (_load_cycles(t, f["vc"], f["l"] * f["d"] * 2) + f["heads"] * f["m"] * row
+            - (cdiv(f["l"], t.mat_tin) - 1) + _mat_pipe(t))
 
 
 def _mat_macs(f):
@@ -220,20 +266,47 @@ def _tree_cycles(t) -> int:
     return (t.tree_lanes // t.sfu_lanes).bit_length() + 1
 
 
+def _last_wait(rows, nw, rt):
+    """Lane cycles lost waiting for the last rows' reductions in a two-pass row pipeline (doc/simulator.md).
+
+    Pass 1 of a row ends in a reduction that takes ``rt`` cycles to come back (tree, scalar steps,
+    pipeline); pass 2 (the output) needs it. The lanes always take the oldest row ready for a pass, output
+    first, so rows go in groups of ``g = 1 + ceil(rt / nw)`` first passes then their outputs, without a gap;
+    only the last group, of ``s`` rows, waits ``rt - (s - 1) * nw`` cycles (when positive) before its first
+    output. ``s = rows - g * (ceil(rows / g) - 1)``.
+    """
+    g = 1 + cdiv(rt, nw)
+    s = rows - g * (cdiv(rows, g) - 1)
+    return _max(rt - (s - 1) * nw, 0)
+
+
 def _norm_cycles(passes: int) -> Callable:
-    # rmsnorm 2 passes per row (x⊗x reduction, output), layernorm 3 (x, d⊗d, output). The last row's
-    # output pass waits for its reduction: the tree, then the 4-step scalar chain (⊘ c, ⊕ eps, sqrt, 1 ⊘).
-    return lambda f, t: (_sfu_fill(t) + f["rows"] * passes * cdiv(f["cols"], t.sfu_lanes)
-                         + _tree_cycles(t) + 4)
+    # rmsnorm 2 passes per row (x⊗x reduction, output), layernorm 3 (x, d⊗d, output). A reduction comes back
+    # after the lanes' pipeline (2), the tree and the scalar chain (rmsnorm 4 steps: ⊘ c, ⊕ eps, sqrt, 1 ⊘;
+    # layernorm's first reduction 1, ⊘ c, its second 4), then the last output pass leaves through the lanes
+    # and the writer (rmsnorm sfu_latency + 1; layernorm's longer lane chain, ⊖ μ ⊗ r ⊗ γ ⊕ β,
+    # 2 * sfu_latency). layernorm's two reductions act as one of their summed round trips over its two
+    # reduction passes (2 * nw lane cycles per row). Measured on the RTL (doc/rtl.md).
+    def cycles(f, t):
+        nw = cdiv(f["cols"], t.sfu_lanes)
+        rt = 2 + _tree_cycles(t) + 4
+        if passes == 3:
+            rt, out = rt + 2 + _tree_cycles(t) + 1, 2 * t.sfu_latency
+        else:
+            out = t.sfu_latency + 1
+        return (_sfu_fill(t) + f["rows"] * passes * nw + _last_wait(f["rows"], (passes - 1) * nw, rt) + out)
+    return cycles
 
 
 def _softmax_cycles(f, t):
     # The row maximum is taken on the read path as the row streams in (comparators on the unpacked lanes, no
-    # lane pass), so the lanes make 2 passes per row (exp + sum, output). The first row must have arrived
-    # whole (one lane group per cycle) before its exp pass; the last row's sum crosses the lane pipeline and
-    # the tree, and its outputs the pipeline again, before the end (2 * sfu_latency + the tree).
+    # lane pass), so the lanes make 2 passes per row (exp + sum, output), after the first row has arrived
+    # whole (one lane group per cycle). The sum comes back after the tree and the reciprocal (tree + 5) for
+    # the output pass, which leaves through the lane pipeline and the writer (2 * sfu_latency). Measured on
+    # the RTL (doc/rtl.md).
     nw = cdiv(f["cols"], t.sfu_lanes)
-    return _sfu_fill(t) + (2 * f["rows"] + 1) * nw + _tree_cycles(t) + 2 * t.sfu_latency
+    return (_sfu_fill(t) + nw + 2 * f["rows"] * nw + _last_wait(f["rows"], nw, _tree_cycles(t) + 5)
+            + 2 * t.sfu_latency)
 
 
 def _load_cycles(t, addr, nbytes) -> int:
@@ -320,8 +393,8 @@ def _unit_latency(op: str) -> Callable[[Target], int]:
     return lambda t: getattr(t, name)
 
 
-def _model(op: str, accesses, cycles, macs=_zero, tail=_zero) -> InsnModel:
-    return InsnModel(op, accesses, cycles, _unit_latency(op), macs, tail)
+def _model(op: str, accesses, cycles, macs=_zero, tail=_zero, tail_after=None) -> InsnModel:
+    return InsnModel(op, accesses, cycles, _unit_latency(op), macs, tail, tail_after)
 
 
 INSN_MODELS: dict[str, InsnModel] = {m.op: m for m in (
@@ -330,9 +403,9 @@ INSN_MODELS: dict[str, InsnModel] = {m.op: m for m in (
     _model("nop", _none, _zero),
     _model("fence", _none, _zero),
     _model("dma", _dma_accesses, _dma_cycles),
-    _model("mvm", _mvm_accesses, _mvm_cycles, lambda f: f["m"] * f["k"] * f["n"], _mvm_tail),
-    _model("mat_qk", _qk_accesses, _qk_cycles, _mat_macs),
-    _model("mat_pv", _pv_accesses, _pv_cycles, _mat_macs),
+    _model("mvm", _mvm_accesses, _mvm_cycles, lambda f: f["m"] * f["k"] * f["n"], _mvm_tail, "w"),
+    _model("mat_qk", _qk_accesses, _qk_cycles, _mat_macs, _qk_rows_after, "kc"),
+    _model("mat_pv", _pv_accesses, _pv_cycles, _mat_macs, _pv_rows_after, "vc"),
     _model("rmsnorm", lambda f, t: _norm_accesses(f, t, beta=False), _norm_cycles(2)),
     _model("layernorm", lambda f, t: _norm_accesses(f, t, beta=True), _norm_cycles(3)),
     _model("softmax", _softmax_accesses, _softmax_cycles),
@@ -384,6 +457,11 @@ def tail(op: str, fields: Mapping[str, Any], target: Target) -> int:
     return int(insn_model(op).tail(_full(op, fields), target))
 
 
+def tail_after(op: str) -> str | None:
+    """The access of ``op`` whose transfer its :func:`tail` follows (None: the whole memory phase)."""
+    return insn_model(op).tail_after
+
+
 def latency(op: str, target: Target) -> int:
     """Cycles from the unit finishing ``op`` to its results being visible."""
     return int(insn_model(op).latency(target))
@@ -402,4 +480,4 @@ def unused_operands(op: str, fields: Mapping[str, Any], target: Target) -> tuple
 
 
 __all__ = ["Access", "InsnModel", "InsnModelError", "INSN_MODELS", "insn_model", "accesses", "cycles",
-           "latency", "macs", "cdiv", "unused_operands"]
+           "latency", "macs", "tail", "tail_after", "cdiv", "unused_operands"]

@@ -288,11 +288,16 @@ def _field_bits(op: str, f: Field, value: Any) -> int:
     return value
 
 
+def wait_bits(units: Iterable[str]) -> int:
+    """Word 0's wait-mask bits (15:8, one per unit of :data:`WAIT_UNITS`) of waiting for ``units``."""
+    return sum(1 << (8 + WAIT_UNITS.index(u)) for u in set(units))
+
+
 def encode(insn: Instruction) -> tuple[int, ...]:
     """The 16 words of ``insn``; raises :class:`EncodingError` naming a bad field."""
     fmt = op_format(insn.op)
     words = [0] * INSN_WORDS
-    words[0] = fmt.opcode | sum(1 << (8 + WAIT_UNITS.index(u)) for u in insn.wait)
+    words[0] = fmt.opcode | wait_bits(insn.wait)
     for f in fmt.fields:
         words[f.word] |= _field_bits(insn.op, f, insn.fields.get(f.name, f.default())) << f.lo
     return tuple(words)

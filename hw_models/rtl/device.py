@@ -337,13 +337,18 @@ CYCLE_TOLERANCE = 0.05
 CYCLE_SLACK = 2
 
 
-def cycle_table(rtl: Sequence[RtlRecord], sim: Sequence[Any]) -> dict[str, dict[str, float]]:
+def cycle_table(rtl: Sequence[RtlRecord], sim: Sequence[Any], model: str = "alone") -> dict[str, dict[str, float]]:
     """Per instruction kind, the RTL's busy cycles (busy_end - start) against the timing model's for the
-    same instruction on an idle machine (``alone`` of :class:`hw_models.timing.Record`: contention for the
-    channels, which the two model differently, is judged end to end instead): count, the sums, the total
-    and mean ratio RTL / model, how many agree (:data:`CYCLE_TOLERANCE`, :data:`CYCLE_SLACK`) and the
-    largest deviation in cycles (RTL - model, signed, largest magnitude). ``rtl`` and ``sim`` are the
-    records of the same instructions in the same (issue) order."""
+    same instruction: count, the sums, the total and mean ratio RTL / model, how many agree
+    (:data:`CYCLE_TOLERANCE`, :data:`CYCLE_SLACK`) and the largest deviation in cycles (RTL - model, signed,
+    largest magnitude). ``rtl`` and ``sim`` are the records of the same instructions in the same (issue)
+    order. ``model="alone"`` takes the model's time for the instruction on an idle machine (``alone`` of
+    :class:`hw_models.timing.Record`): with a run in serial mode (``Runtime(serial=True)``: every
+    instruction waits for every unit) the RTL's is measured alone too, and the table checks each
+    instruction's cycle formulas; ``model="run"`` takes its busy cycles in the model's run, contention for
+    the channels included."""
+    if model not in ("alone", "run"):
+        raise ValueError(f"model must be 'alone' or 'run', got {model!r}")
     if [r.op for r in rtl] != [r.op for r in sim]:
         first = next((i for i, (a, b) in enumerate(zip(rtl, sim)) if a.op != b.op), min(len(rtl), len(sim)))
         raise ValueError(f"the two runs issued different instructions (first difference at {first} of "
@@ -352,7 +357,7 @@ def cycle_table(rtl: Sequence[RtlRecord], sim: Sequence[Any]) -> dict[str, dict[
     for a, b in zip(rtl, sim):
         if a.unit not in isa.WAIT_UNITS or a.busy_end is None:
             continue
-        got, want = a.busy_end - a.start, b.alone
+        got, want = a.busy_end - a.start, (b.alone if model == "alone" else b.busy_end - b.start)
         r = rows.setdefault(a.op, {"n": 0, "rtl_cycles": 0, "model_cycles": 0, "ratio_sum": 0.0, "max_dev": 0,
                                    "within": 0})
         r["n"] += 1

@@ -132,7 +132,9 @@ def test_cli_json_and_plot(host_model, tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for tag, intensity, gmacs in roofline_points(p):
         o = next(o for o in p["ops"] if o["tag"] == tag)
-        assert intensity == o["macs"] / o["bytes"] and gmacs == o["macs"] / o["cycles"] * p["clock_mhz"] / 1e3
+        # the same quotient as MACs / cycles x clock, up to the order of the float operations
+        assert intensity == o["macs"] / o["bytes"]
+        assert gmacs == pytest.approx(o["macs"] / o["cycles"] * p["clock_mhz"] / 1e3, rel=1e-12)
         assert gmacs <= p["peak_macs_per_cycle"] * p["clock_mhz"] / 1e3
 
 

@@ -66,7 +66,8 @@ def test_compute_bound_mvm_is_bounded_by_peak(m, k, n):
     sim.issue(isa.make("mvm", wfmt="fp16", x=sram, w=sram + 0x10000, out=sram + 0x20000, m=m, k=k, n=n))
     rec = sim.records[-1]
     busy = rec.busy_end - rec.start
-    assert busy == m * -(-k // t.tin) * -(-n // (t.tout * t.mvm_groups))
+    # its tiles, after the first tile's fill: its weights are on chip (no load), then the pipeline in and out
+    assert busy == m * -(-k // t.tin) * -(-n // (t.tout * t.mvm_groups)) + 2 * t.mvm_latency
     assert busy >= m * k * n / t.figures.peak_macs_per_cycle
     assert rec.done - rec.busy_end == t.mvm_latency
 
@@ -81,7 +82,7 @@ def test_decode_mvm_is_memory_bound_on_vcu128():
     rec = sim.records[-1]
     wbytes = n * k // 2 + n * (k // 128) * 2
     assert rec.busy_end - rec.start >= wbytes / fig.hbm_bytes_per_cycle
-    assert rec.busy_end - rec.start > rec.compute_cycles == k * n // fig.peak_macs_per_cycle
+    assert rec.busy_end - rec.start > rec.compute_cycles >= k * n // fig.peak_macs_per_cycle
     assert sum(sim.stats()["hbm_channel_bytes"]) == wbytes
 
 

@@ -7,12 +7,16 @@
 //    the run with an error naming the port, the direction and the address.
 //  * The HBM timing model of doc/simulator.md ("Memory phase"), per channel: byte a of HBM belongs to
 //    channel ((a - hbm_base) / hbm_interleave_bytes) % hbm_channels; a channel moves width_c bytes per
-//    cycle (hbm_bits_per_cycle / 8; the DDR port is one channel of ddr_bits_per_cycle / 8), a channel
-//    that starts from idle first pays dma_setup_cycles, and every dma_burst_bytes of one busy period
-//    cost burst_overhead_cycles more. A busy period is a FIFO server: requests of every port are
-//    charged in the order they are accepted, so concurrent streams contend. SRAM costs nothing (one
-//    beat per cycle per port). The front end's AUX fetch (port fe) is not charged to a channel, as in
-//    the simulator ("Fetch traffic is not charged").
+//    cycle (hbm_bits_per_cycle / 8; the DDR port is one channel of ddr_bits_per_cycle / 8). As the
+//    target defines them, dma_setup_cycles is paid once per instruction and channel (the first bytes an
+//    instruction moves on a channel), and burst_overhead_cycles once per dma_burst_bytes of an
+//    instruction's bytes on a channel. A channel is a FIFO server: requests of every port are charged
+//    in the order they are accepted, each adding its work (its instruction's set-up if it is the first
+//    on that channel, the cycles its bytes add to the instruction's ceil(b / width_c) and burst count)
+//    after the work already queued, so concurrent streams contend. SRAM costs nothing (one beat per
+//    cycle per port). The front end's AUX fetch (port fe) is not charged to a channel, as in the
+//    simulator ("Fetch traffic is not charged"). A unit's instruction is the one it started last
+//    (dbg_start): its requests and writes until the next start are that instruction's.
 //      - a read request is reserved on its channels when accepted; beat i is delivered (rd_rsp_valid)
 //        once the bytes of beats 0..i have crossed their channels, in request order per port;
 //      - a write beat is committed when accepted (wr_valid & wr_ready) and charged likewise;
@@ -96,20 +100,22 @@ int region_of(uint64_t a, uint64_t n) {
 
 // ------------------------------------------------------------------ channels
 struct Channel {
-  uint64_t width, sess_start = 0, cum = 0, free = 0;
-  uint64_t bytes = 0, busy_closed = 0;
-  // charge n bytes arriving at cycle now; returns the cycle their last byte is done
-  uint64_t charge(uint64_t now, uint64_t n) {
-    if (now >= free) {  // idle: a new busy period, which pays the setup
-      busy_closed += free - sess_start;
-      sess_start = now; cum = 0;
-    }
-    cum += n; bytes += n;
-    free = sess_start + DH_DMA_SETUP_CYCLES + (cum + width - 1) / width +
-           (cum + DH_DMA_BURST_BYTES - 1) / DH_DMA_BURST_BYTES * DH_BURST_OVERHEAD_CYCLES;
+  uint64_t width, free = 0, bytes = 0, busy_cycles = 0;
+  // per unit: the instruction (start count) whose bytes it last moved here, and how many
+  uint64_t gen[4] = {~0ull, ~0ull, ~0ull, ~0ull}, cum[4] = {0, 0, 0, 0};
+  static uint64_t cdiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+  // charge n bytes of unit u's instruction g arriving at cycle now; returns the cycle their last byte is done
+  uint64_t charge(uint64_t now, int u, uint64_t g, uint64_t n) {
+    uint64_t work = 0;
+    if (gen[u] != g) { gen[u] = g; cum[u] = 0; work = DH_DMA_SETUP_CYCLES; }
+    uint64_t c0 = cum[u], c1 = c0 + n;
+    work += cdiv(c1, width) - cdiv(c0, width) +
+            (cdiv(c1, DH_DMA_BURST_BYTES) - cdiv(c0, DH_DMA_BURST_BYTES)) * DH_BURST_OVERHEAD_CYCLES;
+    cum[u] = c1; bytes += n; busy_cycles += work;
+    free = std::max(now, free) + work;
     return free;
   }
-  uint64_t busy() const { return busy_closed + (free - sess_start); }
+  uint64_t busy() const { return busy_cycles; }
 };
 
 // ------------------------------------------------------------------ ports
@@ -120,7 +126,7 @@ struct ReadReq {
 
 struct ReadPort {
   const char* name;
-  bool charged;
+  int unit;   // the unit whose instructions it serves (-1: not charged, the front end)
   std::deque<ReadReq> q;
   bool presenting = false;
   uint8_t beat[PB];
@@ -142,8 +148,9 @@ struct Harness {
 #endif
   Memory mem;
   std::vector<Channel> chans;   // hbm channels, then ddr
-  ReadPort rp[5] = {{"fe", false, {}, false, {}}, {"dma", true, {}, false, {}}, {"mvm", true, {}, false, {}},
-                    {"mat", true, {}, false, {}}, {"sfu", true, {}, false, {}}};
+  ReadPort rp[5] = {{"fe", -1, {}, false, {}}, {"dma", 0, {}, false, {}}, {"mvm", 1, {}, false, {}},
+                    {"mat", 2, {}, false, {}}, {"sfu", 3, {}, false, {}}};
+  uint64_t unit_gen[4] = {0, 0, 0, 0};   // instructions each unit has started
   std::vector<Record> records;
   std::deque<size_t> wait_start[4], wait_done[4], wait_complete[4];   // record indices per unit and event
   uint64_t cycle = 0, host_reg_accesses = 0, last_push = ~0ull;
@@ -226,14 +233,15 @@ struct Harness {
     uint64_t t = cycle + 1;
     for (uint64_t i = 0; i < R.beats; ++i) {
       uint64_t a = addr + i * PB, n = std::min<uint64_t>(PB, addr + bytes - a);
-      if (P.charged) chunks(r, a, n, [&](int c, uint64_t k) { t = std::max(t, chans[c].charge(cycle, k)); });
+      if (P.unit >= 0)
+        chunks(r, a, n, [&](int c, uint64_t k) { t = std::max(t, chans[c].charge(cycle, P.unit, unit_gen[P.unit], k)); });
       R.ready[i] = t;
     }
     rd_bytes += bytes;
     P.q.push_back(std::move(R));
   }
 
-  template <typename S> void accept_write(const char* port, uint64_t addr, const EData* data, const S& strb) {
+  template <typename S> void accept_write(const char* port, int unit, uint64_t addr, const EData* data, const S& strb) {
     const uint8_t* d = reinterpret_cast<const uint8_t*>(data);
     int lo = -1, hi = -1;
     for (int j = 0; j < PB; ++j)
@@ -254,7 +262,7 @@ struct Harness {
       if (k > j) mem.write(addr + j, d + j, k - j);
       j = k + 1;
     }
-    chunks(r, addr + lo, hi - lo + 1, [&](int c, uint64_t k) { chans[c].charge(cycle, k); });
+    chunks(r, addr + lo, hi - lo + 1, [&](int c, uint64_t k) { chans[c].charge(cycle, unit, unit_gen[unit], k); });
     wr_bytes += hi - lo + 1;
   }
 
@@ -285,9 +293,9 @@ struct Harness {
     taken[i] = m->p##_rd_rsp_valid && m->p##_rd_rsp_ready;
     DH_SAMPLE(0, fe) DH_SAMPLE(1, dma) DH_SAMPLE(2, mvm) DH_SAMPLE(3, mat) DH_SAMPLE(4, sfu)
 #undef DH_SAMPLE
-#define DH_WRITE(p)                                                                           \
-    if (m->p##_wr_valid && m->p##_wr_ready) accept_write(#p, m->p##_wr_addr, &m->p##_wr_data[0], m->p##_wr_strb);
-    DH_WRITE(dma) DH_WRITE(mvm) DH_WRITE(mat) DH_WRITE(sfu)
+#define DH_WRITE(u, p)                                                                        \
+    if (m->p##_wr_valid && m->p##_wr_ready) accept_write(#p, u, m->p##_wr_addr, &m->p##_wr_data[0], m->p##_wr_strb);
+    DH_WRITE(0, dma) DH_WRITE(1, mvm) DH_WRITE(2, mat) DH_WRITE(3, sfu)
 #undef DH_WRITE
     record_events();
     m->clk = 1;
@@ -330,6 +338,7 @@ struct Harness {
         wait_complete[u].push_back(wait_done[u].front());
         wait_done[u].pop_front();
       }
+      if (st >> u & 1) ++unit_gen[u];   // later requests and writes of u are its new instruction's
       if ((st >> u & 1) && !wait_start[u].empty()) {
         records[wait_start[u].front()].start = cycle;
         wait_done[u].push_back(wait_start[u].front());
