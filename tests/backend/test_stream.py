@@ -66,6 +66,21 @@ def test_direct_register_mode_matches_aux_mode(mlp):
     assert direct.hal.stats()["host_reg_accesses"] > aux.hal.stats()["host_reg_accesses"]
 
 
+@pytest.mark.parametrize("mode", ["aux", "direct"])
+def test_serial_mode_runs_each_instruction_alone_with_the_same_results(mlp, mode):
+    cm, _ = mlp
+    x = np.random.default_rng(2).standard_normal((33, 32)).astype(np.float32)
+    normal, serial = cm.runtime(mode=mode), cm.runtime(mode=mode, serial=True)
+    np.testing.assert_array_equal(normal.run("forward", x)[0], serial.run("forward", x)[0])
+    name = next(iter(cm.manifest.streams))
+    assert all(i.wait == frozenset(isa.WAIT_UNITS) for i in isa.decode_stream(bytes(serial.patched_stream(
+        name, {"seq": 33}))))
+    recs = [r for r in serial.hal.records if r.unit in isa.WAIT_UNITS]
+    assert len(recs) >= 2
+    for i in range(1, len(recs)):   # each starts after every earlier one has completed
+        assert recs[i].start >= max(r.done for r in recs[:i])
+
+
 def test_report_lists_every_op_with_placement_and_estimates(mlp):
     cm, _ = mlp
     text = cm.report()
