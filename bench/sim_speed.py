@@ -1,24 +1,37 @@
-"""Simulator speed: simulated cycles and MACs per wall second, functional and
-timing-only, against the same decoder layer in torch eager on this CPU.
+"""Simulator speed on the compiled artifact: simulated cycles and MACs per wall second, functional
+and timing-only, against the same decode step in torch eager on this CPU.
 
-Workload: one Llama-2-7B-shaped decode step (hidden 4096, 32 heads of 128,
-MLP 11008, int4 group-128 weights, KV length ``--ctx``) on the ``vcu128``
-target. The functional run executes one decoder layer with real numerics
-(and checks it against the torch layer); the timing-only run times the full
-32-layer step plus the greedy LM head. Every figure is measured in this run.
+Everything the simulator runs here is what ``dlavm.llm.compile_llm`` produced: its instruction
+streams (patched by the runtime for the dims), its memory plan (weights and KV cache in HBM,
+activations in DDR), its host steps (embedding lookup, transfers). Target ``vcu128``, int4 group-128
+weights, Llama-2-7B configuration (hidden 4096, 32 heads of 128, MLP 11008, vocab 32000), KV cache of
+``--max-ctx`` positions, one decode step (one new token) at KV length ``--ctx`` (``ctx - 1`` cached):
 
-Usage: python bench/sim_speed.py [--ctx 512] [--repeats 3]
+* functional: the 7B configuration cut to ``--layers`` decoder layers (default 1; the final norm and
+  the LM head stay), random weights (seed 0) fake-quantised to int4 before compiling, so that the
+  device and torch multiply by the same numbers. The ``ctx - 1`` cached K/V rows (random fp16) are
+  written by the host straight into the artifact's ``kv.layer<i>.k/v`` buffers (doc/llm.md layout)
+  instead of running a functional prefill, which takes minutes. Then the ``logits`` entry runs one
+  decode step with real numerics, and torch eager runs the same step on the same model (HF
+  ``LlamaForCausalLM``, fp32, the weights and host embedding table the device uses, a
+  ``DynamicCache`` holding the same K/V). The logits are compared (tolerance below). The same
+  artifact also runs timing-only, for the cycles/s of the two modes on the same work.
+* timing-only, whole step: the ``llama2-7b-shape`` recipe (32 layers, meta device: no weights)
+  compiled the same way; after an untimed prefill of ``ctx - 1`` tokens, the ``greedy`` entry (LM
+  head argmax on the device) runs one decode step.
+
+Wall times are the best of ``--repeats`` runs each; the functional / torch eager ratio is from this
+run. Usage: ``python bench/sim_speed.py [--ctx 512] [--max-ctx 512] [--layers 1] [--repeats 3]``.
 Prints a table and writes bench/results/sim_speed.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,266 +39,207 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dlavm.target import get_target, isa, layout, pwl  # noqa: E402
-from hw_models import Simulator  # noqa: E402
-
-F16, F32 = np.float16, np.float32
-
-
-@dataclass(frozen=True)
-class LlamaShape:
-    hidden: int = 4096
-    heads: int = 32
-    kv_heads: int = 32
-    head_dim: int = 128
-    inter: int = 11008
-    layers: int = 32
-    vocab: int = 32000
-    eps: float = 1e-5
+#: max |device logits - torch logits| / max |torch logits| allowed (doc/passes.md: about 10 fp16 ulps
+#: at the output's scale, the tolerance the device pipeline's tests use against torch)
+REL_TOL = 5e-3
 
 
-class Bump:
-    """Bump allocator per memory region (4 KiB aligned)."""
-
-    def __init__(self, target):
-        self.next = {r.name: r.base for r in target.figures.regions}
-
-    def __call__(self, nbytes: int, region: str) -> int:
-        addr = self.next[region]
-        self.next[region] = addr + -(-max(nbytes, 1) // 4096) * 4096
-        return addr
-
-
-def allocate(t, cfg: LlamaShape, layers: int, cap: int):
-    """Addresses of every tensor of the decode step (weights/KV in HBM, activations in SRAM)."""
-    a = Bump(t)
-    g = t.int4_group
-    D, H, hd, I = cfg.hidden, cfg.heads, cfg.head_dim, cfg.inter
-    lin = {"wq": (D, D), "wk": (cfg.kv_heads * hd, D), "wv": (cfg.kv_heads * hd, D), "wo": (D, D),
-           "wg": (I, D), "wu": (I, D), "wd": (D, I)}
-    per_layer = []
-    for _ in range(layers):
-        lw = {}
-        for name, (n, k) in lin.items():
-            wb, sb = layout.weight_bytes("int4", n, k, g)
-            lw[name] = (a(wb, "hbm"), a(sb, "hbm"), n, k)
-        lw["kc"] = a(cfg.kv_heads * cap * hd * 2, "hbm")
-        lw["vc"] = a(cfg.kv_heads * cap * hd * 2, "hbm")
-        lw["ln1"], lw["ln2"] = a(D * 2, "ddr"), a(D * 2, "ddr")
-        per_layer.append(lw)
-    wb, sb = layout.weight_bytes("int4", cfg.vocab, D, g)
-    head = {"w": (a(wb, "hbm"), a(sb, "hbm"), cfg.vocab, D), "ln": a(D * 2, "ddr")}
-    buf = {n: a(s, "sram") for n, s in (("x", D * 2), ("h", D * 2), ("q", D * 2), ("k", D * 2), ("v", D * 2),
-                                       ("s", H * cap * 4), ("p", H * cap * 2), ("o", D * 2), ("x2", D * 2),
-                                       ("g", I * 2), ("gs", I * 2), ("u", I * 2), ("tok", 8), ("act", 8192))}
-    buf["rope"] = a(t.max_seq_len * hd * 4, "ddr")
-    buf["stream"] = a(1 << 20, "ddr")
-    return per_layer, head, buf
-
-
-def layer_program(cfg: LlamaShape, lw, buf, pos: int, cap: int, silu) -> list[isa.Instruction]:
-    """One decoder layer, decode (M=1) at position ``pos``: x <- layer(x)."""
-    D, H, hd, I = cfg.hidden, cfg.heads, cfg.head_dim, cfg.inter
-    L = pos + 1
-
-    def mvm(w, x, out, wait, **kw):
-        wa, sa, n, k = lw[w]
-        return isa.make("mvm", wfmt="int4", x=x, w=wa, wscale=sa, out=out, m=1, k=k, n=n, wait=wait, **kw)
-
-    kv = dict(m=1, kv_heads=cfg.kv_heads, d=hd, pos=pos, head_stride=cap * hd * 2, capacity=cap)
-    att = dict(m=1, heads=H, kv_heads=cfg.kv_heads, l=L, d=hd)
-    return [
-        isa.make("rmsnorm", src=buf["x"], dst=buf["h"], gamma=lw["ln1"], rows=1, cols=D, eps=cfg.eps,
-                 wait=["mvm"]),
-        mvm("wq", buf["h"], buf["q"], ["sfu"]),
-        mvm("wk", buf["h"], buf["k"], []),
-        mvm("wv", buf["h"], buf["v"], []),
-        isa.make("rope", src=buf["q"], dst=buf["q"], table=buf["rope"], m=1, heads=H, d=hd, pos0=pos, wait=["mvm"]),
-        isa.make("rope", src=buf["k"], dst=buf["k"], table=buf["rope"], m=1, heads=cfg.kv_heads, d=hd, pos0=pos),
-        isa.make("kv_append", src=buf["k"], dst=lw["kc"], wait=["sfu"], **kv),
-        isa.make("kv_append", src=buf["v"], dst=lw["vc"], **kv),
-        isa.make("mat_qk", q=buf["q"], kc=lw["kc"], out=buf["s"], k_stride=cap * hd * 2,
-                 scale=1 / math.sqrt(hd), out_fp32=True, wait=["sfu"], **att),
-        isa.make("softmax", src=buf["s"], dst=buf["p"], rows=H, cols=L, m=1, pos0=pos, causal=True,
-                 in_fp32=True, wait=["mat"]),
-        isa.make("mat_pv", p=buf["p"], vc=lw["vc"], out=buf["o"], v_stride=cap * hd * 2, wait=["sfu"], **att),
-        mvm("wo", buf["o"], buf["x2"], ["mat"], res="add", resid=buf["x"]),
-        isa.make("rmsnorm", src=buf["x2"], dst=buf["h"], gamma=lw["ln2"], rows=1, cols=D, eps=cfg.eps,
-                 wait=["mvm"]),
-        mvm("wg", buf["h"], buf["g"], ["sfu"]),
-        isa.make("act", src=buf["g"], dst=buf["gs"], table=buf["act"], count=I, nseg=silu.nseg,
-                 lo=silu.lo_f32, inv_step=silu.inv_step, wait=["mvm"]),
-        mvm("wu", buf["h"], buf["u"], ["sfu"], res="mul", resid=buf["gs"]),
-        mvm("wd", buf["u"], buf["x"], ["mvm"], res="add", resid=buf["x2"]),
-    ]
-
-
-def head_program(cfg, head, buf) -> list[isa.Instruction]:
-    wa, sa, n, k = head["w"]
-    return [isa.make("rmsnorm", src=buf["x"], dst=buf["h"], gamma=head["ln"], rows=1, cols=cfg.hidden,
-                     eps=cfg.eps, wait=["mvm"]),
-            isa.make("mvm", wfmt="int4", argmax=True, x=buf["h"], w=wa, wscale=sa, out=buf["tok"], m=1, k=k, n=n,
-                     wait=["sfu"])]
-
-
-def rope_table(positions: int, hd: int) -> np.ndarray:
-    inv = 1.0 / 10000.0 ** (np.arange(0, hd, 2) / hd)
-    ang = np.arange(positions)[:, None] * inv[None, :]
-    return np.concatenate([np.cos(ang), np.sin(ang)], axis=1).astype(F32)
-
-
-def run_stream(sim: Simulator, addr: int, prog) -> float:
-    sim.load_stream(addr, prog)
-    c0 = sim.cycles_now
-    w0 = time.perf_counter()
-    sim.run_stream(addr, len(prog))
-    sim.wait()
-    return time.perf_counter() - w0, sim.cycles_now - c0
-
-
-def functional_layer(t, cfg: LlamaShape, ctx: int, rng):
-    """Run one layer with numerics; returns (wall s, cycles, macs, sim output, inputs for torch)."""
-    cap = t.max_seq_len
-    per_layer, head, buf = allocate(t, cfg, 1, cap)
-    lw = per_layer[0]
-    sim = Simulator(t, functional=True, trace=False)
-    g = t.int4_group
-    dense = {}
-    for name in ("wq", "wk", "wv", "wo", "wg", "wu", "wd"):
-        wa, sa, n, k = lw[name]
-        q, s = layout.quantize_int4(rng.standard_normal((n, k)).astype(F32) / math.sqrt(k), g)
-        sim.write_mem(wa, layout.pack_int4(q, g))
-        sim.write_mem(sa, s)
-        dense[name] = q.astype(F32) * np.repeat(s.astype(F32), g, axis=1)[:, :k]
-    pos = ctx - 1
-    hd = cfg.head_dim
-    kc = (rng.standard_normal((cfg.kv_heads, pos, hd))).astype(F16)
-    vc = (rng.standard_normal((cfg.kv_heads, pos, hd))).astype(F16)
-    for h in range(cfg.kv_heads):
-        sim.write_mem(lw["kc"] + h * cap * hd * 2, kc[h])
-        sim.write_mem(lw["vc"] + h * cap * hd * 2, vc[h])
-    ln1 = (1 + 0.1 * rng.standard_normal(cfg.hidden)).astype(F16)
-    ln2 = (1 + 0.1 * rng.standard_normal(cfg.hidden)).astype(F16)
-    sim.write_mem(lw["ln1"], ln1)
-    sim.write_mem(lw["ln2"], ln2)
-    rope = rope_table(t.max_seq_len, hd)
-    sim.write_mem(buf["rope"], rope)
-    silu = pwl.table("silu")
-    sim.write_mem(buf["act"], silu.to_bytes())
-    x = rng.standard_normal(cfg.hidden).astype(F16)
-    sim.write_mem(buf["x"], x)
-    prog = layer_program(cfg, lw, buf, pos, cap, silu)
-    wall, cycles = run_stream(sim, buf["stream"], prog)
-    out = sim.read_array(buf["x"], F16, cfg.hidden)
-    inputs = dict(x=x, dense=dense, kc=kc, vc=vc, ln1=ln1, ln2=ln2, rope=rope[pos], pos=pos)
-    return wall, cycles, sim.stats()["macs"], out, inputs
-
-
-def torch_layer(cfg: LlamaShape, inp, repeats: int):
-    """The same decode layer in torch eager (fp32, dequantized weights); returns (best wall s, output)."""
+def cut_llama(layers: int, max_ctx: int, seed: int = 0):
+    """The Llama-2-7B configuration with ``layers`` decoder layers and random weights, every linear
+    weight fake-quantised to int4 (group of the vcu128 target) so that quantising it again on the
+    device gives the same values."""
     import torch
-    F = torch.nn.functional
-    W = {k: torch.from_numpy(v) for k, v in inp["dense"].items()}
-    kc = torch.from_numpy(inp["kc"].astype(F32))
-    vc = torch.from_numpy(inp["vc"].astype(F32))
-    ln1, ln2 = torch.from_numpy(inp["ln1"].astype(F32)), torch.from_numpy(inp["ln2"].astype(F32))
-    hd, H = cfg.head_dim, cfg.heads
-    rope = torch.from_numpy(inp["rope"])
-    cos, sin = torch.cat([rope[: hd // 2]] * 2), torch.cat([rope[hd // 2:]] * 2)
-    x0 = torch.from_numpy(inp["x"].astype(F32))
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    def rot(t):
-        return t * cos + torch.cat([-t[..., hd // 2:], t[..., : hd // 2]], dim=-1) * sin
+    from dlavm.passes.quantize import fake_quant
+    from dlavm.target import get_target
 
-    def layer(x):
-        h = F.rms_norm(x, (cfg.hidden,), ln1, cfg.eps)
-        q, k, v = (F.linear(h, W[n]).view(-1, hd) for n in ("wq", "wk", "wv"))
-        q, k = rot(q), rot(k)
-        K = torch.cat([kc, k[:, None]], dim=1)
-        V = torch.cat([vc, v[:, None]], dim=1)
-        o = F.scaled_dot_product_attention(q[:, None], K, V)[:, 0].reshape(-1)
-        x2 = x + F.linear(o, W["wo"])
-        h = F.rms_norm(x2, (cfg.hidden,), ln2, cfg.eps)
-        return x2 + F.linear(F.silu(F.linear(h, W["wg"])) * F.linear(h, W["wu"]), W["wd"])
-
+    group = get_target("vcu128").int4_group
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(num_hidden_layers=layers, max_position_embeddings=max_ctx)
+    model = LlamaForCausalLM(cfg).eval()
     with torch.no_grad():
-        out = layer(x0)
-        best = float("inf")
-        for _ in range(repeats):
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.copy_(torch.from_numpy(fake_quant(m.weight.numpy(), "int4", group)))
+    return model
+
+
+def write_kv_cache(rt, cfg, past: int, rng) -> list:
+    """Random fp16 K and V for positions ``[0, past)`` of every layer, written into the artifact's KV
+    buffers (``[HKV, max_ctx, D]`` fp16, doc/llm.md); returns ``[(k, v)]`` per layer, ``[HKV, past, D]``."""
+    hkv, d = cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
+    kv_pool = rt.manifest.memory["kv"].buffers
+    cap = rt.manifest.llm.max_ctx
+    out = []
+    for i in range(cfg.num_hidden_layers):
+        pair = []
+        for which in ("k", "v"):
+            x = rng.standard_normal((hkv, past, d)).astype(np.float16)
+            base = kv_pool[f"kv.layer{i}.{which}"].addr
+            for h in range(hkv):
+                rt.hal.write_mem(base + h * cap * d * 2, x[h].tobytes())
+            pair.append(x)
+        out.append(tuple(pair))
+    return out
+
+
+def torch_decode(model, kv: list, token: int, repeats: int):
+    """One decode step of ``model`` (torch eager, fp32) with a cache holding ``kv``; returns
+    ``(best wall s, float32 logits [vocab])``."""
+    import inspect
+
+    import torch
+    from transformers import DynamicCache
+
+    # transformers renamed the KV-cache argument from ``past_key_values`` to ``cache``
+    key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    tensors = [(torch.from_numpy(k.astype(np.float32))[None], torch.from_numpy(v.astype(np.float32))[None])
+               for k, v in kv]
+    ids = torch.tensor([[token]])
+    best, logits = float("inf"), None
+    with torch.no_grad():
+        for _ in range(1 + repeats):
+            cache = DynamicCache()  # a fresh cache of the past tokens each time (the step appends to it)
+            for i, (k, v) in enumerate(tensors):
+                cache.update(k.clone(), v.clone(), i)
             w0 = time.perf_counter()
-            layer(x0)
-            best = min(best, time.perf_counter() - w0)
-    return best, out.numpy()
+            out = model(input_ids=ids, use_cache=True, **{key: cache})
+            wall = time.perf_counter() - w0
+            if logits is None:  # the first call warms torch up: not timed
+                logits = out.logits[0, -1].float().numpy()
+            else:
+                best = min(best, wall)
+    return best, logits
 
 
-def timing_step(t, cfg: LlamaShape, ctx: int):
-    """Timing-only full decode step: 32 layers + LM head; returns (wall s, cycles, macs, stats, bytes)."""
-    cap = t.max_seq_len
-    per_layer, head, buf = allocate(t, cfg, cfg.layers, cap)
-    sim = Simulator(t, functional=False, trace=True)
-    silu = pwl.table("silu")
-    prog = [i for lw in per_layer for i in layer_program(cfg, lw, buf, ctx - 1, cap, silu)]
-    prog += head_program(cfg, head, buf)
-    wall, cycles = run_stream(sim, buf["stream"], prog)
-    st = sim.stats()
-    return wall, cycles, st["macs"], st, len(prog), sim
+def entry_instructions(manifest, entry: str) -> int:
+    """Stream entries (instructions, guarded ones included) of ``entry``'s streams."""
+    return sum(s.count for name, s in manifest.streams.items() if name.split(".")[0] == entry)
 
 
-def main() -> None:
+def timed_run(rt, entry: str, ids, ctx: int, repeats: int):
+    """Best wall seconds of ``repeats`` runs of ``entry``; the device figures of the last run."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        w0 = time.perf_counter()
+        out = rt.run(entry, ids, dims={"ctx": ctx})
+        best = min(best, time.perf_counter() - w0)
+    return best, {"cycles": rt.last_cycles, "macs": rt.last_macs, "hbm_bytes": rt.last_hbm_bytes}, out
+
+
+def functional_step(layers: int, ctx: int, max_ctx: int, repeats: int) -> dict:
+    from dlavm.llm import compile_llm
+    from dlavm.llm.bundle import embedding_tables
+
+    import torch
+
+    model = cut_llama(layers, max_ctx)
+    t0 = time.perf_counter()
+    cm = compile_llm(model, target="vcu128", weights="int4", max_seq=max_ctx)
+    compile_s = time.perf_counter() - t0
+    rt = cm.runtime(functional=True, trace=False)
+    rng = np.random.default_rng(0)
+    kv = write_kv_cache(rt, model.config, ctx - 1, rng)
+    token = int(rng.integers(0, model.config.vocab_size))
+    ids = np.array([[token]], dtype=np.int64)
+    f_wall, f_dev, (logits,) = timed_run(rt, "logits", ids, ctx, repeats)
+    # the same artifact, timing-only: the same streams without numerics
+    t_rt = cm.runtime(functional=False)
+    t_wall, t_dev, _ = timed_run(t_rt, "logits", ids, ctx, repeats)
+
+    (table,) = embedding_tables(cm.manifest)  # torch looks up the table the host reads (stored int4)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(torch.from_numpy(np.asarray(rt.host_consts[table], np.float32)))
+    tt_wall, ref = torch_decode(model, kv, token, repeats)
+    dev = np.asarray(logits, np.float32).reshape(-1)
+    err = float(np.abs(dev - ref).max())
+    scale = float(np.abs(ref).max())
+    return {"layers": layers, "compile_s": compile_s, "instructions": entry_instructions(cm.manifest, "logits"),
+            "functional": {"wall_s": f_wall, **f_dev}, "timing_only": {"wall_s": t_wall, **t_dev},
+            "torch_eager_s": tt_wall, "functional_over_torch": f_wall / tt_wall,
+            "max_abs_err": err, "torch_logits_max_abs": scale, "rel_err": err / scale, "rel_tol": REL_TOL,
+            "argmax_device": int(dev.argmax()), "argmax_torch": int(ref.argmax()),
+            "activation_region": cm.manifest.memory["activations.logits"].region}
+
+
+def timing_step(ctx: int, max_ctx: int, repeats: int) -> dict:
+    from dlavm.llm import compile_llm
+
+    t0 = time.perf_counter()
+    cm = compile_llm("llama2-7b-shape", target="vcu128", weights="int4", max_seq=max_ctx)
+    compile_s = time.perf_counter() - t0
+    rt = cm.runtime(functional=False)
+    past = ctx - 1
+    if past:  # timing-only: the cache's contents do not matter, the decode runs after a real prefill
+        rt.run("greedy", np.zeros((1, past), np.int64), dims={"ctx": past})
+    wall, dev, _ = timed_run(rt, "greedy", np.zeros((1, 1), np.int64), ctx, repeats)
+    fig = cm.target.figures
+    return {"layers": len(cm.manifest.llm.caches), "compile_s": compile_s, "wall_s": wall, **dev,
+            "instructions": entry_instructions(cm.manifest, "greedy"),
+            "step_us": fig.cycles_to_us(dev["cycles"]),
+            "hbm_port_peak_gb_s": fig.hbm_bytes_per_cycle * fig.clock_hz / 1e9,
+            "hbm_port_roofline_us": fig.cycles_to_us(dev["hbm_bytes"] / fig.hbm_bytes_per_cycle)}
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ctx", type=int, default=512, help="KV length including the new token")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--ctx", type=int, default=512, help="KV length after the decode step (ctx - 1 cached)")
+    ap.add_argument("--max-ctx", type=int, default=512, help="KV cache capacity the artifacts are compiled for")
+    ap.add_argument("--layers", type=int, default=1, help="decoder layers of the functional model")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of each; the best counts")
+    ap.add_argument("--skip-timing-7b", action="store_true", help="skip the 32-layer timing-only step")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sim_speed.json"))
     args = ap.parse_args()
-    t = get_target("vcu128")
-    cfg = LlamaShape()
-    rng = np.random.default_rng(0)
+    if not 2 <= args.ctx <= args.max_ctx:
+        ap.error(f"--ctx must be in [2, --max-ctx={args.max_ctx}]")
 
-    f_wall, f_cycles, f_macs, f_out, inputs = functional_layer(t, cfg, args.ctx, rng)
-    tt_wall, t_out = torch_layer(cfg, inputs, args.repeats)
-    err = float(np.abs(f_out.astype(F32) - t_out).max())
-    ref_scale = float(np.abs(t_out).max())
-    s_wall, s_cycles, s_macs, st, n_insn, sim = timing_step(t, cfg, args.ctx)
-    trace_path = sim.write_trace(ROOT / "bench" / "results" / "sim_speed_trace.json")
+    print(f"[functional] compile the 7B configuration cut to {args.layers} layer(s), run ...",
+          file=sys.stderr, flush=True)
+    fn = functional_step(args.layers, args.ctx, args.max_ctx, args.repeats)
+    big = None
+    if not args.skip_timing_7b:
+        print("[timing-only] compile llama2-7b-shape (32 layers), run ...", file=sys.stderr, flush=True)
+        big = timing_step(args.ctx, args.max_ctx, args.repeats)
 
-    fig = t.figures
-    step_us = fig.cycles_to_us(s_cycles)
-    # Roofline of the decode step: all HBM bytes it must move at full HBM bandwidth.
-    roofline_us = fig.cycles_to_us(st["hbm_bytes"] / fig.hbm_bytes_per_cycle)
-    rows = [
-        ("functional, 1 layer", f_cycles, f_macs, f_wall),
-        (f"timing-only, {cfg.layers} layers + head", s_cycles, s_macs, s_wall),
-    ]
-    result = {
-        "target": t.name, "model": "llama-2-7b shape, int4 g128", "ctx": args.ctx,
-        "host": platform.processor() or platform.machine(),
-        "modes": {name: {"sim_cycles": c, "macs": m, "wall_s": w, "cycles_per_s": c / w, "macs_per_s": m / w}
-                  for name, c, m, w in rows},
-        "torch_eager_layer_s": tt_wall,
-        "functional_over_torch": f_wall / tt_wall,
-        "timing_only_layer_over_torch": (s_wall / (cfg.layers + 1)) / tt_wall,
-        "functional_vs_torch_max_abs_err": err, "torch_output_max_abs": ref_scale,
-        "decode_step": {"instructions": n_insn, "sim_us": step_us, "tokens_per_s": 1e6 / step_us,
-                        "hbm_bytes": st["hbm_bytes"], "hbm_roofline_us": roofline_us,
-                        "fraction_of_roofline": roofline_us / step_us,
-                        "unit_busy_cycles": st["unit_busy_cycles"]},
-        "trace": str(trace_path.relative_to(ROOT)),
-    }
-    print(f"target {t.name}, Llama-2-7B-shaped decode (int4 g128), ctx {args.ctx}")
-    print(f"{'mode':<34}{'sim cycles':>14}{'MACs':>16}{'wall s':>10}{'cycles/s':>14}{'MACs/s':>12}")
-    for name, c, m, w in rows:
-        print(f"{name:<34}{c:>14,}{m:>16,}{w:>10.3f}{c / w:>14.3e}{m / w:>12.3e}")
-    print(f"{'torch eager, 1 layer (fp32 CPU)':<34}{'':>14}{f_macs:>16,}{tt_wall:>10.3f}{'':>14}"
-          f"{f_macs / tt_wall:>12.3e}")
-    print(f"functional / torch eager wall ratio: {f_wall / tt_wall:.1f}x   "
-          f"timing-only per layer / torch: {result['timing_only_layer_over_torch']:.2f}x")
-    print(f"functional vs torch layer output: max |diff| {err:.3g} (output max |y| {ref_scale:.3g})")
-    print(f"simulated decode step: {step_us:,.0f} us = {1e6 / step_us:.1f} tok/s; HBM roofline "
-          f"{roofline_us:,.0f} us -> {100 * roofline_us / step_us:.1f}% of roofline")
+    import torch
+    rows = [(f"functional, {fn['layers']} layer + head", fn["functional"]),
+            (f"timing-only, {fn['layers']} layer + head", fn["timing_only"])]
+    if big:
+        rows.append((f"timing-only, {big['layers']} layers + head", big))
+    print(f"target vcu128, Llama-2-7B configuration, int4 g128, compiled by compile_llm (max_ctx "
+          f"{args.max_ctx}, activations in {fn['activation_region'].upper()}); one decode step at ctx {args.ctx}; "
+          f"wall: best of {args.repeats}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'mode':<34}{'sim cycles':>13}{'MACs':>16}{'wall s':>9}{'cycles/s':>12}{'MACs/s':>12}")
+    for name, r in rows:
+        print(f"{name:<34}{r['cycles']:>13,}{r['macs']:>16,}{r['wall_s']:>9.3f}{r['cycles'] / r['wall_s']:>12.3e}"
+              f"{r['macs'] / r['wall_s']:>12.3e}")
+    tt = fn["torch_eager_s"]
+    macs = fn["functional"]["macs"]
+    print(f"{'torch eager, same step (fp32 CPU)':<34}{'':>13}{macs:>16,}{tt:>9.3f}{'':>12}{macs / tt:>12.3e}")
+    streams = f"stream entries per step: {fn['instructions']} ({fn['layers']} layer)"
+    print(streams + (f", {big['instructions']} ({big['layers']} layers)" if big else ""))
+    print(f"functional / torch eager wall ratio: {fn['functional_over_torch']:.1f}x "
+          f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    ok = fn["rel_err"] <= REL_TOL and fn["argmax_device"] == fn["argmax_torch"]
+    print(f"functional vs torch logits: max |diff| {fn['max_abs_err']:.3g} = {fn['rel_err']:.2e} of max |logit| "
+          f"{fn['torch_logits_max_abs']:.3g} (tolerance {REL_TOL:g}); argmax {fn['argmax_device']} vs "
+          f"{fn['argmax_torch']}: {'ok' if ok else 'FAILED'}")
+    if big:
+        step = big["step_us"]
+        print(f"simulated {big['layers']}-layer decode step: {step:,.0f} us = {1e6 / step:.1f} tok/s; HBM bytes at the port peak "
+              f"({big['hbm_port_peak_gb_s']:.1f} GB/s) {big['hbm_port_roofline_us']:,.0f} us -> "
+              f"{100 * big['hbm_port_roofline_us'] / step:.1f}% of that roofline")
+    result = {"target": "vcu128", "model": "llama-2-7b configuration, int4 g128", "ctx": args.ctx,
+              "max_ctx": args.max_ctx, "repeats": args.repeats, "host": platform.processor() or platform.machine(),
+              "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+              "load_average": os.getloadavg()[0], "cpus": os.cpu_count(),
+              "functional_cut": fn, "timing_only_7b": big, "numerics_ok": ok}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out} and {result['trace']}")
+    print(f"wrote {Path(args.out).relative_to(ROOT) if Path(args.out).is_relative_to(ROOT) else args.out}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
