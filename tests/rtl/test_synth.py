@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from hw_models.rtl.synth import count, dedup_rtlil, synth
+from hw_models.rtl.synth import count, dedup_rtlil, split_plan, synth
 
 _IL = """autoidx 9
 attribute \\top 1
@@ -75,6 +75,28 @@ end
 """ for i in (0, 1))
     _, before, after = dedup_rtlil(il)
     assert (before, after) == (6, 4)
+
+
+_SYS = """module \\sys
+  wire input 1 \\a
+  cell \\top \\t0
+    connect \\a \\a
+  end
+  cell \\top \\t1
+    connect \\a \\a
+  end
+end
+"""
+
+
+def test_split_plan_counts_instances():
+    text, _, _ = dedup_rtlil(_IL)
+    assert split_plan(text, "top") == ({"\\top": 1}, {"\\inv$top.u0": 2, "\\buf$top.u2": 1})
+    # two instances of top: split deep, top's own logic is one job standing for both
+    sys_il = text + _SYS
+    assert split_plan(sys_il, "sys") == ({"\\sys": 1}, {"\\top": 2})
+    assert split_plan(sys_il, "sys", frozenset({"top"})) == (
+        {"\\sys": 1, "\\top": 2}, {"\\inv$top.u0": 4, "\\buf$top.u2": 2})
 
 
 def test_count_kinds():

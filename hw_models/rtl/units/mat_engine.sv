@@ -324,14 +324,14 @@ module mat_engine import dlavm_pkg::*; (
   always_comb begin
     rw_we = 1'b0; rw_word = rb_i; rw_slot = t_slot; rw_data = rd_rsp_data; rw_done = 1'b0;
     if (tail_pend) begin
-      rw_data = PORT_BITS'({{PORT_BITS{1'b0}}, tail_data} >> (16 * int'(tail_o)));
+      rw_data = PORT_BITS'({{PORT_BITS{1'b0}}, tail_data} >> {tail_o, 4'd0});
       rw_we   = 1'b1; rw_word = tail_word; rw_slot = tail_slot;
       rw_done = 1'b1;
     end else if (rsp_fire && !t_kv) begin
       if (t_o == 4'd0) begin
         rw_we = 1'b1; rw_done = rd_rsp_last;
       end else begin
-        rw_data = PORT_BITS'({rd_rsp_data, rb_prev} >> (16 * int'(t_o)));
+        rw_data = PORT_BITS'({rd_rsp_data, rb_prev} >> {t_o, 4'd0});
         rw_we   = (rb_i != '0); rw_word = rb_i - 1'b1;
       end
     end
@@ -654,7 +654,7 @@ module mat_engine import dlavm_pkg::*; (
   logic [LGNL-1:0] s1_ib;
   logic [LGNU-1:0] s1_jb;
   logic [3:0]      s1_voff;
-  logic [31:0]     s1_so;
+  logic [RSW-1:0]  s1_so;                  // value offset in the row-buffer read (< RBANKS*PBV)
   logic [NKW-1:0]  s1_nk;
 
   always_ff @(posedge clk or negedge rst_n) begin
@@ -669,27 +669,37 @@ module mat_engine import dlavm_pkg::*; (
       s1_ib    <= c_lt[LGNL-1:0];
       s1_jb    <= unit0[LGNU-1:0];
       s1_voff  <= c_dv[3:0];
-      s1_so    <= v0r & 32'((RBANKS * PBV) - 1);
+      s1_so    <= RSW'(v0r);
       s1_nk    <= nk;
     end
   end
 
+  // The operands of a step, selected as a few shared shifts rather than one select per product (every
+  // index stays inside its array: c_lt steps by MO or MI, which divide NL, so s1_ib + o < NL and
+  // s1_ib + k < NL; a unit offset plus the units a step spans stays below NU; s1_so + k < RBANKS*PBV):
+  //   a:  value s1_so + k of the row-buffer read;
+  //   qk: key o is head-buffer row s1_ib + o, its value k at unit s1_jb + k/16, lane k%16;
+  //   pv: key k is row s1_ib + k, output o its value 16*s1_jb + s1_voff + o.
+  // So the NL rows are rotated by s1_ib (row i of kv_rot is row s1_ib + i), and each row shifted by the
+  // value offset (16*s1_jb, and s1_voff for pv): qk takes value k of row o, pv value o of row k.
+  localparam int RWB = NU * 256;                              // bits of a head-buffer row (NU units)
   logic [RBANKS*PORT_BITS-1:0] rb_cat;
   logic [15:0] a_sel [MI];
   logic [15:0] b_sel [MO][MI];
+  logic [NL*RWB-1:0] kv_rot;
+  logic [RWB-1:0]    kv_row [NL];
+  logic [LGNU+3:0]   s1_vo;                                   // value offset in a row
+  assign s1_vo = {s1_jb, s1_qk ? 4'd0 : s1_voff};
   always_comb begin
     for (int b = 0; b < RBANKS; b++) rb_cat[b*PORT_BITS +: PORT_BITS] = rb_rd[b];
-    for (int k = 0; k < MI; k++) a_sel[k] = rb_cat[16 * (int'(s1_so) + k) +: 16];
-    for (int o = 0; o < MO; o++) begin
-      for (int k = 0; k < MI; k++) begin
-        if (s1_qk) begin
-          b_sel[o][k] = kv_rd[(int'(s1_ib) + o) * NU + int'(s1_jb) + k / 16][16 * (k % 16) +: 16];
-        end else begin
-          b_sel[o][k] = kv_rd[(int'(s1_ib) + k) * NU + int'(s1_jb) + (int'(s1_voff) + o) / 16]
-                             [16 * ((int'(s1_voff) + o) % 16) +: 16];
-        end
-      end
-    end
+    for (int k = 0; k < MI; k++) a_sel[k] = rb_cat[{s1_so + RSW'(k), 4'd0} +: 16];
+    for (int b = 0; b < NBK; b++) kv_rot[256*b +: 256] = kv_rd[b];   // bank b: row b / NU, unit b % NU
+    for (int i = 0; i < LGNL; i++)
+      if (s1_ib[i]) kv_rot = (NL*RWB)'({kv_rot, kv_rot} >> ((1 << i) * RWB));
+    for (int i = 0; i < NL; i++) kv_row[i] = kv_rot[RWB*i +: RWB] >> {s1_vo, 4'd0};
+    for (int o = 0; o < MO; o++)
+      for (int k = 0; k < MI; k++)
+        b_sel[o][k] = s1_qk ? kv_row[o][16*k +: 16] : kv_row[k][16*o +: 16];
   end
 
   // ------------------------------------------------------------------ stage 2: convert and multiply
@@ -727,7 +737,7 @@ module mat_engine import dlavm_pkg::*; (
 
   // ------------------------------------------------------------------ stage 3: reduction
   logic                s3_v, s3_first, s3_last;
-  logic [MI*32-1:0]   s3_p [MO];
+  logic [MO-1:0][MI*32-1:0] s3_p;          // packed: registers, not a memory of MO*MI write ports
   always_ff @(posedge clk or negedge rst_n) begin
     if (!rst_n) begin
       s3_v <= 1'b0; s3_first <= 1'b0; s3_last <= 1'b0;

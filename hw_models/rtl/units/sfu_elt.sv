@@ -7,10 +7,10 @@
 //
 // Dataflow: SFU_LANES lanes compute one group of consecutive elements per cycle (one fp32 add or mul, or one
 // PWL lookup + evaluation per lane, combinational), bound by the formula ceil(count/SFU_LANES).
-//  * act first reads the whole table with one request into a local table RAM (TAB_N entries, all lanes read
-//    it at once); src's requests follow it at once (so src streams in while the table loads: they are on
-//    other channels or queue behind it), and the lanes start once the whole table is in (any value may need
-//    any entry).
+//  * act first reads the whole table with one request into a local table RAM (TAB_N entries in words of one
+//    beat, one word written per cycle; all lanes read it at once); src's requests follow it at once (so src
+//    streams in while the table loads: they are on other channels or queue behind it), and the lanes start
+//    once the whole table is in (any value may need any entry).
 //  * The `a` (act: src) operand streams through a 64-beat FIFO, requested in chunks of up to 8 beats as FIFO
 //    credit frees up (while act's table loads) or, once the lanes run, while fewer than AIF = 16 beats are in
 //    flight (so the reads do not crowd dst's writes out of a shared channel); a group is read at a lane-aligned
@@ -71,6 +71,9 @@ module sfu_elt import dlavm_pkg::*; (
   localparam int TAB_N = 1024;                    // act table entries held locally
   localparam int TW = $clog2(TAB_N);
   localparam int TPB = PB / 8;                    // table entries per beat
+  localparam int TWE = (TPB < TAB_N) ? TPB : TAB_N;  // entries per table RAM word (one beat's)
+  localparam int TNW = TAB_N / TWE;               // table RAM words
+  localparam int TEB = $clog2(TWE);               // entry bits within a word
   localparam int TQ = 16;                         // tag FIFO depth (outstanding requests)
   localparam logic [63:0] CHUNK_BYTES = 64'(CHUNK * PB);
 
@@ -187,8 +190,12 @@ module sfu_elt import dlavm_pkg::*; (
   logic [CW-1:0] fb_n;
   logic fa_pop, fb_pop;
 
-  // act table
-  logic [63:0] tab [TAB_N];
+  // act table: words of TWE entries, one beat written per cycle (a RAM with one write port), read by every
+  // lane at once
+  logic [TWE*64-1:0] tab [TNW];
+  if (TNW < 2 || TAB_N % TWE != 0) begin : g_bad_tab
+    $error("sfu_elt: the act table must be at least two beats");
+  end
   logic [TW:0] tab_wp;
   logic        tab_ok;                            // table fully received
 
@@ -291,7 +298,7 @@ module sfu_elt import dlavm_pkg::*; (
     fp32_add u_add (.a(fx), .b(fys), .y(s_add));
     fp32_mul u_mul (.a(fx), .b(fy), .y(s_mul));
     pwl_index u_idx (.x(fx), .lo(f_lo), .inv_step(f_inv), .nseg(f_nseg), .entry(ent_i));
-    assign ent = (ent_i < 32'(TAB_N)) ? tab[ent_i[TW-1:0]] : 64'd0;
+    assign ent = (ent_i < 32'(TAB_N)) ? tab[ent_i[TW-1:TEB]][{ent_i[TEB-1:0], 6'd0} +: 64] : 64'd0;
     pwl_apply u_app (.x(fx), .slope(ent[31:0]), .icpt(ent[63:32]), .y(s_act));
     assign r = is_act ? s_act : (f_fn == 2'(ELTWISE_FN_MUL)) ? s_mul : s_add;
     fp32_to_fp16 u_o (.a(r), .y(y16));
@@ -408,8 +415,8 @@ module sfu_elt import dlavm_pkg::*; (
               T_A: begin fa[fa_wr] <= rd_rsp_data; fa_wr <= fa_wr + 1'b1; end
               T_B: begin fb[fb_wr] <= rd_rsp_data; fb_wr <= fb_wr + 1'b1; end
               T_TAB: begin
-                for (int j = 0; j < TPB; j++)
-                  if (32'(tab_wp) + 32'(j) < 32'(TAB_N)) tab[TW'(32'(tab_wp) + 32'(j))] <= rd_rsp_data[64*j +: 64];
+                // tab_wp is a multiple of TWE: a beat's entries fill one word, or lie past the table
+                if (32'(tab_wp) < 32'(TAB_N)) tab[tab_wp[TW-1:TEB]] <= rd_rsp_data[TWE*64-1:0];
                 tab_wp <= tab_wp + (TW+1)'(TPB);
                 if (rd_rsp_last) tab_ok <= 1'b1;
               end

@@ -16,6 +16,10 @@
 // or a beat), the compute min(SFU_LANES, rest of row, rest of beat), so a row costs about ceil(D/SFU_LANES)
 // compute cycles (+1 where it straddles a beat) and the fill keeps ahead: bound by the formula
 // ceil(M*H*D/SFU_LANES) plus a fixed start-up (the first row's arrival and gather).
+// Storage (each buffer a RAM with one write port, read by the lanes without a clock): a table slot is TNW words
+// of one response beat each (TWE entries); the row buffers are XBK banks of 8-element groups (group g of a row
+// in bank g mod XBK), so a fill cycle, which moves whole groups (d, the beat and FW are multiples of 8),
+// writes at most one group per bank.
 //
 // Cycle behaviour: start (1 cycle) -> 1 check cycle -> stream -> done (busy low, done high for one cycle; a new
 // start is taken in that cycle).
@@ -66,6 +70,24 @@ module sfu_rope import dlavm_pkg::*; (
   localparam int TS = 8;                          // table row slots (tokens requested ahead)
   localparam int TSB = $clog2(TS);
   localparam logic [63:0] CHUNK_BYTES = 64'(CHUNK * PB);
+  // storage as RAMs with one write port each (doc/rtl.md, "Resources"):
+  localparam int TWE = (TPB < DMAX) ? TPB : DMAX;  // table: words of TWE entries, one response beat each
+  localparam int TNW = DMAX / TWE;                // words of a table slot
+  localparam int TEB = $clog2(TWE);
+  localparam int TWB = $clog2(TNW);               // word bits of a table slot (0: one word)
+  localparam int TAW = TSB + TWB;
+  localparam int GE = 8;                          // row buffer: groups of GE elements (d is a multiple of 8)
+  localparam int NG = DMAX / GE;                  // groups of a row
+  localparam int XBK0 = 1 << $clog2((FW < DMAX ? FW : DMAX) / GE);
+  localparam int XBK = (XBK0 < NG) ? XBK0 : NG;   // banks (group g in bank g mod XBK): a fill writes <= XBK groups
+  localparam int XBD = 2 * NG / XBK;              // words of a bank (two row slots)
+  localparam int XBB = $clog2(XBK);
+  localparam int XWA = $clog2(XBD);               // word address of a bank: the slot, then g / XBK
+  localparam int XGB = $clog2(NG);
+
+  if (FW % GE != 0 || DMAX % TWE != 0 || XBK < 2) begin : g_bad
+    $error("sfu_rope: unsupported parameters");
+  end
 
   function automatic logic in_region(input logic [127:0] a, input logic [127:0] n);
     logic [127:0] dh, dd, ds;   // offsets from each region's base (huge after a wrap when a < base)
@@ -151,13 +173,20 @@ module sfu_rope import dlavm_pkg::*; (
   logic [CW-1:0] fx_n;
   logic fx_pop;
 
-  logic [31:0] tb [TS][DMAX];                     // table slots: D/2 cosines then D/2 sines
+  logic [TWE*32-1:0] tb [TS*TNW];                 // table slots (TNW words each): D/2 cosines then D/2 sines
+  function automatic logic [TAW-1:0] tb_word(input logic [TSB-1:0] slot, input logic [XW-1:0] entry);
+    return (TAW'(slot) << TWB) | TAW'(entry >> TEB);
+  endfunction
   logic [TS-1:0]  t_valid;
   logic [TSB-1:0] t_rx_slot;                         // slot the table beats go to
   logic [DW-1:0] t_wp;                            // entry write pointer in that slot
 
   // ---------------------------------------------------------------- row fill
-  logic [15:0] xb [2][DMAX];                      // row buffers
+  // row buffers (two slots): group g (elements 8g .. 8g+7) of slot s in bank g mod XBK at word
+  // s*NG/XBK + g/XBK; the banks are g_xb[b].mem below
+  function automatic logic [XWA-1:0] xb_word(input logic slot, input logic [XW-1:0] elem);
+    return (XWA'(slot) << (XWA - 1)) | XWA'(elem >> (3 + XBB));
+  endfunction
   logic [1:0]  x_full;
   logic        fs;                                // slot being filled
   logic [DW-1:0] r_fill;
@@ -213,6 +242,8 @@ module sfu_rope import dlavm_pkg::*; (
   assign o_beat_end = (32'(o_off) + 32'(c_k) == 32'(EPB)) || (c_row_end && comp_rows == 64'd1);
   assign c_go = (st == S_RUN) && (comp_rows != 64'd0) && x_full[cs] && t_valid[ts] && (!o_beat_end || !wv_q || wr_ready);
 
+  logic [XWA-1:0]   xr_a [2*L];                   // the lanes' row-buffer reads: element, partner
+  logic [GE*16-1:0] xr_d [XBK][2*L];              // the word at xr_a[r] in each bank
   logic [L*16-1:0] y_grp;
   for (genvar j = 0; j < L; j++) begin : g_lane
     logic [31:0] e, pe, ci;                       // element, partner, cos/sin index
@@ -232,10 +263,17 @@ module sfu_rope import dlavm_pkg::*; (
     logic [15:0] xe, xp;
     logic [31:0] fe, fp, cv, sv, p1, p2, p2s, y;
     logic [15:0] y16;
-    assign xe = (e < 32'(DMAX)) ? xb[cs][XW'(e)] : 16'd0;
-    assign xp = (pe < 32'(DMAX)) ? xb[cs][XW'(pe)] : 16'd0;
-    assign cv = (ci < 32'(DMAX)) ? tb[ts][XW'(ci)] : 32'd0;
-    assign sv = (ci + 32'(dh) < 32'(DMAX)) ? tb[ts][XW'(ci + 32'(dh))] : 32'd0;
+    logic [XW-1:0] ea, pa, ca, sa;
+    assign ea = XW'(e);
+    assign pa = XW'(pe);
+    assign ca = XW'(ci);
+    assign sa = XW'(ci + 32'(dh));
+    assign xr_a[2*j] = xb_word(cs, ea);
+    assign xr_a[2*j+1] = xb_word(cs, pa);
+    assign xe = (e < 32'(DMAX)) ? xr_d[ea[3 +: XBB]][2*j][{ea[2:0], 4'd0} +: 16] : 16'd0;
+    assign xp = (pe < 32'(DMAX)) ? xr_d[pa[3 +: XBB]][2*j+1][{pa[2:0], 4'd0} +: 16] : 16'd0;
+    assign cv = (ci < 32'(DMAX)) ? tb[tb_word(ts, ca)][{ca[TEB-1:0], 5'd0} +: 32] : 32'd0;
+    assign sv = (ci + 32'(dh) < 32'(DMAX)) ? tb[tb_word(ts, sa)][{sa[TEB-1:0], 5'd0} +: 32] : 32'd0;
     fp16_to_fp32 u_e (.a(xe), .y(fe));
     fp16_to_fp32 u_p (.a(xp), .y(fp));
     fp32_mul u_m1 (.a(fe), .b(cv), .y(p1));
@@ -254,6 +292,33 @@ module sfu_rope import dlavm_pkg::*; (
   logic [PORT_BYTES-1:0] obs_next;
   assign ob_next = ob | (PORT_BITS'(y_masked) << {o_off, 4'b0});
   assign obs_next = obs | (PORT_BYTES'(gmask) << {o_off, 1'b0});
+
+  // ---------------------------------------------------------------- buffer writes (RAMs of one write port)
+  // A table response beat is one word of its slot (t_wp is a multiple of TWE; a row ends within DMAX).
+  logic tw_en;
+  assign tw_en = (st == S_RUN) && !err_q && rsp_fire && (rsp_tag == T_T) && (32'(t_wp) < 32'(DMAX));
+  always_ff @(posedge clk) if (tw_en) tb[tb_word(t_rx_slot, XW'(t_wp))] <= rd_rsp_data[TWE*32-1:0];
+
+  // The fill writes f_k elements at r_fill, both multiples of 8 (d, the beat and FW are; x_off starts at 0):
+  // whole groups g0 .. g0 + f_k/8 - 1, at most one per bank.
+  logic fw_en;
+  logic [XGB-1:0] g0;
+  logic [XGB:0]   ng;
+  assign fw_en = (st == S_RUN) && !err_q && fill_go;
+  assign g0 = XGB'(r_fill >> 3);
+  assign ng = (XGB+1)'(f_k >> 3);
+  for (genvar b = 0; b < XBK; b++) begin : g_xb
+    logic [GE*16-1:0] mem [XBD];
+    logic [XBB-1:0] rel;                          // this bank's group, counted from g0
+    logic [XGB-1:0] g;
+    assign rel = XBB'(b) - XBB'(g0);
+    assign g = g0 + XGB'(rel);
+    always_ff @(posedge clk)
+      if (fw_en && (XGB+1)'(rel) < ng) mem[xb_word(fs, {g, 3'd0})] <= f_take[{rel, 7'd0} +: GE*16];
+    for (genvar r = 0; r < 2 * L; r++) begin : g_rd
+      assign xr_d[b][r] = mem[xr_a[r]];
+    end
+  end
 
   // ---------------------------------------------------------------- sequential
   always_ff @(posedge clk or negedge rst_n) begin
@@ -345,8 +410,6 @@ module sfu_rope import dlavm_pkg::*; (
                 fx[fx_wr] <= rd_rsp_data;
                 fx_wr <= fx_wr + 1'b1;
               end else begin
-                for (int j = 0; j < TPB; j++)
-                  if (32'(t_wp) + 32'(j) < 32'(DMAX)) tb[t_rx_slot][XW'(32'(t_wp) + 32'(j))] <= rd_rsp_data[32*j +: 32];
                 if (32'(t_wp) + 32'(TPB) >= 32'(dd)) begin   // the row's last beat
                   t_wp <= '0;
                   t_valid[t_rx_slot] <= 1'b1;
@@ -360,9 +423,6 @@ module sfu_rope import dlavm_pkg::*; (
             if (fx_pop) fx_rd <= fx_rd + 1'b1;
             // fill
             if (fill_go) begin
-              for (int j = 0; j < FW; j++)
-                if (j < int'(f_k) && 32'(r_fill) + 32'(j) < 32'(DMAX))
-                  xb[fs][XW'(32'(r_fill) + 32'(j))] <= f_take[16*j +: 16];
               x_off <= (32'(x_off) + 32'(f_k) == 32'(EPB)) ? '0 : x_off + EW'(f_k);
               if (fill_row_end) begin
                 r_fill <= '0;
