@@ -165,12 +165,16 @@ class TimingModel:
             self.records.append(rec)
             return rec
         t0 = max(t_issue, self.unit_free[unit], deps, self.fence_floor)
-        begin, end, dur = self._channel_phase(t0, self.traffic(accesses))
+        # each access is mapped to channels once: the tail's operand apart from the rest
+        tail_bytes = (self.traffic([a for a in accesses if a.name == tail_after]) if tail_after is not None
+                      else 0)
+        per_chan = tail_bytes + self.traffic([a for a in accesses if tail_after is None or a.name != tail_after])
+        begin, end, dur = self._channel_phase(t0, per_chan)
         mem_end, mem_alone = int(max(end.max(), t0)), int(dur.max())
         if tail_after is None:
             tail_end, tail_alone = (mem_end, mem_alone) if mem_alone else (t0, 0)
         else:   # the tail's operand is streamed first on its channels (requested first), then the rest
-            tb = self._transfer(self.traffic([a for a in accesses if a.name == tail_after]))
+            tb = self._transfer(tail_bytes)
             on = tb > 0
             tail_end, tail_alone = (int((begin + tb)[on].max()), int(tb.max())) if on.any() else (t0, 0)
         # an instruction with nothing off-chip (or a tail operand on chip) is bound by its compute
