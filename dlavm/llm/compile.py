@@ -5,7 +5,8 @@ import time
 
 import dlavm.devops  # noqa: F401  (registers the device ops and their specs)
 from dlavm.compiler import CompileError, CompiledModel, compile as compile_module, model_source
-from dlavm.passes.kv_cache import KVCacheError, add_kv_cache
+from dlavm.passes.kv_cache import KVCacheError, add_kv_cache, kv_cache_bytes
+from dlavm.passes.memory_arena import PlanError
 
 from .bundle import bundle_tokenizer, store_host_tables
 
@@ -78,8 +79,16 @@ def compile_llm(model, target="vcu128", weights: str = "int4", max_seq: int | No
                                    on_progress=on_progress, extras=extras, batch=batch)
     t1 = time.perf_counter()
     source = model_source(model, max_seq) if isinstance(model, str) else None
-    cm = compile_module(mod, target=target, weights=weights, name=name or default_name, on_progress=on_progress,
-                        source=source)
+    try:
+        cm = compile_module(mod, target=target, weights=weights, name=name or default_name,
+                            on_progress=on_progress, source=source)
+    except PlanError as e:
+        if batch == 1:
+            raise
+        slot = kv_cache_bytes(mod)
+        raise CompileError(f"the KV cache of {batch} slots x {slot / 2**20:.1f} MiB ({mod.attrs['llm']['max_ctx']} "
+                           f"positions each) = {batch * slot / 2**30:.2f} GiB does not fit beside the weights: {e}; "
+                           "lower the batch or the max context") from None
     store_host_tables(cm.build, weights, cm.target.int4_group)
     if extras.get("tokenizer_bundle"):
         bundle_tokenizer(cm.build, extras["tokenizer_bundle"])

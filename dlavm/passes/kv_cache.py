@@ -223,11 +223,23 @@ def add_kv_cache(mod: Module, max_ctx: int | None = None, batch: int = 1) -> Mod
     return out
 
 
+def kv_cache_bytes(mod: Module) -> int:
+    """Bytes of one sequence's KV cache (one slot: K and V of every layer at the full capacity) of a module
+    made by :func:`add_kv_cache`."""
+    fn = mod.functions["logits"]
+    total = 0
+    for n in post_order(fn.body):
+        if isinstance(n, Call) and n.op.name == "dev.attention" and n.attrs["cache"] is not None:
+            _, hkv, d = n.args[1].type.shape
+            total += 2 * int(hkv) * int(n.attrs["capacity"]) * int(d) * 2
+    return total
+
+
 def kv_cache(max_ctx: int | None = None, batch: int = 1) -> Pass:
     """The pass form of :func:`add_kv_cache` (module docstring)."""
     return Pass("kv_cache", lambda mod: add_kv_cache(mod, max_ctx, batch),
                 (__doc__ or "").strip().splitlines()[0])
 
 
-__all__ = ["kv_cache", "add_kv_cache", "KVCacheError", "CTX_DIM", "SLOT_DIM", "ROWS_DIM", "MAX_BATCH",
+__all__ = ["kv_cache", "add_kv_cache", "kv_cache_bytes", "KVCacheError", "CTX_DIM", "SLOT_DIM", "ROWS_DIM", "MAX_BATCH",
            "row_ctx_dim"]
