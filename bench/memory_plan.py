@@ -19,7 +19,7 @@ For each model, one ``torch.export`` program with its dynamic dim bounded by
 **Everything the device allocates**: the same imported module compiled
 (``dlavm.compile``, vcu128, ``--weights``) and every pool of the artifact's
 manifest ``memory`` section read back: ``weights``, ``kv`` (the attention
-scratch, ``<entry>.attn.*``, and a KV cache when there is one),
+scratch, ``scratch.attn.*``, and a KV cache when there is one),
 ``activations.<entry>`` (entries share one arena base) and ``streams``; the
 bytes are the union of the pools' ``[base, base + used)`` ranges. Against
 ExecuTorch's non-constant arena goes everything but the ``weights`` pool;
@@ -113,7 +113,7 @@ def device_memory(mod, target, weights: str) -> dict:
 
     memory = dlavm_compile(mod, target=target.name, weights=weights).manifest.memory
     pools = {name: {"region": p.region, "bytes": p.used, "buffers": len(p.buffers),
-                    "attention_scratch": sum(b.size for n, b in p.buffers.items() if ".attn." in n)}
+                    "attention_scratch": sum(b.size for n, b in p.buffers.items() if n.startswith("scratch.attn."))}
              for name, p in memory.items()}
 
     def covered(keep):

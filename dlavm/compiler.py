@@ -335,10 +335,10 @@ def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, f
     runs.append((phase, seq, max(state.values(), default=None), before, after, rt.stream_log, rt.host_log))
     records = getattr(sim, "records", ())
     per_op: dict = {}
-    for name, first in rt.stream_log:
+    for name, first, lo, hi in rt.stream_log:
         s = manifest.streams[name]
-        for k, rec in enumerate(records[first:first + s.count]):
-            info = s.insns[k]
+        for k, rec in enumerate(records[first:first + hi - lo]):
+            info = s.insns[lo + k]
             tag = info.tag or rec.op
             o = per_op.setdefault(tag, {"tag": tag, "layer": info.layer, "cycles": 0, "insns": 0, "macs": 0,
                                         "bytes": 0, "start": rec.start, "end": rec.busy_end})
@@ -397,10 +397,10 @@ def _annotated_trace(raw: dict, manifest: Manifest, entry: str, runs: list, reco
     from dlavm.runtime.profile_trace import annotate_trace
     info, phases, host = {}, [], []
     for ph, n, kv, b, a, streams, host_log in runs:
-        for name, first in streams:
+        for name, first, lo, hi in streams:
             s = manifest.streams[name]
-            for k, rec in enumerate(records[first:first + s.count]):
-                r = s.insns[k]
+            for k, rec in enumerate(records[first:first + hi - lo]):
+                r = s.insns[lo + k]
                 info[rec.index] = {"tag": r.tag, "layer": r.layer, "weights": list(r.weights), "insn": rec.op,
                                    "entry": entry, "phase": ph, "macs": getattr(rec, "macs", 0),
                                    "bytes": getattr(rec, "nbytes", 0)}

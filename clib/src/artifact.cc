@@ -311,7 +311,7 @@ void check_manifest(const Checker& c, const Value& m) {
     c.name_key(kv.first, "streams");
     const std::string p = join("streams", kv.first);
     const Value& s = kv.second;
-    c.record(s, p, {"file", "asm", "addr", "count", "patches", "guards", "insns"});
+    c.record(s, p, {"file", "asm", "addr", "count", "patches", "guards", "loops", "insns"});
     c.rel_path(s["file"], p + ".file");
     c.rel_path(s["asm"], p + ".asm");
     c.integer(s["addr"], p + ".addr", 0, kNoLimit, 32);
@@ -334,6 +334,15 @@ void check_manifest(const Checker& c, const Value& m) {
       c.record(guards[i], q, {"index", "expr"});
       c.integer(guards[i]["index"], q + ".index", 0);
       c.string(guards[i]["expr"], q + ".expr");
+    }
+    const auto& loops = c.array(s["loops"], p + ".loops");
+    for (size_t i = 0; i < loops.size(); ++i) {
+      const std::string q = join(p + ".loops", i);
+      c.record(loops[i], q, {"var", "start", "end", "trips"});
+      c.ident(loops[i]["var"], q + ".var");
+      c.integer(loops[i]["start"], q + ".start", 0);
+      c.integer(loops[i]["end"], q + ".end", 1);
+      c.string(loops[i]["trips"], q + ".trips");
     }
     const auto& insns = c.array(s["insns"], p + ".insns");
     for (size_t i = 0; i < insns.size(); ++i) {
@@ -433,6 +442,23 @@ void check_manifest(const Checker& c, const Value& m) {
         c.fail(join(p + ".guards", i) + ".index",
                "must be < the stream's count (" + count_text + "), got " + std::to_string(index));
       }
+    }
+    const auto& loops = s["loops"].as_array();
+    int64_t prev_end = 0;
+    for (size_t i = 0; i < loops.size(); ++i) {
+      const std::string q = join(p + ".loops", i);
+      const int64_t start = loops[i]["start"].as_int(), end = loops[i]["end"].as_int();
+      if (start < prev_end) {
+        c.fail(q + ".start", "must be >= the previous loop's end (" + std::to_string(prev_end) + "), got " +
+                                 std::to_string(start));
+      }
+      if (!(start < end && end <= count)) {
+        c.fail(q + ".end", "must be > start (" + std::to_string(start) + ") and <= the stream's count (" +
+                               count_text + "), got " + std::to_string(end));
+      }
+      const std::string& var = loops[i]["var"].as_string();
+      if (dims.count(var)) c.fail(q + ".var", quote(var) + " is a dim; a loop variable must not be");
+      prev_end = end;
     }
   }
   for (size_t i = 0; i < weights.size(); ++i) listed(join("weights", i) + ".file", weights[i]["file"].as_string());

@@ -1,5 +1,7 @@
 #include "dlavm/stream.h"
 
+#include <algorithm>
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 
@@ -50,6 +52,16 @@ void Stream::set_bits(size_t entry, size_t w, unsigned lo, unsigned width, uint6
 void Stream::disable(size_t entry) {
   const uint32_t wait = word(entry, 0) & 0xFF00u;  // checks entry
   for (size_t w = 0; w < kInsnWords; ++w) patch(entry, w, w == 0 ? wait : 0);
+}
+
+void Stream::copy_entries(const Stream& from, size_t lo, size_t hi) {
+  if (lo > hi || hi > count() || hi > from.count()) {
+    throw std::out_of_range("stream entries [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                            ") outside a stream of " + std::to_string(count()) + " entries");
+  }
+  std::copy(from.bytes_.begin() + static_cast<std::ptrdiff_t>(lo * kInsnBytes),
+            from.bytes_.begin() + static_cast<std::ptrdiff_t>(hi * kInsnBytes),
+            bytes_.begin() + static_cast<std::ptrdiff_t>(lo * kInsnBytes));
 }
 
 void Stream::upload(Device& dev, uint64_t addr) const {

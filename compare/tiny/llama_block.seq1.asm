@@ -42,61 +42,43 @@
 # buffer weights:model.layers.1.mlp.down_proj.weight.int4 0x95820 0x10000
 # buffer weights:model.layers.1.mlp.down_proj.weight.int4.scale 0xa5820 0x800
 # buffer weights:model.norm.weight.f16 0xa6020 0x200
-# buffer kv:forward.attn.kcache 0xa6220 0x10000
-# buffer kv:forward.attn.vcache 0xb6220 0x10000
-# buffer kv:forward.attn.scores 0xc6220 0x100000
-# buffer kv:forward.attn.probs 0x1c6220 0x80000
-stream forward.0 53
+# buffer kv:scratch.attn.kcache 0xa6220 0x10000
+# buffer kv:scratch.attn.vcache 0xb6220 0x10000
+# buffer kv:scratch.attn.scores 0xc6220 0x100000
+# buffer kv:scratch.attn.probs 0x1c6220 0x80000
+stream forward.0 35
 0000 L0 dev.rmsnorm#2 rmsnorm src=act+0x40000 dst=act+0x0 gamma=weights:model.layers.0.input_layernorm.weight.f16 rows=1{seq} cols=256 eps=9.999999747378752e-06
-0001 L0 dev.mvm#3 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0x0 w=weights:model.layers.0.self_attn.q_proj.weight.int4 wscale=weights:model.layers.0.self_attn.q_proj.weight.int4.scale out=act+0x20000 aff=- resid=- m=1{min(seq,128)} k=256 n=256 wait=sfu
-0002 L0 dev.mvm#3 nop ; off mvm if {1<(seq+127)//128}
-0003 L0 dev.rope#4 rope interleaved=0 src=act+0x20000 dst=act+0x60000 table=weights:model.rope.table.f32 m=1{seq} heads=4 d=64 pos0=0 wait=mvm
-0004 L0 dev.mvm#5 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0x0 w=weights:model.layers.0.self_attn.k_proj.weight.int4 wscale=weights:model.layers.0.self_attn.k_proj.weight.int4.scale out=act+0x20000 aff=- resid=- m=1{min(seq,128)} k=256 n=128 wait=sfu
-0005 L0 dev.mvm#5 nop ; off mvm if {1<(seq+127)//128}
-0006 L0 dev.rope#6 rope interleaved=0 src=act+0x20000 dst=act+0x30000 table=weights:model.rope.table.f32 m=1{seq} heads=2 d=64 pos0=0 wait=mvm
-0007 L0 dev.mvm#7 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0x0 w=weights:model.layers.0.self_attn.v_proj.weight.int4 wscale=weights:model.layers.0.self_attn.v_proj.weight.int4.scale out=act+0x20000 aff=- resid=- m=1{min(seq,128)} k=256 n=128 wait=sfu
-0008 L0 dev.mvm#7 nop ; off mvm if {1<(seq+127)//128}
-0009 L0 dev.attention#8 kv_append src=act+0x30000 dst=kv:forward.attn.kcache m=1{seq} kv_heads=2 d=64 pos=0 head_stride=32768 capacity=256 wait=sfu
-0010 L0 dev.attention#8 kv_append src=act+0x20000 dst=kv:forward.attn.vcache m=1{seq} kv_heads=2 d=64 pos=0 head_stride=32768 capacity=256 wait=mvm
-0011 L0 dev.attention#8 mat_qk out_fp32=1 q=act+0x60000 kc=kv:forward.attn.kcache out=kv:forward.attn.scores m=1{seq} heads=4 kv_heads=2 l=1{seq} d=64 k_stride=32768 scale=0.125 wait=sfu
-0012 L0 dev.attention#8 softmax in_fp32=1 causal=1 src=kv:forward.attn.scores dst=kv:forward.attn.probs rows=4{seq*4} cols=1{seq} m=1{seq} pos0=0 wait=mat
-0013 L0 dev.attention#8 mat_pv p=kv:forward.attn.probs vc=kv:forward.attn.vcache out=act+0x0 m=1{seq} heads=4 kv_heads=2 l=1{seq} d=64 v_stride=32768 wait=mvm,sfu
-0014 L0 dev.mvm#9 mvm wfmt=int4 affine=0 res=add relu=0 argmax=0 out_fp32=0 x=act+0x0 w=weights:model.layers.0.self_attn.o_proj.weight.int4 wscale=weights:model.layers.0.self_attn.o_proj.weight.int4.scale out=act+0x80000 aff=- resid=act+0x40000 m=1{min(seq,128)} k=256 n=256 wait=mat
-0015 L0 dev.mvm#9 nop ; off mvm if {1<(seq+127)//128}
-0016 L0 dev.rmsnorm#10 rmsnorm src=act+0x80000 dst=act+0xa0000 gamma=weights:model.layers.0.post_attention_layernorm.weight.f16 rows=1{seq} cols=256 eps=9.999999747378752e-06 wait=mvm
-0017 L0 dev.mvm#11 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0xa0000 w=weights:model.layers.0.mlp.gate_proj.weight.int4 wscale=weights:model.layers.0.mlp.gate_proj.weight.int4.scale out=act+0x0 aff=- resid=- m=1{min(seq,128)} k=256 n=512 wait=sfu
-0018 L0 dev.mvm#11 nop ; off mvm if {1<(seq+127)//128}
-0019 L0 dev.act#12 act src=act+0x0 dst=act+0x40000 table=weights:pwl.silu count=512{seq*512} nseg=512 lo=-16.0 inv_step=16.0 wait=mvm,mat
-0020 L0 dev.mvm#13 mvm wfmt=int4 affine=0 res=mul relu=0 argmax=0 out_fp32=0 x=act+0xa0000 w=weights:model.layers.0.mlp.up_proj.weight.int4 wscale=weights:model.layers.0.mlp.up_proj.weight.int4.scale out=act+0x0 aff=- resid=act+0x40000 m=1{min(seq,128)} k=256 n=512 wait=sfu
-0021 L0 dev.mvm#13 nop ; off mvm if {1<(seq+127)//128}
-0022 L0 dev.mvm#14 mvm wfmt=int4 affine=0 res=add relu=0 argmax=0 out_fp32=0 x=act+0x0 w=weights:model.layers.0.mlp.down_proj.weight.int4 wscale=weights:model.layers.0.mlp.down_proj.weight.int4.scale out=act+0x40000 aff=- resid=act+0x80000 m=1{min(seq,64)} k=512 n=256 wait=mvm
-0023 L0 dev.mvm#14 nop ; off mvm if {1<(seq+63)//64}
-0024 L0 dev.mvm#14 nop ; off mvm if {2<(seq+63)//64}
-0025 L0 dev.mvm#14 nop ; off mvm if {3<(seq+63)//64}
-0026 L1 dev.rmsnorm#15 rmsnorm src=act+0x40000 dst=act+0x0 gamma=weights:model.layers.1.input_layernorm.weight.f16 rows=1{seq} cols=256 eps=9.999999747378752e-06 wait=mvm,sfu
-0027 L1 dev.mvm#16 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0x0 w=weights:model.layers.1.self_attn.q_proj.weight.int4 wscale=weights:model.layers.1.self_attn.q_proj.weight.int4.scale out=act+0x20000 aff=- resid=- m=1{min(seq,128)} k=256 n=256 wait=sfu
-0028 L1 dev.mvm#16 nop ; off mvm if {1<(seq+127)//128}
-0029 L1 dev.rope#17 rope interleaved=0 src=act+0x20000 dst=act+0x60000 table=weights:model.rope.table.f32 m=1{seq} heads=4 d=64 pos0=0 wait=mvm
-0030 L1 dev.mvm#18 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0x0 w=weights:model.layers.1.self_attn.k_proj.weight.int4 wscale=weights:model.layers.1.self_attn.k_proj.weight.int4.scale out=act+0x20000 aff=- resid=- m=1{min(seq,128)} k=256 n=128 wait=sfu
-0031 L1 dev.mvm#18 nop ; off mvm if {1<(seq+127)//128}
-0032 L1 dev.rope#19 rope interleaved=0 src=act+0x20000 dst=act+0x30000 table=weights:model.rope.table.f32 m=1{seq} heads=2 d=64 pos0=0 wait=mvm
-0033 L1 dev.mvm#20 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0x0 w=weights:model.layers.1.self_attn.v_proj.weight.int4 wscale=weights:model.layers.1.self_attn.v_proj.weight.int4.scale out=act+0x20000 aff=- resid=- m=1{min(seq,128)} k=256 n=128 wait=sfu
-0034 L1 dev.mvm#20 nop ; off mvm if {1<(seq+127)//128}
-0035 L1 dev.attention#21 kv_append src=act+0x30000 dst=kv:forward.attn.kcache m=1{seq} kv_heads=2 d=64 pos=0 head_stride=32768 capacity=256 wait=sfu
-0036 L1 dev.attention#21 kv_append src=act+0x20000 dst=kv:forward.attn.vcache m=1{seq} kv_heads=2 d=64 pos=0 head_stride=32768 capacity=256 wait=mvm
-0037 L1 dev.attention#21 mat_qk out_fp32=1 q=act+0x60000 kc=kv:forward.attn.kcache out=kv:forward.attn.scores m=1{seq} heads=4 kv_heads=2 l=1{seq} d=64 k_stride=32768 scale=0.125 wait=sfu
-0038 L1 dev.attention#21 softmax in_fp32=1 causal=1 src=kv:forward.attn.scores dst=kv:forward.attn.probs rows=4{seq*4} cols=1{seq} m=1{seq} pos0=0 wait=mat
-0039 L1 dev.attention#21 mat_pv p=kv:forward.attn.probs vc=kv:forward.attn.vcache out=act+0x0 m=1{seq} heads=4 kv_heads=2 l=1{seq} d=64 v_stride=32768 wait=mvm,sfu
-0040 L1 dev.mvm#22 mvm wfmt=int4 affine=0 res=add relu=0 argmax=0 out_fp32=0 x=act+0x0 w=weights:model.layers.1.self_attn.o_proj.weight.int4 wscale=weights:model.layers.1.self_attn.o_proj.weight.int4.scale out=act+0x80000 aff=- resid=act+0x40000 m=1{min(seq,128)} k=256 n=256 wait=mvm,mat
-0041 L1 dev.mvm#22 nop ; off mvm if {1<(seq+127)//128}
-0042 L1 dev.rmsnorm#23 rmsnorm src=act+0x80000 dst=act+0xa0000 gamma=weights:model.layers.1.post_attention_layernorm.weight.f16 rows=1{seq} cols=256 eps=9.999999747378752e-06 wait=mvm
-0043 L1 dev.mvm#24 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0xa0000 w=weights:model.layers.1.mlp.gate_proj.weight.int4 wscale=weights:model.layers.1.mlp.gate_proj.weight.int4.scale out=act+0x0 aff=- resid=- m=1{min(seq,128)} k=256 n=512 wait=sfu
-0044 L1 dev.mvm#24 nop ; off mvm if {1<(seq+127)//128}
-0045 L1 dev.act#25 act src=act+0x0 dst=act+0x40000 table=weights:pwl.silu count=512{seq*512} nseg=512 lo=-16.0 inv_step=16.0 wait=mvm,mat
-0046 L1 dev.mvm#26 mvm wfmt=int4 affine=0 res=mul relu=0 argmax=0 out_fp32=0 x=act+0xa0000 w=weights:model.layers.1.mlp.up_proj.weight.int4 wscale=weights:model.layers.1.mlp.up_proj.weight.int4.scale out=act+0x0 aff=- resid=act+0x40000 m=1{min(seq,128)} k=256 n=512 wait=sfu
-0047 L1 dev.mvm#26 nop ; off mvm if {1<(seq+127)//128}
-0048 L1 dev.mvm#27 mvm wfmt=int4 affine=0 res=add relu=0 argmax=0 out_fp32=0 x=act+0x0 w=weights:model.layers.1.mlp.down_proj.weight.int4 wscale=weights:model.layers.1.mlp.down_proj.weight.int4.scale out=act+0x40000 aff=- resid=act+0x80000 m=1{min(seq,64)} k=512 n=256 wait=mvm
-0049 L1 dev.mvm#27 nop ; off mvm if {1<(seq+63)//64}
-0050 L1 dev.mvm#27 nop ; off mvm if {2<(seq+63)//64}
-0051 L1 dev.mvm#27 nop ; off mvm if {3<(seq+63)//64}
-0052 - dev.rmsnorm#28 rmsnorm src=act+0x40000 dst=act+0x0 gamma=weights:model.norm.weight.f16 rows=1{seq} cols=256 eps=9.999999747378752e-06 wait=mvm,sfu
+0001 L0 dev.mvm#3 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0x0{i*65536+[act+0x0]} w=weights:model.layers.0.self_attn.q_proj.weight.int4 wscale=weights:model.layers.0.self_attn.q_proj.weight.int4.scale out=act+0x20000{i*65536+[act+0x20000]} aff=- resid=- m=1{min(seq-i*128,128)} k=256 n=256 wait=sfu ; loop i<{(seq+127)//128}=1
+0002 L0 dev.rope#4 rope interleaved=0 src=act+0x20000 dst=act+0x60000 table=weights:model.rope.table.f32 m=1{seq} heads=4 d=64 pos0=0 wait=mvm
+0003 L0 dev.mvm#5 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0x0{i*65536+[act+0x0]} w=weights:model.layers.0.self_attn.k_proj.weight.int4 wscale=weights:model.layers.0.self_attn.k_proj.weight.int4.scale out=act+0x20000{i*32768+[act+0x20000]} aff=- resid=- m=1{min(seq-i*128,128)} k=256 n=128 wait=sfu ; loop i<{(seq+127)//128}=1
+0004 L0 dev.rope#6 rope interleaved=0 src=act+0x20000 dst=act+0x30000 table=weights:model.rope.table.f32 m=1{seq} heads=2 d=64 pos0=0 wait=mvm
+0005 L0 dev.mvm#7 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0x0{i*65536+[act+0x0]} w=weights:model.layers.0.self_attn.v_proj.weight.int4 wscale=weights:model.layers.0.self_attn.v_proj.weight.int4.scale out=act+0x20000{i*32768+[act+0x20000]} aff=- resid=- m=1{min(seq-i*128,128)} k=256 n=128 wait=sfu ; loop i<{(seq+127)//128}=1
+0006 L0 dev.attention#8 kv_append src=act+0x30000 dst=kv:scratch.attn.kcache m=1{seq} kv_heads=2 d=64 pos=0 head_stride=32768 capacity=256 wait=sfu
+0007 L0 dev.attention#8 kv_append src=act+0x20000 dst=kv:scratch.attn.vcache m=1{seq} kv_heads=2 d=64 pos=0 head_stride=32768 capacity=256 wait=mvm
+0008 L0 dev.attention#8 mat_qk out_fp32=1 q=act+0x60000 kc=kv:scratch.attn.kcache out=kv:scratch.attn.scores m=1{seq} heads=4 kv_heads=2 l=1{seq} d=64 k_stride=32768 scale=0.125 wait=sfu
+0009 L0 dev.attention#8 softmax in_fp32=1 causal=1 src=kv:scratch.attn.scores dst=kv:scratch.attn.probs rows=4{seq*4} cols=1{seq} m=1{seq} pos0=0 wait=mat
+0010 L0 dev.attention#8 mat_pv p=kv:scratch.attn.probs vc=kv:scratch.attn.vcache out=act+0x0 m=1{seq} heads=4 kv_heads=2 l=1{seq} d=64 v_stride=32768 wait=mvm,sfu
+0011 L0 dev.mvm#9 mvm wfmt=int4 affine=0 res=add relu=0 argmax=0 out_fp32=0 x=act+0x0{i*65536+[act+0x0]} w=weights:model.layers.0.self_attn.o_proj.weight.int4 wscale=weights:model.layers.0.self_attn.o_proj.weight.int4.scale out=act+0x80000{i*65536+[act+0x80000]} aff=- resid=act+0x40000{i*65536+[act+0x40000]} m=1{min(seq-i*128,128)} k=256 n=256 wait=mat ; loop i<{(seq+127)//128}=1
+0012 L0 dev.rmsnorm#10 rmsnorm src=act+0x80000 dst=act+0xa0000 gamma=weights:model.layers.0.post_attention_layernorm.weight.f16 rows=1{seq} cols=256 eps=9.999999747378752e-06 wait=mvm
+0013 L0 dev.mvm#11 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0xa0000{i*65536+[act+0xa0000]} w=weights:model.layers.0.mlp.gate_proj.weight.int4 wscale=weights:model.layers.0.mlp.gate_proj.weight.int4.scale out=act+0x0{i*131072+[act+0x0]} aff=- resid=- m=1{min(seq-i*128,128)} k=256 n=512 wait=sfu ; loop i<{(seq+127)//128}=1
+0014 L0 dev.act#12 act src=act+0x0 dst=act+0x40000 table=weights:pwl.silu count=512{seq*512} nseg=512 lo=-16.0 inv_step=16.0 wait=mvm,mat
+0015 L0 dev.mvm#13 mvm wfmt=int4 affine=0 res=mul relu=0 argmax=0 out_fp32=0 x=act+0xa0000{i*65536+[act+0xa0000]} w=weights:model.layers.0.mlp.up_proj.weight.int4 wscale=weights:model.layers.0.mlp.up_proj.weight.int4.scale out=act+0x0{i*131072+[act+0x0]} aff=- resid=act+0x40000{i*131072+[act+0x40000]} m=1{min(seq-i*128,128)} k=256 n=512 wait=sfu ; loop i<{(seq+127)//128}=1
+0016 L0 dev.mvm#14 mvm wfmt=int4 affine=0 res=add relu=0 argmax=0 out_fp32=0 x=act+0x0{i*65536+[act+0x0]} w=weights:model.layers.0.mlp.down_proj.weight.int4 wscale=weights:model.layers.0.mlp.down_proj.weight.int4.scale out=act+0x40000{i*32768+[act+0x40000]} aff=- resid=act+0x80000{i*32768+[act+0x80000]} m=1{min(seq-i*64,64)} k=512 n=256 wait=mvm ; loop i<{(seq+63)//64}=1
+0017 L1 dev.rmsnorm#15 rmsnorm src=act+0x40000 dst=act+0x0 gamma=weights:model.layers.1.input_layernorm.weight.f16 rows=1{seq} cols=256 eps=9.999999747378752e-06 wait=mvm,sfu
+0018 L1 dev.mvm#16 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0x0{i*65536+[act+0x0]} w=weights:model.layers.1.self_attn.q_proj.weight.int4 wscale=weights:model.layers.1.self_attn.q_proj.weight.int4.scale out=act+0x20000{i*65536+[act+0x20000]} aff=- resid=- m=1{min(seq-i*128,128)} k=256 n=256 wait=sfu ; loop i<{(seq+127)//128}=1
+0019 L1 dev.rope#17 rope interleaved=0 src=act+0x20000 dst=act+0x60000 table=weights:model.rope.table.f32 m=1{seq} heads=4 d=64 pos0=0 wait=mvm
+0020 L1 dev.mvm#18 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0x0{i*65536+[act+0x0]} w=weights:model.layers.1.self_attn.k_proj.weight.int4 wscale=weights:model.layers.1.self_attn.k_proj.weight.int4.scale out=act+0x20000{i*32768+[act+0x20000]} aff=- resid=- m=1{min(seq-i*128,128)} k=256 n=128 wait=sfu ; loop i<{(seq+127)//128}=1
+0021 L1 dev.rope#19 rope interleaved=0 src=act+0x20000 dst=act+0x30000 table=weights:model.rope.table.f32 m=1{seq} heads=2 d=64 pos0=0 wait=mvm
+0022 L1 dev.mvm#20 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0x0{i*65536+[act+0x0]} w=weights:model.layers.1.self_attn.v_proj.weight.int4 wscale=weights:model.layers.1.self_attn.v_proj.weight.int4.scale out=act+0x20000{i*32768+[act+0x20000]} aff=- resid=- m=1{min(seq-i*128,128)} k=256 n=128 wait=sfu ; loop i<{(seq+127)//128}=1
+0023 L1 dev.attention#21 kv_append src=act+0x30000 dst=kv:scratch.attn.kcache m=1{seq} kv_heads=2 d=64 pos=0 head_stride=32768 capacity=256 wait=sfu
+0024 L1 dev.attention#21 kv_append src=act+0x20000 dst=kv:scratch.attn.vcache m=1{seq} kv_heads=2 d=64 pos=0 head_stride=32768 capacity=256 wait=mvm
+0025 L1 dev.attention#21 mat_qk out_fp32=1 q=act+0x60000 kc=kv:scratch.attn.kcache out=kv:scratch.attn.scores m=1{seq} heads=4 kv_heads=2 l=1{seq} d=64 k_stride=32768 scale=0.125 wait=sfu
+0026 L1 dev.attention#21 softmax in_fp32=1 causal=1 src=kv:scratch.attn.scores dst=kv:scratch.attn.probs rows=4{seq*4} cols=1{seq} m=1{seq} pos0=0 wait=mat
+0027 L1 dev.attention#21 mat_pv p=kv:scratch.attn.probs vc=kv:scratch.attn.vcache out=act+0x0 m=1{seq} heads=4 kv_heads=2 l=1{seq} d=64 v_stride=32768 wait=mvm,sfu
+0028 L1 dev.mvm#22 mvm wfmt=int4 affine=0 res=add relu=0 argmax=0 out_fp32=0 x=act+0x0{i*65536+[act+0x0]} w=weights:model.layers.1.self_attn.o_proj.weight.int4 wscale=weights:model.layers.1.self_attn.o_proj.weight.int4.scale out=act+0x80000{i*65536+[act+0x80000]} aff=- resid=act+0x40000{i*65536+[act+0x40000]} m=1{min(seq-i*128,128)} k=256 n=256 wait=mvm,mat ; loop i<{(seq+127)//128}=1
+0029 L1 dev.rmsnorm#23 rmsnorm src=act+0x80000 dst=act+0xa0000 gamma=weights:model.layers.1.post_attention_layernorm.weight.f16 rows=1{seq} cols=256 eps=9.999999747378752e-06 wait=mvm
+0030 L1 dev.mvm#24 mvm wfmt=int4 affine=0 res=none relu=0 argmax=0 out_fp32=0 x=act+0xa0000{i*65536+[act+0xa0000]} w=weights:model.layers.1.mlp.gate_proj.weight.int4 wscale=weights:model.layers.1.mlp.gate_proj.weight.int4.scale out=act+0x0{i*131072+[act+0x0]} aff=- resid=- m=1{min(seq-i*128,128)} k=256 n=512 wait=sfu ; loop i<{(seq+127)//128}=1
+0031 L1 dev.act#25 act src=act+0x0 dst=act+0x40000 table=weights:pwl.silu count=512{seq*512} nseg=512 lo=-16.0 inv_step=16.0 wait=mvm,mat
+0032 L1 dev.mvm#26 mvm wfmt=int4 affine=0 res=mul relu=0 argmax=0 out_fp32=0 x=act+0xa0000{i*65536+[act+0xa0000]} w=weights:model.layers.1.mlp.up_proj.weight.int4 wscale=weights:model.layers.1.mlp.up_proj.weight.int4.scale out=act+0x0{i*131072+[act+0x0]} aff=- resid=act+0x40000{i*131072+[act+0x40000]} m=1{min(seq-i*128,128)} k=256 n=512 wait=sfu ; loop i<{(seq+127)//128}=1
+0033 L1 dev.mvm#27 mvm wfmt=int4 affine=0 res=add relu=0 argmax=0 out_fp32=0 x=act+0x0{i*65536+[act+0x0]} w=weights:model.layers.1.mlp.down_proj.weight.int4 wscale=weights:model.layers.1.mlp.down_proj.weight.int4.scale out=act+0x40000{i*32768+[act+0x40000]} aff=- resid=act+0x80000{i*32768+[act+0x80000]} m=1{min(seq-i*64,64)} k=512 n=256 wait=mvm ; loop i<{(seq+63)//64}=1
+0034 - dev.rmsnorm#28 rmsnorm src=act+0x40000 dst=act+0x0 gamma=weights:model.norm.weight.f16 rows=1{seq} cols=256 eps=9.999999747378752e-06 wait=mvm,sfu

@@ -17,5 +17,5 @@ __all__ = ["load_artifact", "VerifiedArtifact", "MANIFEST", "MANIFEST_SUM", "man
            "eval_expr", "parse_expr", "read_manifest", "FORMAT", "MANIFEST_VERSION", "Manifest", "schema_markdown",
            "TargetInfo", "Dim", "Pool", "Buffer", "WeightBlob", "HostConst", "Entry", "EntryInput", "EntryOutput",
            "ValueInfo", "HostStep", "ToDeviceStep", "ToHostStep", "StreamStep", "ValueRef", "LiteralOperand",
-           "ConstRef", "Stream", "Patch", "Guard", "InsnRecord", "LlmInfo", "HostOp", "HostQuant", "TokenizerInfo",
+           "ConstRef", "Stream", "Patch", "Guard", "Loop", "InsnRecord", "LlmInfo", "HostOp", "HostQuant", "TokenizerInfo",
            "ModelSource", "model_kind"]

@@ -116,13 +116,13 @@ def check_references(m: Manifest, r: Reader) -> None:
         r.fail("source.kind", f"is {quote(m.source.kind)}, the spec {quote(m.source.spec)} is of kind "
                               f"{quote(model_kind(m.source.spec))}")
 
-    def over_dims(path, expr):
+    def over_dims(path, expr, var=None):
         try:
             names = check_expr(expr)
         except ExprError as e:
             r.fail(path, str(e))
         for name in sorted(names):
-            if name not in m.dims:
+            if name not in m.dims and name != var:
                 r.fail(path, f"uses {quote(name)}, which is not a dim")
 
     named = {n for pool in ("weights", "kv") if pool in m.memory for n in m.memory[pool].buffers}
@@ -140,18 +140,32 @@ def check_references(m: Manifest, r: Reader) -> None:
         listed(f"{p}.asm", s.asm)
         if len(s.insns) != s.count:
             r.fail(f"{p}.insns", f"must have one record per entry ({s.count}), got {len(s.insns)}")
+        loop_of = {}   # entry -> its loop's variable
+        prev_end = 0
+        for i, lp in enumerate(s.loops):
+            q = f"{p}.loops[{i}]"
+            if lp.start < prev_end:
+                r.fail(f"{q}.start", f"must be >= the previous loop's end ({prev_end}), got {lp.start}")
+            if not lp.start < lp.end <= s.count:
+                r.fail(f"{q}.end", f"must be > start ({lp.start}) and <= the stream's count ({s.count}), "
+                                   f"got {lp.end}")
+            if lp.var in m.dims:
+                r.fail(f"{q}.var", f"{quote(lp.var)} is a dim; a loop variable must not be")
+            over_dims(f"{q}.trips", lp.trips)
+            loop_of.update((k, lp.var) for k in range(lp.start, lp.end))
+            prev_end = lp.end
         for i, pt in enumerate(s.patches):
             q = f"{p}.patches[{i}]"
             if pt.index >= s.count:
                 r.fail(f"{q}.index", f"must be < the stream's count ({s.count}), got {pt.index}")
             if pt.lo + pt.width > 32:
                 r.fail(f"{q}.width", f"bits [{pt.lo}, {pt.lo + pt.width}) do not fit a 32-bit word")
-            over_dims(f"{q}.expr", pt.expr)
+            over_dims(f"{q}.expr", pt.expr, loop_of.get(pt.index))
         for i, g in enumerate(s.guards):
             q = f"{p}.guards[{i}]"
             if g.index >= s.count:
                 r.fail(f"{q}.index", f"must be < the stream's count ({s.count}), got {g.index}")
-            over_dims(f"{q}.expr", g.expr)
+            over_dims(f"{q}.expr", g.expr, loop_of.get(g.index))
         for i, rec in enumerate(s.insns):
             for j, w in enumerate(rec.weights):
                 if w not in named:

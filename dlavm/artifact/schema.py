@@ -28,7 +28,8 @@ FORMAT = "dlavm-artifact"
 #: 3: the bundled tokenizer (``tokenizer``); host constants stored quantised (``HostConst.quant``); a non-finite
 #: number in a host step's literal or attribute written ``{"$float": "-inf"}`` (:class:`.spec.HostJson`).
 #: 4: where the model came from (``source``: the MODEL string and ``max_seq`` given to the compiler).
-MANIFEST_VERSION = 4
+#: 5: loops of a stream (``Stream.loops``): a dynamic loop's body is stored once and re-launched per iteration.
+MANIFEST_VERSION = 5
 #: Device addresses are counted in bytes below 2**64; instruction address fields hold multiples of 32.
 ADDRESS = Int(0, 2**64 - 1)
 #: Bytes per element of each dtype (little-endian arrays).
@@ -267,6 +268,17 @@ class Guard:
 
 
 @dataclass(frozen=True)
+class Loop:
+    """Entries ``[start, end)`` run ``trips`` times, ``var`` = 0, 1, ...: the host re-launches them re-patched
+    for each iteration (doc/backend.md, "AUX streams")."""
+
+    var: str = spec_field(IDENT, "iteration variable; not a dim; the loop's patches and guards may use it")
+    start: int = spec_field(Int(0), "first entry; < `end`")
+    end: int = spec_field(Int(1), "one past the last entry; <= the stream's `count`, <= the next loop's `start`")
+    trips: str = spec_field(Expr(), "trip count, over the dims")
+
+
+@dataclass(frozen=True)
 class InsnRecord:
     """What an instruction belongs to, from the lowering (not from its comment)."""
 
@@ -285,6 +297,7 @@ class Stream:
     count: int = spec_field(Int(0, 2**24), "entries")
     patches: tuple = spec_field(ListOf(Record(Patch)), "dynamic fields")
     guards: tuple = spec_field(ListOf(Record(Guard)), "guarded entries")
+    loops: tuple = spec_field(ListOf(Record(Loop)), "re-launched entry ranges, in order, disjoint")
     insns: tuple = spec_field(ListOf(Record(InsnRecord)), "one record per entry (`count` of them)")
 
 
@@ -379,7 +392,7 @@ class Manifest:
 #: Every record of the schema, in the order the doc lists them.
 RECORDS = (Manifest, TargetInfo, Dim, Pool, Buffer, WeightBlob, HostConst, HostQuant, Entry, EntryInput, EntryOutput,
            ValueInfo, HostStep, ToDeviceStep, ToHostStep, StreamStep, ValueRef, LiteralOperand, ConstRef,
-           Stream, Patch, Guard, InsnRecord, LlmInfo, TokenizerInfo, ModelSource, HostOp)
+           Stream, Patch, Guard, Loop, InsnRecord, LlmInfo, TokenizerInfo, ModelSource, HostOp)
 
 
 def schema_markdown() -> str:
@@ -399,7 +412,7 @@ def schema_markdown() -> str:
 
 __all__ = ["FORMAT", "MANIFEST_VERSION", "DTYPE_BYTES", "Manifest", "TargetInfo", "Dim", "Pool", "Buffer", "WeightBlob",
            "HostConst", "Entry", "EntryInput", "EntryOutput", "ValueInfo", "HostStep", "ToDeviceStep",
-           "ToHostStep", "StreamStep", "ValueRef", "LiteralOperand", "ConstRef", "Stream", "Patch", "Guard",
+           "ToHostStep", "StreamStep", "ValueRef", "LiteralOperand", "ConstRef", "Stream", "Patch", "Guard", "Loop",
            "InsnRecord", "LlmInfo", "TokenizerInfo", "HostQuant", "HostOp", "ModelSource", "model_kind",
            "SOURCE_KINDS", "MODEL_SPEC_MAX_LEN", "RECORDS", "schema_markdown",
            "TOKENIZER_MAX_BYTES", "CHAT_TEMPLATE_MAX_BYTES"]

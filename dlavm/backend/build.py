@@ -18,7 +18,7 @@ import numpy as np
 
 from dlavm import sym
 from dlavm.artifact import (FORMAT, MANIFEST_VERSION, Buffer, ConstRef, Dim, Entry, EntryInput, EntryOutput, Guard,
-                            HostConst, HostOp, HostStep, LiteralOperand, LlmInfo, Manifest, Patch, Pool,
+                            Loop, HostConst, HostOp, HostStep, LiteralOperand, LlmInfo, Manifest, Patch, Pool,
                             Stream, StreamStep, TargetInfo, ToDeviceStep, ToHostStep, ValueInfo, ValueRef,
                             WeightBlob, read_manifest)
 from dlavm.ir import paused_gc
@@ -130,6 +130,7 @@ def build_module(mod, target, model: str = "model", weights: str = "int4", on_pr
             patches=tuple(Patch(p["index"], p["field"], p["word"], p["lo"], p["width"], p["kind"], p["expr"])
                           for p in st.patches),
             guards=tuple(Guard(g["index"], g["expr"]) for g in st.guards),
+            loops=tuple(Loop(lp["var"], lp["start"], lp["end"], lp["trips"]) for lp in st.loops),
             insns=tuple(insn_records(st, memory, target)))
     manifest = Manifest(
         format=FORMAT, version=MANIFEST_VERSION,

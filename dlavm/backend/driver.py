@@ -156,7 +156,7 @@ class Driver {{
   void load_weights();
 {decls}
  private:
-  void run_stream(size_t k, const dlavm::Stream& s);
+  void run_range(size_t k, const dlavm::Stream& s, size_t lo, size_t hi);
   dlavm::Device& dev_;
   const dlavm::Artifact& art_;
   std::vector<dlavm::Stream> streams_;
@@ -331,9 +331,15 @@ void Driver::load_weights() {{
   }}
 }}
 
-void Driver::run_stream(size_t k, const dlavm::Stream& s) {{
-  dev_.write_mem(kStreams[k].addr, s.bytes());
-  dev_.run_stream(kStreams[k].addr, kStreams[k].count);
+// Entries [lo, hi) of stream k (patched as `s`) written to the device, run and waited for.
+void Driver::run_range(size_t k, const dlavm::Stream& s, size_t lo, size_t hi) {{
+  if (lo >= hi) return;
+  if (hi > s.count() || hi > kStreams[k].count)
+    throw std::runtime_error("stream launch [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                             ") past the stream's " + std::to_string(kStreams[k].count) + " entries");
+  const uint64_t addr = kStreams[k].addr + lo * dlavm::kInsnBytes;
+  dev_.write_mem(addr, s.bytes().data() + lo * dlavm::kInsnBytes, (hi - lo) * dlavm::kInsnBytes);
+  dev_.run_stream(addr, static_cast<uint32_t>(hi - lo));
   dev_.wait();
 }}
 """
@@ -399,6 +405,46 @@ def generate_driver(build, model: str) -> dict:
                                                  m.dims["batch"].hi if batched else 1).encode()
         files[f"driver/{mf}_generate.cc"] = generate_main(llm, mf).encode()
     return files
+
+
+def _stream_patches(st, dims, k: int) -> list:
+    """C++ lines patching stream ``st`` (index ``k``) for the dims with every loop at its first trip, and
+    defining ``patch_loop<j>(t)``, which restores loop j's entries and re-patches them for trip ``t``."""
+    loop_of = {}
+    for j, lp in enumerate(st.loops):
+        loop_of.update((i, j) for i in range(lp["start"], lp["end"]))
+    lvars = {lp["var"]: f"lv_{lp['var']}" for lp in st.loops}
+
+    def cpp(e):
+        e = sym.as_expr(e)
+        if e.is_const:
+            return f"int64_t({e.value})"
+        return sym.to_cpp(e, names={**{d.name: f"d.{d.name}" for d in dims}, **lvars})
+
+    body: dict = {}   # loop (or None) -> lines
+    guarded = {}
+    for gi, g in enumerate(st.guards):
+        j = loop_of.get(g["index"])
+        guarded[g["index"]] = f"on{g['index']}"
+        body.setdefault(j, []).append(f"const bool on{g['index']} = {cpp(st.exprs[('guard', gi)])} != 0;")
+        body[j].append(f"if (!on{g['index']}) s.disable({g['index']});")
+    for pi, p in enumerate(st.patches):
+        j = loop_of.get(p["index"])
+        cond = f"if ({guarded[p['index']]}) " if p["index"] in guarded else ""
+        body.setdefault(j, []).append(
+            f"{cond}set_field(s, {p['index']}, {p['word']}, {p['lo']}, {p['width']}, "
+            f"{cpp(st.exprs[('patch', pi)])}, {'true' if p['kind'] == 'addr' else 'false'}, "
+            f"\"{st.insns[p['index']].op}.{p['field']}\");")
+    L = [f"    {line}" for line in body.get(None, [])]
+    for j, lp in enumerate(st.loops):
+        v = lvars[lp["var"]]
+        L.append(f"    auto patch_loop{j} = [&](int64_t {v}) {{")
+        L.append(f"      s.copy_entries(streams_[{k}], {lp['start']}, {lp['end']});")
+        L += [f"      {line}" for line in body.get(j, [])]
+        L.append(f"      (void){v};")
+        L.append("    };")
+        L.append(f"    patch_loop{j}(0);")
+    return L
 
 
 def _artifact_facts(m: Manifest) -> str:
@@ -487,19 +533,24 @@ def _entry(lf, m, build, dims, sidx, cidx) -> str:
             sname = step.stream
             st = build.streams[sname]
             k = sidx[sname]
-            L.append(f"  {{  // stream {sname}: {len(st.insns)} entries")
+            L.append(f"  {{  // stream {sname}: {len(st.insns)} entries, {len(st.loops)} loops")
             L.append(f"    dlavm::Stream s = streams_[{k}];")
-            guarded = {}
-            for gi, g in enumerate(st.guards):
-                guarded[g["index"]] = f"on{g['index']}"
-                L.append(f"    const bool on{g['index']} = {_cpp(st.exprs[('guard', gi)], dims)} != 0;")
-                L.append(f"    if (!on{g['index']}) s.disable({g['index']});")
-            for pi, p in enumerate(st.patches):
-                cond = f"if ({guarded[p['index']]}) " if p["index"] in guarded else ""
-                L.append(f"    {cond}set_field(s, {p['index']}, {p['word']}, {p['lo']}, {p['width']}, "
-                         f"{_cpp(st.exprs[('patch', pi)], dims)}, {'true' if p['kind'] == 'addr' else 'false'}, "
-                         f"\"{st.insns[p['index']].op}.{p['field']}\");")
-            L.append(f"    run_stream({k}, s);")
+            L += _stream_patches(st, dims, k)
+            L.append("    size_t lo = 0;  // first entry of the next launch (doc/backend.md, AUX streams)")
+            for j, lp in enumerate(st.loops):
+                L.append(f"    {{  // loop {lp['var']}: entries [{lp['start']}, {lp['end']})")
+                L.append(f"      const int64_t n = {_cpp(st.exprs[('loop', j)], dims)};")
+                L.append(f"      if (n < 0 || n > {1 << 24}) throw std::runtime_error(\"stream {sname} loop {j}: "
+                         f"trip count \" + std::to_string(n) + \" outside [0, {1 << 24}]\");")
+                L.append("      if (n >= 2) {")
+                L.append(f"        run_range({k}, s, lo, {lp['end']});")
+                L.append(f"        for (int64_t t = 1; t < n - 1; ++t) {{ patch_loop{j}(t); "
+                         f"run_range({k}, s, {lp['start']}, {lp['end']}); }}")
+                L.append(f"        patch_loop{j}(n - 1);")
+                L.append(f"        lo = {lp['start']};")
+                L.append("      }")
+                L.append("    }")
+            L.append(f"    run_range({k}, s, lo, {len(st.insns)});")
             L.append("  }")
     outs = ", ".join(var[v] for v in lf.outputs)
     L.append(f"  return {{{outs}}};")

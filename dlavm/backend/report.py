@@ -153,7 +153,7 @@ def format_report(manifest: Manifest, build=None, timings: dict | None = None, h
                      f"  ({len(p.buffers)} buffers)")
     for name, s in m.streams.items():
         lines.append(f"stream {name}: {s.count} instructions, {len(s.patches)} patched fields, "
-                     f"{len(s.guards)} guarded entries")
+                     f"{len(s.guards)} guarded entries, {len(s.loops)} loops")
     if host_ops or m.host_ops:
         lines += format_host_table(host_ops if host_ops else m.host_ops)
     if timings:

@@ -10,7 +10,11 @@ file format (:func:`parse`), so a golden is a listing saved to disk.
 
 Specialised at dim values (``at={"seq": 129}``), every patch is evaluated
 and an entry whose guard is false is shown as what the device runs: a
-``nop`` keeping its wait mask, with a note ``off <op> if {guard}``.
+``nop`` keeping its wait mask, with a note ``off <op> if {guard}``. A
+loop's body (entries the host re-launches once per iteration, doc/backend.md)
+is listed once, at its first iteration (its variable 0), its first entry
+noted ``loop i<{trips}`` (``=n`` at dim values); the loop variable is listed as
+``i`` whatever the compiler named it.
 Without ``at`` the listing is symbolic: each dynamic field holds its
 upper-bound placeholder (the static stream) and its expression.
 
@@ -38,6 +42,8 @@ from dlavm.target import asm, isa
 from .relocate import MemoryMap, relocate_expr
 
 MAGIC = "# dlavm instruction listing v1"
+#: How a listing names the variable of the loop an entry belongs to (one loop per entry, doc/backend.md).
+LOOP_VAR = "i"
 
 
 class CompareError(ValueError):
@@ -173,6 +179,9 @@ def from_manifest(manifest: Manifest, read_file: Callable[[str], bytes], at: Map
         for p in s.patches:
             patches.setdefault(p.index, {})[p.field] = p.expr
         guards = {g.index: g.expr for g in s.guards}
+        loop_at = {}   # entry -> (its loop, whether it is the loop's first entry)
+        for lp in s.loops:
+            loop_at.update((k, (lp, k == lp.start)) for k in range(lp.start, lp.end))
         fn = name.rsplit(".", 1)[0]
         rows = []
         for i, insn in enumerate(insns):
@@ -180,16 +189,25 @@ def from_manifest(manifest: Manifest, read_file: Callable[[str], bytes], at: Map
             tag, layer = s.insns[i].tag or "-", s.insns[i].layer
             guard = guards.get(i)
             wait = ",".join(u for u in isa.WAIT_UNITS if u in insn.wait)
-            if at and guard is not None and not _eval(guard, at, where):
+            lp, first = loop_at.get(i, (None, False))
+            env = {**at, lp.var: 0} if at and lp is not None else at   # a loop body shown at its first trip
+            loop_note = (f"loop {LOOP_VAR}<{{{_squash(lp.trips)}}}" + (f"={_eval(lp.trips, at, where)}" if at else "")
+                         if first else "")
+            # the variable's name is the compiler's (node-numbered): listed as LOOP_VAR, so that the same
+            # change to every tiled op reads as one pattern in a diff
+            canon = (lambda e, v=lp.var: re.sub(rf"\b{re.escape(v)}\b", LOOP_VAR, e)) if lp else (lambda e: e)
+            if at and guard is not None and not _eval(guard, env, where):
                 fields = {"wait": wait} if wait else {}
-                rows.append(Insn(i, "nop", tag, layer, fields, f"off {insn.op} if {{{_squash(guard)}}}"))
+                rows.append(Insn(i, "nop", tag, layer, fields,
+                                 " ".join(x for x in (loop_note, f"off {insn.op} if {{{_squash(canon(guard))}}}")
+                                          if x)))
                 continue
             fields = {}
             for f in insn.format.fields:
                 v = insn.fields[f.name]
                 expr = patches.get(i, {}).get(f.name)
                 if expr is not None and at:
-                    v = _eval(expr, at, where)
+                    v = _eval(expr, env, where)
                 if f.kind == "addr":
                     unused = v == 0 and operand_unused(insn.op, f.name, insn.fields, target)
                     label = "-" if unused else mm.label(int(v), fn)
@@ -197,12 +215,13 @@ def from_manifest(manifest: Manifest, read_file: Callable[[str], bytes], at: Map
                 else:
                     text = _fmt_value(f.kind, v)
                 if expr is not None:
-                    e = expr if raw or f.kind != "addr" else relocate_expr(expr, starts)
+                    e = canon(expr if raw or f.kind != "addr" else relocate_expr(expr, starts, mm, fn))
                     text += "{" + _squash(e) + "}"
                 fields[f.name] = text
             if wait:
                 fields["wait"] = wait
-            note = f"if {{{_squash(guard)}}}" if guard is not None else ""
+            note = " ".join(x for x in (loop_note, f"if {{{_squash(canon(guard))}}}" if guard is not None else "")
+                            if x)
             rows.append(Insn(i, insn.op, tag, layer, fields, note))
         out.streams[name] = rows
     return out

@@ -85,9 +85,19 @@ def _token(name: str) -> str:
 _INT = re.compile(r"\b\d{6,}\b")
 
 
-def relocate_expr(expr: str, starts: dict) -> str:
-    """``expr`` with every integer literal that is a buffer's start replaced by ``[label]``."""
-    return _INT.sub(lambda m: f"[{starts[int(m.group())]}]" if int(m.group()) in starts else m.group(), expr)
+def relocate_expr(expr: str, starts: dict, mm: "MemoryMap | None" = None, function: str = "") -> str:
+    """``expr`` with every integer literal that is a buffer's start replaced by ``[label]``, and with ``mm``
+    every literal inside an activations pool by ``[act+0xOFF]`` (a loop's tile address ``i*K + base``)."""
+    def sub(m):
+        v = int(m.group())
+        if v in starts:
+            return f"[{starts[v]}]"
+        if mm is not None:
+            text = mm.label(v, function)
+            if text.startswith("act+"):
+                return f"[{text}]"
+        return m.group()
+    return _INT.sub(sub, expr)
 
 
 __all__ = ["MemoryMap", "relocate_expr", "NAMED_POOLS"]

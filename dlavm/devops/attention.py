@@ -18,7 +18,7 @@ from ..ir import IRTypeError, Literal, TensorType, attr, call
 from ..passes.fold import FoldError, evaluate, free_dims, is_size_only
 from ..passes.patterns_match import Pat, Pattern, const_int, is_op, permute
 from ..target.isa import HEAD_DIM_MULTIPLE
-from ..task.ir import If
+from ..task.ir import For, If
 from ..task.lower import ub
 from .rope import batch1_4d, dim_var, head_major, probe_sizes, token_major
 from .examples import OpExample
@@ -248,12 +248,63 @@ def check(node, target) -> None:
 
 
 
+#: Bytes the fp32 scores and fp16 probabilities of one query-row tile may take (every head, the whole
+#: key bound): the row tile of :func:`row_tile`. 64 MiB keeps the Llama-2-7B shape's attention scratch
+#: O(ctx) (64 rows at 4096 positions) while smaller models keep one tile, i.e. one instruction triple.
+ATTENTION_SCRATCH_BYTES = 64 << 20
+
+
+def row_tile(heads: int, keys: int, rows: int) -> int:
+    """Query rows per ``mat_qk -> softmax -> mat_pv`` triple: ``rows`` (the bound of M) when all of
+    them fit :data:`ATTENTION_SCRATCH_BYTES` with ``keys`` (the bound of L) scores each, else the largest
+    power of two that fits (at least 1). Scratch is then ``heads * tile * keys * 6`` bytes: linear in
+    the context, not quadratic (doc/memory.md)."""
+    per_row = heads * keys * 6
+    if rows * per_row <= ATTENTION_SCRATCH_BYTES:
+        return max(rows, 1)
+    t = 1
+    while 2 * t * per_row <= ATTENTION_SCRATCH_BYTES:
+        t *= 2
+    return t
+
+
+def _row_tiles(ctx, qa, out, kc, vc, mq, h, hkv, d, lk, pos0, stride, scale, causal) -> list:
+    """``mat_qk -> softmax -> mat_pv`` over the ``mq`` query rows in tiles of :func:`row_tile` rows:
+    one triple when the bound fits, else a loop whose tile ``i`` takes rows ``[i*T, min((i+1)*T, mq))``
+    (query and output rows are contiguous ``[M, H, D]`` slices) at positions from ``pos0 + i*T``.
+    Rows are independent (each softmax row sees its own keys), so the result is the untiled one bit
+    for bit; each tile reads every key (``l = lk``) as the untiled form does."""
+    cap_rows = ub(mq)
+    t = row_tile(h, ub(lk), cap_rows)
+    scores = ctx.scratch("attn.scores", ub(h * sym.smin(sym.const(t), mq) * lk) * 4)
+    probs = ctx.scratch("attn.probs", ub(h * sym.smin(sym.const(t), mq) * lk) * 2)
+    row = h * d * 2
+
+    def triple(m, r0, p0):
+        att = dict(m=m, heads=h, kv_heads=hkv, l=lk, d=d)
+        return (
+            ctx.emit("mat_qk", out_fp32=True, q=qa + r0 * row, kc=kc, out=scores, k_stride=stride, scale=scale,
+                     **att),
+            ctx.emit("softmax", in_fp32=True, causal=causal, src=scores, dst=probs, rows=h * m, cols=lk, m=m,
+                     pos0=p0),
+            ctx.emit("mat_pv", p=probs, vc=vc, out=out + r0 * row, v_stride=stride, **att),
+        )
+
+    if cap_rows <= t:
+        return list(triple(mq, 0, pos0))
+    trips = sym.ceildiv(mq, t)
+    i = sym.Var(f"r{ctx.node_index}", 0, ub(trips) - 1)
+    return [For(i, trips, triple(sym.smin(sym.const(t), mq - i * t), i * t, pos0 + i * t))]
+
+
 def lower(ctx, node):
-    """kv_append K and V into a scratch cache, then mat_qk -> softmax (causal, pos0) -> mat_pv.
+    """kv_append K and V into a scratch cache, then mat_qk -> softmax (causal, pos0) -> mat_pv over
+    query-row tiles (:func:`_row_tiles`).
 
     The scratch cache has capacity ``upper_bound(L)`` positions per head, so
-    one placement serves every length; scores are fp32 ``[H, M, L]``. The
-    caches and score buffers are shared by every attention of the function.
+    one placement serves every length; scores are fp32 ``[H, T, L]`` for a
+    tile of T query rows. The caches and score buffers are scratch shared by
+    every attention of every entry (doc/memory.md).
     """
     if node.attrs["cache"] is not None:
         return _lower_cached_attention(ctx, node)
@@ -265,22 +316,16 @@ def lower(ctx, node):
     stride = cap * d * 2
     kc = ctx.scratch("attn.kcache", hkv * stride)
     vc = ctx.scratch("attn.vcache", hkv * stride)
-    scores = ctx.scratch("attn.scores", ub(h * mq * lk) * 4)
-    probs = ctx.scratch("attn.probs", ub(h * mq * lk) * 2)
     qa, ka, va, out = ctx.addr(q), ctx.addr(k), ctx.addr(v), ctx.addr(node)
     pos0 = node.attrs["pos0"]
     pos0 = lk - mq if pos0 is None else sym.as_expr(pos0)
     scale = node.attrs["scale"]
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     kv = dict(m=lk, kv_heads=hkv, d=d, pos=0, head_stride=stride, capacity=cap)
-    att = dict(m=mq, heads=h, kv_heads=hkv, l=lk, d=d)
     return [
         ctx.emit("kv_append", src=ka, dst=kc, **kv),
         ctx.emit("kv_append", src=va, dst=vc, **kv),
-        ctx.emit("mat_qk", out_fp32=True, q=qa, kc=kc, out=scores, k_stride=stride, scale=scale, **att),
-        ctx.emit("softmax", in_fp32=True,
-                 causal=bool(node.attrs["causal"]), src=scores, dst=probs, rows=h * mq, cols=lk, m=mq, pos0=pos0),
-        ctx.emit("mat_pv", p=probs, vc=vc, out=out, v_stride=stride, **att),
+        *_row_tiles(ctx, qa, out, kc, vc, mq, h, hkv, d, lk, pos0, stride, scale, bool(node.attrs["causal"])),
     ]
 
 
@@ -299,24 +344,16 @@ def _lower_cached_attention(ctx, node):
     cap, lk = int(a["capacity"]), sym.as_expr(a["kv_len"])
     stride = cap * d * 2
     kc, vc = (_cache_slot(ctx, a, kind, hkv * stride) for kind in "kv")
-    scores = ctx.scratch("attn.scores", ub(h * mq * lk) * 4)
-    probs = ctx.scratch("attn.probs", ub(h * mq * lk) * 2)
     qa, ka, va, out = ctx.addr(q), ctx.addr(k), ctx.addr(v), ctx.addr(node)
     pos = lk - mq
     scale = a["scale"]
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     kv = dict(m=mq, kv_heads=hkv, d=d, pos=pos, head_stride=stride, capacity=cap)
-    att = dict(m=mq, heads=h, kv_heads=hkv, l=lk, d=d)
     append = [
         ctx.emit("kv_append", src=ka, dst=kc, **kv),
         ctx.emit("kv_append", src=va, dst=vc, **kv),
     ]
-    whole = [
-        ctx.emit("mat_qk", out_fp32=True, q=qa, kc=kc, out=scores, k_stride=stride, scale=scale, **att),
-        ctx.emit("softmax", in_fp32=True,
-                 causal=bool(a["causal"]), src=scores, dst=probs, rows=h * mq, cols=lk, m=mq, pos0=pos),
-        ctx.emit("mat_pv", p=probs, vc=vc, out=out, v_stride=stride, **att),
-    ]
+    whole = _row_tiles(ctx, qa, out, kc, vc, mq, h, hkv, d, lk, pos, stride, scale, bool(a["causal"]))
     chunks = next((c for c in DECODE_HEAD_CHUNKS if hkv % c == 0 and c <= hkv), 1)
     if chunks == 1:
         return append + whole

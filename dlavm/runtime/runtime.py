@@ -9,9 +9,11 @@ What :meth:`Runtime.run` guarantees:
 * dynamic dims are bound from the input shapes and checked against their
   bounds (:class:`BoundsError` names the input, dim and bounds);
 * every AUX stream is patched for those dims (dynamic fields rewritten,
-  guarded entries past a loop's trip count turned into ``nop``), only the
+  guarded entries whose condition is false turned into ``nop``), only the
   64-byte entries that changed since the stream was last written are
-  re-written to the device, and the stream is started and waited for;
+  re-written to the device, and the stream is started and waited for; a
+  loop of the stream that runs n > 1 times is re-launched, its body
+  re-patched for each iteration (:meth:`Runtime.launches`);
 * host-fallback ops run with numpy (:mod:`dlavm.runtime.host_kernels`);
 * outputs are numpy arrays of the entry's output dtypes.
 
@@ -74,7 +76,9 @@ class Runtime:
         #: every instruction waits for every unit (runs with the others idle): the same results, no overlap;
         #: a debugging aid and how each instruction's cycles are measured alone (doc/runtime.md)
         self.serial = bool(serial)
-        #: (stream name, index of its first instruction in the device's issue order) per stream run
+        #: (stream name, index of the launch's first instruction in the device's issue order, first entry,
+        #: one past its last entry) per launch of a stream (a stream with a loop of n > 1 trips is launched
+        #: several times per run, :meth:`launches`)
         self.stream_log: list = []
         self.host_log: list = []
         self._streams = {n: bytes(read_file(s.file)) for n, s in manifest.streams.items()}
@@ -234,13 +238,22 @@ class Runtime:
         x = np.frombuffer(self.hal.read_mem(value.addr, 2 * n), dtype="<f2").reshape(shape)
         return x.astype(dtype)
 
-    def patched_stream(self, name: str, env: Mapping[str, int]) -> bytearray:
-        """The bytes of stream ``name`` patched for ``env`` (dims)."""
+    def patched_stream(self, name: str, env: Mapping[str, int], loop_vars: Mapping[str, int] | None = None,
+                       data: bytearray | None = None, lo: int = 0, hi: int | None = None) -> bytearray:
+        """The bytes of stream ``name`` patched for ``env`` (dims) with every loop variable at its value in
+        ``loop_vars`` (default 0: each loop's first iteration). With ``data``, only entries ``[lo, hi)`` of
+        it are restored from the stream's bytes and re-patched (one loop body for its next iteration)."""
         s = self.manifest.streams[name]
-        data = bytearray(self._streams[name])
-        off_entries = {g.index for g in s.guards if not _eval(g.expr, env)}
+        hi = s.count if hi is None else hi
+        static = self._streams[name]
+        if data is None:
+            data = bytearray(static)
+        else:
+            data[lo * INSN_BYTES:hi * INSN_BYTES] = static[lo * INSN_BYTES:hi * INSN_BYTES]
+        env = {**env, **{lp.var: 0 for lp in s.loops}, **(loop_vars or {})}
+        off_entries = {g.index for g in s.guards if lo <= g.index < hi and not _eval(g.expr, env)}
         for p in s.patches:
-            if p.index in off_entries:  # past a loop's trip count: its fields are meaningless
+            if not lo <= p.index < hi or p.index in off_entries:  # an entry turned off: its fields are meaningless
                 continue
             v = _eval(p.expr, env)
             if p.kind == "addr":
@@ -250,7 +263,7 @@ class Runtime:
                 raise RunError(f"stream '{name}' entry {p.index}: {p.field} = {v} does not fit "
                                f"its {p.width}-bit field (dims {dict(env)})")
             off = p.index * INSN_BYTES + 4 * p.word
-            (w,) = struct.unpack_from("<I", self._streams[name], off)
+            (w,) = struct.unpack_from("<I", static, off)
             bound = w >> p.lo & mask   # the compiled stream holds the field at its upper bound
             if v > bound:
                 raise RunError(f"stream '{name}' entry {p.index}: {p.field} = {v} exceeds the upper bound "
@@ -262,17 +275,50 @@ class Runtime:
             (w0,) = struct.unpack_from("<I", data, off)
             struct.pack_into(f"<{INSN_WORDS}I", data, off, _NOP | (w0 & 0xFF00), *([0] * (INSN_WORDS - 1)))
         if self.serial:
-            for off in range(0, s.count * INSN_BYTES, INSN_BYTES):
+            for off in range(lo * INSN_BYTES, hi * INSN_BYTES, INSN_BYTES):
                 (w0,) = struct.unpack_from("<I", data, off)
                 struct.pack_into("<I", data, off, w0 | _WAIT_ALL)
         return data
 
+    def launches(self, name: str, env: Mapping[str, int]) -> list:
+        """How a run of stream ``name`` for ``env`` goes: ``[(lo, hi, loop, iteration)]``, each a launch of
+        entries ``[lo, hi)`` after re-patching loop ``loop``'s body for ``iteration`` (``loop`` None: the
+        whole stream patched at every loop's first iteration). A loop that runs once costs nothing extra
+        (it is part of the launch around it); one of n > 1 trips splits the run: the launch up to its end
+        (iteration 0), its body alone for iterations 1 .. n-2, and iteration n-1 continues with what
+        follows. A loop of 0 trips has its body guarded off (doc/backend.md)."""
+        s = self.manifest.streams[name]
+        plan, lo = [(0, 0, None, 0)], 0
+        for j, lp in enumerate(s.loops):
+            n = _eval(lp.trips, env)
+            if n < 0 or n > 1 << 24:
+                raise RunError(f"stream '{name}' loop {j} ({lp.var}): trip count {n} outside [0, {1 << 24}] "
+                               f"(dims {dict(env)})")
+            if n < 2:
+                continue
+            plan.append((lo, lp.end, None, 0))   # a launch with nothing re-patched before it
+            plan += [(lp.start, lp.end, j, k) for k in range(1, n - 1)]
+            plan.append((lp.start, lp.start, j, n - 1))   # re-patch for the last iteration, launch with the rest
+            lo = lp.start
+        plan.append((lo, s.count, None, 0))
+        return [p for p in plan if p[1] > p[0] or p[2] is not None]
+
     def _run_stream(self, name: str, env: dict) -> None:
         s = self.manifest.streams[name]
         data = self.patched_stream(name, env)
-        self.stream_log.append((name, self.hal.stats().get("instructions", 0)))
+        for lo, hi, j, k in self.launches(name, env):
+            if j is not None:
+                lp = s.loops[j]
+                self.patched_stream(name, env, {lp.var: k}, data=data, lo=lp.start, hi=lp.end)
+            if hi > lo:
+                self._launch(name, data, lo, hi)
+
+    def _launch(self, name: str, data: bytearray, lo: int, hi: int) -> None:
+        """Entries ``[lo, hi)`` of stream ``name`` (patched bytes ``data``) run and waited for."""
+        s = self.manifest.streams[name]
+        self.stream_log.append((name, self.hal.stats().get("instructions", 0), lo, hi))
         if self.mode == "direct":
-            for i in range(s.count):
+            for i in range(lo, hi):
                 words = struct.unpack_from(f"<{INSN_WORDS}I", data, i * INSN_BYTES)
                 if words[0] & 0xFF == _NOP:  # a disabled entry: its wait only delayed itself
                     continue
@@ -282,19 +328,20 @@ class Runtime:
         old = self._written.get(name)
         if old is None:
             self.hal.write_mem(s.addr, bytes(data))
+            self._written[name] = old = bytearray(data)
         else:  # rewrite only the runs of entries that changed
-            i, n = 0, s.count
-            while i < n:
+            i = lo
+            while i < hi:
                 if data[i * INSN_BYTES:(i + 1) * INSN_BYTES] == old[i * INSN_BYTES:(i + 1) * INSN_BYTES]:
                     i += 1
                     continue
                 j = i + 1
-                while j < n and data[j * INSN_BYTES:(j + 1) * INSN_BYTES] != old[j * INSN_BYTES:(j + 1) * INSN_BYTES]:
+                while j < hi and data[j * INSN_BYTES:(j + 1) * INSN_BYTES] != old[j * INSN_BYTES:(j + 1) * INSN_BYTES]:
                     j += 1
                 self.hal.write_mem(s.addr + i * INSN_BYTES, bytes(data[i * INSN_BYTES:j * INSN_BYTES]))
+                old[i * INSN_BYTES:j * INSN_BYTES] = data[i * INSN_BYTES:j * INSN_BYTES]
                 i = j
-        self._written[name] = data
-        self.hal.run_stream(s.addr, s.count)
+        self.hal.run_stream(s.addr + lo * INSN_BYTES, hi - lo)
         self.hal.wait()
 
 

@@ -148,13 +148,17 @@ class LowerContext:
         return BufRef(name)
 
     def scratch(self, role: str, nbytes: int) -> int:
-        """Address of the function's scratch buffer ``role`` (pool 'kv', HBM), sized for its largest user.
+        """Address of the scratch buffer ``role`` (pool 'kv', HBM), sized for its largest user.
 
         Nodes of one function run one after the other, so they share a role's
         buffer (the wait bits order their accesses); e.g. every attention
-        layer uses the same score buffer instead of one each.
+        layer uses the same score buffer instead of one each. Entries run one
+        at a time on a device (a run returns when its last stream is idle), and
+        scratch holds nothing between runs, so every function of the module
+        shares it too: an LLM's ``logits`` and ``greedy`` entries use one score
+        buffer, not one each.
         """
-        name = f"{self.fn_name}.{role}"
+        name = f"scratch.{role}"
         self.scratch_sizes[name] = max(self.scratch_sizes.get(name, 0), int(nbytes))
         return BufRef(name)
 

@@ -55,8 +55,28 @@ def _count_past(m, d):
 
 def _guard_past(m, d):
     s = _s(m)
-    s["guards"][0]["index"] = s["count"] + 5
+    s["guards"] = [{"index": s["count"] + 5, "expr": "seq"}] + s["guards"]
     return f"streams.{STREAM}.guards[0].index: must be < the stream's count ({s['count']}), got {s['count'] + 5}"
+
+
+def _loop_past(m, d):
+    s = _s(m)
+    lp = s["loops"][0]
+    lp["end"] = s["count"] + 1
+    return (f"streams.{STREAM}.loops[0].end: must be > start ({lp['start']}) and <= the stream's count "
+            f"({s['count']}), got {s['count'] + 1}")
+
+
+def _loops_overlap(m, d):
+    s = _s(m)
+    a, b = s["loops"][:2]
+    b["start"] = a["end"] - 1
+    return f"streams.{STREAM}.loops[1].start: must be >= the previous loop's end ({a['end']}), got {a['end'] - 1}"
+
+
+def _loop_var_a_dim(m, d):
+    _s(m)["loops"][0]["var"] = "seq"
+    return f'streams.{STREAM}.loops[0].var: "seq" is a dim; a loop variable must not be'
 
 
 def _short_records(m, d):
@@ -231,6 +251,13 @@ BOTH = [
     ("patch field name", _set(P + ("field",), "m n", f'streams.{STREAM}.patches[0].field: "m n" is not an '
                                                       f'identifier')),
     ("guard index past the stream", _guard_past),
+    ("loop end past the stream", _loop_past),
+    ("loops overlap", _loops_overlap),
+    ("loop variable is a dim", _loop_var_a_dim),
+    ("loop start negative", _set(S + ("loops", 0, "start"), -1, f"streams.{STREAM}.loops[0].start: must be >= 0, "
+                                                                f"got -1")),
+    ("loop trips not text", _set(S + ("loops", 0, "trips"), 3, f"streams.{STREAM}.loops[0].trips: must be a "
+                                                               f"string, got integer")),
     ("instruction records short", _short_records),
     ("instruction layer negative", _set(S + ("insns", 0, "layer"), -1,
                                         f"streams.{STREAM}.insns[0].layer: must be >= 0, got -1")),

@@ -55,8 +55,14 @@ def _inputs(mod, n, rng):
 def test_mvm_tiles_the_token_axis_by_the_activation_buffer():
     cm = dlavm_compile(bind_numerics(_example("dev.mvm", "int4"), TARGET), target=TARGET)
     (st,) = cm.manifest.streams.values()
-    assert st.count == math.ceil(40 / 16)  # K=32 -> 1024 / 64 = 16 tokens per tile
-    assert len(st.guards) == 2  # tiles 2 and 3 run only for seq > 16, > 32
+    # K=32 -> 1024 / 64 = 16 tokens per tile: one entry, a loop of ceil(seq / 16) trips
+    assert st.count == 1 and not st.guards
+    (lp,) = st.loops
+    assert (lp.start, lp.end) == (0, 1)
+    rt = cm.runtime()
+    assert [sum(hi > lo for lo, hi, _, _ in rt.launches("forward.0", {"seq": n})) for n in (1, 16, 17, 40)] \
+        == [1, 1, 2, 3]
+    assert math.ceil(40 / 16) == 3
 
 
 def test_numpy_formulas_agree_within_fp16_tolerance(rng):

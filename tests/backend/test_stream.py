@@ -24,33 +24,63 @@ def test_patch_table_names_every_dynamic_field(mlp):
     cm, _ = mlp
     (st,) = cm.manifest.streams.values()
     insns = isa.decode_stream(cm._read(st.file))
-    assert len(insns) == st.count == 4  # 2 + 2 token tiles (32 and 21 tokens per tile)
+    # one entry per tiled mvm (32 and 21 tokens per tile): a loop's body is stored once
+    assert len(insns) == st.count == 2
+    assert [(lp.start, lp.end) for lp in st.loops] == [(0, 1), (1, 2)]
+    assert all("seq" in lp.trips for lp in st.loops)
     fields = {(p.index, p.field) for p in st.patches}
-    assert fields == {(0, "m"), (1, "m"), (2, "m"), (3, "m")}
+    assert {(0, "m"), (1, "m"), (0, "x"), (1, "out")} <= fields
     for p in st.patches:
         fmt = isa.op_format(insns[p.index].op)
         assert p.word == fmt.field_offset(p.field) // 4
-        assert "seq" in p.expr
-    assert [g.index for g in st.guards] == [1, 3]
-    # the static stream is the worst case: every tile full
-    assert [i["m"] for i in insns] == [32, 8, 21, 19]
+    assert not st.guards
+    # the static stream is the worst case: a full tile
+    assert [i["m"] for i in insns] == [32, 21]
 
 
-def test_patched_stream_disables_tiles_past_the_trip_count(mlp):
+def _launched(rt, name, seq):
+    """The mvm row counts of every entry each launch runs, as the device gets them."""
+    s = rt.manifest.streams[name]
+    data = rt.patched_stream(name, {"seq": seq})
+    out = []
+    for lo, hi, j, k in rt.launches(name, {"seq": seq}):
+        if j is not None:
+            lp = s.loops[j]
+            rt.patched_stream(name, {"seq": seq}, {lp.var: k}, data=data, lo=lp.start, hi=lp.end)
+        if hi > lo:
+            out.append([i["m"] for i in isa.decode_stream(bytes(data[lo * 64:hi * 64]))])
+    return out
+
+
+def test_loops_are_relaunched_once_per_extra_trip(mlp):
     cm, _ = mlp
     rt = cm.runtime()
     name = next(iter(cm.manifest.streams))
-    for seq, live in ((1, [1, 0, 1, 0]), (32, [1, 0, 1, 1]), (33, [1, 1, 1, 1])):
-        insns = isa.decode_stream(bytes(rt.patched_stream(name, {"seq": seq})))
-        assert [int(i.op != "nop") for i in insns] == live
-        assert sum(i["m"] for i in insns if i.op == "mvm" and i["n"] == 48) == seq
+    # one tile each: one launch of the whole stream, nothing re-patched
+    assert _launched(rt, name, 1) == [[1, 1]]
+    assert _launched(rt, name, 21) == [[21, 21]]
+    # 22 tokens: the second mvm takes 2 tiles of <= 21 rows: its body again, at its second trip
+    assert _launched(rt, name, 22) == [[22, 21], [1]]
+    # 40 tokens: 2 tiles of <= 32, 2 of <= 21; the first loop's second trip continues into the second loop
+    assert _launched(rt, name, 40) == [[32], [8, 21], [19]]
+
+
+def test_stream_size_does_not_depend_on_the_bound():
+    rng = np.random.default_rng(0)
+    counts = []
+    for hi in (40, 400, 4000):
+        mod, _, _ = G.mlp(rng, sym.Var("seq", 1, hi), 128)
+        (st,) = dlavm_compile(mod, target=TARGET).manifest.streams.values()
+        counts.append((st.count, len(st.patches), len(st.loops)))
+    assert counts[0] == counts[1] == counts[2]
 
 
 def test_listing_reassembles_to_the_stream(mlp):
     cm, _ = mlp
     (st,) = cm.manifest.streams.values()
     listing = cm._read(st.asm).decode()
-    assert "m={min(seq, 32)}" in listing and "if {" in listing
+    assert "m={min(32, seq + -32*i" in listing.replace(" ", "") or "loop i" in listing
+    assert "loop " in listing
     assert asm.assemble(listing) == cm._read(st.file)
 
 
@@ -86,4 +116,4 @@ def test_report_lists_every_op_with_placement_and_estimates(mlp):
     text = cm.report()
     assert "dev.mvm" in text and "device" in text and "dev.to_device" in text
     assert "est cycles" in text and "weights" in text and "activations" in text
-    assert "stream forward.0: 4 instructions, 4 patched fields, 2 guarded entries" in text
+    assert "stream forward.0: 2 instructions, " in text and ", 2 loops" in text

@@ -77,7 +77,7 @@ def test_swapping_the_tile_loop_order_fails_with_a_grouped_diff(monkeypatch):
     text = format_diff(st.diff)
     # op, field, old -> new with its expression, how many, which layers and ops, and where
     assert "mvm.m: x" in text and "mvm.x: x" in text
-    assert "128{min(seq,128)} -> 1{seq-128}  x12  layers 0-1  at forward.0 #1 #4 #7" in text
+    assert "128{min(seq-i*128,128)} -> 1{min(i*128+seq-128,128)}  x12  layers 0-1  at forward.0 #1 #3 #5" in text
     assert "ops dev.mvm#3," in text
     assert "> 0001 L0 dev.mvm#3 mvm" in text                     # the instruction, with its neighbours
     assert "0000 L0 dev.rmsnorm#2 rmsnorm" in text
@@ -93,7 +93,7 @@ def test_swapping_two_instructions_names_the_op_field_and_layers(monkeypatch):
     assert st.state == "differs"
     text = format_diff(st.diff)
     assert "kv_append.dst: x4  layers 0-1" in text
-    assert "kv:forward.attn.kcache -> kv:forward.attn.vcache  x2  layers 0-1" in text
+    assert "kv:scratch.attn.kcache -> kv:scratch.attn.vcache  x2  layers 0-1" in text
 
 
 def test_update_writes_goldens_that_then_check_clean(tmp_path):

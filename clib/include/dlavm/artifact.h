@@ -56,7 +56,7 @@ class ArtifactError : public std::runtime_error {
 
 constexpr const char* kArtifactFormat = "dlavm-artifact";
 // Equal to MANIFEST_VERSION in dlavm/artifact/schema.py (see its versioning rule).
-constexpr int64_t kArtifactVersion = 4;
+constexpr int64_t kArtifactVersion = 5;
 // The file holding the sha256 of manifest.json (dlavm.artifact.MANIFEST_SUM).
 constexpr const char* kManifestSum = "manifest.sha256";
 

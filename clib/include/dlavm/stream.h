@@ -32,6 +32,9 @@ class Stream {
   void set_bits(size_t entry, size_t w, unsigned lo, unsigned width, uint64_t value);
   // Entry i becomes a nop keeping its wait mask (bits 8..15 of word 0); std::out_of_range past the end.
   void disable(size_t entry);
+  // Entries [lo, hi) copied from `from` (the same stream's unpatched bytes: a loop body restored before it
+  // is re-patched); std::out_of_range unless lo <= hi <= both counts.
+  void copy_entries(const Stream& from, size_t lo, size_t hi);
 
   // Copy the stream to device memory at addr (64-byte aligned, else
   // DeviceError kind "UnalignedAccessError").
