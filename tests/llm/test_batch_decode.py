@@ -189,6 +189,16 @@ def test_bounds_are_refused_in_one_line():
         BatchGenerator(compiled("tiny-llama", "int8", MAX_CTX).runtime())
 
 
+def test_profile_a_batched_step():
+    """dlavm profile of greedy_batch: B sequences each prefilled into its slot, then one measured step."""
+    from dlavm.compiler import profile
+    cm = batched()
+    p = profile(cm.manifest, cm._read, 3, entry="greedy_batch", ctx=10)
+    assert [ph["phase"] for ph in p["phases"]] == ["prefill"] * 3 + ["batched decode (3 sequences)"]
+    one = profile(cm.manifest, cm._read, 1, entry="greedy", ctx=10)
+    assert [ph["phase"] for ph in one["phases"]] == ["prefill", "decode"]
+
+
 def test_compile_refusals():
     mod = imported("tiny-llama", MAX_CTX).module
     for bad in (0, 9):
