@@ -12,6 +12,7 @@ import pytest
 
 from dlavm.compiler import load
 from dlavm.llm import compile_llm
+from tests.clib.clib_build import flavour_flags
 from tests.serve.serve_support import (CLIB, TARGET, _make_lock, connect, device_server, generate, need_gxx,
                                        start_server, work_dir)
 
@@ -19,19 +20,26 @@ SLOTS = 3
 MAX_CTX = 48
 
 
-@pytest.fixture(scope="module")
-def batched_server_build():
+@pytest.fixture(scope="module", params=["release", "asan"])
+def batched_server_build(request):
+    """(artifact, server executable, flavour): tiny-llama with 3 slots, the server built -O2 or with the
+    sanitizers (AddressSanitizer + UndefinedBehaviorSanitizer, as serve_support.server_exe)."""
     need_gxx()
-    cm = compile_llm("tiny-llama", target=TARGET, weights="int8", max_seq=MAX_CTX, batch=SLOTS, name="tl")
-    art = cm.save(work_dir() / "batch" / "art" / "tl")
-    exe = work_dir() / "bin" / "dlavm-server-batch"
+    flavour = request.param
+    art = work_dir() / "batch" / "art" / "tl"
+    if not art.exists():
+        cm = compile_llm("tiny-llama", target=TARGET, weights="int8", max_seq=MAX_CTX, batch=SLOTS, name="tl")
+        cm.save(art)
+    exe = work_dir() / "bin" / f"dlavm-server-batch-{flavour}"
     exe.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["make", "-C", str(CLIB), "server", f"ARTIFACT={art}", f"OUT={exe}"]
+    if flavour == "asan":
+        cmd += ["BUILD=build-asan", "CXXFLAGS=" + " ".join(flavour_flags("asan"))]
     with _make_lock() as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        res = subprocess.run(["make", "-C", str(CLIB), "server", f"ARTIFACT={art}", f"OUT={exe}"],
-                             capture_output=True, text=True, timeout=900)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0, res.stdout + res.stderr
-    return art, exe
+    return art, exe, flavour
 
 
 def _requests():
@@ -55,13 +63,13 @@ def _python_reference(art, reqs):
 
 
 def test_concurrent_clients_get_their_sequential_tokens(batched_server_build):
-    art, exe = batched_server_build
+    art, exe, flavour = batched_server_build
     reqs = _requests()
     want = _python_reference(art, reqs)
     reqs[3]["eos_ids"] = [want[3][4]]   # one request stops by EOS (at the first of its tokens equal to it)
     want[3] = want[3][:want[3].index(want[3][4]) + 1]
     with device_server() as uri:
-        served = start_server(uri, exe=exe, artifact=art)
+        served = start_server(uri, exe=exe, artifact=art, flavour=flavour)
         try:
             host, port = served.host, served.port
             sock = connect(host, port)
