@@ -89,6 +89,27 @@ def test_batched_equals_alone_bit_exact(n):
         assert t1 == toks and same_logits(l1, logits)
 
 
+def test_weights_are_streamed_once_per_step():
+    """A step of b rows reads the weights once: its HBM bytes grow only by the rows' own KV-cache
+    traffic (the same per row), while its MACs grow b-fold; one row reads what a single decode reads."""
+    cm = batched()
+    rt = cm.runtime()
+    for s in range(SLOTS):
+        rt.run("greedy", np.ones((1, 9), np.int64), dims={"ctx": 9, "slot": s})
+    weights = sum(w.nbytes for w in cm.manifest.weights)
+    hbm, macs = [], []
+    for b in range(1, SLOTS + 1):
+        rt.run("greedy_batch", np.ones((1, b), np.int64), dims={f"ctx{r}": 10 for r in range(SLOTS)})
+        hbm.append(rt.last_hbm_bytes)
+        macs.append(rt.last_macs)
+    rt.run("greedy", np.ones((1, 1), np.int64), dims={"ctx": 10, "slot": 0})
+    assert hbm[0] == rt.last_hbm_bytes and hbm[0] > weights
+    per_row = hbm[1] - hbm[0]
+    assert 0 < per_row < weights / 20
+    assert all(hbm[b] - hbm[b - 1] == per_row for b in range(1, SLOTS))
+    assert all(m == macs[0] * (b + 1) for b, m in enumerate(macs))
+
+
 def test_greedy_batch_equals_logits_batch_argmax_and_alone():
     cm = batched()
     rt = cm.runtime()
