@@ -31,7 +31,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .generate import SLOT_DIM, GenerateArgumentError, Generator
+from .generate import GenerateArgumentError, Generator
 from .runtime import RunError, Runtime
 from .sampling import SplitMix64, sample
 
