@@ -31,6 +31,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ctx", type=int, default=128, help="KV length of the measured decode step")
     ap.add_argument("--prefill", type=int, default=512, help="prompt tokens of the measured prefill (0: none)")
     ap.add_argument("--target", default="vcu128")
+    ap.add_argument("--largest", action="store_true",
+                    help="also find the largest context whose KV cache fits HBM (the target with max_seq_len "
+                         "raised, compiled at that context and one past it)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "stream_size.json"))
     args = ap.parse_args(argv)
     from rich.progress import Progress
@@ -82,12 +85,49 @@ def main(argv=None) -> int:
               f"{r['bytes'] / base['bytes']:>8.3f} {r['loops']:>6} {r['kv_pool_bytes'] / 2**20:>12,.1f} "
               f"{r['attention_scratch_bytes'] / 2**20:>12,.1f} {r['decode_ms']:>10.3f} "
               f"{r['decode_cycles'] / base['decode_cycles']:>8.4f} {pre:>11}")
+    largest = _largest(args.target, rows, cm) if args.largest else None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"bench": "stream_size", "target": args.target, "model": "llama2-7b-shape",
-                               "weights": "int4", "machine": platform.machine(), "rows": rows}, indent=2) + "\n")
+                               "weights": "int4", "machine": platform.machine(), "rows": rows,
+                               "largest_context": largest}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
+
+
+def _largest(target_name: str, rows: list, cm) -> dict:
+    """The largest max-seq (a multiple of 64) whose weights + KV pool fit HBM, predicted from the last compile
+    (KV bytes per position, scratch as planned) and checked: compiled at it, refused 64 past it, on the
+    target with ``max_seq_len`` raised (the ISA bound the real target has is printed beside it)."""
+    from dlavm.compiler import CompileError
+    from dlavm.llm import compile_llm
+    from dlavm.passes.memory_plan import PlanError
+    from dlavm.target import get_target
+    t = get_target(target_name)
+    r = rows[-1]
+    hbm = t.figures.region("hbm")
+    weights = cm.build.manifest.memory["weights"].used
+    per_pos = (r["kv_pool_bytes"] - r["attention_scratch_bytes"]) / r["max_seq"]
+    guess = int((hbm.end - hbm.base - weights - r["attention_scratch_bytes"]) // per_pos)
+    wide = t.replace(name=f"{t.name}-ctx", max_seq_len=1 << 20)
+
+    def fits(n: int) -> bool:
+        print(f"  compiling at max-seq {n} ({wide.name}: {t.name} with max_seq_len raised) ...", flush=True)
+        try:
+            compile_llm("llama2-7b-shape", target=wide, weights="int4", max_seq=n)
+            return True
+        except (PlanError, CompileError) as e:
+            print(f"    refused: {str(e).splitlines()[0][:200]}")
+            return False
+    n = guess // 64 * 64
+    while not fits(n):   # the scratch grows a little with the context: step down until it fits
+        n -= 64
+    assert not fits(n + 64), "64 positions past the predicted limit must not fit"
+    print(f"largest context (a multiple of 64) whose KV cache fits {t.name}'s HBM: {n} positions "
+          f"({per_pos / 2**10:.0f} KiB of KV per position, weights {weights / 2**30:.2f} GiB); "
+          f"{t.name}'s max_seq_len is {t.max_seq_len}")
+    return {"positions": n, "kv_bytes_per_position": per_pos, "weights_bytes": weights,
+            "target_max_seq_len": t.max_seq_len}
 
 
 if __name__ == "__main__":

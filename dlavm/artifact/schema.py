@@ -84,7 +84,7 @@ class Dim:
     """Bounds of a dynamic dim, ``lo <= hi``."""
 
     lo: int = spec_field(Int(0, DIM_MAX), "smallest value")
-    hi: int = spec_field(Int(0, DIM_MAX), "largest value (the bound the streams are unrolled to)")
+    hi: int = spec_field(Int(0, DIM_MAX), "largest value (the bound memory is planned for and patch placeholders hold)")
 
 
 @dataclass(frozen=True)

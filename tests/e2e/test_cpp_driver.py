@@ -63,3 +63,23 @@ def test_cpp_driver_refuses_a_corrupt_artifact(server, tmp_path):
     res = subprocess.run([str(exe), server, str(art), "seq=2", str(tmp_path / "x.bin"), str(tmp_path / "o")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and w.name in res.stderr
+
+
+def test_cpp_driver_relaunches_loops_like_the_python_runtime(server, tmp_path):
+    """Token loops of more than one trip (the host re-launches the body, doc/backend.md): the generated
+    driver's launches give the Python runtime's outputs bit for bit, at one trip and at several."""
+    from dlavm.compare.cases import llama_block
+    art = dlavm_compile(llama_block(max_seq=160, layers=1, rng=np.random.default_rng(5)), target="tiny") \
+        .save(tmp_path / "block")
+    py = load(art)
+    assert sum(len(s.loops) for s in py.manifest.streams.values()) >= 7
+    exe = _build(art, "model")
+    assert "patch_loop0(" in (art / "driver" / "model.cc").read_text()
+    rng = np.random.default_rng(1)
+    for n in (1, 64, 65, 129, 160):   # 64 and 128 rows per tile: 1 to 3 trips
+        ids = rng.integers(0, 64, n).astype(np.int64)
+        ids.tofile(tmp_path / "in0.bin")
+        res = subprocess.run([str(exe), server, str(art), f"seq={n}", str(tmp_path / "in0.bin"),
+                              str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        np.testing.assert_array_equal(np.fromfile(tmp_path / "out0.bin", np.float32), py.run(ids)[0].reshape(-1))
