@@ -283,6 +283,15 @@ def random_inputs(manifest: Manifest, entry: str, seq: int, seed: int = 0) -> li
     return out
 
 
+#: The state dim of a batched-decode artifact's single-sequence entries (dlavm.passes.kv_cache.SLOT_DIM).
+_SLOT_DIM = "slot"
+
+
+def _batched_rows(manifest: Manifest, entry: str) -> bool:
+    """Whether ``entry`` is a batched-decode step (one token of each of several sequences, doc/llm.md)."""
+    return manifest.llm is not None and entry in ("greedy_batch", "logits_batch") and "batch" in manifest.dims
+
+
 def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, functional: bool = True,
             trace_path: str | None = None, ctx: int | None = None, hal=None) -> dict:
     """Measured profile of one run of ``entry`` on the simulator, with :func:`random_inputs`.
@@ -298,7 +307,9 @@ def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, f
     Perfetto trace to ``trace_path`` if given. An LLM entry's state dim (the
     KV length after the call, doc/llm.md) is ``ctx`` (default ``seq``:
     prefill); decode at context ``n`` is ``seq=1, ctx=n``, after a prefill of
-    the ``n - 1`` cached tokens.
+    the ``n - 1`` cached tokens. A batched-decode step (``greedy_batch``, doc/llm.md) of ``seq``
+    sequences each at KV length ``ctx`` runs after a prefill of ``ctx - 1`` tokens into each of their
+    slots; a batched artifact's ``greedy`` / ``logits`` run in slot 0.
 
     Besides the totals and ``per_op`` (``(tag, busy cycles, instructions)``), the result has
     ``phase`` and ``phases`` (each run: ``prefill`` / ``decode`` / ``run``, tokens, KV length,
@@ -312,9 +323,11 @@ def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, f
     state_dims = manifest.entries[entry].state_dims
     if ctx is not None and not state_dims:
         raise RunError(f"ctx={ctx!r}: entry {entry!r} has no state dim (ctx applies to LLM artifacts)")
-    for d in state_dims if ctx is not None else ():
+    rows = _batched_rows(manifest, entry)
+    for d in [x for x in state_dims if x != _SLOT_DIM] if ctx is not None else ():
         b = manifest.dims[d]
-        if isinstance(ctx, bool) or not isinstance(ctx, int) or not max(seq, b.lo) <= ctx <= b.hi:
+        low = b.lo if rows else max(seq, b.lo)   # a batched step's rows are not the KV length
+        if isinstance(ctx, bool) or not isinstance(ctx, int) or not low <= ctx <= b.hi:
             raise BoundsError(f"ctx={ctx!r} is outside [{max(seq, b.lo)}, {b.hi}]: the tokens in the KV cache "
                               f"after the call, at least seq={seq} and at most the compiled bound of {d}")
     target = artifact_target(manifest)
@@ -322,16 +335,25 @@ def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, f
     rt = Runtime(manifest, read_file, sim, "aux", timing_only=not functional)
     inputs = random_inputs(manifest, entry, seq)
     state = {d: ctx if ctx is not None else seq for d in manifest.entries[entry].state_dims}
-    past = max(state.values(), default=seq) - seq
+    if _SLOT_DIM in state:   # an artifact with batched decode: a single sequence runs in slot 0
+        state[_SLOT_DIM] = 0
+    past = max(state.values(), default=seq) - (1 if rows else seq)
     runs = []  # one per rt.run: (phase, tokens, KV length after, stats before, stats after, streams, host steps)
-    if past > 0:  # decode after a real prefill of the `past` cached tokens (its own phase, not the measured one)
+    # decode after a real prefill of the `past` cached tokens (its own phase, not the measured one); a batched
+    # step (doc/llm.md "Batched decode"): of each of its `seq` sequences, in slots 0 .. seq-1
+    for slot in range(seq if rows else 1) if past > 0 else ():
         b = sim.stats()
-        rt.run(entry, *random_inputs(manifest, entry, past, seed=1), dims={d: past for d in state})
+        pre = manifest.llm.entries["greedy"] if rows else entry
+        dims = {d: past for d in manifest.entries[pre].state_dims}
+        if _SLOT_DIM in dims:
+            dims[_SLOT_DIM] = slot
+        rt.run(pre, *random_inputs(manifest, pre, past, seed=1), dims=dims)
         runs.append(("prefill", past, past, b, sim.stats(), rt.stream_log, rt.host_log))
     before = sim.stats()
     outputs = rt.run(entry, *inputs, dims=state)
     after = sim.stats()
-    phase = "run" if not state else "prefill" if past == 0 else "decode" if seq == 1 else "prefill (chunk)"
+    phase = "run" if not state else f"batched decode ({seq} sequences)" if rows else \
+        "prefill" if past == 0 else "decode" if seq == 1 else "prefill (chunk)"
     runs.append((phase, seq, max(state.values(), default=None), before, after, rt.stream_log, rt.host_log))
     records = getattr(sim, "records", ())
     per_op: dict = {}

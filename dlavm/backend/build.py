@@ -99,7 +99,7 @@ def build_module(mod, target, model: str = "model", weights: str = "int4", on_pr
         state = tuple(d.name for d in ctx.state_dims if d in lf.dims)
         entries[lf.name] = Entry(
             state_dims=state,
-            requires=tuple((mod.attrs.get("llm") or {}).get("requires", [])) if state else (),
+            requires=_requires(mod, lf.name) if state else (),
             inputs=tuple(EntryInput(n, v, _texts(values[v]["shape"]), values[v]["dtype"]) for n, v in lf.inputs),
             outputs=tuple(EntryOutput(v, _texts(values[v]["shape"]), values[v]["dtype"]) for v in lf.outputs),
             values={k: ValueInfo(_texts(v["shape"]), v["dtype"], _int_or_none(v["addr"]), v["layout"])
@@ -146,6 +146,13 @@ def build_module(mod, target, model: str = "model", weights: str = "int4", on_pr
     manifest = read_manifest(manifest.to_json(), source=f"the manifest built for '{model}'")
     timings = {"lower": t1 - t0, "streams": t2 - t1, "pack": time.perf_counter() - t2}
     return Build(manifest, files, programs, ops, timings, stream_objs, lowered)
+
+
+def _requires(mod, fn_name: str) -> tuple:
+    """Conditions an entry's dims must meet: the function's own ``requires`` attribute (a batched-decode
+    entry's), else the LLM's (``seq <= ctx``)."""
+    own = mod.functions[fn_name].attrs.get("requires")
+    return tuple(own if own is not None else (mod.attrs.get("llm") or {}).get("requires", []))
 
 
 def checksums(files: dict) -> dict:

@@ -399,8 +399,10 @@ def generate_driver(build, model: str) -> dict:
         files[f"driver/{mf}_main.cc"] = run_main(lf, ns, mf, dims, _shape, cpp_ident(lf.name)).encode()
     llm = m.llm
     if llm:
+        batched = "greedy_batch" in m.entries and "logits_batch" in m.entries and "batch" in m.dims
         files[f"driver/{mf}_llm.cc"] = llm_model(llm, ns, mf, cpp_ident(llm.entries["greedy"]),
-                                                 cpp_ident(llm.entries["logits"])).encode()
+                                                 cpp_ident(llm.entries["logits"]),
+                                                 m.dims["batch"].hi if batched else 1).encode()
         files[f"driver/{mf}_generate.cc"] = generate_main(llm, mf).encode()
     return files
 
@@ -488,7 +490,7 @@ def _entry(lf, m, build, dims, sidx, cidx) -> str:
                  f"\" is outside [{e.lo}, {e.hi}]\");")
     consts_by_name = {c.name: c for c in m.host_consts}
     llm = m.llm
-    if lf.state_dims and llm:
+    if lf.state_dims and llm and m.entries[lf.name].requires:   # not a batched-decode entry's (none)
         sd, cd = llm.seq_dim, llm.ctx_dim
         L.append(f"  if (d.{sd} > d.{cd}) throw std::runtime_error(\"{sd} <= {cd} does not hold: {sd}=\" + "
                  f"std::to_string(d.{sd}) + \", {cd}=\" + std::to_string(d.{cd}));")

@@ -21,6 +21,9 @@ import click
 @click.option("--llm", is_flag=True,
               help="Compile a decoder LM for generation: KV-cached entries 'logits' and 'greedy' (doc/llm.md); "
                    "--max-seq is then the maximum context.")
+@click.option("--batch", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="With --llm: batched decode of up to B sequences per step (B KV-cache slots, entries "
+                   "'logits_batch' and 'greedy_batch'; doc/llm.md). 1: one sequence.")
 @click.option("--time-passes", is_flag=True,
               help="Print a table of graph-pass timings, with each pattern rule's hits and time.")
 @click.option("--ops-report", "ops_report", type=click.Path(dir_okay=False), default=None,
@@ -28,10 +31,13 @@ import click
                    ".csv or .md.")
 @click.option("--dump-ir", "dump_ir", type=click.Path(file_okay=False), default=None,
               help="Write the IR before and after each graph pass to DIR/NN-pass.txt.")
-def compile_cmd(model, target, weights, max_seq, out, force, driver, llm, time_passes, ops_report, dump_ir):
+def compile_cmd(model, target, weights, max_seq, out, force, driver, llm, batch, time_passes, ops_report,
+                dump_ir):
     """Compile MODEL for a target into an artifact directory and print the compile report."""
     from .output_dir import clear_output, plan_output
     from .progress import Progress
+    if batch != 1 and not llm:
+        raise click.UsageError("--batch applies to --llm (batched decode of an LLM)")
     plan_output(out, force)  # refuses a non-empty folder before a long compilation, not after it
     if ops_report:
         from dlavm.compiler import check_ops_report_path
@@ -40,7 +46,7 @@ def compile_cmd(model, target, weights, max_seq, out, force, driver, llm, time_p
         if llm:
             from dlavm.llm import compile_llm
             cm = compile_llm(model, target=target, weights=weights, max_seq=max_seq, on_progress=progress,
-                             dump_ir=dump_ir)
+                             dump_ir=dump_ir, batch=batch)
         else:
             from dlavm.compiler import compile as dlavm_compile
             cm = dlavm_compile(model, target=target, weights=weights, max_seq=max_seq, on_progress=progress,

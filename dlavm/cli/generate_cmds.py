@@ -46,9 +46,11 @@ def _warn(text: str) -> None:
 
 @click.command("generate")
 @click.argument("artifact", type=click.Path(exists=True, file_okay=False), required=False)
-@click.option("--prompt", default=None, help="Prompt text (the artifact's bundled tokenizer, or --tokenizer / "
-                                             "--demo-tokenizer).")
-@click.option("--prompt-ids", default=None, help="Prompt as token ids, e.g. '1,2,3' (no tokenizer needed).")
+@click.option("--prompt", multiple=True, help="Prompt text (the artifact's bundled tokenizer, or --tokenizer / "
+                                              "--demo-tokenizer). Several: batched decode (an artifact compiled "
+                                              "with --batch).")
+@click.option("--prompt-ids", multiple=True, help="Prompt as token ids, e.g. '1,2,3' (no tokenizer needed). "
+                                                 "Several: batched decode.")
 @click.option("--chat", is_flag=True, help="Put the prompt into the bundled chat template as a user message.")
 @click.option("--bos/--no-bos", default=None, help="Start the prompt with the BOS token (default: as the "
                                                    "bundled tokenizer config says; no for --tokenizer).")
@@ -79,13 +81,23 @@ def generate_cmd(artifact, prompt, prompt_ids, chat, bos, max_new_tokens, temper
     (or, with --connect HOST:PORT and no ARTIFACT, with the model a server serves).
 
     Prints the tokens, then on stderr why it stopped, the host wall time and the simulated figures
-    (prefill ms, decode tokens/s, % of roofline at the target clock)."""
+    (prefill ms, decode tokens/s, % of roofline at the target clock).
+
+    Several --prompt (or --prompt-ids) run together with batched decode (an artifact compiled with
+    `--llm --batch B`, doc/llm.md): each reply is printed when all are done, one line `[i] ...` each."""
     import time
 
-    if (prompt is None) == (prompt_ids is None):
-        raise click.UsageError("give exactly one of --prompt TEXT or --prompt-ids IDS")
-    if prompt is not None and prompt == "":
+    if bool(prompt) == bool(prompt_ids):
+        raise click.UsageError("give exactly one of --prompt TEXT or --prompt-ids IDS (either one or more times)")
+    if any(p == "" for p in prompt):
         raise click.BadParameter("the prompt is empty: give some text", param_hint="--prompt")
+    several = len(prompt) + len(prompt_ids) > 1
+    if several and (connect is not None or verify):
+        raise click.UsageError(f"{'--connect' if connect is not None else '--verify'} takes one prompt; several "
+                               "prompts run batched decode on ARTIFACT")
+    texts, id_texts = prompt, prompt_ids
+    prompt = prompt[0] if prompt else None
+    prompt_ids = prompt_ids[0] if prompt_ids else None
     if connect is not None or artifact is None:
         given = [o for o, v in (("ARTIFACT", artifact), ("--tokenizer", tokenizer_path),
                                 ("--demo-tokenizer", demo_tokenizer), ("--verify", verify), ("--model", model_spec),
@@ -135,28 +147,15 @@ def generate_cmd(artifact, prompt, prompt_ids, chat, bos, max_new_tokens, temper
                 raise click.UsageError(f"--demo-tokenizer: the model's vocabulary does not fit it: {e}") from None
     else:
         tok, info = _bundled_tokenizer(cm)
-    if prompt_ids is not None:
-        ids = parse_prompt_ids(prompt_ids)
-        if chat or bos is not None:
-            raise click.UsageError(f"{'--chat' if chat else '--bos/--no-bos'} applies to --prompt TEXT, not to "
-                                   "--prompt-ids")
-    elif tok is None:
-        raise click.UsageError(f"--prompt TEXT needs a tokenizer: artifact '{cm.manifest.model}' bundles none "
-                               "(give --tokenizer FILE or --demo-tokenizer, or --prompt-ids)")
-    else:
-        text = _chat_prompt(cm, info, tok, prompt) if chat else prompt
-        add_bos = bos if bos is not None else (info.add_bos if info is not None and not chat else False)
-        if add_bos and info is not None and info.bos_id is None:
-            raise click.UsageError(f"--bos: artifact '{cm.manifest.model}''s tokenizer has no BOS token")
-        ids = tok.encode(text)
-        if add_bos:
-            ids = [info.bos_id if info is not None else _bos_of(tok), *ids]
-        if not ids:
-            raise click.BadParameter(f"the prompt {prompt!r} encodes to no tokens", param_hint="--prompt")
+    all_ids = [_prompt_tokens(cm, info, tok, None, p, chat, bos) for p in id_texts] + \
+        [_prompt_tokens(cm, info, tok, p, None, chat, bos) for p in texts]
+    ids = all_ids[0]
     if device is not None:
         cm.runtime(device_hal(device, cm.manifest))   # cm.generate runs on it
     if eos_id is None:
         eos_id = list(info.eos_ids) if info is not None and info.eos_ids else tok.eos_id if tok else None
+    if several:
+        return _generate_batch(cm, tok, all_ids, max_new_tokens, temperature, top_k, top_p, seed, eos_id)
     tokens = cm.generate(ids, max_new_tokens, temperature=temperature, top_k=top_k or 0,
                          top_p=1.0 if top_p is None else top_p, seed=seed, eos_id=eos_id,
                          keep_logits=verify)  # checks every argument before anything runs
@@ -180,6 +179,75 @@ def generate_cmd(artifact, prompt, prompt_ids, chat, bos, max_new_tokens, temper
     click.echo(f"[{format_performance(gen.performance())}]", err=True)
     if verify:
         _verify(cm, model_spec, ids, got, gen.logits)
+
+
+def _prompt_tokens(cm, info, tok, prompt, prompt_ids, chat, bos) -> list:
+    """The token ids of one ``--prompt`` (``prompt``) or ``--prompt-ids`` (``prompt_ids``)."""
+    if prompt_ids is not None:
+        if chat or bos is not None:
+            raise click.UsageError(f"{'--chat' if chat else '--bos/--no-bos'} applies to --prompt TEXT, not to "
+                                   "--prompt-ids")
+        return parse_prompt_ids(prompt_ids)
+    if tok is None:
+        raise click.UsageError(f"--prompt TEXT needs a tokenizer: artifact '{cm.manifest.model}' bundles none "
+                               "(give --tokenizer FILE or --demo-tokenizer, or --prompt-ids)")
+    text = _chat_prompt(cm, info, tok, prompt) if chat else prompt
+    add_bos = bos if bos is not None else (info.add_bos if info is not None and not chat else False)
+    if add_bos and info is not None and info.bos_id is None:
+        raise click.UsageError(f"--bos: artifact '{cm.manifest.model}''s tokenizer has no BOS token")
+    ids = tok.encode(text)
+    if add_bos:
+        ids = [info.bos_id if info is not None else _bos_of(tok), *ids]
+    if not ids:
+        raise click.BadParameter(f"the prompt {prompt!r} encodes to no tokens", param_hint="--prompt")
+    return ids
+
+
+def _generate_batch(cm, tok, all_ids, max_new_tokens, temperature, top_k, top_p, seed, eos_id) -> None:
+    """Several prompts with batched decode (dlavm.runtime.batch_generate): the replies, one line each, then
+    per request why it stopped and the simulated figures. Sampling: request i uses seed ``seed + i``."""
+    import time
+
+    from dlavm.runtime.batch_generate import BatchGenerator, Request
+    from dlavm.runtime.generate import GenerateArgumentError
+    from dlavm.runtime.runtime import RunError
+    try:
+        bg = BatchGenerator(cm.runtime())
+    except RunError as e:
+        raise click.UsageError(f"{len(all_ids)} prompts need batched decode: {e}") from None
+    reqs = [Request(ids, max_new_tokens, temperature, top_k or 0, 1.0 if top_p is None else top_p,
+                    None if seed is None else seed + i, eos_id) for i, ids in enumerate(all_ids)]
+    try:
+        events = bg.generate(reqs)
+    except (GenerateArgumentError, RunError) as e:
+        raise click.UsageError(str(e)) from None
+    t0 = time.perf_counter()
+    for _ in events:
+        pass
+    secs = time.perf_counter() - t0
+    for i, (ids, res) in enumerate(zip(all_ids, bg.results)):
+        text = tok.decode(ids) + tok.decode(res.tokens) if tok is not None else " ".join(map(str, res.tokens))
+        click.echo(f"[{i}] {text}")
+    for i, res in enumerate(bg.results):
+        drawn = f"; seed {res.seed}" if temperature > 0 and seed is None else ""
+        click.echo(f"[{i}: slot {res.slot}, {res.stop_message}{drawn}]", err=True)
+    total = sum(len(r.tokens) for r in bg.results)
+    click.echo(f"[{len(all_ids)} sequences, {total} tokens in {secs:.2f} s host wall time]", err=True)
+    click.echo(f"[{format_batch_performance(bg, cm)}]", err=True)
+
+
+def format_batch_performance(bg, cm) -> str:
+    """One line: simulated decode steps and tokens/s of a batched generation."""
+    from dlavm.runtime.loader import artifact_target
+    fig = artifact_target(cm.manifest).figures
+    dec = [s for s in bg.steps if s["kind"] == "decode"]
+    if not dec or not all(s["cycles"] for s in bg.steps):
+        return "simulated: no batched decode step" if not dec else "simulated: the device reported no cycle counts"
+    secs = fig.cycles_to_us(sum(s["cycles"] for s in dec)) / 1e6
+    toks = sum(s["tokens"] for s in dec)
+    pre = fig.cycles_to_us(sum(s["cycles"] for s in bg.steps if s["kind"] == "prefill")) / 1e3
+    return (f"simulated: {len(bg.steps) - len(dec)} prefills {pre:.3f} ms; {len(dec)} batched decode steps, "
+            f"{toks} tokens, {toks / secs:,.1f} tokens/s (mean {toks / len(dec):.2f} sequences per step)")
 
 
 def _bos_of(tok) -> int:

@@ -343,8 +343,7 @@ def _lower_cached_attention(ctx, node):
     a = node.attrs
     cap, lk = int(a["capacity"]), sym.as_expr(a["kv_len"])
     stride = cap * d * 2
-    kc = ctx.persistent(f"kv.{a['cache']}.k", hkv * stride)
-    vc = ctx.persistent(f"kv.{a['cache']}.v", hkv * stride)
+    kc, vc = (_cache_slot(ctx, a, kind, hkv * stride) for kind in "kv")
     qa, ka, va, out = ctx.addr(q), ctx.addr(k), ctx.addr(v), ctx.addr(node)
     pos = lk - mq
     scale = a["scale"]
@@ -365,6 +364,85 @@ def _lower_cached_attention(ctx, node):
     if ub(mq) == 1:
         return append + decode
     return append + [If(sym.eq(mq, 1), tuple(decode), tuple(whole))]
+
+
+def _cache_slot(ctx, a, kind: str, slot_bytes: int):
+    """Address of the K (``kind`` "k") or V cache slot of the entry's sequence: the persistent buffer
+    ``kv.<cache>.<kind>`` holds ``slots`` slots of ``slot_bytes`` (batched decode, doc/llm.md); ``slot`` (a
+    state dim) picks one, slot 0 without it."""
+    base = ctx.persistent(f"kv.{a['cache']}.{kind}", a["slots"] * slot_bytes)
+    return base if a["slot"] is None else base + sym.as_expr(a["slot"]) * slot_bytes
+
+
+def lower_attention(ctx, node):
+    """``dev.attention``'s lowering: one token of each of several sequences (``row_ctx``, batched decode)
+    by :func:`_lower_batched_attention`, anything else by :func:`lower`."""
+    if node.attrs["row_ctx"] is not None:
+        return _lower_batched_attention(ctx, node)
+    return lower(ctx, node)
+
+
+def _lower_batched_attention(ctx, node):
+    """Batched decode (doc/llm.md): row ``r`` of q/k/v is one new token of the sequence in cache slot ``r``,
+    with ``row_ctx[r]`` keys after the call. Per row, guarded by ``batch > r`` (row 0 always runs):
+    kv_append its K/V at ``row_ctx[r] - 1`` into slot ``r``, then per group of heads (the decode
+    pipeline's chunks) mat_qk / softmax / mat_pv over the slot's ``row_ctx[r]`` keys. The (row, head
+    group) units are issued as one pipeline ``qk0 sm0 qk1 pv0 sm1 ...`` with a score/probability buffer
+    each, so the SFU's softmax of one unit runs while the mat unit streams the next unit's keys. Each
+    row computes exactly what the one-token decode of its sequence alone computes (same instructions
+    on the same operands: rows and heads are independent)."""
+    q, k, v = node.args
+    rows, h, d = q.type.shape
+    _, hkv, _ = k.type.shape
+    h, hkv, d = int(h), int(hkv), int(d)
+    a = node.attrs
+    cap = int(a["capacity"])
+    stride = cap * d * 2
+    slot_bytes = hkv * stride
+    row_ctx = tuple(sym.as_expr(c) for c in a["row_ctx"])
+    if ub(rows) > len(row_ctx) or len(row_ctx) > a["slots"]:
+        raise ValueError(f"dev.attention: {ub(rows)} rows need a kv length each ({len(row_ctx)} given) and "
+                         f"a cache slot each ({a['slots']} slots)")
+    kc = ctx.persistent(f"kv.{a['cache']}.k", a["slots"] * slot_bytes)
+    vc = ctx.persistent(f"kv.{a['cache']}.v", a["slots"] * slot_bytes)
+    qa, ka, va, out = ctx.addr(q), ctx.addr(k), ctx.addr(v), ctx.addr(node)
+    scale = a["scale"]
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    chunks = next((c for c in DECODE_HEAD_CHUNKS if hkv % c == 0 and c <= hkv), 1)
+    hkc = hkv // chunks
+    hc = hkc * (h // hkv)
+    sbytes = -(-hc * cap * 4 // 64) * 64
+    pbytes = -(-hc * cap * 2 // 64) * 64
+    nrows = ub(rows)
+    scores = ctx.scratch("attn.batch_scores", nrows * chunks * sbytes)
+    probs = ctx.scratch("attn.batch_probs", nrows * chunks * pbytes)
+
+    def guard(r, insn):
+        return insn if r == 0 else If(sym.gt(rows, r), (insn,), ())
+
+    append, units = [], []
+    for r in range(nrows):
+        lk = row_ctx[r]
+        kv = dict(m=1, kv_heads=hkv, d=d, pos=lk - 1, head_stride=stride, capacity=cap)
+        append += [guard(r, ctx.emit("kv_append", src=ka + r * hkv * d * 2, dst=kc + r * slot_bytes, **kv,
+                                     comment=f"row {r}")),
+                   guard(r, ctx.emit("kv_append", src=va + r * hkv * d * 2, dst=vc + r * slot_bytes, **kv))]
+        att = dict(m=1, heads=hc, kv_heads=hkc, l=lk, d=d)
+        for c in range(chunks):
+            u = r * chunks + c
+            q_c, o_c = qa + (r * h + c * hc) * d * 2, out + (r * h + c * hc) * d * 2
+            k_c, v_c = kc + r * slot_bytes + c * hkc * stride, vc + r * slot_bytes + c * hkc * stride
+            s_c, p_c = scores + u * sbytes, probs + u * pbytes
+            units.append((
+                guard(r, ctx.emit("mat_qk", out_fp32=True, q=q_c, kc=k_c, out=s_c, k_stride=stride, scale=scale,
+                                  **att, comment=f"row {r} heads {c * hc}..{(c + 1) * hc - 1}")),
+                guard(r, ctx.emit("softmax", in_fp32=True, causal=bool(a["causal"]), src=s_c, dst=p_c, rows=hc,
+                                  cols=lk, m=1, pos0=lk - 1)),
+                guard(r, ctx.emit("mat_pv", p=p_c, vc=v_c, out=o_c, v_stride=stride, **att))))
+    order = [units[0][0], units[0][1]]
+    for u in range(1, len(units)):
+        order += [units[u][0], units[u - 1][2], units[u][1]]
+    return append + order + [units[-1][2]]
 
 
 #: Head chunks of the one-token (decode) attention pipeline, first that divides the kv heads wins.
@@ -417,17 +495,20 @@ SPEC = register_device_op(DeviceOpSpec(
     name="dev.attention",
     inputs=("q", "k", "v"),
     attrs={"causal": attr("bool", True), "scale": attr("float"), "pos0": attr("?sym", None),
-           "cache": attr("?str", None), "kv_len": attr("?sym", None), "capacity": attr("int", 0)},
+           "cache": attr("?str", None), "kv_len": attr("?sym", None), "capacity": attr("int", 0),
+           "slot": attr("?sym", None), "slots": attr("int", 1), "row_ctx": attr("?syms", None)},
     type_rel=type_rel,
     doc="q f16 [M, H, D], k/v f16 [L, HKV, D] (HKV divides H); softmax(q k^T * scale) v with "
         "query i at position pos0 + i (default L - M) seeing keys <= its position when causal; "
         "out f16 [M, H, D]. With ``cache`` (a persistent KV cache of ``capacity`` positions, "
         "doc/llm.md): k/v are the M new tokens, appended at kv_len - M, and the queries attend "
-        "to the cache's keys [0, kv_len)",
+        "to the cache's keys [0, kv_len). The cache has ``slots`` slots; ``slot`` picks the sequence's "
+        "(batched decode, doc/llm.md); with ``row_ctx`` (one kv length per row) row r is one new token of "
+        "the sequence in slot r, appended at row_ctx[r] - 1 and attending to its slot's [0, row_ctx[r])",
     reference=reference,
     examples=examples,
     patterns=PATTERNS,
-    lowering=(Lowering(lower),),
+    lowering=(Lowering(lower_attention),),
     emits=("kv_append", "mat_qk", "softmax", "mat_pv"),
     numerics=("tree_lanes",),
     check=check,

@@ -176,6 +176,10 @@ def check(node, target) -> None:
     if last > min(p, target.max_seq_len):
         raise ValueError(f"dev.rope: positions up to {last} exceed the table ({p}) or the max_seq_len "
                          f"({target.max_seq_len}) of target '{target.name}'; lower the model's sequence bound")
+    for r, pos in enumerate(node.attrs["row_pos"] or ()):
+        if ub(sym.as_expr(pos)) + 1 > min(p, target.max_seq_len):
+            raise ValueError(f"dev.rope: row {r}'s position bound {ub(sym.as_expr(pos))} is past the table ({p}) "
+                             f"or the max_seq_len ({target.max_seq_len}) of target '{target.name}'")
     if int(d) % ROPE_DIM_MULTIPLE:
         raise ValueError(f"dev.rope: head dim {int(d)} must be a multiple of {ROPE_DIM_MULTIPLE} "
                          "(doc/isa.md section 8)")
@@ -183,6 +187,34 @@ def check(node, target) -> None:
 
 def _f32(data):
     return None if data is None else np.asarray(data, np.float32)
+
+
+def lower_rope(ctx, node):
+    """``dev.rope``'s lowering: one position per row (``row_pos``, batched decode) by
+    :func:`_lower_rows`, consecutive positions from ``pos0`` by :func:`lower`."""
+    if node.attrs["row_pos"] is not None:
+        return _lower_rows(ctx, node)
+    return lower(ctx, node)
+
+
+def _lower_rows(ctx, node):
+    """Row ``r`` of x (one token of the sequence in batched-decode slot ``r``) at position ``row_pos[r]``:
+    one one-row ``rope`` each, guarded by ``rows > r`` (row 0 always runs); the same instruction the
+    one-token decode of that sequence alone issues."""
+    from ..task.ir import If
+    x, table = node.args
+    rows, h, d = x.type.shape
+    p, dd = (int(v) for v in table.type.shape)
+    ta = ctx.blob(f"{table.name}.f32", lambda: _f32(ctx.param(table)), p * dd * 4)
+    src, dst = ctx.addr(x), ctx.addr(node)
+    row_bytes = int(h) * int(d) * 2
+    out = []
+    for r in range(ub(rows)):
+        insn = ctx.emit("rope", interleaved=bool(node.attrs["interleaved"]), src=src + r * row_bytes,
+                        dst=dst + r * row_bytes, table=ta, m=1, heads=int(h), d=int(d),
+                        pos0=sym.as_expr(node.attrs["row_pos"][r]), comment=f"row {r}")
+        out.append(insn if r == 0 else If(sym.gt(rows, r), (insn,), ()))
+    return out
 
 
 def lower(ctx, node):
@@ -217,14 +249,15 @@ def examples(rng):
 SPEC = register_device_op(DeviceOpSpec(
     name="dev.rope",
     inputs=("x", "table"),
-    attrs={"pos0": attr("sym", 0), "interleaved": attr("bool", False)},
+    attrs={"pos0": attr("sym", 0), "interleaved": attr("bool", False), "row_pos": attr("?syms", None)},
     type_rel=type_rel,
     doc="rotary embedding of x f16 [M, H, D] at positions pos0.. with table f32 [P, D] "
-        "(D/2 cosines then D/2 sines per position); out f16",
+        "(D/2 cosines then D/2 sines per position); out f16. With ``row_pos`` (batched decode, "
+        "doc/llm.md) row r is at position row_pos[r] instead",
     reference=reference,
     examples=examples,
     patterns=PATTERNS,
-    lowering=(Lowering(lower),),
+    lowering=(Lowering(lower_rope),),
     emits=("rope",),
     check=check,
     param_format=lambda node, index: ("fp32", None),  # the table is read as fp32

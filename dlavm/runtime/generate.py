@@ -35,6 +35,10 @@ import numpy as np
 from .runtime import RunError, Runtime
 from .sampling import SplitMix64, sample
 
+#: The state dim of a batched-decode artifact's ``logits`` / ``greedy`` entries: the sequence's KV-cache slot
+#: (dlavm.passes.kv_cache.SLOT_DIM; the runtime does not import the compiler).
+SLOT_DIM = "slot"
+
 
 class ContextOverflowError(RunError, ValueError):
     """Prompt (plus generated tokens) does not fit the model's maximum context."""
@@ -73,6 +77,8 @@ class Generator:
         self.steps: list = []
         #: the seed of the last :meth:`generate` (the one given, or the one drawn when none was)
         self.seed: int | None = None
+        #: the KV-cache slot of an artifact compiled with batched decode (doc/llm.md); 0 by default
+        self.slot = 0
 
     def step(self, ids, logits: bool = False) -> np.ndarray:
         """Run ``ids`` (the next tokens) after the ``past`` cached ones; the last row's argmax
@@ -83,7 +89,10 @@ class Generator:
             raise ContextOverflowError(f"{self.past} cached + {ids.shape[1]} new tokens = {ctx} exceed the "
                                        f"model's maximum context of {self.max_ctx} tokens")
         entry = self.llm.entries["logits" if logits else "greedy"]
-        (out,) = self.rt.run(entry, ids, dims={self.llm.ctx_dim: ctx})
+        dims = {self.llm.ctx_dim: ctx}
+        if SLOT_DIM in self.rt.manifest.entries[entry].state_dims:   # an artifact with batched decode
+            dims[SLOT_DIM] = self.slot
+        (out,) = self.rt.run(entry, ids, dims=dims)
         self.steps.append({"tokens": int(ids.shape[1]), "cycles": self.rt.last_cycles,
                            "hbm_bytes": self.rt.last_hbm_bytes, "macs": getattr(self.rt, "last_macs", 0)})
         self.past = ctx

@@ -217,7 +217,9 @@ def lower_function(ctx: LowerContext, fn: Function) -> LoweredFunction:
     ctx.vid, ctx.values, ctx.body, ctx.fn_name = {}, {}, [], fn.name
     steps, ops, shapes, host_attrs, views = [], [], {}, {}, []
     dims = tuple(fn.sym_vars())
-    dims += tuple(d for d in ctx.state_dims if d not in dims)
+    # a function may list its own state dims (a batched-decode entry's per-row kv lengths); default: all
+    fn_state = tuple(fn.attrs.get("state_dims", ctx.state_dims))
+    dims += tuple(d for d in fn_state if d not in dims)
 
     def flush():
         if ctx.body:
@@ -302,7 +304,7 @@ def lower_function(ctx: LowerContext, fn: Function) -> LoweredFunction:
         if v is None or v["addr"] is not None:
             raise LoweringError(f"function '{fn.name}': every output must be a host tensor (end with dev.to_host)")
         outputs.append(ctx.vid[o])
-    state = tuple(d for d in ctx.state_dims if d in dims)
+    state = tuple(d for d in fn_state if d in dims)
     return LoweredFunction(fn.name, dims, inputs, outputs, ctx.values, steps, ops, shapes, host_attrs, state,
                            views)
 

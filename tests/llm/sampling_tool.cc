@@ -8,6 +8,8 @@
 //                                               one sample_token call over the case's draws (bench/)
 //   sampling_tool vectors                       which vector loops the sampler runs: avx2 or portable
 //   sampling_tool --portable COMMAND ...        COMMAND with the portable vector loops (the same bits)
+//   sampling_tool batch VOCAB MAX_CTX SLOTS FILE
+//       dlavm::BatchDecoder on FakeBatchModel (run_batch below)
 //   sampling_tool generate VOCAB MAX_CTX MAX_NEW TEMPERATURE TOP_K TOP_P SEED EOS PROMPT [STOP_AFTER]
 //       dlavm::generate on a deterministic fake model (fake_logits below; EOS and PROMPT comma-separated
 //       ids, EOS "-" for none); prints the ids on one line, then "stop REASON", then the message; a refused
@@ -79,6 +81,57 @@ class FakeModel : public dlavm::LlmModel {
 
  private:
   int64_t vocab_, max_ctx_, past_ = 0;
+};
+
+// FakeModel with `slots` KV-cache slots for dlavm::BatchDecoder: each slot's sequence gets the logits FakeModel
+// gives it alone (fake_logits of its tokens at its KV length); every ctx is checked against the slot's past.
+class FakeBatchModel : public dlavm::LlmModel {
+ public:
+  FakeBatchModel(int64_t vocab, int64_t max_ctx, int64_t slots)
+      : vocab_(vocab), max_ctx_(max_ctx), past_(static_cast<size_t>(slots), 0) {}
+  int64_t max_ctx() const override { return max_ctx_; }
+  int64_t vocab() const override { return vocab_; }
+  void load_weights() override {}
+  int64_t slots() const override { return static_cast<int64_t>(past_.size()); }
+  void set_slot(int64_t slot) override { slot_ = static_cast<size_t>(slot); }
+  int32_t greedy(const std::vector<int32_t>& ids, int64_t ctx) override { return argmax(logits(ids, ctx)); }
+  std::vector<float> logits(const std::vector<int32_t>& ids, int64_t ctx) override {
+    if (ctx != static_cast<int64_t>(ids.size()) || ctx > max_ctx_) throw std::logic_error("bad prefill ctx");
+    past_[slot_] = ctx;
+    return fake_logits(ids, ctx, vocab_);
+  }
+  std::vector<int32_t> greedy_batch(const std::vector<int32_t>& ids, const std::vector<int64_t>& ctx) override {
+    const std::vector<float> all = logits_batch(ids, ctx);
+    std::vector<int32_t> out;
+    for (size_t r = 0; r < ids.size(); ++r)
+      out.push_back(argmax(std::vector<float>(all.begin() + static_cast<std::ptrdiff_t>(r * vocab_),
+                                              all.begin() + static_cast<std::ptrdiff_t>((r + 1) * vocab_))));
+    return out;
+  }
+  std::vector<float> logits_batch(const std::vector<int32_t>& ids, const std::vector<int64_t>& ctx) override {
+    if (ctx.size() != past_.size() || ids.empty() || ids.size() > past_.size()) throw std::logic_error("bad batch");
+    std::vector<float> out;
+    for (size_t r = 0; r < ids.size(); ++r) {
+      if (ctx[r] != 1 && ctx[r] != past_[r] + 1) throw std::logic_error("bad batched ctx");
+      if (ctx[r] != 1) past_[r] = ctx[r];   // ctx 1: a free slot's dummy row
+      const std::vector<float> row = fake_logits({ids[r]}, ctx[r], vocab_);
+      out.insert(out.end(), row.begin(), row.end());
+    }
+    ++steps;
+    return out;
+  }
+  int64_t steps = 0;
+
+ private:
+  static int32_t argmax(const std::vector<float>& row) {
+    size_t best = 0;
+    for (size_t i = 1; i < row.size(); ++i)
+      if (row[i] > row[best]) best = i;
+    return static_cast<int32_t>(best);
+  }
+  int64_t vocab_, max_ctx_;
+  std::vector<int64_t> past_;
+  size_t slot_ = 0;
 };
 
 std::vector<int32_t> id_list(const std::string& s) {
@@ -194,6 +247,55 @@ int run_generate(int argc, char** argv) {
   return 0;
 }
 
+// batch VOCAB MAX_CTX SLOTS FILE: dlavm::BatchDecoder over FakeBatchModel for the requests of FILE, one a line
+// (MAX_NEW TEMPERATURE TOP_K TOP_P SEED EOS PROMPT, EOS and PROMPT comma-separated, "-" for none), all queued
+// at once and admitted into free slots before each step. Prints per request "i TOKENS", "stop REASON",
+// its message (or "i refused KIND: message"), then "steps N".
+int run_batch(int argc, char** argv) {
+  if (argc != 6) throw std::runtime_error("batch: wrong argument count");
+  FakeBatchModel model(std::stoll(argv[2]), std::stoll(argv[3]), std::stoll(argv[4]));
+  std::ifstream f(argv[5]);
+  std::vector<dlavm::GenerateOptions> opts;
+  std::vector<std::vector<int32_t>> prompts;
+  std::string mn, t, k, p, seed, eos, prompt;
+  while (f >> mn >> t >> k >> p >> seed >> eos >> prompt) {
+    dlavm::GenerateOptions o;
+    o.max_new_tokens = std::stoll(mn);
+    o.sampling.temperature = std::strtod(t.c_str(), nullptr);
+    o.sampling.top_k = std::stoll(k);
+    o.sampling.top_p = std::strtod(p.c_str(), nullptr);
+    o.seed = std::stoull(seed);
+    o.eos_ids = id_list(eos);
+    opts.push_back(o);
+    prompts.push_back(id_list(prompt));
+  }
+  const size_t n = opts.size();
+  std::vector<std::string> toks(n), lines(n);
+  dlavm::BatchDecoder bd(model);
+  size_t next = 0;
+  while (next < n || bd.running() > 0) {
+    while (next < n && bd.has_free_slot()) {
+      const size_t i = next++;
+      try {
+        bd.start(prompts[i], opts[i], [&toks, i](int32_t tok) {
+          toks[i] += (toks[i].empty() ? "" : " ") + std::to_string(tok);
+          return true;
+        }, [&lines, &toks, i](const dlavm::GenerateResult& r) {
+          lines[i] = std::to_string(i) + " " + toks[i] + "\nstop " + dlavm::stop_reason_name(r.reason) + "\n" + r.message;
+        });
+      } catch (const dlavm::ContextOverflowError& e) {
+        lines[i] = std::to_string(i) + " refused ContextOverflowError: " + e.what();
+      } catch (const dlavm::GenerateArgumentError& e) {
+        lines[i] = std::to_string(i) + " refused GenerateArgumentError: " + e.what();
+      }
+    }
+    bd.step();
+  }
+  for (const std::string& l : lines) std::printf("%s\n", l.c_str());
+  std::printf("steps %lld\n", static_cast<long long>(model.steps));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -222,6 +324,7 @@ int main(int argc, char** argv) {
     if (cmd == "time" && argc == 3) return run_time(argv[2]);
     if (cmd == "vectors" && argc == 2) return std::printf("%s\n", dlavm::detail::sampling_vectors()) < 0;
     if (cmd == "generate") return run_generate(argc, argv);
+    if (cmd == "batch") return run_batch(argc, argv);
     std::cerr << "usage: sampling_tool [--portable] exp|expv|splitmix|sample|time|vectors|generate ...\n";
     return 2;
   } catch (const std::exception& e) {

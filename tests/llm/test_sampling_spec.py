@@ -408,6 +408,41 @@ def test_generate_loop_random_parameters_match_python(tool):
         assert _cpp_generate(tool, **case) == _py_generate(**case), case
 
 
+def test_batch_decoder_gives_each_sequence_its_loop_alone(tool, tmp_path):
+    """dlavm::BatchDecoder (continuous batching over 3 slots of a fake model whose rows are independent)
+    gives every request exactly what Generator gives it alone: tokens, stop reason and message, refusals;
+    the requests of GEN_CASES, greedy and sampled, queued at once."""
+    vocab, max_ctx = 97, 40
+    cases = [c for c in GEN_CASES if c["vocab"] == vocab and c["max_ctx"] == max_ctx]
+    cases += [dict(vocab=vocab, max_ctx=max_ctx, prompt=[3 + i, 5], max_new=4 + 3 * i, temperature=0.7 * (i % 2),
+                   top_k=i % 5, seed=i, eos=(i % 7,) if i % 3 == 0 else ()) for i in range(12)]
+    lines = []
+    for c in cases:
+        f = lambda x: repr(float(x))  # noqa: E731
+        lines.append(" ".join(map(str, (c["max_new"], f(c.get("temperature", 0.0)), c.get("top_k", 0),
+                                        f(c.get("top_p", 1.0)), c.get("seed", 0),
+                                        ",".join(map(str, c.get("eos", ()))) or "-",
+                                        ",".join(map(str, c["prompt"])) or "-"))))
+    req = tmp_path / "requests.txt"
+    req.write_text("\n".join(lines) + "\n")
+    out = run(tool, "batch", vocab, max_ctx, 3, req).splitlines()
+    steps = int(out.pop().removeprefix("steps "))
+    got, i = [], 0
+    while i < len(out):
+        head = out[i]
+        if " refused " in head:
+            got.append(head.split(" ", 1)[1])
+            i += 1
+        else:
+            toks = head.split(" ")[1:]
+            got.append(([int(t) for t in toks if t], out[i + 1].removeprefix("stop "), out[i + 2]))
+            i += 3
+    want = [_py_generate(**c) for c in cases]
+    assert got == want
+    decoded = sum(len(w[0]) - 1 for w in want if not isinstance(w, str))
+    assert steps < decoded   # steps ran several sequences at once
+
+
 def test_generate_callback_stops_before_the_next_step(tool):
     toks, reason, message = _cpp_generate(tool, 97, 40, [1, 2], 10, stop_after=4)
     assert toks == _py_generate(97, 40, [1, 2], 10)[0][:4]

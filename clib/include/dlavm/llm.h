@@ -30,6 +30,17 @@ class LlmModel {
   // float32 values).
   virtual int32_t greedy(const std::vector<int32_t>& ids, int64_t ctx) = 0;
   virtual std::vector<float> logits(const std::vector<int32_t>& ids, int64_t ctx) = 0;
+
+  // Batched decode (doc/llm.md "Batched decode"), for an artifact compiled with `--batch B`: B KV-cache
+  // slots (1 otherwise). `set_slot` picks the slot greedy/logits use (0 at first; std::invalid_argument
+  // outside [0, slots())). `greedy_batch` / `logits_batch` run one token of each of the sequences in slots
+  // 0 .. ids.size()-1 (entries greedy_batch / logits_batch): row r has ctx[r] tokens in slot r after the
+  // call; `ctx` holds slots() values (those of rows >= ids.size() any in [1, max_ctx]). They return one
+  // token id per row, or ids.size() x vocab logits. Without batched decode they throw std::logic_error.
+  virtual int64_t slots() const { return 1; }
+  virtual void set_slot(int64_t slot);
+  virtual std::vector<int32_t> greedy_batch(const std::vector<int32_t>& ids, const std::vector<int64_t>& ctx);
+  virtual std::vector<float> logits_batch(const std::vector<int32_t>& ids, const std::vector<int64_t>& ctx);
 };
 
 // Defined once per LLM artifact by its generated driver/<model>_llm.cc: the artifact's Driver behind the
@@ -109,5 +120,44 @@ GenerateResult generate(LlmModel& model, const std::vector<int32_t>& prompt, con
 // The refusals of generate alone (no device call), e.g. to check a request before load_weights.
 void check_generate_arguments(const LlmModel& model, const std::vector<int32_t>& prompt,
                               const GenerateOptions& opts);
+
+// Continuous batched generation over the slots of a batched-decode model (doc/llm.md "Batched decode"): the
+// C++ twin of dlavm.runtime.batch_generate.BatchGenerator. Each sequence gets exactly what generate() gives
+// it alone: the same argument checks, tokens, callbacks and stop reasons (its own SplitMix64(seed)).
+// Not thread-safe: one thread drives it (the model's one user).
+class BatchDecoder {
+ public:
+  using TokenFn = std::function<bool(int32_t)>;           // as generate's on_token
+  using DoneFn = std::function<void(const GenerateResult&)>;
+  explicit BatchDecoder(LlmModel& model);
+  int64_t slots() const { return static_cast<int64_t>(seqs_.size()); }
+  int64_t running() const;
+  bool has_free_slot() const { return running() < slots(); }
+  // Check the arguments (GenerateArgumentError, before any device call), prefill `prompt` into the lowest
+  // free slot (std::logic_error if none) and deliver its first token; returns the slot. A sequence that
+  // stops at once (its first token) gets on_done before start returns and leaves the slot free.
+  int64_t start(const std::vector<int32_t>& prompt, const GenerateOptions& opts, TokenFn on_token, DoneFn on_done);
+  // One device call: a token of every running sequence (greedy_batch, or logits_batch when one samples),
+  // rows 0 .. the highest running slot (a free slot below runs a dummy row: token 0 at ctx 1, touching
+  // only that slot). on_token, then on_done for each sequence that stops. Nothing when none runs.
+  void step();
+  // Forget every running sequence without on_done (after a device error).
+  void clear();
+
+ private:
+  struct Seq {
+    bool on = false;
+    GenerateOptions opts;
+    int64_t prompt_len = 0, past = 0, produced = 0;
+    int32_t last = 0;
+    SplitMix64 rng{0};
+    TokenFn on_token;
+    DoneFn on_done;
+  };
+  bool deliver(Seq& s, int32_t tok);  // true: the sequence goes on
+  int32_t token_of(Seq& s, const float* row, bool sampled, int32_t greedy_tok);
+  LlmModel& model_;
+  std::vector<Seq> seqs_;
+};
 
 }  // namespace dlavm

@@ -297,6 +297,10 @@ class Server {
   void cancel_conn_job(const std::shared_ptr<Conn>& c, bool disconnected);
   void worker_loop();
   void run_job(Job& job);
+  struct Running;  // a request of the batched loop
+  void batch_loop();
+  void start_batched(const std::shared_ptr<Job>& job, BatchDecoder& bd, std::vector<std::shared_ptr<Running>>& run);
+  void finish_batched(Running& a);
 
   bool send(Conn& c, uint8_t type, const std::string& payload);
   void send_error(Conn& c, bool has_id, uint32_t id, const std::string& kind, const std::string& message);
@@ -880,6 +884,7 @@ void Server::cancel_conn_job(const std::shared_ptr<Conn>& c, bool disconnected) 
 // ---------------------------------------------------------------- the worker: the device's one user
 
 void Server::worker_loop() {
+  if (model_ && model_->slots() > 1) return batch_loop();  // an artifact with batched decode
   for (;;) {
     std::shared_ptr<Job> job;
     {
@@ -1048,6 +1053,245 @@ void Server::run_job(Job& job) {
   log(who + " new_tokens=" + std::to_string(new_tokens) + " stop=" + reason +
       " sim_ms=" + (has_sim ? fmt(sim_ms, 3) : std::string("-")) + " host_ms=" + fmt(host_ms, 1) +
       " queue_ms=" + fmt(queue_ms, 1));
+}
+
+// ---------------------------------------------------------------- the batched loop (doc/serve.md)
+
+// A request admitted into a slot of the batched loop: its reply's state (what run_job keeps in locals).
+struct Server::Running {
+  std::shared_ptr<Job> job;
+  Clock::time_point t0;
+  double queue_ms = 0;
+  uint64_t seed = 0;
+  std::unique_ptr<TokenizerDecodeStream> ds;
+  std::unique_ptr<StopFilter> stops;
+  std::string head;
+  bool stop_hit = false, done = false, has_sim = false;
+  int64_t new_tokens = 0;
+  double sim_ms = 0, device_ms = 0;
+  std::string reason, tail, error_kind, error_msg;
+};
+
+// With batched decode the worker runs every admitted request together (continuous batching): before each
+// step, queued requests take the free slots (each prefilled alone, which gives its first token); a step
+// then runs one token of every running request (BatchDecoder). A request's sim_ms is the simulated time
+// of its prefill and of every step it took part in (shared with the others in the step).
+void Server::batch_loop() {
+  std::unique_ptr<BatchDecoder> bd;
+  std::vector<std::shared_ptr<Running>> run;
+  auto fail_all = [&](const std::string& kind, const std::string& msg) {
+    for (auto& a : run) {
+      a->error_kind = kind;
+      a->error_msg = msg;
+      finish_batched(*a);
+    }
+    run.clear();
+    if (bd) bd->clear();
+  };
+  for (;;) {
+    std::vector<std::shared_ptr<Job>> admit;
+    {
+      std::unique_lock<std::mutex> lk(q_mu_);
+      if (run.empty()) {
+        running_ = false;
+        q_cv_.wait(lk, [&] { return stopping_.load() || !queue_.empty(); });
+      }
+      if (stopping_.load()) {
+        lk.unlock();
+        for (auto& a : run) a->job->cancel = true;
+        fail_all("", "");
+        return;
+      }
+      const int64_t slots = bd ? bd->slots() : (model_ ? model_->slots() : 1);
+      int64_t free = slots - static_cast<int64_t>(run.size());
+      while (free > 0 && !queue_.empty()) {
+        admit.push_back(queue_.front());
+        queue_.pop_front();
+        --free;
+      }
+      running_ = !run.empty() || !admit.empty();
+    }
+    for (auto& job : admit) {
+      if (!model_) {
+        bd.reset();
+        try {
+          connect_device();
+          {
+            std::lock_guard<std::mutex> lk(s_mu_);
+            ++stats_.device_reconnects;
+          }
+          log("device " + cfg_.device + " reconnected (target checked, weights uploaded again)");
+        } catch (const DeviceError& e) {
+          if (!device_down_.load()) mark_down(e.what());
+          auto a = std::make_shared<Running>();
+          a->job = job;
+          a->t0 = Clock::now();
+          a->queue_ms = ms_between(job->enqueued, a->t0);
+          a->seed = job->req.has_seed ? job->req.seed : draw_seed();
+          a->error_kind = "device";
+          a->error_msg = "device " + cfg_.device + " cannot be reached: " + e.what();
+          finish_batched(*a);
+          continue;
+        }
+      }
+      if (!bd) bd = std::make_unique<BatchDecoder>(*model_);
+      start_batched(job, *bd, run);
+    }
+    if (!bd || bd->running() == 0) {
+      run.clear();
+      continue;
+    }
+    const uint64_t c0 = clock_mhz_ > 0 ? timing_->cycles() : 0;
+    const int64_t ns0 = timing_->device_ns();
+    std::vector<std::shared_ptr<Running>> in_step = run;
+    try {
+      bd->step();
+    } catch (const DeviceError& e) {
+      const bool lost = e.kind() == "ConnectionError" || e.kind() == "ProtocolError";
+      const std::string msg = lost ? "device " + cfg_.device + " connection lost: " + e.what()
+                                   : "device " + cfg_.device + " refused an operation: " + e.kind() + ": " + e.what();
+      if (lost) mark_down(std::string("connection lost: ") + e.what());
+      fail_all("device", msg);
+      bd.reset();
+      continue;
+    } catch (const std::exception& e) {
+      fail_all("internal", std::string("the request failed in the server: ") + e.what());
+      continue;
+    }
+    const double step_ms = clock_mhz_ > 0 ? static_cast<double>(timing_->cycles() - c0) / (clock_mhz_ * 1000.0) : 0;
+    const double dev_ms = static_cast<double>(timing_->device_ns() - ns0) / 1e6;
+    for (auto& a : in_step) {
+      a->sim_ms += step_ms;
+      a->device_ms += dev_ms;
+    }
+    std::vector<std::shared_ptr<Running>> still;
+    for (auto& a : run) {
+      if (a->done)
+        finish_batched(*a);
+      else
+        still.push_back(a);
+    }
+    run.swap(still);
+  }
+}
+
+void Server::start_batched(const std::shared_ptr<Job>& job, BatchDecoder& bd,
+                           std::vector<std::shared_ptr<Running>>& run) {
+  auto a = std::make_shared<Running>();
+  a->job = job;
+  a->t0 = Clock::now();
+  a->queue_ms = ms_between(job->enqueued, a->t0);
+  const Request& r = job->req;
+  a->seed = r.has_seed ? r.seed : draw_seed();
+  a->has_sim = clock_mhz_ > 0;
+  if (job->cancel.load() || stopping_.load()) {
+    a->reason = "cancelled";
+    finish_batched(*a);
+    return;
+  }
+  if (tok_) a->ds = std::make_unique<TokenizerDecodeStream>(*tok_);
+  a->stops = std::make_unique<StopFilter>(r.stop);
+  a->head.assign(kTokenHeadBytes, '\0');
+  for (int i = 0; i < 4; ++i) a->head[i] = static_cast<char>((r.id >> (8 * i)) & 0xFF);
+  GenerateOptions opts;
+  opts.max_new_tokens = r.max_new_tokens;
+  opts.sampling = r.sampling;
+  opts.seed = a->seed;
+  opts.eos_ids = r.eos_ids;
+  Running* ap = a.get();
+  auto on_token = [this, ap](int32_t t) {
+    Running& x = *ap;
+    ++x.new_tokens;
+    std::string text;
+    if (x.ds && t >= 0 && static_cast<size_t>(t) < tok_->vocab_size()) text = x.ds->step(t);
+    text = x.stops->push(text);
+    const uint32_t u = static_cast<uint32_t>(t);
+    for (int i = 0; i < 4; ++i) x.head[4 + i] = static_cast<char>((u >> (8 * i)) & 0xFF);
+    send(*x.job->conn, TOKEN, x.head + text);
+    if (x.stops->stopped()) {
+      x.stop_hit = true;
+      return false;
+    }
+    return !x.job->cancel.load() && !x.job->conn->dead.load() && !stopping_.load();
+  };
+  auto on_done = [this, ap](const GenerateResult& res) {
+    Running& x = *ap;
+    if (!x.stop_hit) {
+      x.tail = x.stops->push(x.ds ? x.ds->flush() : std::string());
+      if (x.stops->stopped())
+        x.stop_hit = true;
+      else
+        x.tail += x.stops->held();
+    }
+    x.reason = x.stop_hit ? "stop" : res.reason == StopReason::kCallback ? "cancelled" : stop_reason_name(res.reason);
+    x.done = true;
+  };
+  const uint64_t c0 = a->has_sim ? timing_->cycles() : 0;
+  const int64_t ns0 = timing_->device_ns();
+  try {
+    bd.start(r.prompt, opts, on_token, on_done);
+  } catch (const GenerateArgumentError& e) {
+    a->error_kind = "bad_request";
+    a->error_msg = e.what();
+  } catch (const DeviceError& e) {
+    const bool lost = e.kind() == "ConnectionError" || e.kind() == "ProtocolError";
+    a->error_kind = "device";
+    a->error_msg = lost ? "device " + cfg_.device + " connection lost: " + e.what()
+                        : "device " + cfg_.device + " refused an operation: " + e.kind() + ": " + e.what();
+    if (lost) {  // the others' caches went with the device: they fail too
+      mark_down(std::string("connection lost: ") + e.what());
+      for (auto& o : run) {
+        o->error_kind = a->error_kind;
+        o->error_msg = a->error_msg;
+        finish_batched(*o);
+      }
+      run.clear();
+      bd.clear();
+    }
+  } catch (const std::exception& e) {
+    a->error_kind = "internal";
+    a->error_msg = std::string("the request failed in the server: ") + e.what();
+  }
+  if (a->has_sim && model_) a->sim_ms += static_cast<double>(timing_->cycles() - c0) / (clock_mhz_ * 1000.0);
+  if (model_) a->device_ms += static_cast<double>(timing_->device_ns() - ns0) / 1e6;
+  if (!a->error_kind.empty() || a->done)
+    finish_batched(*a);
+  else
+    run.push_back(a);
+}
+
+// The end of a request of the batched loop: run_job's accounting, release, DONE or ERROR and log line.
+void Server::finish_batched(Running& a) {
+  Job& job = *a.job;
+  const Request& r = job.req;
+  if (a.error_kind.empty() && a.reason.empty()) a.reason = "cancelled";  // stopped by the server
+  const double host_ms = ms_between(a.t0, Clock::now());
+  {
+    std::lock_guard<std::mutex> lk(s_mu_);
+    stats_.prompt_tokens += r.prompt.size();
+    stats_.new_tokens += static_cast<uint64_t>(a.new_tokens);
+    stats_.host_ms += host_ms;
+    stats_.host_overhead_ms += std::max(0.0, host_ms - a.device_ms);
+    if (a.has_sim) stats_.sim_ms += a.sim_ms;
+    if (a.error_kind.empty()) ++(a.reason == "cancelled" ? stats_.cancelled : stats_.completed);
+  }
+  {
+    std::lock_guard<std::mutex> lk(job.conn->mu);
+    if (job.conn->job.get() == &job) job.conn->job.reset();
+  }
+  const std::string who = "request conn=" + std::to_string(job.conn->num) + " id=" + std::to_string(r.id) +
+                          " prompt_tokens=" + std::to_string(r.prompt.size());
+  if (!a.error_kind.empty()) {
+    send_error(*job.conn, true, r.id, a.error_kind, a.error_msg);
+    log(who + " new_tokens=" + std::to_string(a.new_tokens) + " stop=error:" + a.error_kind + " host_ms=" +
+        fmt(host_ms, 1) + " queue_ms=" + fmt(a.queue_ms, 1) + " (" + utf8_or_replaced(a.error_msg) + ")");
+    return;
+  }
+  if (!job.gone.load())
+    send_done(job, a.reason, a.new_tokens, a.tail, true, a.seed, a.has_sim, a.sim_ms, host_ms, a.queue_ms);
+  log(who + " new_tokens=" + std::to_string(a.new_tokens) + " stop=" + a.reason +
+      " sim_ms=" + (a.has_sim ? fmt(a.sim_ms, 3) : std::string("-")) + " host_ms=" + fmt(host_ms, 1) +
+      " queue_ms=" + fmt(a.queue_ms, 1) + " batched");
 }
 
 // ---------------------------------------------------------------- start and stop
