@@ -8,7 +8,8 @@ and a KV cache of ``--max-ctx`` positions, and run timing-only on the simulator:
 HBM-model field 0, no burst overhead) and as the timing model was before it (``vcu128-before``: HBM
 model off, 2 cycles per 1 KiB burst), so the calibration's effect is measured, not asserted; and on
 ``u280`` with the ports clocked at 450 MHz (``u280@450MHz``, a what-if: port peak = device peak, where the
-HBM side's refresh is what binds).
+HBM side's refresh is what binds); and on ``vcu128`` with one burst in flight per port
+(``vcu128-1-outstanding``: the window no longer covers a refresh, the port starves).
 
 Printed per row: device cycles of the step, ms per token and tokens/s (1 / step time: batch 1, host
 time inside the step included), the step's HBM bytes, and the step's time as a share of each
@@ -95,6 +96,8 @@ def variants(names: list[str]) -> list[tuple[str, object]]:
         off = {f: 0 for f in HBM_FIELDS}
         out.append(("vcu128-ideal", base.replace(name="vcu128-ideal", burst_overhead_cycles=0, **off)))
         out.append(("vcu128-before", base.replace(name="vcu128-before", burst_overhead_cycles=2, **off)))
+        # sensitivity: one burst in flight holds 32 port cycles of data, less than a refresh's 52
+        out.append(("vcu128-1-outstanding", base.replace(name="vcu128-1-outstanding", hbm_outstanding=1)))
     return out
 
 
@@ -132,11 +135,11 @@ def decode_step(target, ctx: int, max_ctx: int, progress: Progress, label: str) 
 
 
 def table(rows: list[dict]) -> str:
-    head = (f"{'target':<14} {'cycles':>11} {'ms/token':>9} {'tokens/s':>9} {'HBM GB':>7} {'GB/s':>7} "
+    head = (f"{'target':<21} {'cycles':>11} {'ms/token':>9} {'tokens/s':>9} {'HBM GB':>7} {'GB/s':>7} "
             f"{'% port peak':>12} {'% device peak':>14}   peaks (port / device GB/s)")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['target']:<14} {r['cycles']:>11,} {r['step_ms']:>9.2f} {r['tokens_per_s']:>9.1f} "
+        lines.append(f"{r['target']:<21} {r['cycles']:>11,} {r['step_ms']:>9.2f} {r['tokens_per_s']:>9.1f} "
                      f"{r['hbm_bytes'] / 1e9:>7.3f} {r['effective_gb_s']:>7.1f} {r['pct_port_peak']:>11.1f}% "
                      f"{r['pct_device_peak']:>13.1f}%   {r['port_peak_gb_s']:.1f} / {r['device_peak_gb_s']:.1f}")
     return "\n".join(lines)

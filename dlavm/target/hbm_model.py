@@ -7,10 +7,17 @@ constant. For ``b`` bytes on one channel (port width ``w`` bytes per cycle)::
 
     fixed  = dma_setup_cycles + streams * row_miss + turnarounds
     stream = max(port, hbm_side, outstanding)
-    port        = ceil(b / w) + ceil(b / dma_burst_bytes) * burst_overhead_cycles
+    port        = p + ceil(p * starved / (tREFI - starved)),
+                  p = ceil(b / w) + ceil(b / dma_burst_bytes) * burst_overhead_cycles
+    starved     = max(0, tRFC - ceil(hbm_outstanding * dma_burst_bytes / w))   (refresh the window cannot hide)
     hbm_side    = ceil(b / (HBM bytes per cycle * (1 - tRFC / tREFI)))     (HBM pseudo-channels only)
     outstanding = ceil(b * dma_setup_cycles / (hbm_outstanding * dma_burst_bytes))
     cycles = fixed + stream   (a channel that moves nothing takes 0)
+
+(times in accelerator cycles). A refresh stops the pseudo-channel for tRFC; the port keeps streaming
+through it only on data already fetched for its outstanding bursts (the window of ``hbm_outstanding *
+dma_burst_bytes``, ``window / w`` cycles of the port), so each tREFI the port starves for what the window
+does not cover. ``hbm_outstanding`` 0 (no limit) hides every refresh from the port.
 
 A term whose target field is 0 is absent (``tiny`` has none of them: setup, width and bursts only).
 """
@@ -32,7 +39,7 @@ def ns_to_cycles(t: Target, ns: int) -> int:
 @lru_cache(maxsize=64)
 def _terms(t: Target) -> tuple[int, int, int, int, int, int]:
     """(row_miss, rtw, wtr cycles; hbm_side ratio numerator, denominator (0, 0 when absent); outstanding
-    bytes per setup window) of ``t``."""
+    bytes in flight (0: no limit)) of ``t``."""
     row_miss = ns_to_cycles(t, t.hbm_trp_ns + t.hbm_trcd_ns)
     rtw, wtr = ns_to_cycles(t, t.hbm_trtw_ns), ns_to_cycles(t, t.hbm_twtr_ns)
     num = den = 0
@@ -44,6 +51,17 @@ def _terms(t: Target) -> tuple[int, int, int, int, int, int]:
         num, den = r.numerator, r.denominator
     window = t.hbm_outstanding * t.dma_burst_bytes
     return row_miss, rtw, wtr, num, den, window
+
+
+@lru_cache(maxsize=64)
+def _refresh_port(t: Target, width: int) -> tuple[int, int]:
+    """(port cycles starved per refresh interval, refresh interval) in cycles, for a port ``width`` bytes
+    wide; (0, 1) when refresh does not reach the port."""
+    if not t.hbm_trefi_ns or not t.hbm_outstanding:
+        return 0, 1
+    trefi, trfc = ns_to_cycles(t, t.hbm_trefi_ns), ns_to_cycles(t, t.hbm_trfc_ns)
+    starved = max(0, trfc - -(-t.hbm_outstanding * t.dma_burst_bytes // width))
+    return starved, trefi
 
 
 def row_miss_cycles(t: Target) -> int:
@@ -90,6 +108,9 @@ def channel_cycles(t: Target, nbytes, width: int, hbm: bool = True, streams=1, t
     fixed = t.dma_setup_cycles
     if hbm:
         row_miss, _, _, num, den, window = _terms(t)
+        starved, trefi = _refresh_port(t, width)
+        if starved:
+            port = port + _cdiv(port * starved, trefi - starved)
         stream = port
         if num:
             stream = _max(stream, _cdiv(nbytes * num, den))

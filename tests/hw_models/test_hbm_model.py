@@ -148,3 +148,14 @@ def test_a_target_file_may_leave_the_hbm_fields_out():
          ("hbm_mts", "hbm_pc_bits", "hbm_outstanding", "aux_fetch_bytes")}
     t = target_from_dict(d)
     assert t == TINY and t.fingerprint() == TINY.fingerprint()
+
+
+def test_refresh_starves_the_port_only_beyond_the_outstanding_window():
+    # 1800 MT/s: the HBM side (67 bytes per cycle under refresh) never binds at a 32-byte port; tREFI 3.9 us =
+    # 780 cycles, tRFC 260 ns = 52. Two 256-byte bursts in flight (51 bytes per cycle: no cap) hold 16 port
+    # cycles of data: the port starves 36 cycles each 780, so 100 cycles of stream take 100 + ceil(3600 / 744)
+    t = PLAIN.replace(hbm_mts=1800, hbm_trefi_ns=3900, hbm_trfc_ns=260, hbm_outstanding=2)
+    assert channel_cycles(t, 3200, 32) == 10 + 100 + 5
+    # a window of 16 bursts (128 port cycles) covers the 52: no loss; nor without a limit (hbm_outstanding 0)
+    assert channel_cycles(t.replace(hbm_outstanding=16), 3200, 32) == 10 + 100
+    assert channel_cycles(t.replace(hbm_outstanding=0), 3200, 32) == 10 + 100
