@@ -306,7 +306,8 @@ def main() -> int:
           f"{'sim wall s':>10}")
     for p, phase in zip(sims, ("decode", "prefill")):
         print(f"{phase:<14} {p['seq']:>5} {p['cycles']:>14,} {p['time_us'] / 1e3:>10.2f} {p['us_per_token']:>10.1f} "
-              f"{100 * p['roofline_fraction']:>6.1f}% {100 * p['device_roofline_fraction']:>8.1f}% {p['wall_s']:>10.2f}")
+              f"{100 * p['roofline_fraction']:>6.1f}% {100 * p['device_roofline_fraction']:>8.1f}% "
+              f"{p['wall_s']:>10.2f}")
     llm = None
     if not args.skip_llm:
         llm = llm_profile(args.model, args.llm_max_ctx)

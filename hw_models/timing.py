@@ -127,18 +127,24 @@ class TimingModel:
         """Bytes per channel (HBM channels, then DDR) of an instruction's operands."""
         return self._traffic(accesses)[0]
 
-    def _traffic(self, accesses: list[Access]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(bytes read, bytes written, operand streams) per channel of ``accesses``."""
-        rd = np.zeros(self.n_hbm + 1, dtype=np.int64)
-        wr = np.zeros(self.n_hbm + 1, dtype=np.int64)
-        streams = np.zeros(self.n_hbm + 1, dtype=np.int64)
+    def _traffic(self, accesses: list[Access], tail_after: str | None = None) -> tuple:
+        """Per channel, each access mapped once: (bytes, of them written, operand streams, the ``tail_after``
+        operand's bytes, its streams); the last two are 0 when ``tail_after`` is None."""
+        n = self.n_hbm + 1
+        total, wr, streams = (np.zeros(n, dtype=np.int64) for _ in range(3))
+        tail, tail_streams = ((np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)) if tail_after is not None
+                              else (0, 0))
         for a in accesses:
             b = self._access_bytes(a)
             if b is None:
                 continue
-            (wr if a.write else rd)[:] += b
+            total += b
+            if a.write:
+                wr += b
             streams += b > 0
-        return rd + wr, wr, streams
+            if a.name == tail_after:
+                tail, tail_streams = tail + b, tail_streams + (b > 0)
+        return total, wr, streams, tail, tail_streams
 
     def _transfer(self, b: np.ndarray, streams: np.ndarray | int = 1, turn: np.ndarray | int = 0) -> np.ndarray:
         """Channel cycles of ``b`` bytes per channel (0 where 0): :func:`~dlavm.target.hbm_model.channel_cycles`
@@ -191,7 +197,7 @@ class TimingModel:
         channels holding it from cycle ``t``; returns the cycle each entry is on chip: the fetch's first
         byte after the set-up (and row opening) on its busiest channel, then the entries in order at the
         transfer's rate. Nothing is charged where the stream is on chip."""
-        per_chan, _, streams = self._traffic([Access("aux", addr, nbytes)])
+        per_chan, _, streams, _, _ = self._traffic([Access("aux", addr, nbytes)])
         if not per_chan.any():
             return [t] * entries
         begin, end, dur = self._channel_phase(t, per_chan, None, streams)
@@ -229,9 +235,7 @@ class TimingModel:
             return rec
         t0 = max(t_issue, self.unit_free[unit], deps, self.fence_floor)
         # each access is mapped to channels once: the tail's operand apart from the rest
-        per_chan, wr, streams = self._traffic(accesses)
-        tail_bytes, _, tail_streams = (self._traffic([a for a in accesses if a.name == tail_after])
-                                       if tail_after is not None else (0, 0, 0))
+        per_chan, wr, streams, tail_bytes, tail_streams = self._traffic(accesses, tail_after)
         begin, end, dur = self._channel_phase(t0, per_chan, wr, streams)
         mem_end, mem_alone = int(max(end.max(), t0)), int(dur.max())
         if tail_after is None:
