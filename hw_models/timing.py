@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlavm.target import Target
-from dlavm.target.hbm_model import channel_cycles, row_miss_cycles, turnaround_cycles
+from dlavm.target.hbm_model import channel_model
 from dlavm.target.isa import UNITS, WAIT_UNITS
 from dlavm.target.insn_model import Access
 
@@ -89,7 +89,10 @@ class TimingModel:
         self.chan_bytes = np.zeros(self.n_hbm + 1, dtype=np.int64)
         self.chan_busy = np.zeros(self.n_hbm + 1, dtype=np.int64)
         self.chan_wrote = np.zeros(self.n_hbm + 1, dtype=bool)   # its last transfer ended in writes
-        self.rtw, self.wtr = turnaround_cycles(target)
+        self._hbm_slice, self._ddr_slice = slice(0, self.n_hbm), slice(self.n_hbm, self.n_hbm + 1)
+        self._hbm_width, self._ddr_width = int(self.width[0]), int(self.width[self.n_hbm])
+        self.chan = channel_model(target)   # the channel formula's constants (dlavm.target.hbm_model)
+        self.rtw, self.wtr = self.chan.rtw, self.chan.wtr
         self.unit_free = {u: 0 for u in UNITS}
         self.unit_done = {u: 0 for u in UNITS}
         self.unit_busy = {u: 0 for u in UNITS}
@@ -104,23 +107,20 @@ class TimingModel:
         self.macs = 0
 
     # ----------------------------------------------------------- channels
-    def _access_bytes(self, a: Access) -> np.ndarray | None:
-        """Bytes per channel (HBM channels, then DDR) of one access; None when it moves nothing off chip."""
+    def _access_bytes(self, a: Access):
+        """Where one access's bytes go: (slice of the channel vector, bytes per channel there), or None when
+        it moves nothing off chip. Channels are the HBM channels, then DDR."""
         if a.nbytes == 0:
             return None
         if self.hbm.contains(a.addr):
-            b = np.zeros(self.n_hbm + 1, dtype=np.int64)
             offs = a.addr - self.hbm.base + np.arange(a.rows, dtype=np.int64) * a.stride
             if a.rows == 1 or a.stride == a.row_bytes:
                 offs, length = offs[:1], a.nbytes
             else:
                 length = a.row_bytes
-            b[: self.n_hbm] = channel_bytes(offs, length, self.t.hbm_interleave_bytes, self.n_hbm)
-            return b
+            return self._hbm_slice, channel_bytes(offs, length, self.t.hbm_interleave_bytes, self.n_hbm)
         if self.ddr.contains(a.addr):
-            b = np.zeros(self.n_hbm + 1, dtype=np.int64)
-            b[self.n_hbm] = a.nbytes
-            return b
+            return self._ddr_slice, a.nbytes
         return None
 
     def traffic(self, accesses: list[Access]) -> np.ndarray:
@@ -130,20 +130,21 @@ class TimingModel:
     def _traffic(self, accesses: list[Access], tail_after: str | None = None) -> tuple:
         """Per channel, each access mapped once: (bytes, of them written, operand streams, the ``tail_after``
         operand's bytes, its streams); the last two are 0 when ``tail_after`` is None."""
-        n = self.n_hbm + 1
-        total, wr, streams = (np.zeros(n, dtype=np.int64) for _ in range(3))
-        tail, tail_streams = ((np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)) if tail_after is not None
-                              else (0, 0))
+        acc = np.zeros((5 if tail_after is not None else 3, self.n_hbm + 1), dtype=np.int64)   # one allocation
+        total, wr, streams = acc[0], acc[1], acc[2]
+        tail, tail_streams = (acc[3], acc[4]) if tail_after is not None else (0, 0)
         for a in accesses:
-            b = self._access_bytes(a)
-            if b is None:
+            where = self._access_bytes(a)
+            if where is None:
                 continue
-            total += b
+            sl, b = where
+            total[sl] += b
             if a.write:
-                wr += b
-            streams += b > 0
+                wr[sl] += b
+            streams[sl] += b > 0
             if a.name == tail_after:
-                tail, tail_streams = tail + b, tail_streams + (b > 0)
+                tail[sl] += b
+                tail_streams[sl] += b > 0
         return total, wr, streams, tail, tail_streams
 
     def _transfer(self, b: np.ndarray, streams: np.ndarray | int = 1, turn: np.ndarray | int = 0) -> np.ndarray:
@@ -153,8 +154,9 @@ class TimingModel:
         n = self.n_hbm
         s = streams[:n] if isinstance(streams, np.ndarray) else streams
         u = turn[:n] if isinstance(turn, np.ndarray) else turn
-        out[:n] = channel_cycles(self.t, b[:n], int(self.width[0]), hbm=True, streams=s, turnarounds=u)
-        out[n:] = channel_cycles(self.t, b[n:], int(self.width[n]), hbm=False)
+        out[:n] = self.chan.array(b[:n], self._hbm_width, True, s, u)
+        d = int(b[n])   # the DDR port: one channel, computed on a Python int
+        out[n] = self.chan.generic(d, self._ddr_width, False) if d > 0 else 0
         return out
 
     def _turnarounds(self, per_chan: np.ndarray, wr: np.ndarray) -> np.ndarray | int:
@@ -203,7 +205,7 @@ class TimingModel:
         begin, end, dur = self._channel_phase(t, per_chan, None, streams)
         used = per_chan > 0
         first = int(begin[used].max())
-        fixed = self.t.dma_setup_cycles + (row_miss_cycles(self.t) if used[: self.n_hbm].any() else 0)
+        fixed = self.t.dma_setup_cycles + (self.chan.row_miss if used[: self.n_hbm].any() else 0)
         span = int(end[used].max()) - first - fixed
         return [first + fixed + -(-span * (k + 1) // entries) for k in range(entries)]
 

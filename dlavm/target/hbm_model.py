@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import numbers
 from fractions import Fraction
-from functools import lru_cache
 
 from dlavm.target.schema import Target
 
@@ -36,64 +35,114 @@ def ns_to_cycles(t: Target, ns: int) -> int:
     return math.ceil(ns * Fraction(t.clock_mhz).limit_denominator(10**6) / 1000) if ns else 0
 
 
-@lru_cache(maxsize=64)
-def _terms(t: Target) -> tuple[int, int, int, int, int, int]:
-    """(row_miss, rtw, wtr cycles; hbm_side ratio numerator, denominator (0, 0 when absent); outstanding
-    bytes in flight (0: no limit)) of ``t``."""
-    row_miss = ns_to_cycles(t, t.hbm_trp_ns + t.hbm_trcd_ns)
-    rtw, wtr = ns_to_cycles(t, t.hbm_trtw_ns), ns_to_cycles(t, t.hbm_twtr_ns)
-    num = den = 0
-    if t.hbm_mts:
-        # cycles per byte on the HBM side: clock_mhz / (MT/s * bytes per transfer), stretched by refresh
-        r = Fraction(t.clock_mhz).limit_denominator(10**6) / (t.hbm_mts * Fraction(t.hbm_pc_bits, 8))
-        if t.hbm_trefi_ns:
-            r *= Fraction(t.hbm_trefi_ns, t.hbm_trefi_ns - t.hbm_trfc_ns)
-        num, den = r.numerator, r.denominator
-    window = t.hbm_outstanding * t.dma_burst_bytes
-    return row_miss, rtw, wtr, num, den, window
+class ChannelModel:
+    """The formula's constants for one target, computed once (:func:`channel_model`)."""
+
+    def __init__(self, t: Target):
+        self.setup, self.burst, self.overhead = t.dma_setup_cycles, t.dma_burst_bytes, t.burst_overhead_cycles
+        self.row_miss = ns_to_cycles(t, t.hbm_trp_ns + t.hbm_trcd_ns)
+        self.rtw, self.wtr = ns_to_cycles(t, t.hbm_trtw_ns), ns_to_cycles(t, t.hbm_twtr_ns)
+        self.num = self.den = 0   # HBM side: cycles per byte = num / den (0: not modelled)
+        if t.hbm_mts:
+            # clock_mhz / (MT/s * bytes per transfer), stretched by refresh's share of the time
+            r = Fraction(t.clock_mhz).limit_denominator(10**6) / (t.hbm_mts * Fraction(t.hbm_pc_bits, 8))
+            if t.hbm_trefi_ns:
+                r *= Fraction(t.hbm_trefi_ns, t.hbm_trefi_ns - t.hbm_trfc_ns)
+            self.num, self.den = r.numerator, r.denominator
+        self.window = t.hbm_outstanding * t.dma_burst_bytes   # bytes in flight per port (0: no limit)
+        self.refresh = ((ns_to_cycles(t, t.hbm_trefi_ns), ns_to_cycles(t, t.hbm_trfc_ns))
+                        if t.hbm_trefi_ns and t.hbm_outstanding else None)
+        self._starved: dict[int, int] = {}
+        self._binds: dict[int, tuple[bool, bool]] = {}
+
+    def binds(self, width: int) -> tuple[bool, bool]:
+        """Whether the HBM side, and the outstanding limit, can ever exceed ``ceil(b / width)`` for a port
+        ``width`` bytes wide: when not, leaving the term out changes no result (it is at most the port's)."""
+        if width not in self._binds:
+            self._binds[width] = (bool(self.num) and self.num * width > self.den,
+                                  bool(self.window) and self.setup * width > self.window)
+        return self._binds[width]
+
+    def starved(self, width: int) -> int:
+        """Port cycles a refresh starves, each tREFI, beyond what the outstanding window holds."""
+        if self.refresh is None:
+            return 0
+        if width not in self._starved:
+            self._starved[width] = max(0, self.refresh[1] - -(-self.window // width))
+        return self._starved[width]
+
+    def array(self, b, width: int, hbm: bool, streams=1, turnarounds=0):
+        """:func:`channel_cycles` on a numpy int64 array of bytes per channel (0 where 0)."""
+        import numpy as np
+        port = -(-b // width)
+        if self.overhead:
+            port = port + -(-b // self.burst) * self.overhead
+        fixed = self.setup
+        if hbm:
+            st = self.starved(width)
+            if st:
+                port = port + -(-(port * st) // (self.refresh[0] - st))
+            side, cap = self.binds(width)
+            if side:
+                port = np.maximum(port, -(-(b * self.num) // self.den))
+            if cap:
+                port = np.maximum(port, -(-(b * self.setup) // self.window))
+            if self.row_miss:
+                fixed = fixed + streams * self.row_miss
+            fixed = fixed + turnarounds
+        return np.where(b > 0, fixed + port, 0)
+
+    def generic(self, nbytes, width: int, hbm: bool, streams=1, turnarounds=0):
+        """:func:`channel_cycles` on an int or a ``dlavm.sym`` expression (always pays the fixed part)."""
+        port = _cdiv(nbytes, width) + _cdiv(nbytes, self.burst) * self.overhead
+        fixed = self.setup
+        if hbm:
+            st = self.starved(width)
+            if st:
+                port = port + _cdiv(port * st, self.refresh[0] - st)
+            side, cap = self.binds(width)
+            if side:
+                port = _max(port, _cdiv(nbytes * self.num, self.den))
+            if cap:
+                port = _max(port, _cdiv(nbytes * self.setup, self.window))
+            fixed = fixed + streams * self.row_miss + turnarounds
+        return fixed + port
 
 
-@lru_cache(maxsize=64)
-def _refresh_port(t: Target, width: int) -> tuple[int, int]:
-    """(port cycles starved per refresh interval, refresh interval) in cycles, for a port ``width`` bytes
-    wide; (0, 1) when refresh does not reach the port."""
-    if not t.hbm_trefi_ns or not t.hbm_outstanding:
-        return 0, 1
-    trefi, trfc = ns_to_cycles(t, t.hbm_trefi_ns), ns_to_cycles(t, t.hbm_trfc_ns)
-    starved = max(0, trfc - -(-t.hbm_outstanding * t.dma_burst_bytes // width))
-    return starved, trefi
+_MODELS: dict[int, tuple[Target, ChannelModel]] = {}
+
+
+def channel_model(t: Target) -> ChannelModel:
+    """The :class:`ChannelModel` of ``t``, computed once per target object."""
+    hit = _MODELS.get(id(t))
+    if hit is None or hit[0] is not t:
+        if len(_MODELS) > 256:
+            _MODELS.clear()
+        hit = _MODELS[id(t)] = (t, ChannelModel(t))
+    return hit[1]
 
 
 def row_miss_cycles(t: Target) -> int:
     """Cycles to open a row on an HBM pseudo-channel (tRP + tRCD), in accelerator cycles."""
-    return _terms(t)[0]
+    return channel_model(t).row_miss
 
 
 def turnaround_cycles(t: Target) -> tuple[int, int]:
     """(read-to-write, write-to-read) bus turnaround of one HBM pseudo-channel, in accelerator cycles."""
-    _, rtw, wtr, *_ = _terms(t)
-    return rtw, wtr
-
-
-def _is_array(x) -> bool:
-    return hasattr(x, "shape") and hasattr(x, "dtype")
+    m = channel_model(t)
+    return m.rtw, m.wtr
 
 
 def _cdiv(a, b):
-    if isinstance(a, numbers.Integral) and isinstance(b, numbers.Integral):
-        return -(-a // b)
-    if _is_array(a):
+    if type(a) is int or isinstance(a, numbers.Integral):
         return -(-a // b)
     from dlavm import sym
     return sym.ceildiv(a, b)
 
 
 def _max(a, b):
-    if isinstance(a, numbers.Integral) and isinstance(b, numbers.Integral):
+    if (type(a) is int or isinstance(a, numbers.Integral)) and (type(b) is int or isinstance(b, numbers.Integral)):
         return max(a, b)
-    if _is_array(a) or _is_array(b):
-        import numpy as np
-        return np.maximum(a, b)
     from dlavm import sym
     return sym.smax(a, b)
 
@@ -104,23 +153,7 @@ def channel_cycles(t: Target, nbytes, width: int, hbm: bool = True, streams=1, t
     has only setup, width and bursts); ``streams``: separate address streams the bytes come in (each opens a
     row); ``turnarounds``: bus turnaround cycles to add (:func:`turnaround_cycles`). An array's channels
     that move 0 bytes take 0 cycles; a scalar is one operand's load and always pays the fixed part."""
-    port = _cdiv(nbytes, width) + _cdiv(nbytes, t.dma_burst_bytes) * t.burst_overhead_cycles
-    fixed = t.dma_setup_cycles
-    if hbm:
-        row_miss, _, _, num, den, window = _terms(t)
-        starved, trefi = _refresh_port(t, width)
-        if starved:
-            port = port + _cdiv(port * starved, trefi - starved)
-        stream = port
-        if num:
-            stream = _max(stream, _cdiv(nbytes * num, den))
-        if window:
-            stream = _max(stream, _cdiv(nbytes * t.dma_setup_cycles, window))
-        fixed = fixed + streams * row_miss + turnarounds
-    else:
-        stream = port
-    total = fixed + stream
-    if _is_array(nbytes):
-        import numpy as np
-        return np.where(nbytes > 0, total, 0)
-    return total
+    m = channel_model(t)
+    if hasattr(nbytes, "shape") and hasattr(nbytes, "dtype"):
+        return m.array(nbytes, width, hbm, streams, turnarounds)
+    return m.generic(nbytes, width, hbm, streams, turnarounds)
