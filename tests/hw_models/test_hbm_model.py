@@ -159,3 +159,17 @@ def test_refresh_starves_the_port_only_beyond_the_outstanding_window():
     # a window of 16 bursts (128 port cycles) covers the 52: no loss; nor without a limit (hbm_outstanding 0)
     assert channel_cycles(t.replace(hbm_outstanding=16), 3200, 32) == 10 + 100
     assert channel_cycles(t.replace(hbm_outstanding=0), 3200, 32) == 10 + 100
+
+
+@pytest.mark.parametrize("name", ["vcu128", "u280", "tiny"])
+def test_one_formula_on_ints_arrays_and_symbolic_sizes(name):
+    # the compiler evaluates the fills on dlavm.sym expressions, the timing model on arrays: the same numbers
+    from dlavm import sym
+    t = get_target(name)
+    t = t.replace(hbm_outstanding=1) if name == "u280" else t   # a refresh that reaches the port, too
+    n = sym.Var("hbm_n", 1, 1 << 22)
+    expr = channel_cycles(t, n, 32)
+    sizes = [1, 31, 32, 33, 1023, 1024, 1025, 5000, 65536, 1 << 22]
+    arr = channel_cycles(t, np.array(sizes, dtype=np.int64), 32)
+    for k, b in enumerate(sizes):
+        assert sym.evaluate(expr, {"hbm_n": b}) == channel_cycles(t, b, 32) == arr[k], b
