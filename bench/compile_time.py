@@ -299,19 +299,26 @@ def main() -> int:
         what = "import only (tvm.compile failed)" if tvm.get("compile_error") else "import + compile"
         print(f"after export: DLAVM convert+passes+backend {ours * 1e3:.0f} ms vs TVM {what} {theirs * 1e3:.0f} ms")
     sims = simulate(build)
-    print(f"{'phase':<14} {'seq':>5} {'cycles':>14} {'time ms':>10} {'us/token':>10} {'roofline':>9} {'sim wall s':>10}")
+    fig0 = sims[0]
+    print(f"roofline against the port peak ({fig0['port_peak_gb_s']:.1f} GB/s) and the device peak "
+          f"({fig0['device_peak_gb_s']:.1f} GB/s)")
+    print(f"{'phase':<14} {'seq':>5} {'cycles':>14} {'time ms':>10} {'us/token':>10} {'% port':>7} {'% device':>9} "
+          f"{'sim wall s':>10}")
     for p, phase in zip(sims, ("decode", "prefill")):
         print(f"{phase:<14} {p['seq']:>5} {p['cycles']:>14,} {p['time_us'] / 1e3:>10.2f} {p['us_per_token']:>10.1f} "
-              f"{100 * p['roofline_fraction']:>8.1f}% {p['wall_s']:>10.2f}")
+              f"{100 * p['roofline_fraction']:>6.1f}% {100 * p['device_roofline_fraction']:>8.1f}% "
+              f"{p['wall_s']:>10.2f}")
     llm = None
     if not args.skip_llm:
         llm = llm_profile(args.model, args.llm_max_ctx)
         print(f"generation ({args.model}, KV cache {args.llm_max_ctx} positions, int4, vcu128 at "
               f"{llm['runs'][0]['clock_mhz']} MHz; compiled in {llm['compile_s']:.1f} s)")
-        print(f"{'phase':<9} {'seq':>5} {'ctx':>5} {'ms':>10} {'ms/token':>9} {'HBM BW':>7} {'MACs':>7}")
+        print(f"{'phase':<9} {'seq':>5} {'ctx':>5} {'ms':>10} {'ms/token':>9} {'HBM/port':>9} {'HBM/dev':>8} "
+              f"{'MACs':>7}")
         for p in llm["runs"]:
             print(f"{p['phase']:<9} {p['seq']:>5} {p['state']['ctx']:>5} {p['time_us'] / 1e3:>10.2f} "
-                  f"{p['ms_per_token']:>9.3f} {100 * p['hbm_fraction']:>6.1f}% {100 * p['mac_fraction']:>6.1f}%")
+                  f"{p['ms_per_token']:>9.3f} {100 * p['hbm_fraction']:>8.1f}% {100 * p['hbm_device_fraction']:>7.1f}% "
+                  f"{100 * p['mac_fraction']:>6.1f}%")
     result = {"model": args.model, "llm": llm, "max_seq": args.max_seq, "machine": platform.platform(),
               "python": platform.python_version(), "dlavm_rows": rows, "dlavm_totals": totals, "tvm": tvm,
               "simulated": sims}

@@ -179,7 +179,9 @@ def timing_step(ctx: int, max_ctx: int, repeats: int) -> dict:
             "instructions": entry_instructions(cm.manifest, "greedy"),
             "step_us": fig.cycles_to_us(dev["cycles"]),
             "hbm_port_peak_gb_s": fig.hbm_bytes_per_cycle * fig.clock_hz / 1e9,
-            "hbm_port_roofline_us": fig.cycles_to_us(dev["hbm_bytes"] / fig.hbm_bytes_per_cycle)}
+            "hbm_port_roofline_us": fig.cycles_to_us(dev["hbm_bytes"] / fig.hbm_bytes_per_cycle),
+            "hbm_device_peak_gb_s": fig.device_hbm_gbytes_per_s,
+            "hbm_device_roofline_us": fig.cycles_to_us(dev["hbm_bytes"] / fig.device_hbm_bytes_per_cycle)}
 
 
 def main() -> int:
@@ -229,7 +231,9 @@ def main() -> int:
         step = big["step_us"]
         print(f"simulated {big['layers']}-layer decode step: {step:,.0f} us = {1e6 / step:.1f} tok/s; HBM bytes at the port peak "
               f"({big['hbm_port_peak_gb_s']:.1f} GB/s) {big['hbm_port_roofline_us']:,.0f} us -> "
-              f"{100 * big['hbm_port_roofline_us'] / step:.1f}% of that roofline")
+              f"{100 * big['hbm_port_roofline_us'] / step:.1f}% of port peak; at the device peak "
+              f"({big['hbm_device_peak_gb_s']:.1f} GB/s) {big['hbm_device_roofline_us']:,.0f} us -> "
+              f"{100 * big['hbm_device_roofline_us'] / step:.1f}% of device peak")
     result = {"target": "vcu128", "model": "llama-2-7b configuration, int4 g128", "ctx": args.ctx,
               "max_ctx": args.max_ctx, "repeats": args.repeats, "host": platform.processor() or platform.machine(),
               "torch": torch.__version__, "torch_threads": torch.get_num_threads(),

@@ -385,8 +385,13 @@ def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, f
         "cycles": cycles, "time_us": fig.cycles_to_us(cycles), "clock_mhz": target.clock_mhz,
         "macs": macs, "hbm_bytes": hbm, "roofline_cycles": roof,
         "roofline_fraction": roof / cycles if cycles else 0.0,
+        # against the board's HBM bandwidth (the device peak) rather than the ports' (the port peak)
+        "device_roofline_cycles": fig.device_roofline_cycles(macs, hbm),
+        "device_roofline_fraction": fig.device_roofline_cycles(macs, hbm) / cycles if cycles else 0.0,
+        "port_peak_gb_s": fig.hbm_gbytes_per_s, "device_peak_gb_s": fig.device_hbm_gbytes_per_s,
         # the two limits separately: decode is judged against HBM bandwidth, prefill against the MACs
         "hbm_fraction": hbm / fig.hbm_bytes_per_cycle / cycles if cycles else 0.0,
+        "hbm_device_fraction": hbm / fig.device_hbm_bytes_per_cycle / cycles if cycles else 0.0,
         "mac_fraction": macs / fig.peak_macs_per_cycle / cycles if cycles else 0.0,
         "ms_per_token": fig.cycles_to_us(cycles) / 1e3 / max(seq, 1),
         "instructions": after["instructions"] - before["instructions"],
@@ -442,8 +447,10 @@ def format_profile(p: dict, top: int = 20) -> str:
     lines = [f"{p['entry']} seq={p['seq']}{state} on {p['target']} ({'functional' if p['functional'] else 'timing-only'}):"
              f" {p['cycles']:,} cycles = {p['time_us']:.1f} us at {p['clock_mhz']} MHz",
              f"roofline {p['roofline_cycles']:,.0f} cycles (MACs {p['macs']:,}, HBM bytes {p['hbm_bytes']:,})"
-             f" -> {100 * p['roofline_fraction']:.1f}% of roofline",
-             f"HBM bandwidth {100 * p['hbm_fraction']:.1f}% of peak, MACs {100 * p['mac_fraction']:.1f}% of peak; "
+             f" -> {100 * p['roofline_fraction']:.1f}% of port peak ({p['port_peak_gb_s']:.1f} GB/s), "
+             f"{100 * p['device_roofline_fraction']:.1f}% of device peak ({p['device_peak_gb_s']:.1f} GB/s)",
+             f"HBM bandwidth {100 * p['hbm_fraction']:.1f}% of port peak, {100 * p['hbm_device_fraction']:.1f}% of "
+             f"device peak, MACs {100 * p['mac_fraction']:.1f}% of peak; "
              f"{p['ms_per_token']:.3f} ms per token ({p['seq']} token(s) in {p['time_us'] / 1e3:.3f} ms)"]
     if p.get("state"):
         lines.append("phases: " + "; ".join(

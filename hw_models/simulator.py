@@ -216,7 +216,13 @@ class Simulator(DeviceHAL):
         if count:
             raw = self.mem.read(base, count * INSN_BYTES, "aux fetch", check=self.mem.check_uninit)
             words = raw.view("<u4").reshape(count, INSN_WORDS)
+            # the fetch reads the stream from its memory (a channel read like any other, doc/simulator.md);
+            # an entry issues once it is on chip
+            ready = (self.timing.fetch(t, base, count * self.target.aux_fetch_bytes, count)
+                     if self.target.aux_fetch_bytes else None)
             for k in range(count):
+                if ready is not None:
+                    t = max(t, ready[k])
                 try:
                     t = self._issue_words(words[k], "aux", at=t)
                 except SimError as exc:   # name the stream entry: that is what a driver author looks up

@@ -69,7 +69,9 @@ def plot_profile(p: dict, path) -> Path:
     ax_r.set_yscale("log")
     ax_r.set_xlabel("operational intensity (MACs per byte moved)")
     ax_r.set_ylabel("achieved throughput (GMAC/s)")
-    ax_r.set_title(f"roofline: {p['entry']} on {p['target']} ({100 * p['roofline_fraction']:.1f}% overall)")
+    dev = p.get("device_roofline_fraction")
+    ax_r.set_title(f"roofline (port peak): {p['entry']} on {p['target']} ({100 * p['roofline_fraction']:.1f}% of "
+                   f"port peak" + (f", {100 * dev:.1f}% of device peak)" if dev is not None else ")"))
     ax_r.grid(True, which="both", alpha=0.3)
     ax_r.legend(fontsize=7, loc="lower right")
 

@@ -23,7 +23,8 @@ from .space import Point
 STATUSES = ("ok", "refused", "failed")
 #: the metrics every ok record holds (doc/dse.md "What a point records"), in the order reports show them
 METRICS = ("tokens_per_s", "step_us", "prefill_tokens", "prefill_us", "prefill_tokens_per_s", "cycles", "macs",
-           "hbm_bytes_moved", "roofline_fraction", "hbm_fraction", "mac_fraction", "weight_bytes", "kv_bytes",
+           "hbm_bytes_moved", "roofline_fraction", "device_roofline_fraction", "hbm_fraction", "mac_fraction",
+           "weight_bytes", "kv_bytes",
            "scratch_bytes", "stream_bytes", "stream_entries", "lut", "ff", "dsp", "bram36", "uram",
            "clock_mhz", "hbm_gbytes_per_s", "peak_tmacs_per_s")
 
@@ -76,8 +77,8 @@ def profile_metrics(p: dict) -> dict:
         "prefill_us": pre["time_us"],
         "prefill_tokens_per_s": pre["tokens"] * 1e6 / pre["time_us"] if pre["time_us"] else 0.0,
         "cycles": p["cycles"], "macs": p["macs"], "hbm_bytes_moved": p["hbm_bytes"],
-        "roofline_fraction": p["roofline_fraction"], "hbm_fraction": p["hbm_fraction"],
-        "mac_fraction": p["mac_fraction"],
+        "roofline_fraction": p["roofline_fraction"], "device_roofline_fraction": p["device_roofline_fraction"],
+        "hbm_fraction": p["hbm_fraction"], "mac_fraction": p["mac_fraction"],
     }
 
 

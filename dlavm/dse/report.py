@@ -228,7 +228,7 @@ def _part_check(part: str | None):
 
 
 def _point_table(rows: list[dict], names: list[str], cost: str, over) -> list[str]:
-    header = ["#", *names, "tokens/s", "prefill tok/s", "% roofline",
+    header = ["#", *names, "tokens/s", "prefill tok/s", "% port peak", "% device peak",
               "bytes" if cost == BYTES else cost, "stream bytes"]
     if over is not None:
         header.append(f"over {over.part}")
@@ -237,8 +237,8 @@ def _point_table(rows: list[dict], names: list[str], cost: str, over) -> list[st
         params = r.get("params") or {}
         cells = [str(r["index"]), *(_fmt_param(params[n]) if n in params else "-" for n in names),
                  _fmt(_metric(r, "tokens_per_s"), ",.2f"), _fmt(_metric(r, "prefill_tokens_per_s"), ",.1f"),
-                 _fmt(None if _metric(r, "roofline_fraction") is None else 100 * _metric(r, "roofline_fraction"),
-                      ".1f"),
+                 *(_fmt(None if _metric(r, k) is None else 100 * _metric(r, k), ".1f")
+                   for k in ("roofline_fraction", "device_roofline_fraction")),
                  _fmt_bytes(_metric(r, BYTES)) if cost == BYTES else _fmt(_metric(r, cost), ",.0f"),
                  _fmt_bytes(_metric(r, "stream_bytes"))]
         if over is not None:

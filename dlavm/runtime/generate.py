@@ -174,26 +174,32 @@ def performance(steps: list, target) -> dict | None:
     reported no cycles (a device without counters).
 
     ``prefill_ms``: the first call; ``decode_tokens_per_s``: decode calls per second of their summed
-    time (None without a decode call); ``*_roofline``: the fewest cycles the same work could take
-    (``Figures.roofline_cycles`` of its MACs and HBM bytes) over the cycles it took, prefill and decode
-    each summed over their calls."""
+    time (None without a decode call); ``*_roofline``: the fewest cycles the same work could take through
+    the HBM ports (``Figures.roofline_cycles`` of its MACs and HBM bytes, the port peak) over the cycles it
+    took, prefill and decode each summed over their calls; ``*_device_roofline``: the same against the
+    device peak (the board's HBM bandwidth, ``Figures.device_roofline_cycles``). ``port_peak_gb_s`` and
+    ``device_peak_gb_s`` name the two peaks."""
     if not steps or not all(s["cycles"] for s in steps):
         return None
     fig = target.figures
 
     def part(calls):
         cycles = sum(s["cycles"] for s in calls)
-        roof = fig.roofline_cycles(sum(s.get("macs", 0) for s in calls), sum(s["hbm_bytes"] for s in calls))
-        return cycles, roof / cycles
+        macs, hbm = sum(s.get("macs", 0) for s in calls), sum(s["hbm_bytes"] for s in calls)
+        return cycles, fig.roofline_cycles(macs, hbm) / cycles, fig.device_roofline_cycles(macs, hbm) / cycles
 
-    pre_cycles, pre_roof = part(steps[:1])
+    pre_cycles, pre_roof, pre_dev = part(steps[:1])
     out = {"clock_mhz": target.clock_mhz, "prefill_tokens": steps[0]["tokens"],
            "prefill_ms": fig.cycles_to_us(pre_cycles) / 1e3, "prefill_roofline": pre_roof,
-           "decode_tokens": len(steps) - 1, "decode_tokens_per_s": None, "decode_roofline": None}
+           "prefill_device_roofline": pre_dev,
+           "decode_tokens": len(steps) - 1, "decode_tokens_per_s": None, "decode_roofline": None,
+           "decode_device_roofline": None,
+           "port_peak_gb_s": fig.hbm_gbytes_per_s, "device_peak_gb_s": fig.device_hbm_gbytes_per_s}
     if len(steps) > 1:
-        dec_cycles, dec_roof = part(steps[1:])
+        dec_cycles, dec_roof, dec_dev = part(steps[1:])
         out["decode_tokens_per_s"] = (len(steps) - 1) / (fig.cycles_to_us(dec_cycles) / 1e6)
         out["decode_roofline"] = dec_roof
+        out["decode_device_roofline"] = dec_dev
     return out
 
 
@@ -202,10 +208,12 @@ def format_performance(p: dict | None) -> str:
     if p is None:
         return "simulated: the device reported no cycle counts"
     line = (f"simulated at {p['clock_mhz']:g} MHz: prefill {p['prefill_tokens']} tokens {p['prefill_ms']:.3f} ms "
-            f"({100 * p['prefill_roofline']:.1f}% of roofline)")
+            f"({100 * p['prefill_roofline']:.1f}% of port peak, {100 * p['prefill_device_roofline']:.1f}% of "
+            f"device peak)")
     if p["decode_tokens_per_s"] is not None:
-        line += (f", decode {p['decode_tokens_per_s']:,.1f} tokens/s ({100 * p['decode_roofline']:.1f}% of "
-                 f"roofline, {p['decode_tokens']} tokens)")
+        line += (f", decode {p['decode_tokens_per_s']:,.1f} tokens/s ({100 * p['decode_roofline']:.1f}% of port "
+                 f"peak, {100 * p['decode_device_roofline']:.1f}% of device peak, {p['decode_tokens']} tokens)")
+    line += f"; peaks: port {p['port_peak_gb_s']:.1f} GB/s, device {p['device_peak_gb_s']:.1f} GB/s"
     return line
 
 

@@ -3,13 +3,16 @@
 * :class:`Target` (``schema.py``): every hardware parameter, a frozen dataclass.
 * ``target.figures`` (``derived.py``): every derived figure, computed in one place.
 * :func:`get_target` / :func:`list_targets` (``loader.py``): built-ins
-  (``vcu128``, ``v80``, ``tiny``, stored as JSON in ``builtin/``) and user files.
+  (``vcu128``, ``u280``, ``v80``, ``tiny``, stored as JSON in ``builtin/``) and user files.
 * ``isa.py`` / ``asm.py``: the instruction formats, register map, encoder,
   decoder, assembler and disassembler (the single definition of the ISA's bits).
 * ``layout.py`` / ``pwl.py``: tensor layouts (int4 packing) and activation
   tables, i.e. data the compiler writes into device memory.
 * ``insn_model.py``: each instruction's memory accesses, compute cycles and
   latency, shared by the simulator and the compiler.
+* ``hbm_model.py``: how long a memory channel takes to move an instruction's
+  bytes (port, HBM pseudo-channel: refresh, rows, turnaround, outstanding
+  bursts), shared by the simulator's timing model and ``insn_model.py``.
 * ``resources.py``: the resource estimate (LUT, FF, DSP, BRAM36, URAM per
   unit) as formulas of a target's fields, and the FPGA parts to check it against.
 

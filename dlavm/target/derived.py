@@ -35,7 +35,9 @@ class Figures:
     hbm_bytes_per_cycle_per_channel: int
     hbm_bytes_per_cycle: int
     hbm_bytes: int
-    hbm_gbytes_per_s: float
+    hbm_gbytes_per_s: float           # port peak: channels x port width x clock (what the ports can take)
+    device_hbm_gbytes_per_s: float    # device peak: channels x HBM data rate x pseudo-channel width (datasheet)
+    device_hbm_bytes_per_cycle: float  # the device peak per accelerator cycle
     ddr_bytes_per_cycle: int
     ddr_gbytes_per_s: float
     peak_macs_per_cycle: int
@@ -52,9 +54,22 @@ class Figures:
         return min(float(self.peak_macs_per_cycle), self.hbm_bytes_per_cycle * macs_per_byte)
 
     def roofline_cycles(self, macs: float, hbm_bytes: float) -> float:
-        """The fewest cycles ``macs`` multiply-accumulates and ``hbm_bytes`` of HBM traffic can take:
-        ``max(MACs / peak MACs per cycle, HBM bytes / HBM bytes per cycle)``."""
+        """The fewest cycles ``macs`` multiply-accumulates and ``hbm_bytes`` of HBM traffic can take through
+        the ports: ``max(MACs / peak MACs per cycle, HBM bytes / port peak bytes per cycle)``."""
         return max(macs / self.peak_macs_per_cycle, hbm_bytes / self.hbm_bytes_per_cycle)
+
+    def device_roofline_cycles(self, macs: float, hbm_bytes: float) -> float:
+        """As :meth:`roofline_cycles` against the device peak (the board's HBM bandwidth) instead of the
+        port peak: what the memory itself allows, whatever the ports."""
+        return max(macs / self.peak_macs_per_cycle, hbm_bytes / self.device_hbm_bytes_per_cycle)
+
+    def roofline_percents(self, cycles: float, macs: float, hbm_bytes: float) -> dict[str, float]:
+        """``cycles`` as a share of each roofline: ``{"port": % of port peak, "device": % of device
+        peak}`` (100 = at the bound; 0 when ``cycles`` is 0)."""
+        if not cycles:
+            return {"port": 0.0, "device": 0.0}
+        return {"port": 100.0 * self.roofline_cycles(macs, hbm_bytes) / cycles,
+                "device": 100.0 * self.device_roofline_cycles(macs, hbm_bytes) / cycles}
 
     def region(self, name: str) -> Region:
         for r in self.regions:
@@ -74,12 +89,17 @@ def derive(t: Target) -> Figures:
     ddr_bpc = t.ddr_bits_per_cycle // 8
     peak = t.tin * t.tout * t.mvm_groups
     hbm_bytes = t.hbm_channels * t.hbm_channel_bytes
+    # without an HBM data rate (hbm_mts = 0) the memory is taken as fast as the ports: device peak = port peak
+    dev_gbs = (t.hbm_channels * t.hbm_mts * t.hbm_pc_bits / 8 / 1e3 if t.hbm_mts
+               else hbm_bpc * clock_hz / 1e9)
     return Figures(
         clock_hz=clock_hz,
         hbm_bytes_per_cycle_per_channel=ch_bpc,
         hbm_bytes_per_cycle=hbm_bpc,
         hbm_bytes=hbm_bytes,
         hbm_gbytes_per_s=hbm_bpc * clock_hz / 1e9,
+        device_hbm_gbytes_per_s=dev_gbs,
+        device_hbm_bytes_per_cycle=dev_gbs * 1e9 / clock_hz,
         ddr_bytes_per_cycle=ddr_bpc,
         ddr_gbytes_per_s=ddr_bpc * clock_hz / 1e9,
         peak_macs_per_cycle=peak,

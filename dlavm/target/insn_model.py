@@ -32,6 +32,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from dlavm.target.hbm_model import channel_cycles
 from dlavm.target.isa import ARGMAX_RECORD_BYTES, OPS, op_format
 from dlavm.target.layout import weight_bytes
 from dlavm.target.schema import Target
@@ -310,15 +311,14 @@ def _softmax_cycles(f, t):
 
 
 def _load_cycles(t, addr, nbytes) -> int:
-    """Channel time of ``nbytes`` read alone from ``addr`` (the memory phase's formula for one operand)."""
+    """Channel time of ``nbytes`` read alone from ``addr``: the memory phase's formula for one operand
+    (:func:`dlavm.target.hbm_model.channel_cycles`, one stream, no turnaround), on its busiest channel."""
     fig = t.figures
     if _is_int(addr) and fig.region("sram").contains(addr):
         return 0
     if _is_int(addr) and fig.region("ddr").contains(addr):
-        per, width = nbytes, fig.ddr_bytes_per_cycle
-    else:
-        per, width = cdiv(nbytes, t.hbm_channels), fig.hbm_bytes_per_cycle_per_channel
-    return t.dma_setup_cycles + cdiv(per, width) + cdiv(per, t.dma_burst_bytes) * t.burst_overhead_cycles
+        return channel_cycles(t, nbytes, fig.ddr_bytes_per_cycle, hbm=False)
+    return channel_cycles(t, cdiv(nbytes, t.hbm_channels), fig.hbm_bytes_per_cycle_per_channel)
 
 
 def _act_cycles(f, t):

@@ -30,9 +30,12 @@ class TargetError(ValueError):
 class Target:
     """One accelerator, described as data. Units are in the field names.
 
-    Every field but ``description`` is required: the built-in ``vcu128.json``
-    is the one place the reference values are written, and variants inherit
-    them with ``"base": "vcu128"`` (see loader.py).
+    Every field but ``description`` and the HBM-model fields (``hbm_mts`` ..
+    ``aux_fetch_bytes``, :data:`OPTIONAL_FIELDS`) is required: the built-in
+    ``vcu128.json`` is the one place the reference values are written, and
+    variants inherit them with ``"base": "vcu128"`` (see loader.py). An HBM-model
+    field left out means its effect is absent (0: an ideal memory behind the
+    ports, the timing model before it had these effects).
 
     Guarantees after construction: every field has its declared type exactly
     (an ``int`` field holds an integer, never a float or a bool; a ``float``
@@ -102,6 +105,22 @@ class Target:
     max_seq_len: int
     description: str = ""
 
+    # HBM pseudo-channel model behind each port (doc/simulator.md, "HBM model"; 0 = effect absent).
+    # HBM side: data rate per pin (MT/s) x pseudo-channel width; refresh: tRFC every tREFI (all-bank);
+    # a new stream on a channel opens a row (tRP + tRCD); a read<->write switch costs tRTW / tWTR;
+    # a port keeps at most hbm_outstanding bursts of dma_burst_bytes in flight, each dma_setup_cycles long.
+    hbm_mts: int = 0
+    hbm_pc_bits: int = 64
+    hbm_trefi_ns: int = 0
+    hbm_trfc_ns: int = 0
+    hbm_trcd_ns: int = 0
+    hbm_trp_ns: int = 0
+    hbm_trtw_ns: int = 0
+    hbm_twtr_ns: int = 0
+    hbm_outstanding: int = 0
+    # Bytes the AUX sequencer fetches per stream entry, charged to the memory holding the stream (0: free).
+    aux_fetch_bytes: int = 0
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _check_field_type(self.name, f.name, f.type, getattr(self, f.name))
@@ -116,6 +135,7 @@ class Target:
         if self.mem_align_bytes % ADDRESS_UNIT:
             raise TargetError(f"target {self.name!r}: mem_align_bytes must be a multiple of {ADDRESS_UNIT}")
         _check_numerics(self)
+        _check_hbm_model(self)
         for name in ("hbm_bits_per_cycle", "ddr_bits_per_cycle"):
             if getattr(self, name) % 8:
                 raise TargetError(f"target {self.name!r}: {name} must be a multiple of 8")
@@ -155,7 +175,12 @@ class Target:
         refuses an artifact whose target description differs."""
         import hashlib
         import json
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        # an HBM-model field at its default (effect absent) is left out, so targets described before those
+        # fields existed keep their fingerprint (and their artifacts stay loadable)
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in OPTIONAL_FIELDS}
+        d = {k: v for k, v in self.to_dict().items()
+             if k == "description" or k not in defaults or v != defaults[k]}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def replace(self, **changes: Any) -> "Target":
         """A variant of this target with some fields changed (validated again)."""
@@ -197,6 +222,21 @@ def _check_numerics(t: "Target") -> None:
                              f"more than {_EXACT_BITS} bits (doc/isa.md 7.2)")
 
 
+def _check_hbm_model(t: "Target") -> None:
+    """Refuse HBM-model fields that contradict one another (names the field, its value and the rule)."""
+    def refuse(name: str, rule: str) -> None:
+        raise TargetError(f"target {t.name!r}: field {name} = {getattr(t, name)!r} {rule}")
+
+    if (t.hbm_trefi_ns == 0) != (t.hbm_trfc_ns == 0):
+        refuse("hbm_trfc_ns", f"and hbm_trefi_ns = {t.hbm_trefi_ns} must both be 0 (no refresh) or both > 0")
+    if t.hbm_trfc_ns and t.hbm_trfc_ns >= t.hbm_trefi_ns:
+        refuse("hbm_trfc_ns", f"must be below hbm_trefi_ns = {t.hbm_trefi_ns} (refresh would take all the time)")
+    if t.hbm_trfc_ns and not t.hbm_mts:
+        refuse("hbm_trfc_ns", "needs hbm_mts > 0: refresh is modelled on the HBM side of the port")
+    if t.aux_fetch_bytes not in (0, 64):
+        refuse("aux_fetch_bytes", "must be 0 (fetch not charged) or 64 (one AUX stream entry, doc/isa.md)")
+
+
 #: Largest value of an integer field: the C++ runtime holds every field in a signed 64-bit integer.
 INT_FIELD_MAX = 2**63 - 1
 
@@ -232,8 +272,13 @@ def _check_field_type(target: object, name: str, kind: str, value: object) -> No
         refuse("must be a list of format names (strings)")
 
 
+#: Fields a target file may leave out: their default means "absent" (see :class:`Target`).
+OPTIONAL_FIELDS = ("description", "hbm_mts", "hbm_pc_bits", "hbm_trefi_ns", "hbm_trfc_ns", "hbm_trcd_ns",
+                   "hbm_trp_ns", "hbm_trtw_ns", "hbm_twtr_ns", "hbm_outstanding", "aux_fetch_bytes")
+
 _MAY_BE_ZERO = {"hbm_base", "burst_overhead_cycles", "dma_latency", "mvm_latency",
-                "mat_latency", "sfu_latency", "dma_setup_cycles"}
+                "mat_latency", "sfu_latency", "dma_setup_cycles"} | (set(OPTIONAL_FIELDS) - {"description",
+                                                                                               "hbm_pc_bits"})
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Target))
 
@@ -251,7 +296,7 @@ def target_from_dict(data: dict[str, Any], base: Target | None = None) -> Target
     if base is None:
         if "name" not in values:
             raise TargetError("a target needs a 'name' (or a 'base' to inherit from)")
-        missing = [f for f in FIELD_NAMES if f not in values and f != "description"]
+        missing = [f for f in FIELD_NAMES if f not in values and f not in OPTIONAL_FIELDS]
         if missing:
             raise TargetError(f"target {values['name']!r} lacks field(s) {missing}; give them or "
                               "inherit them with \"base\": \"vcu128\"")
@@ -259,5 +304,5 @@ def target_from_dict(data: dict[str, Any], base: Target | None = None) -> Target
     return dataclasses.replace(base, **values)
 
 
-__all__ = ["Target", "TargetError", "target_from_dict", "FIELD_NAMES", "KNOWN_WEIGHT_FORMATS",
+__all__ = ["Target", "TargetError", "target_from_dict", "FIELD_NAMES", "OPTIONAL_FIELDS", "KNOWN_WEIGHT_FORMATS",
            "ADDRESS_UNIT", "exact_block_limit"]

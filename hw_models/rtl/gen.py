@@ -15,9 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from dlavm.target import FIELD_NAMES, Target, get_target, isa, pwl
+from dlavm.target.schema import OPTIONAL_FIELDS
 
 #: Integer target fields written as ``localparam int``/``longint`` (every numeric field of the schema).
-_SKIP = {"name", "description", "weight_formats"}
+# The HBM-model fields describe the memory behind the ports, which the core does not implement (its harness
+# models the memory, and the RTL runs at tiny, where they are 0): left out, tiny's package text is unchanged.
+_SKIP = {"name", "description", "weight_formats"} | set(OPTIONAL_FIELDS)
 
 
 def _ident(name: str) -> str:

@@ -168,7 +168,7 @@ def test_ops_device_lists_every_device_op_of_the_target():
         assert all(p.name in rows[s.name] for p in s.patterns)
     every = CliRunner().invoke(main, ["ops", "--device"])
     assert [line.split(":")[0] for line in every.stdout.splitlines() if line.startswith("target ")] == \
-        ["target tiny", "target v80", "target vcu128"]
+        ["target tiny", "target u280", "target v80", "target vcu128"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -22,7 +22,8 @@ COMBOS = [dict(zip(AXES, c), seq=1) for c in itertools.product(*AXES.values())]
 def metrics(tps, lut, nbytes, **extra):
     m = {k: 1 for k in METRICS}
     m.update(tokens_per_s=tps, lut=lut, weight_bytes=nbytes - nbytes // 4, kv_bytes=nbytes // 4,
-             prefill_tokens_per_s=10.0 * tps, roofline_fraction=0.5, stream_bytes=4096)
+             prefill_tokens_per_s=10.0 * tps, roofline_fraction=0.5, device_roofline_fraction=0.5 * 204.8 / 460.8,
+             stream_bytes=4096)
     m.update(extra)
     return m
 
@@ -149,7 +150,7 @@ def test_report_of_known_points():
     assert "second line" not in text
     best = table(text, "best 7 of 7 ok points by tokens/s")
     assert best[0].split() == ["#", "hbm_channels", "tin", "weights", "ctx", "tokens/s", "prefill", "tok/s", "%",
-                               "roofline", "lut", "stream", "bytes"]
+                               "port", "peak", "%", "device", "peak", "lut", "stream", "bytes"]
     assert indices(best) == [4, 5, 1, 3, 2, 0, 6]        # tokens/s, highest first; ties by index
     assert indices(table(text, "Pareto front: tokens/s vs lut: 5 of 7")) == LUT_FRONT
     bytes_front = table(text, "Pareto front: tokens/s vs device bytes")
@@ -174,8 +175,8 @@ def test_report_numbers():
     rows = [record(0, tps=41.2345, lut=1234567, nbytes=3 << 30)]
     text = format_report(SPEC, rows)
     cells = table(text, "best 1 of 1")[1].split()
-    # index, 4 params, tokens/s, prefill tok/s, % roofline, lut, stream bytes (two words)
-    assert cells == ["0", "16", "64", "int4", "512", "41.23", "412.3", "50.0", "1,234,567", "4.00", "KiB"]
+    # index, 4 params, tokens/s, prefill tok/s, % port peak, % device peak, lut, stream bytes (two words)
+    assert cells == ["0", "16", "64", "int4", "512", "41.23", "412.3", "50.0", "22.2", "1,234,567", "4.00", "KiB"]
     assert "3.00 GiB" in table(text, "Pareto front: tokens/s vs device bytes")[1]
 
 

@@ -126,8 +126,9 @@ def test_simulated_figures_are_the_device_cycles(art):
                                                           / 1e6))
     assert 0 < p["prefill_roofline"] <= 1 and 0 < p["decode_roofline"] <= 1
     assert f"[{format_performance(p)}]" in res.stderr.splitlines()
-    assert re.search(r"simulated at 200 MHz: prefill 3 tokens [0-9.]+ ms \([0-9.]+% of roofline\), decode "
-                     r"[0-9,.]+ tokens/s \([0-9.]+% of roofline, 4 tokens\)", res.stderr), res.stderr
+    assert re.search(r"simulated at 200 MHz: prefill 3 tokens [0-9.]+ ms \([0-9.]+% of port peak, [0-9.]+% of "
+                     r"device peak\), decode [0-9,.]+ tokens/s \([0-9.]+% of port peak, [0-9.]+% of device peak, "
+                     r"4 tokens\); peaks: port [0-9.]+ GB/s, device [0-9.]+ GB/s", res.stderr), res.stderr
 
 
 def test_sampling_flags_at_temperature_zero_warn(art):

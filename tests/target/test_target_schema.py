@@ -9,7 +9,7 @@ from dlavm.target import FIELD_NAMES, Target, TargetError, builtin_names, get_ta
 
 
 def test_builtins_are_instances_of_one_schema():
-    assert builtin_names() == ["tiny", "v80", "vcu128"]
+    assert builtin_names() == ["tiny", "u280", "v80", "vcu128"]
     for t in list_targets():
         assert type(t) is Target
         assert set(t.to_dict()) == set(FIELD_NAMES)
