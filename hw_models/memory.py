@@ -24,16 +24,25 @@ from hw_models.errors import AddressError, UninitializedReadError
 PAGE_BITS = 20
 PAGE = 1 << PAGE_BITS
 
+#: default budget of values kept by :meth:`DeviceMemory.derived` (the MVM's float32 weights of one
+#: 7B decoder layer and the LM head take 1.4 GB)
+DERIVED_BYTES = 2 << 30
+
 
 class DeviceMemory:
     """Byte-addressable device memory with region, bounds and init checking."""
 
-    def __init__(self, target: Target, check_uninit: bool = True):
+    def __init__(self, target: Target, check_uninit: bool = True, derived_bytes: int = DERIVED_BYTES):
         self.target = target
         self.regions: tuple[Region, ...] = target.figures.regions
         self.check_uninit = check_uninit
         self._pages: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._log: tuple[list, list] | None = None   # (reads, writes) while recording
+        #: budget of :meth:`derived` values (their ``nbytes``); 0 keeps none
+        self.derived_bytes = derived_bytes
+        self._derived: dict[tuple, tuple] = {}        # (addr, nbytes, key) -> (value, checked, size)
+        self._derived_pages: dict[int, set] = {}      # page index -> keys whose range meets the page
+        self._derived_used = 0
 
     # ------------------------------------------------------------ recording
     def start_recording(self) -> None:
@@ -83,6 +92,8 @@ class DeviceMemory:
         self.region_of(addr, buf.size, what)
         if self._log is not None and buf.size:
             self._log[1].append((addr, addr + buf.size))
+        if self._derived_pages and buf.size:
+            self._invalidate(addr, buf.size)
         for idx, off, boff, n in self._spans(addr, buf.size):
             data_p, mask_p = self._page(idx)
             data_p[off:off + n] = buf[boff:boff + n]
@@ -109,6 +120,59 @@ class DeviceMemory:
                     raise UninitializedReadError(f"{what}: reads never-written memory at {first:#x}")
             out[boff:boff + n] = data_p[off:off + n]
         return out
+
+    # ------------------------------------------------------------ derived values
+    def derived(self, addr: int, nbytes: int, key, build, what: str = "read"):
+        """``build(self.read(addr, nbytes, what))``, kept and returned again until a write overlaps
+        ``[addr, addr + nbytes)``.
+
+        For values computed from memory that is read far more often than written (the MVM's weights
+        in the layout of its numerics): a later call with the same range and ``key`` (what ``build``
+        computes, e.g. the format and shape) skips the read and the build. Invalidation is exact:
+        any :meth:`write` of a byte in the range drops the value. Every call is bounds-checked and,
+        while recording, logged as a read of the range; the uninitialised-read check runs on the
+        call that builds (written bytes never become unwritten). A value whose ``nbytes`` would take
+        the kept total past :attr:`derived_bytes` is built and returned but not kept.
+        """
+        self.region_of(addr, nbytes, what)
+        k = (addr, nbytes, key)
+        hit = self._derived.get(k)
+        if hit is not None and (hit[1] or not self.check_uninit):
+            if self._log is not None and nbytes:
+                self._log[0].append((addr, addr + nbytes))
+            return hit[0]
+        if hit is not None:
+            self._drop(k)
+        value = build(self.read(addr, nbytes, what))
+        size = int(value.nbytes)
+        if nbytes and self._derived_used + size <= self.derived_bytes:
+            self._derived[k] = (value, self.check_uninit, size)
+            self._derived_used += size
+            for idx in range(addr >> PAGE_BITS, ((addr + nbytes - 1) >> PAGE_BITS) + 1):
+                self._derived_pages.setdefault(idx, set()).add(k)
+        return value
+
+    def _drop(self, k: tuple) -> None:
+        addr, nbytes, _ = k
+        self._derived_used -= self._derived.pop(k)[2]
+        for idx in range(addr >> PAGE_BITS, ((addr + nbytes - 1) >> PAGE_BITS) + 1):
+            keys = self._derived_pages[idx]
+            keys.discard(k)
+            if not keys:
+                del self._derived_pages[idx]
+
+    def _invalidate(self, addr: int, nbytes: int) -> None:
+        """Drop every derived value whose range overlaps ``[addr, addr + nbytes)``."""
+        end = addr + nbytes
+        for idx in range(addr >> PAGE_BITS, ((end - 1) >> PAGE_BITS) + 1):
+            for k in list(self._derived_pages.get(idx, ())):
+                if k[0] < end and addr < k[0] + k[1]:
+                    self._drop(k)
+
+    @property
+    def derived_kept_bytes(self) -> int:
+        """Bytes of the values :meth:`derived` keeps now."""
+        return self._derived_used
 
     # ------------------------------------------------------------ typed views
     def read_array(self, addr: int, dtype, shape, what: str = "read") -> np.ndarray:

@@ -11,10 +11,19 @@ on load a value for which the exactness arguments below would fail.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 #: Bound on elements of an intermediate array; larger problems are chunked.
 CHUNK_ELEMS = 1 << 22
+
+#: Output columns per block of :class:`GroupedWeights` (a block's float32 weights stay in cache
+#: while every split of x and every row of a chunk of rows is multiplied by them).
+WEIGHT_BLOCK_COLS = 512
+
+#: Largest |q| of an int4 and of an int8 weight.
+INT4_MAX, INT8_MAX = 8, 128
 
 F16, F32, F64 = np.float16, np.float32, np.float64
 
@@ -102,13 +111,130 @@ def grouped_dot_exact(x: np.ndarray, q: np.ndarray, group: int, scales: np.ndarr
 
 
 def unpack_int4(packed: np.ndarray, kp: int) -> np.ndarray:
-    """int8 [N, Kp] from packed nibbles (element 2j = low nibble of byte j)."""
+    """int8 [N, Kp] from packed nibbles (element 2j = low nibble of byte j, two's complement)."""
     n = packed.shape[0]
-    full = np.empty((n, kp), dtype=np.int8)
-    full[:, 0::2] = (packed & 0x0F).astype(np.int8)
-    full[:, 1::2] = (packed >> 4).astype(np.int8)
-    full -= (full >= 8).astype(np.int8) * 16
-    return full
+    full = np.empty((n, kp // 2, 2), dtype=np.int8)
+    # (v ^ 8) - 8 maps the nibble v in [0, 16) to v - 16 * (v >= 8), in uint8 then int8 arithmetic
+    full[..., 0] = ((packed & np.uint8(0x0F)) ^ np.uint8(8)).view(np.int8) - np.int8(8)
+    full[..., 1] = ((packed >> np.uint8(4)) ^ np.uint8(8)).view(np.int8) - np.int8(8)
+    return full.reshape(n, kp)
+
+
+@dataclass(frozen=True, eq=False)
+class GroupedWeights:
+    """Integer weights [N, Kp] laid out for :func:`grouped_dot_split`.
+
+    ``data`` is float32 [B, G, group, nb] (exact: |q| <= ``qmax`` <= 128): ``data[b, g]`` is the
+    transpose of rows ``b*nb .. b*nb+nb-1`` (zero rows past N), columns ``g*group .. g*group+group-1``.
+    Built once per weight and kept (see ``DeviceMemory.derived``); :meth:`ints` gives q back.
+    """
+
+    data: np.ndarray
+    n: int
+    group: int
+    qmax: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+    def ints(self) -> np.ndarray:
+        """The integer weights, int16 [N, Kp]."""
+        nblk, ng, group, nb = self.data.shape
+        return self.data.transpose(0, 3, 1, 2).reshape(nblk * nb, ng * group)[: self.n].astype(np.int16)
+
+
+def group_weights(q: np.ndarray, group: int, qmax: int, block: int = WEIGHT_BLOCK_COLS) -> GroupedWeights:
+    """:class:`GroupedWeights` of integer weights ``q`` [N, Kp] (Kp a multiple of ``group``, |q| <= qmax)."""
+    n, kp = q.shape
+    nb = max(1, min(block, n))
+    nblk = -(-n // nb)
+    if nblk * nb != n:
+        q = np.concatenate([q, np.zeros((nblk * nb - n, kp), dtype=q.dtype)])
+    data = q.reshape(nblk, nb, kp // group, group).transpose(0, 2, 3, 1).astype(F32, order="C")
+    return GroupedWeights(data, n, group, qmax)
+
+
+def split_bits(group: int, qmax: int) -> int:
+    """Bits of x per split in :func:`grouped_dot_split`: the largest b with (2**b - 1) * qmax * group
+    <= 2**24, so that a group's dot product of one split is an integer (in units of the split's
+    lowest bit) below 2**24 in magnitude, exact in fp32."""
+    return 24 - (qmax * group - 1).bit_length()
+
+
+def split_fp16(x: np.ndarray, bits: int) -> list[np.ndarray]:
+    """fp16 ``x`` as exact float32 pieces ``x = p[0] + p[1] + ...`` (the sum exact in float64).
+
+    x is an integer multiple X of 2**-24 with |X| < 2**40; piece i is sign(X) * (bits [i*b, (i+1)*b)
+    of |X|) * 2**-24, an integer below 2**b in units of 2**(i*b - 24): exact in float32 (normal,
+    at most b significant bits). ``x`` must be finite.
+    """
+    xx = np.asarray(x, dtype=F16).astype(F64) * F64(2.0 ** 24)
+    mag = np.abs(xx).astype(np.int64)
+    neg = xx < 0
+    mask = (1 << bits) - 1
+    pieces = []
+    for lo in range(0, 40, bits):
+        p = ((mag >> lo) & mask).astype(F32) * F32(2.0 ** (lo - 24))
+        pieces.append(np.where(neg, -p, p))
+    return pieces
+
+
+def grouped_dot_split(x: np.ndarray, w: GroupedWeights, scales: np.ndarray | None) -> np.ndarray:
+    """The result of :func:`grouped_dot_exact` (bit for bit) for weights laid out by :func:`group_weights`.
+
+    Why fp32 BLAS is exact here: x is split into S pieces (:func:`split_fp16`, b = :func:`split_bits`
+    bits each). For one piece, every product x_piece * q is an integer multiple of the piece's unit
+    with magnitude <= (2**b - 1) * qmax, so every partial sum of a group, in any order and with or
+    without FMA, is such a multiple below 2**24 in magnitude: exact in fp32. The group's dot product
+    D_g is then the float64 sum of the S piece results: all of them multiples of 2**-24 whose partial
+    sums stay below sum |x_k| |q_k| * 2**24 < 2**53 (the bound of :func:`grouped_dot_exact`), so it is
+    exact too, and it is rounded once to fp32. Rows with a non-finite x go through
+    :func:`grouped_dot_exact` (inf and NaN have no fixed-point split).
+    """
+    x = np.asarray(x, dtype=F16)
+    m, kp = x.shape
+    nblk, ng, group, nb = w.data.shape
+    n = w.n
+    out = np.empty((m, n), dtype=F32)
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        out[bad] = grouped_dot_exact(x[bad], w.ints(), group, scales)
+        good = np.flatnonzero(~bad)
+        if good.size:
+            out[good] = grouped_dot_split(x[good], w, scales)
+        return out
+    pieces = split_fp16(x, split_bits(group, w.qmax))
+    ns = len(pieces)
+    xs = np.ascontiguousarray(np.stack(pieces).reshape(ns, m, ng, group).transpose(2, 0, 1, 3))  # [G, S, M, group]
+    if scales is not None:
+        s32 = np.zeros((nblk * nb, ng), dtype=F32)
+        s32[:n] = scales
+        s32 = s32.reshape(nblk, nb, ng).transpose(0, 2, 1)[:, :, None, :]          # [B, G, 1, nb]
+    rows = max(1, min(m, CHUNK_ELEMS // (ng * ns * nb)))
+    per_pass = max(1, CHUNK_ELEMS // (ng * ns * rows * nb))
+    for b0 in range(0, nblk, per_pass):
+        b1 = min(nblk, b0 + per_pass)
+        c0, c1 = b0 * nb, min(n, b1 * nb)
+        for r0 in range(0, m, rows):
+            r1 = min(m, r0 + rows)
+            mr = r1 - r0
+            xr = xs[:, :, r0:r1].reshape(ng, ns * mr, group)          # row s*mr + r: piece s of x row r0 + r
+            part = np.empty((b1 - b0, ng, ns * mr, nb), dtype=F32)
+            for b in range(b0, b1):
+                np.matmul(xr, w.data[b], out=part[b - b0])
+            part = part.reshape(b1 - b0, ng, ns, mr, nb)
+            d = part[:, :, ns - 1].astype(F64)
+            for s in range(ns - 2, -1, -1):
+                d += part[:, :, s]
+            d = d.astype(F32)                                                        # [b, G, mr, nb]
+            if scales is not None:
+                d = d * s32[b0:b1]
+            acc = np.zeros((b1 - b0, mr, nb), dtype=F32)
+            for g in range(ng):
+                acc = acc + d[:, g]
+            out[r0:r1, c0:c1] = acc.transpose(1, 0, 2).reshape(mr, (b1 - b0) * nb)[:, : c1 - c0]
+    return out
 
 
 def pwl_eval(x: np.ndarray, entries: np.ndarray, nseg: int, lo: float, inv_step: float) -> np.ndarray:

@@ -6,7 +6,8 @@ import numpy as np
 
 from dlavm.target import Target
 from dlavm.target.isa import Instruction
-from hw_models.numerics import F16, F32, dot_f16, grouped_dot_exact, unpack_int4
+from hw_models.numerics import (F16, F32, INT4_MAX, INT8_MAX, dot_f16, group_weights, grouped_dot_split,
+                                unpack_int4)
 from hw_models.units import UnitOp, register, require, require_positive
 
 
@@ -28,24 +29,31 @@ def accumulate(i: Instruction, mem, t: Target) -> np.ndarray:
     """fp32 [M, N] accumulator of the MVM before its epilogue."""
     m, k, n = i["m"], i["k"], i["n"]
     x = mem.read_array(i["x"], F16, (m, k), "mvm.x")
+    # The integer weights are laid out for grouped_dot_split once and kept by the memory until a
+    # write touches their bytes (DeviceMemory.derived): a decode step re-reads every weight.
     if i["wfmt"] == "int4":
         g = t.int4_group
         kp = _padded(k, g)
-        packed = mem.read_array(i["w"], np.uint8, (n, kp // 2), "mvm.w")
+        w = mem.derived(i["w"], n * kp // 2, ("mvm.int4", n, kp, g),
+                        lambda raw: group_weights(unpack_int4(raw.reshape(n, kp // 2), kp), g, INT4_MAX), "mvm.w")
         scales = mem.read_array(i["wscale"], F16, (n, kp // g), "mvm.wscale")
         xp = np.zeros((m, kp), dtype=F16)
         xp[:, :k] = x
-        return grouped_dot_exact(xp, unpack_int4(packed, kp), g, scales)
+        return grouped_dot_split(xp, w, scales)
     if i["wfmt"] == "int8":
-        q = mem.read_array(i["w"], np.int8, (n, k), "mvm.w")
-        scales = mem.read_array(i["wscale"], F16, (n,), "mvm.wscale")
         blk = t.int8_block
         kp = _padded(k, blk)
+
+        def lay_out(raw: np.ndarray):
+            qp = np.zeros((n, kp), dtype=np.int8)
+            qp[:, :k] = raw.view(np.int8).reshape(n, k)
+            return group_weights(qp, blk, INT8_MAX)
+
+        w = mem.derived(i["w"], n * k, ("mvm.int8", n, k, blk), lay_out, "mvm.w")
+        scales = mem.read_array(i["wscale"], F16, (n,), "mvm.wscale")
         xp = np.zeros((m, kp), dtype=F16)
         xp[:, :k] = x
-        qp = np.zeros((n, kp), dtype=np.int8)
-        qp[:, :k] = q
-        acc = grouped_dot_exact(xp, qp, blk, None)
+        acc = grouped_dot_split(xp, w, None)
         return acc * scales.astype(F32)[None, :]
     w = mem.read_array(i["w"], F16, (n, k), "mvm.w")
     return dot_f16(x, w, t.tree_lanes)
