@@ -11,6 +11,8 @@ on load a value for which the exactness arguments below would fail.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,9 @@ CHUNK_ELEMS = 1 << 22
 #: Output columns per block of :class:`GroupedWeights` (a block's float32 weights stay in cache
 #: while every split of x and every row of a chunk of rows is multiplied by them).
 WEIGHT_BLOCK_COLS = 512
+
+#: Worker threads of :func:`grouped_dot_split` (its work items are independent).
+SPLIT_THREADS = max(1, min(8, os.cpu_count() or 1))
 
 #: Largest |q| of an int4 and of an int8 weight.
 INT4_MAX, INT8_MAX = 8, 128
@@ -207,34 +212,55 @@ def grouped_dot_split(x: np.ndarray, w: GroupedWeights, scales: np.ndarray | Non
     pieces = split_fp16(x, split_bits(group, w.qmax))
     ns = len(pieces)
     xs = np.ascontiguousarray(np.stack(pieces).reshape(ns, m, ng, group).transpose(2, 0, 1, 3))  # [G, S, M, group]
+    s32 = None
     if scales is not None:
         s32 = np.zeros((nblk * nb, ng), dtype=F32)
         s32[:n] = scales
-        s32 = s32.reshape(nblk, nb, ng).transpose(0, 2, 1)[:, :, None, :]          # [B, G, 1, nb]
+        s32 = np.ascontiguousarray(s32.reshape(nblk, nb, ng).transpose(0, 2, 1))[:, :, None, :]  # [B, G, 1, nb]
+    # work items: a run of blocks x a run of rows, each intermediate within CHUNK_ELEMS; a few items
+    # per worker thread, so that a thread the OS delays does not hold the others up (BLAS and numpy's
+    # loops release the GIL; items write disjoint outputs)
     rows = max(1, min(m, CHUNK_ELEMS // (ng * ns * nb)))
-    per_pass = max(1, CHUNK_ELEMS // (ng * ns * rows * nb))
-    for b0 in range(0, nblk, per_pass):
-        b1 = min(nblk, b0 + per_pass)
+    per_item = max(1, min(CHUNK_ELEMS // (ng * ns * rows * nb), -(-nblk // (4 * SPLIT_THREADS))))
+    items = [(b0, min(nblk, b0 + per_item), r0, min(m, r0 + rows))
+             for b0 in range(0, nblk, per_item) for r0 in range(0, m, rows)]
+
+    def run(item):
+        b0, b1, r0, r1 = item
+        mr = r1 - r0
+        xr = xs[:, :, r0:r1].reshape(ng, ns * mr, group)          # row s*mr + r: piece s of x row r0 + r
+        part = np.empty((b1 - b0, ng, ns * mr, nb), dtype=F32)
+        for b in range(b0, b1):
+            np.matmul(xr, w.data[b], out=part[b - b0])
+        part = part.reshape(b1 - b0, ng, ns, mr, nb)
+        d = part[:, :, ns - 1].astype(F64)
+        for s in range(ns - 2, -1, -1):
+            d += part[:, :, s]
+        d = d.astype(F32)                                                        # [b, G, mr, nb]
+        if s32 is not None:
+            d = d * s32[b0:b1]
+        acc = np.zeros((b1 - b0, mr, nb), dtype=F32)
+        for g in range(ng):
+            acc = acc + d[:, g]
         c0, c1 = b0 * nb, min(n, b1 * nb)
-        for r0 in range(0, m, rows):
-            r1 = min(m, r0 + rows)
-            mr = r1 - r0
-            xr = xs[:, :, r0:r1].reshape(ng, ns * mr, group)          # row s*mr + r: piece s of x row r0 + r
-            part = np.empty((b1 - b0, ng, ns * mr, nb), dtype=F32)
-            for b in range(b0, b1):
-                np.matmul(xr, w.data[b], out=part[b - b0])
-            part = part.reshape(b1 - b0, ng, ns, mr, nb)
-            d = part[:, :, ns - 1].astype(F64)
-            for s in range(ns - 2, -1, -1):
-                d += part[:, :, s]
-            d = d.astype(F32)                                                        # [b, G, mr, nb]
-            if scales is not None:
-                d = d * s32[b0:b1]
-            acc = np.zeros((b1 - b0, mr, nb), dtype=F32)
-            for g in range(ng):
-                acc = acc + d[:, g]
-            out[r0:r1, c0:c1] = acc.transpose(1, 0, 2).reshape(mr, (b1 - b0) * nb)[:, : c1 - c0]
+        out[r0:r1, c0:c1] = acc.transpose(1, 0, 2).reshape(mr, (b1 - b0) * nb)[:, : c1 - c0]
+
+    if len(items) > 1 and SPLIT_THREADS > 1:
+        list(_pool().map(run, items))
+    else:
+        for item in items:
+            run(item)
     return out
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(SPLIT_THREADS, thread_name_prefix="grouped_dot_split")
+    return _POOL
 
 
 def pwl_eval(x: np.ndarray, entries: np.ndarray, nseg: int, lo: float, inv_step: float) -> np.ndarray:
