@@ -26,7 +26,7 @@ from dlavm.target.isa import (DEVICE_ID, INSN_BYTES, INSN_WORDS, ISA_VERSION, RE
                               EncodingError, Instruction, decode, encode)
 from hw_models.errors import IllegalInstructionError, SimError, UnalignedAccessError, UndefinedRegisterError
 from hw_models.hazards import HazardChecker
-from hw_models.memory import DeviceMemory
+from hw_models.memory import DERIVED_BYTES, DeviceMemory
 from hw_models.timing import TimingModel
 from hw_models.trace import build_trace, write_trace
 from hw_models.units import UNIT_OPS
@@ -46,14 +46,19 @@ class Simulator(DeviceHAL):
     thread per channel. ``record_accesses``: keep, per executed instruction,
     the byte ranges its unit actually read and wrote (:attr:`touched`;
     functional mode), to check the declared accesses against them.
+    ``weight_cache_bytes``: budget of the MVM's integer weights kept in the float32 layout of its
+    numerics (:meth:`DeviceMemory.derived`; dropped when their bytes are written), so that a
+    functional decode step does not unpack every weight again; 0 keeps none.
     """
 
     def __init__(self, target: str | Target = "vcu128", functional: bool = True,
                  check_uninit: bool = True, check_hazards: bool = True, trace: bool = True,
-                 trace_channels: bool = False, record_accesses: bool = False):
+                 trace_channels: bool = False, record_accesses: bool = False,
+                 weight_cache_bytes: int = DERIVED_BYTES):
         self.target = get_target(target)
         self.functional = functional
-        self.mem = DeviceMemory(self.target, check_uninit=check_uninit and functional)
+        self.mem = DeviceMemory(self.target, check_uninit=check_uninit and functional,
+                                derived_bytes=weight_cache_bytes)
         self.timing = TimingModel(self.target)
         self.timing.record_channels = trace_channels
         self.record_trace = trace

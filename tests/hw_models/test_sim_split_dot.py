@@ -227,10 +227,12 @@ def test_derived_logs_reads_and_checks_uninitialised_bytes():
     assert mem.stop_recording() == ([(base, base + 64)], [])
 
 
+@pytest.mark.parametrize("cache", [True, False])
 @pytest.mark.parametrize("fmt", ["int4", "int8"])
-def test_mvm_sees_weights_rewritten_by_host_and_by_dma(fmt):
-    """The same mvm run three times: weights W1; W2 written by the host; W1 copied back by a dma."""
-    dev = Device("tiny")
+def test_mvm_sees_weights_rewritten_by_host_and_by_dma(fmt, cache):
+    """The same mvm run three times: weights W1; W2 written by the host; W1 copied back by a dma
+    (with the laid-out weights kept, and with none kept)."""
+    dev = Device("tiny", **({} if cache else {"weight_cache_bytes": 0}))
     rng = np.random.default_rng(7)
     m, k, n, g = 2, 320, 33, dev.t.int4_group   # weight bytes a multiple of 32: one dma row
 
@@ -251,6 +253,7 @@ def test_mvm_sees_weights_rewritten_by_host_and_by_dma(fmt):
         want = ref.mvm_acc(fmt, x, q, s, g, dev.t.int8_block).astype(F16)
         np.testing.assert_array_equal(dev.get(out, F16, (m, n)), want)
     check(q1, s1)
+    assert (dev.sim.mem.derived_kept_bytes > 0) == cache
     dev.sim.write_array(wa, p2)
     dev.sim.write_array(sa, s2)
     check(q2, s2)
