@@ -115,16 +115,6 @@ def grouped_dot_exact(x: np.ndarray, q: np.ndarray, group: int, scales: np.ndarr
     return out
 
 
-def unpack_int4(packed: np.ndarray, kp: int) -> np.ndarray:
-    """int8 [N, Kp] from packed nibbles (element 2j = low nibble of byte j, two's complement)."""
-    n = packed.shape[0]
-    full = np.empty((n, kp // 2, 2), dtype=np.int8)
-    # (v ^ 8) - 8 maps the nibble v in [0, 16) to v - 16 * (v >= 8), in uint8 then int8 arithmetic
-    full[..., 0] = ((packed & np.uint8(0x0F)) ^ np.uint8(8)).view(np.int8) - np.int8(8)
-    full[..., 1] = ((packed >> np.uint8(4)) ^ np.uint8(8)).view(np.int8) - np.int8(8)
-    return full.reshape(n, kp)
-
-
 @dataclass(frozen=True, eq=False)
 class GroupedWeights:
     """Integer weights [N, Kp] laid out for :func:`grouped_dot_split`.
@@ -152,12 +142,37 @@ class GroupedWeights:
 def group_weights(q: np.ndarray, group: int, qmax: int, block: int = WEIGHT_BLOCK_COLS) -> GroupedWeights:
     """:class:`GroupedWeights` of integer weights ``q`` [N, Kp] (Kp a multiple of ``group``, |q| <= qmax)."""
     n, kp = q.shape
-    nb = max(1, min(block, n))
-    nblk = -(-n // nb)
-    if nblk * nb != n:
-        q = np.concatenate([q, np.zeros((nblk * nb - n, kp), dtype=q.dtype)])
-    data = q.reshape(nblk, nb, kp // group, group).transpose(0, 2, 3, 1).astype(F32, order="C")
+    nb, nblk = _blocks(n, block)
+    data = np.empty((nblk, kp // group, group, nb), dtype=F32)
+    for b in range(nblk):            # a block at a time: its rows stay in cache while transposed
+        rows = q[b * nb:(b + 1) * nb]
+        dst = data[b].reshape(kp, nb)
+        dst[:, : rows.shape[0]] = rows.T
+        dst[:, rows.shape[0]:] = 0
     return GroupedWeights(data, n, group, qmax)
+
+
+def group_int4_weights(packed: np.ndarray, kp: int, group: int, block: int = WEIGHT_BLOCK_COLS) -> GroupedWeights:
+    """:class:`GroupedWeights` of int4 weights packed two per byte, uint8 [N, Kp/2] (element 2j is the
+    low nibble of byte j, two's complement), unpacked a block at a time."""
+    n = packed.shape[0]
+    nb, nblk = _blocks(n, block)
+    data = np.empty((nblk, kp // group, group, nb), dtype=F32)
+    for b in range(nblk):
+        pk = packed[b * nb:(b + 1) * nb]
+        r = pk.shape[0]
+        dst = data[b].reshape(kp // 2, 2, nb)            # [byte j, nibble, row]
+        # (v ^ 8) - 8 maps the nibble v in [0, 16) to v - 16 * (v >= 8), in uint8 then int8 arithmetic
+        dst[:, 0, :r] = (((pk & np.uint8(0x0F)) ^ np.uint8(8)).view(np.int8) - np.int8(8)).T
+        dst[:, 1, :r] = (((pk >> np.uint8(4)) ^ np.uint8(8)).view(np.int8) - np.int8(8)).T
+        dst[:, :, r:] = 0
+    return GroupedWeights(data, n, group, INT4_MAX)
+
+
+def _blocks(n: int, block: int) -> tuple[int, int]:
+    """(columns per block, blocks) of a GroupedWeights with n rows."""
+    nb = max(1, min(block, n))
+    return nb, -(-n // nb)
 
 
 def split_bits(group: int, qmax: int) -> int:

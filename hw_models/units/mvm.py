@@ -6,8 +6,7 @@ import numpy as np
 
 from dlavm.target import Target
 from dlavm.target.isa import Instruction
-from hw_models.numerics import (F16, F32, INT4_MAX, INT8_MAX, dot_f16, group_weights, grouped_dot_split,
-                                unpack_int4)
+from hw_models.numerics import F16, F32, INT8_MAX, dot_f16, group_int4_weights, group_weights, grouped_dot_split
 from hw_models.units import UnitOp, register, require, require_positive
 
 
@@ -35,7 +34,7 @@ def accumulate(i: Instruction, mem, t: Target) -> np.ndarray:
         g = t.int4_group
         kp = _padded(k, g)
         w = mem.derived(i["w"], n * kp // 2, ("mvm.int4", n, kp, g),
-                        lambda raw: group_weights(unpack_int4(raw.reshape(n, kp // 2), kp), g, INT4_MAX), "mvm.w")
+                        lambda raw: group_int4_weights(raw.reshape(n, kp // 2), kp, g), "mvm.w")
         scales = mem.read_array(i["wscale"], F16, (n, kp // g), "mvm.wscale")
         xp = np.zeros((m, kp), dtype=F16)
         xp[:, :k] = x

@@ -16,8 +16,8 @@ from dlavm.target import isa, layout
 from hw_models import numerics
 from hw_models.errors import UninitializedReadError
 from hw_models.memory import DeviceMemory
-from hw_models.numerics import (INT4_MAX, INT8_MAX, group_weights, grouped_dot_exact, grouped_dot_split,
-                                split_bits, split_fp16, unpack_int4)
+from hw_models.numerics import (INT4_MAX, INT8_MAX, group_int4_weights, group_weights, grouped_dot_exact,
+                                grouped_dot_split, split_bits, split_fp16)
 
 F16, F32, F64 = np.float16, np.float32, np.float64
 
@@ -160,14 +160,20 @@ def test_grouped_weights_give_back_the_integers():
         np.testing.assert_array_equal(w.ints(), q)
 
 
-def test_unpack_int4_nibble_by_nibble():
-    packed = np.arange(256, dtype=np.uint8).reshape(4, 64)
-    got = unpack_int4(packed, 128)
-    for r in range(4):
+@pytest.mark.parametrize("n, block", [(1, 512), (37, 8), (37, 37), (600, 512)])
+def test_int4_weights_unpacked_nibble_by_nibble(n, block):
+    rng = np.random.default_rng(n)
+    packed = rng.integers(0, 256, (n, 64), dtype=np.uint8)
+    q = np.empty((n, 128), dtype=np.int16)
+    for r in range(n):
         for j in range(64):
             byte = int(packed[r, j])
             for half, v in ((0, byte & 15), (1, byte >> 4)):
-                assert got[r, 2 * j + half] == (v - 16 if v >= 8 else v)
+                q[r, 2 * j + half] = v - 16 if v >= 8 else v
+    w = group_int4_weights(packed, 128, 16, block)
+    np.testing.assert_array_equal(w.ints(), q)
+    np.testing.assert_array_equal(w.data, group_weights(q, 16, INT4_MAX, block).data)
+    assert w.qmax == INT4_MAX
 
 
 # ---------------------------------------------------------------- the memory's cache of derived values
