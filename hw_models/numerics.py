@@ -229,9 +229,11 @@ def grouped_dot_split(x: np.ndarray, w: GroupedWeights, scales: np.ndarray | Non
     xs = np.ascontiguousarray(np.stack(pieces).reshape(ns, m, ng, group).transpose(2, 0, 1, 3))  # [G, S, M, group]
     s32 = None
     if scales is not None:
-        s32 = np.zeros((nblk * nb, ng), dtype=F32)
-        s32[:n] = scales
-        s32 = np.ascontiguousarray(s32.reshape(nblk, nb, ng).transpose(0, 2, 1))[:, :, None, :]  # [B, G, 1, nb]
+        s32 = np.zeros((nblk, ng, 1, nb), dtype=F32)                              # [B, G, 1, nb]
+        full = n // nb
+        s32[:full, :, 0] = scales[: full * nb].reshape(full, nb, ng).transpose(0, 2, 1)
+        if full < nblk:
+            s32[full, :, 0, : n - full * nb] = scales[full * nb:].T
     # work items: a run of blocks x a run of rows, each intermediate within CHUNK_ELEMS; a few items
     # per worker thread, so that a thread the OS delays does not hold the others up (BLAS and numpy's
     # loops release the GIL; items write disjoint outputs)
@@ -253,10 +255,10 @@ def grouped_dot_split(x: np.ndarray, w: GroupedWeights, scales: np.ndarray | Non
             d += part[:, :, s]
         d = d.astype(F32)                                                        # [b, G, mr, nb]
         if s32 is not None:
-            d = d * s32[b0:b1]
+            np.multiply(d, s32[b0:b1], out=d)
         acc = np.zeros((b1 - b0, mr, nb), dtype=F32)
         for g in range(ng):
-            acc = acc + d[:, g]
+            np.add(acc, d[:, g], out=acc)
         c0, c1 = b0 * nb, min(n, b1 * nb)
         out[r0:r1, c0:c1] = acc.transpose(1, 0, 2).reshape(mr, (b1 - b0) * nb)[:, : c1 - c0]
 
