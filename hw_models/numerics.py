@@ -22,7 +22,10 @@ CHUNK_ELEMS = 1 << 22
 
 #: Output columns per block of :class:`GroupedWeights` (a block's float32 weights stay in cache
 #: while every split of x and every row of a chunk of rows is multiplied by them).
-WEIGHT_BLOCK_COLS = 512
+WEIGHT_BLOCK_COLS = 128
+
+#: numpy's matmul releases the GIL only for more than 500 (block, group) products in one call
+_GIL_FREE_MATMULS = 501
 
 #: Worker threads of :func:`grouped_dot_split` (its work items are independent).
 SPLIT_THREADS = max(1, min(8, os.cpu_count() or 1))
@@ -234,11 +237,13 @@ def grouped_dot_split(x: np.ndarray, w: GroupedWeights, scales: np.ndarray | Non
         s32[:full, :, 0] = scales[: full * nb].reshape(full, nb, ng).transpose(0, 2, 1)
         if full < nblk:
             s32[full, :, 0, : n - full * nb] = scales[full * nb:].T
-    # work items: a run of blocks x a run of rows, each intermediate within CHUNK_ELEMS; a few items
-    # per worker thread, so that a thread the OS delays does not hold the others up (BLAS and numpy's
-    # loops release the GIL; items write disjoint outputs)
+    # work items: a run of blocks x a run of rows, each intermediate within CHUNK_ELEMS, each one
+    # matmul call of enough (block, group) products that numpy releases the GIL in it, a few items
+    # per worker thread where there are blocks enough (so that a thread the OS delays does not hold
+    # the others up); items write disjoint outputs
     rows = max(1, min(m, CHUNK_ELEMS // (ng * ns * nb)))
-    per_item = max(1, min(CHUNK_ELEMS // (ng * ns * rows * nb), -(-nblk // (4 * SPLIT_THREADS))))
+    per_item = max(-(-_GIL_FREE_MATMULS // ng), -(-nblk // (4 * SPLIT_THREADS)))
+    per_item = max(1, min(per_item, -(-nblk // SPLIT_THREADS), CHUNK_ELEMS // (ng * ns * rows * nb)))
     items = [(b0, min(nblk, b0 + per_item), r0, min(m, r0 + rows))
              for b0 in range(0, nblk, per_item) for r0 in range(0, m, rows)]
 
@@ -247,8 +252,7 @@ def grouped_dot_split(x: np.ndarray, w: GroupedWeights, scales: np.ndarray | Non
         mr = r1 - r0
         xr = xs[:, :, r0:r1].reshape(ng, ns * mr, group)          # row s*mr + r: piece s of x row r0 + r
         part = np.empty((b1 - b0, ng, ns * mr, nb), dtype=F32)
-        for b in range(b0, b1):
-            np.matmul(xr, w.data[b], out=part[b - b0])
+        np.matmul(xr, w.data[b0:b1], out=part)                   # [b, G, S*mr, group] x [b, G, group, nb]
         part = part.reshape(b1 - b0, ng, ns, mr, nb)
         d = part[:, :, ns - 1].astype(F64)
         for s in range(ns - 2, -1, -1):
