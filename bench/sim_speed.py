@@ -20,9 +20,11 @@ weights, Llama-2-7B configuration (hidden 4096, 32 heads of 128, MLP 11008, voca
   compiled the same way; after an untimed prefill of ``ctx - 1`` tokens, the ``greedy`` entry (LM
   head argmax on the device) runs one decode step.
 
-Wall times are the best of ``--repeats`` runs each; the functional / torch eager ratio is from this
-run. The functional mode's first run also lays every integer weight out for the MVM's numerics (the
-simulator keeps that until the weight's bytes are written): its wall is printed apart. Usage: ``python bench/sim_speed.py [--ctx 512] [--max-ctx 512] [--layers 1] [--repeats 3]``.
+Wall times are the best of ``--repeats`` runs each, after one untimed warm-up run (torch's too); the
+functional / torch eager ratio is from this run. The functional warm-up also lays every integer
+weight out for the MVM's numerics (the simulator keeps that until the weight's bytes are written):
+its wall is printed apart. Usage:
+``python bench/sim_speed.py [--ctx 512] [--max-ctx 512] [--layers 1] [--repeats 3]``.
 Prints a table and writes bench/results/sim_speed.json.
 """
 from __future__ import annotations
@@ -120,15 +122,15 @@ def entry_instructions(manifest, entry: str) -> int:
 
 
 def timed_run(rt, entry: str, ids, ctx: int, repeats: int):
-    """Best wall seconds of ``repeats`` runs of ``entry``; the device figures of the last run, with
-    the wall of the first run (``first_wall_s``)."""
+    """Best wall seconds of ``repeats`` runs of ``entry`` after an untimed warm-up run; the device
+    figures of the last run, with the warm-up's wall (``first_wall_s``)."""
     walls, out = [], None
-    for _ in range(repeats):
+    for _ in range(1 + repeats):
         w0 = time.perf_counter()
         out = rt.run(entry, ids, dims={"ctx": ctx})
         walls.append(time.perf_counter() - w0)
-    return min(walls), {"cycles": rt.last_cycles, "macs": rt.last_macs, "hbm_bytes": rt.last_hbm_bytes,
-                        "first_wall_s": walls[0]}, out
+    return min(walls[1:]), {"cycles": rt.last_cycles, "macs": rt.last_macs, "hbm_bytes": rt.last_hbm_bytes,
+                            "first_wall_s": walls[0]}, out
 
 
 def functional_step(layers: int, ctx: int, max_ctx: int, repeats: int) -> dict:
@@ -214,7 +216,7 @@ def main() -> int:
         rows.append((f"timing-only, {big['layers']} layers + head", big))
     print(f"target vcu128, Llama-2-7B configuration, int4 g128, compiled by compile_llm (max_ctx "
           f"{args.max_ctx}, activations in {fn['activation_region'].upper()}); one decode step at ctx {args.ctx}; "
-          f"wall: best of {args.repeats}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+          f"wall: best of {args.repeats} after a warm-up run; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'mode':<34}{'sim cycles':>13}{'MACs':>16}{'wall s':>9}{'cycles/s':>12}{'MACs/s':>12}")
     for name, r in rows:
         print(f"{name:<34}{r['cycles']:>13,}{r['macs']:>16,}{r['wall_s']:>9.3f}{r['cycles'] / r['wall_s']:>12.3e}"
@@ -225,8 +227,8 @@ def main() -> int:
     streams = f"stream entries per step: {fn['instructions']} ({fn['layers']} layer)"
     print(streams + (f", {big['instructions']} ({big['layers']} layers)" if big else ""))
     print(f"functional / torch eager wall ratio: {fn['functional_over_torch']:.1f}x "
-          f"(torch {torch.__version__}, {torch.get_num_threads()} threads); the functional run's first "
-          f"wall {fn['functional']['first_wall_s']:.3f} s (it lays the weights out for the MVM)")
+          f"(torch {torch.__version__}, {torch.get_num_threads()} threads); the functional warm-up run "
+          f"{fn['functional']['first_wall_s']:.3f} s (it lays the weights out for the MVM)")
     ok = fn["rel_err"] <= REL_TOL and fn["argmax_device"] == fn["argmax_torch"]
     print(f"functional vs torch logits: max |diff| {fn['max_abs_err']:.3g} = {fn['rel_err']:.2e} of max |logit| "
           f"{fn['torch_logits_max_abs']:.3g} (tolerance {REL_TOL:g}); argmax {fn['argmax_device']} vs "
