@@ -212,7 +212,8 @@ def grouped_dot_split(x: np.ndarray, w: GroupedWeights, scales: np.ndarray | Non
     without FMA, is such a multiple below 2**24 in magnitude: exact in fp32. The group's dot product
     D_g is then the float64 sum of the S piece results: all of them multiples of 2**-24 whose partial
     sums stay below sum |x_k| |q_k| * 2**24 < 2**53 (the bound of :func:`grouped_dot_exact`), so it is
-    exact too, and it is rounded once to fp32. Rows with a non-finite x go through
+    exact too, and it is rounded once to fp32. Pieces that are zero for every x are skipped (activations
+    below 16 in magnitude need no top piece). Rows with a non-finite x go through
     :func:`grouped_dot_exact` (inf and NaN have no fixed-point split).
     """
     x = np.asarray(x, dtype=F16)
@@ -227,7 +228,9 @@ def grouped_dot_split(x: np.ndarray, w: GroupedWeights, scales: np.ndarray | Non
         if good.size:
             out[good] = grouped_dot_split(x[good], w, scales)
         return out
-    pieces = split_fp16(x, split_bits(group, w.qmax))
+    # a piece that is zero everywhere adds only (signed) zeros to D: left out, it changes no result
+    # (acc starts at +0, and +0 + -0 = +0), and the matmul has a row per piece and row of x fewer
+    pieces = [p for p in split_fp16(x, split_bits(group, w.qmax)) if p.any()] or [np.zeros((m, kp), F32)]
     ns = len(pieces)
     xs = np.ascontiguousarray(np.stack(pieces).reshape(ns, m, ng, group).transpose(2, 0, 1, 3))  # [G, S, M, group]
     s32 = None

@@ -152,6 +152,23 @@ def test_split_dot_largest_sums(qmax, group):
         np.testing.assert_array_equal(np.cumsum(terms, axis=1, dtype=F32)[:, -1], terms.astype(F64).sum(axis=1))
 
 
+@pytest.mark.parametrize("scale", [0.0, -0.0, 2.0 ** -20, 1.0, 100.0])
+def test_split_dot_skips_zero_pieces(scale):
+    """x whose pieces are partly or all zero (all zeros, -0, only the low piece, no top piece, all three):
+    the same bits as integer arithmetic, with scales of every sign, zero and inf (0 * inf is NaN)."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((3, 256)) * scale).astype(F16)
+    q = rng.integers(-8, 8, (9, 256)).astype(np.int16)
+    scales = rng.standard_normal((9, 2)).astype(F16)
+    scales[0] = np.inf
+    scales[1] = -0.0
+    got = grouped_dot_split(x, group_weights(q, 128, INT4_MAX, 4), scales)
+    with np.errstate(invalid="ignore"):
+        want = integer_reference(x, q, 128, scales)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(got.view(np.uint32)[~np.isnan(want)], want.view(np.uint32)[~np.isnan(want)])
+
+
 def test_grouped_weights_give_back_the_integers():
     rng = np.random.default_rng(0)
     q = rng.integers(-128, 128, (37, 64)).astype(np.int8)
