@@ -287,6 +287,15 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def _forget_pool() -> None:
+    """A forked child has none of the parent's worker threads: it starts a pool of its own."""
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def pwl_eval(x: np.ndarray, entries: np.ndarray, nseg: int, lo: float, inv_step: float) -> np.ndarray:
     """fp32 piecewise-linear evaluation (doc/isa.md, "Piecewise-linear tables").
 

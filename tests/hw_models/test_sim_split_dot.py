@@ -3,6 +3,8 @@ weights laid out once) against straightforward references, and the memory's cach
 weights (``DeviceMemory.derived``) against writes that must drop it."""
 from __future__ import annotations
 
+import os
+import time
 from unittest import mock
 
 import numpy as np
@@ -167,6 +169,31 @@ def test_split_dot_skips_zero_pieces(scale):
         want = integer_reference(x, q, 128, scales)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_array_equal(got.view(np.uint32)[~np.isnan(want)], want.view(np.uint32)[~np.isnan(want)])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_split_dot_in_a_forked_child():
+    """The worker threads do not survive fork: a child that multiplies after its parent did still
+    finishes (with a pool of its own)."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 4096)).astype(F16)
+    w = group_weights(rng.integers(-8, 8, (4096, 4096)).astype(np.int8), 128, INT4_MAX)
+    want = grouped_dot_split(x, w, None)          # starts the parent's pool (many work items)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = np.array_equal(grouped_dot_split(x, w, None), want)
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    pytest.fail("the forked child hung in grouped_dot_split")
 
 
 def test_grouped_weights_give_back_the_integers():
