@@ -270,7 +270,12 @@ def grouped_dot_split(x: np.ndarray, w: GroupedWeights, scales: np.ndarray | Non
         out[r0:r1, c0:c1] = acc.transpose(1, 0, 2).reshape(mr, (b1 - b0) * nb)[:, : c1 - c0]
 
     if len(items) > 1 and SPLIT_THREADS > 1:
-        list(_pool().map(run, items))
+        err = np.geterr()                 # the caller's floating-point error handling, in the workers too
+
+        def run_as_caller(item):
+            with np.errstate(**err):
+                run(item)
+        list(_pool().map(run_as_caller, items))
     else:
         for item in items:
             run(item)
