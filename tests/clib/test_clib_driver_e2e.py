@@ -62,7 +62,7 @@ def _build_artifact(directory):
                                (StreamStep("main"), ToHostStep("y_dev", "y", "float16")))},
         streams={"main": Stream("streams/main.bin", "streams/main.asm", ddr, 2,
                                 (Patch(0, "rows", rows.word, rows.lo, rows.width, "uint", "M"),
-                                 Patch(1, "m", m.word, m.lo, m.width, "uint", "M")), (),
+                                 Patch(1, "m", m.word, m.lo, m.width, "uint", "M")), (), (),
                                 (InsnRecord("dev.rmsnorm#0", None, ("x", "gamma")),
                                  InsnRecord("dev.mvm#1", None, ("w", "s"))))},
         llm=None, host_ops=(), files={})
