@@ -354,10 +354,9 @@ def _lower_cached_attention(ctx, node):
         ctx.emit("kv_append", src=va, dst=vc, **kv),
     ]
     whole = _row_tiles(ctx, qa, out, kc, vc, mq, h, hkv, d, lk, pos, stride, scale, bool(a["causal"]))
-    chunks = next((c for c in DECODE_HEAD_CHUNKS if hkv % c == 0 and c <= hkv), 1)
-    if chunks == 1:
+    if _HeadGroups(h, hkv, cap).chunks == 1:
         return append + whole
-    decode = _decode_attention_pipeline(ctx, chunks, qa, kc, vc, out, h, hkv, d, cap, lk, pos, stride, scale,
+    decode = _decode_attention_pipeline(ctx, qa, kc, vc, out, h, hkv, d, cap, lk, pos, stride, scale,
                                         bool(a["causal"]))
     if sym.bounds(sym.as_expr(mq))[0] > 1:
         return append + whole
@@ -366,11 +365,16 @@ def _lower_cached_attention(ctx, node):
     return append + [If(sym.eq(mq, 1), tuple(decode), tuple(whole))]
 
 
+def _cache_base(ctx, a, kind: str, slot_bytes: int):
+    """Address of the K (``kind`` "k") or V cache: the persistent buffer ``kv.<cache>.<kind>`` of ``slots``
+    slots of ``slot_bytes`` (batched decode, doc/llm.md)."""
+    return ctx.persistent(f"kv.{a['cache']}.{kind}", a["slots"] * slot_bytes)
+
+
 def _cache_slot(ctx, a, kind: str, slot_bytes: int):
-    """Address of the K (``kind`` "k") or V cache slot of the entry's sequence: the persistent buffer
-    ``kv.<cache>.<kind>`` holds ``slots`` slots of ``slot_bytes`` (batched decode, doc/llm.md); ``slot`` (a
-    state dim) picks one, slot 0 without it."""
-    base = ctx.persistent(f"kv.{a['cache']}.{kind}", a["slots"] * slot_bytes)
+    """Address of the K or V cache slot of the entry's sequence (:func:`_cache_base`): ``slot`` (a state
+    dim) picks one, slot 0 without it."""
+    base = _cache_base(ctx, a, kind, slot_bytes)
     return base if a["slot"] is None else base + sym.as_expr(a["slot"]) * slot_bytes
 
 
@@ -403,19 +407,14 @@ def _lower_batched_attention(ctx, node):
     if ub(rows) > len(row_ctx) or len(row_ctx) > a["slots"]:
         raise ValueError(f"dev.attention: {ub(rows)} rows need a kv length each ({len(row_ctx)} given) and "
                          f"a cache slot each ({a['slots']} slots)")
-    kc = ctx.persistent(f"kv.{a['cache']}.k", a["slots"] * slot_bytes)
-    vc = ctx.persistent(f"kv.{a['cache']}.v", a["slots"] * slot_bytes)
+    kc, vc = (_cache_base(ctx, a, kind, slot_bytes) for kind in "kv")
     qa, ka, va, out = ctx.addr(q), ctx.addr(k), ctx.addr(v), ctx.addr(node)
     scale = a["scale"]
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
-    chunks = next((c for c in DECODE_HEAD_CHUNKS if hkv % c == 0 and c <= hkv), 1)
-    hkc = hkv // chunks
-    hc = hkc * (h // hkv)
-    sbytes = -(-hc * cap * 4 // 64) * 64
-    pbytes = -(-hc * cap * 2 // 64) * 64
+    g = _HeadGroups(h, hkv, cap)
     nrows = ub(rows)
-    scores = ctx.scratch("attn.batch_scores", nrows * chunks * sbytes)
-    probs = ctx.scratch("attn.batch_probs", nrows * chunks * pbytes)
+    scores = ctx.scratch("attn.batch_scores", nrows * g.chunks * g.sbytes)
+    probs = ctx.scratch("attn.batch_probs", nrows * g.chunks * g.pbytes)
 
     def guard(r, insn):
         return insn if r == 0 else If(sym.gt(rows, r), (insn,), ())
@@ -427,57 +426,65 @@ def _lower_batched_attention(ctx, node):
         append += [guard(r, ctx.emit("kv_append", src=ka + r * hkv * d * 2, dst=kc + r * slot_bytes, **kv,
                                      comment=f"row {r}")),
                    guard(r, ctx.emit("kv_append", src=va + r * hkv * d * 2, dst=vc + r * slot_bytes, **kv))]
-        att = dict(m=1, heads=hc, kv_heads=hkc, l=lk, d=d)
-        for c in range(chunks):
-            u = r * chunks + c
-            q_c, o_c = qa + (r * h + c * hc) * d * 2, out + (r * h + c * hc) * d * 2
-            k_c, v_c = kc + r * slot_bytes + c * hkc * stride, vc + r * slot_bytes + c * hkc * stride
-            s_c, p_c = scores + u * sbytes, probs + u * pbytes
-            units.append((
-                guard(r, ctx.emit("mat_qk", out_fp32=True, q=q_c, kc=k_c, out=s_c, k_stride=stride, scale=scale,
-                                  **att, comment=f"row {r} heads {c * hc}..{(c + 1) * hc - 1}")),
-                guard(r, ctx.emit("softmax", in_fp32=True, causal=bool(a["causal"]), src=s_c, dst=p_c, rows=hc,
-                                  cols=lk, m=1, pos0=lk - 1)),
-                guard(r, ctx.emit("mat_pv", p=p_c, vc=v_c, out=o_c, v_stride=stride, **att))))
-    order = [units[0][0], units[0][1]]
-    for u in range(1, len(units)):
-        order += [units[u][0], units[u - 1][2], units[u][1]]
-    return append + order + [units[-1][2]]
+        units += [tuple(guard(r, insn) for insn in unit) for unit in g.units(
+            ctx, qa + r * h * d * 2, kc + r * slot_bytes, vc + r * slot_bytes, out + r * h * d * 2, d, lk, lk - 1,
+            stride, scale, bool(a["causal"]), scores + r * g.chunks * g.sbytes, probs + r * g.chunks * g.pbytes,
+            f"row {r} ")]
+    return append + _pipelined(units)
 
 
 #: Head chunks of the one-token (decode) attention pipeline, first that divides the kv heads wins.
 DECODE_HEAD_CHUNKS = (4, 2)
 
 
-def _decode_attention_pipeline(ctx, chunks, qa, kc, vc, out, h, hkv, d, cap, lk, pos, stride, scale, causal):
-    """One query token: the heads in ``chunks`` groups (whole GQA groups), issued as
-    ``qk0 sm0 qk1 pv0 sm1 qk2 pv1 ... pv_last`` so that each group's softmax (SFU) runs while the
-    mat unit computes the next group's scores. With one token, a group's queries and outputs are
-    contiguous slices of ``[1, H, D]``; each group has its own score/probability buffers (fixed
-    offsets), so the wait bits order only what depends. Same numerics as the whole-head form
-    (heads are independent)."""
-    hkc = hkv // chunks
-    hc = hkc * (h // hkv)
-    sbytes = -(-hc * cap * 4 // 64) * 64
-    pbytes = -(-hc * cap * 2 // 64) * 64
-    scores = ctx.scratch("attn.decode_scores", chunks * sbytes)
-    probs = ctx.scratch("attn.decode_probs", chunks * pbytes)
-    att = dict(m=1, heads=hc, kv_heads=hkc, l=lk, d=d)
-    qk, sm, pv = [], [], []
-    for c in range(chunks):
-        q_c, o_c = qa + c * hc * d * 2, out + c * hc * d * 2
-        k_c, v_c = kc + c * hkc * stride, vc + c * hkc * stride
-        s_c, p_c = scores + c * sbytes, probs + c * pbytes
-        qk.append(ctx.emit("mat_qk", out_fp32=True, q=q_c, kc=k_c, out=s_c, k_stride=stride, scale=scale, **att,
-                           comment=f"heads {c * hc}..{(c + 1) * hc - 1}"))
-        sm.append(ctx.emit("softmax", in_fp32=True,
-                           causal=causal, src=s_c, dst=p_c, rows=hc, cols=lk, m=1, pos0=pos))
-        pv.append(ctx.emit("mat_pv", p=p_c, vc=v_c, out=o_c, v_stride=stride, **att))
-    order = [qk[0], sm[0]]
-    for c in range(1, chunks):
-        order += [qk[c], pv[c - 1], sm[c]]
-    return order + [pv[-1]]
+class _HeadGroups:
+    """The one-token attention's head groups: ``chunks`` groups of ``hkc`` kv heads (``hc`` query heads,
+    whole GQA groups), each with its own fp32 score and fp16 probability buffer of ``sbytes`` / ``pbytes``
+    (64-byte aligned) for ``cap`` keys."""
 
+    def __init__(self, h: int, hkv: int, cap: int):
+        self.chunks = next((c for c in DECODE_HEAD_CHUNKS if hkv % c == 0 and c <= hkv), 1)
+        self.hkc = hkv // self.chunks
+        self.hc = self.hkc * (h // hkv)
+        self.sbytes = -(-self.hc * cap * 4 // 64) * 64
+        self.pbytes = -(-self.hc * cap * 2 // 64) * 64
+
+    def units(self, ctx, qa, kc, vc, out, d, lk, pos, stride, scale, causal, scores, probs, label="") -> list:
+        """``[(mat_qk, softmax, mat_pv)]`` per group, for one query token at ``qa`` (``[H, D]``, output at
+        ``out``) over ``lk`` keys of the caches at ``kc`` / ``vc``; group c uses ``scores + c * sbytes``."""
+        att = dict(m=1, heads=self.hc, kv_heads=self.hkc, l=lk, d=d)
+        out_units = []
+        for c in range(self.chunks):
+            q_c, o_c = qa + c * self.hc * d * 2, out + c * self.hc * d * 2
+            k_c, v_c = kc + c * self.hkc * stride, vc + c * self.hkc * stride
+            s_c, p_c = scores + c * self.sbytes, probs + c * self.pbytes
+            out_units.append((
+                ctx.emit("mat_qk", out_fp32=True, q=q_c, kc=k_c, out=s_c, k_stride=stride, scale=scale, **att,
+                         comment=f"{label}heads {c * self.hc}..{(c + 1) * self.hc - 1}"),
+                ctx.emit("softmax", in_fp32=True, causal=causal, src=s_c, dst=p_c, rows=self.hc, cols=lk, m=1,
+                         pos0=pos),
+                ctx.emit("mat_pv", p=p_c, vc=v_c, out=o_c, v_stride=stride, **att)))
+        return out_units
+
+
+def _pipelined(units: list) -> list:
+    """``(qk, sm, pv)`` units issued as ``qk0 sm0 qk1 pv0 sm1 qk2 pv1 ... pv_last``: each unit's softmax
+    (SFU) runs while the mat unit computes the next unit's scores."""
+    order = [units[0][0], units[0][1]]
+    for u in range(1, len(units)):
+        order += [units[u][0], units[u - 1][2], units[u][1]]
+    return order + [units[-1][2]]
+
+
+def _decode_attention_pipeline(ctx, qa, kc, vc, out, h, hkv, d, cap, lk, pos, stride, scale, causal):
+    """One query token: the heads in groups (:class:`_HeadGroups`), :func:`_pipelined`. With one token, a
+    group's queries and outputs are contiguous slices of ``[1, H, D]``; each group has its own
+    score/probability buffers (fixed offsets), so the wait bits order only what depends. Same numerics
+    as the whole-head form (heads are independent)."""
+    g = _HeadGroups(h, hkv, cap)
+    scores = ctx.scratch("attn.decode_scores", g.chunks * g.sbytes)
+    probs = ctx.scratch("attn.decode_probs", g.chunks * g.pbytes)
+    return _pipelined(g.units(ctx, qa, kc, vc, out, d, lk, pos, stride, scale, causal, scores, probs))
 
 
 # --- conformance examples ---------------------------------------------------------------------------
