@@ -113,11 +113,12 @@ def cpp_ident(name: str) -> str:
     return s if s and not s[0].isdigit() else "m_" + s
 
 
-def _cpp(e, dims) -> str:
+def _cpp(e, dims, names: dict | None = None) -> str:
+    """C++ of ``e``: dims read from ``d``; ``names`` maps further variables (a loop's) to C++ names."""
     e = sym.as_expr(e)
     if e.is_const:
         return f"int64_t({e.value})"
-    return sym.to_cpp(e, names={d.name: f"d.{d.name}" for d in dims})
+    return sym.to_cpp(e, names={**{d.name: f"d.{d.name}" for d in dims}, **(names or {})})
 
 
 def _shape(shape, dims) -> str:
@@ -416,10 +417,7 @@ def _stream_patches(st, dims, k: int) -> list:
     lvars = {lp["var"]: f"lv_{lp['var']}" for lp in st.loops}
 
     def cpp(e):
-        e = sym.as_expr(e)
-        if e.is_const:
-            return f"int64_t({e.value})"
-        return sym.to_cpp(e, names={**{d.name: f"d.{d.name}" for d in dims}, **lvars})
+        return _cpp(e, dims, lvars)
 
     body: dict = {}   # loop (or None) -> lines
     guarded = {}
