@@ -23,6 +23,7 @@ from dlavm.backend.build import Build, build_module
 from dlavm.backend.driver import cpp_unsupported_host_ops, generate_driver
 from dlavm.backend.ops_report import check_ops_report_path, write_ops_report
 from dlavm.backend.report import format_report
+from dlavm.passes.kv_cache import BATCH_ENTRIES, ROWS_DIM, SLOT_DIM
 from dlavm.runtime.host_kernels import HostOpError, host_ops_of, require_kernels
 from dlavm.runtime.loader import artifact_target, load_verified
 from dlavm.artifact import HostStep, Manifest, eval_expr
@@ -283,13 +284,11 @@ def random_inputs(manifest: Manifest, entry: str, seq: int, seed: int = 0) -> li
     return out
 
 
-#: The state dim of a batched-decode artifact's single-sequence entries (dlavm.passes.kv_cache.SLOT_DIM).
-_SLOT_DIM = "slot"
 
 
 def _batched_rows(manifest: Manifest, entry: str) -> bool:
     """Whether ``entry`` is a batched-decode step (one token of each of several sequences, doc/llm.md)."""
-    return manifest.llm is not None and entry in ("greedy_batch", "logits_batch") and "batch" in manifest.dims
+    return manifest.llm is not None and entry in BATCH_ENTRIES.values() and ROWS_DIM in manifest.dims
 
 
 def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, functional: bool = True,
@@ -324,7 +323,7 @@ def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, f
     if ctx is not None and not state_dims:
         raise RunError(f"ctx={ctx!r}: entry {entry!r} has no state dim (ctx applies to LLM artifacts)")
     rows = _batched_rows(manifest, entry)
-    for d in [x for x in state_dims if x != _SLOT_DIM] if ctx is not None else ():
+    for d in [x for x in state_dims if x != SLOT_DIM] if ctx is not None else ():
         b = manifest.dims[d]
         low = b.lo if rows else max(seq, b.lo)   # a batched step's rows are not the KV length
         if isinstance(ctx, bool) or not isinstance(ctx, int) or not low <= ctx <= b.hi:
@@ -335,8 +334,8 @@ def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, f
     rt = Runtime(manifest, read_file, sim, "aux", timing_only=not functional)
     inputs = random_inputs(manifest, entry, seq)
     state = {d: ctx if ctx is not None else seq for d in manifest.entries[entry].state_dims}
-    if _SLOT_DIM in state:   # an artifact with batched decode: a single sequence runs in slot 0
-        state[_SLOT_DIM] = 0
+    if SLOT_DIM in state:   # an artifact with batched decode: a single sequence runs in slot 0
+        state[SLOT_DIM] = 0
     past = max(state.values(), default=seq) - (1 if rows else seq)
     runs = []  # one per rt.run: (phase, tokens, KV length after, stats before, stats after, streams, host steps)
     # decode after a real prefill of the `past` cached tokens (its own phase, not the measured one); a batched
@@ -345,8 +344,8 @@ def profile(manifest: Manifest, read_file, seq: int, entry: str | None = None, f
         b = sim.stats()
         pre = manifest.llm.entries["greedy"] if rows else entry
         dims = {d: past for d in manifest.entries[pre].state_dims}
-        if _SLOT_DIM in dims:
-            dims[_SLOT_DIM] = slot
+        if SLOT_DIM in dims:
+            dims[SLOT_DIM] = slot
         rt.run(pre, *random_inputs(manifest, pre, past, seed=1), dims=dims)
         runs.append(("prefill", past, past, b, sim.stats(), rt.stream_log, rt.host_log))
     before = sim.stats()

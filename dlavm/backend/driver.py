@@ -29,6 +29,7 @@ import numpy as np
 
 from dlavm import sym
 from dlavm.artifact import ConstRef, HostStep, Manifest, ToDeviceStep, ToHostStep, ValueRef
+from dlavm.passes.kv_cache import BATCH_ENTRIES, ROWS_DIM
 
 from .cpp_host_ops import CPP_DTYPES, CPP_HOST_OPS, HostCall, Operand, call_problem, emit_call
 from .driver_main import generate_main, llm_model, run_main
@@ -400,10 +401,10 @@ def generate_driver(build, model: str) -> dict:
         files[f"driver/{mf}_main.cc"] = run_main(lf, ns, mf, dims, _shape, cpp_ident(lf.name)).encode()
     llm = m.llm
     if llm:
-        batched = "greedy_batch" in m.entries and "logits_batch" in m.entries and "batch" in m.dims
+        batched = all(e in m.entries for e in BATCH_ENTRIES.values()) and ROWS_DIM in m.dims
         files[f"driver/{mf}_llm.cc"] = llm_model(llm, ns, mf, cpp_ident(llm.entries["greedy"]),
                                                  cpp_ident(llm.entries["logits"]),
-                                                 m.dims["batch"].hi if batched else 1).encode()
+                                                 m.dims[ROWS_DIM].hi if batched else 1).encode()
         files[f"driver/{mf}_generate.cc"] = generate_main(llm, mf).encode()
     return files
 

@@ -61,6 +61,8 @@ SLOT_DIM = "slot"
 ROWS_DIM = "batch"
 #: The most sequences one batched step runs (one state dim ``ctx<r>`` each).
 MAX_BATCH = 8
+#: The batched-decode entries, by the role of the single-sequence entry they batch.
+BATCH_ENTRIES = {"logits": "logits_batch", "greedy": "greedy_batch"}
 
 
 def row_ctx_dim(r: int) -> str:
@@ -153,8 +155,8 @@ def _batched_entries(fn: Function, seq, max_ctx: int, batch: int) -> tuple:
     params = [mut.run(p) for p in fn.params]
     body = mut.run(fn.body)
     attrs = {**fn.attrs, "state_dims": list(row_ctx), "requires": []}
-    logits = Function("logits_batch", params, body, dict(attrs))
-    greedy = Function("greedy_batch", params, _greedy_body(body), dict(attrs))
+    logits = Function(BATCH_ENTRIES["logits"], params, body, dict(attrs))
+    greedy = Function(BATCH_ENTRIES["greedy"], params, _greedy_body(body), dict(attrs))
     return logits, greedy, list(row_ctx)
 
 
@@ -242,4 +244,5 @@ def kv_cache(max_ctx: int | None = None, batch: int = 1) -> Pass:
 
 
 __all__ = ["kv_cache", "add_kv_cache", "kv_cache_bytes", "KVCacheError", "CTX_DIM", "SLOT_DIM", "ROWS_DIM", "MAX_BATCH",
+           "BATCH_ENTRIES",
            "row_ctx_dim"]

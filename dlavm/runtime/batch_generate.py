@@ -35,7 +35,8 @@ from .generate import GenerateArgumentError, Generator
 from .runtime import RunError, Runtime
 from .sampling import SplitMix64, sample
 
-#: The batched-decode entries and their per-row state dims (dlavm.passes.kv_cache).
+#: The batched-decode entries and dims as dlavm.passes.kv_cache names them (the runtime cannot import the
+#: compiler: doc/architecture.md); tests/llm/test_batch_decode.py checks the two agree.
 BATCH_ENTRIES = {"greedy": "greedy_batch", "logits": "logits_batch"}
 ROWS_DIM = "batch"
 

@@ -252,3 +252,15 @@ def test_cli_compile_batch_and_generate_several_prompts(tmp_path):
     assert r.exit_code == 2 and "--batch applies to --llm" in r.output
     r = CliRunner().invoke(cli, ["compile", "tiny-llama", "--llm", "--batch", "9", "-o", str(tmp_path / "x")])
     assert r.exit_code == 2 and "9 is not in the range 1<=x<=8" in r.output
+
+
+def test_the_runtime_names_the_batched_entries_and_dims_as_the_pass_does():
+    """The runtime cannot import the compiler (doc/architecture.md), so it keeps its own copy of the names."""
+    import importlib
+    kv_cache = importlib.import_module("dlavm.passes.kv_cache")
+    from dlavm.runtime import batch_generate, generate
+    assert batch_generate.BATCH_ENTRIES == kv_cache.BATCH_ENTRIES
+    assert batch_generate.ROWS_DIM == kv_cache.ROWS_DIM
+    assert [batch_generate.row_ctx_dim(r) for r in range(kv_cache.MAX_BATCH)] == \
+        [kv_cache.row_ctx_dim(r) for r in range(kv_cache.MAX_BATCH)]
+    assert generate.SLOT_DIM == kv_cache.SLOT_DIM
